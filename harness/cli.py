@@ -1,0 +1,165 @@
+"""The ``bench`` CLI: a thin typer layer over the Python API; heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import BenchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="bench: train and evaluate post-training grids; render leaderboards.")
+models_app = typer.Typer(invoke_without_command=True, help="The model zoo.")
+grid_app = typer.Typer(no_args_is_help=True, help="Grids: models x recipes x tasks.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Tasks and their verifiers.")
+app.add_typer(models_app, name="models")
+app.add_typer(grid_app, name="grid")
+app.add_typer(tasks_app, name="tasks")
+
+console = Console()
+
+# Options shared by several commands, declared once.
+ResultsOpt = Annotated[Path, typer.Option("--results", envvar="BENCH_RESULTS", help="Results directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_RESULTS = Path("results")
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the model zoo."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from harness.zoo import load_zoo
+
+    zoo = load_zoo()
+    if as_json:
+        _print_json({name: spec.model_dump() for name, spec in zoo.items()})
+        return
+    table = Table(title="bench model zoo")
+    for col in ("name", "hub", "arch", "params", "ctx", "chat", "think", "revision"):
+        table.add_column(col, no_wrap=col == "name", overflow="fold")
+    for spec in zoo.values():
+        params = f"{spec.params / 1e9:.2f}B" if spec.params and spec.params >= 1e9 else f"{(spec.params or 0) / 1e6:.0f}M"
+        table.add_row(spec.name, spec.hub or spec.source, (spec.architecture or "?").removesuffix("ForCausalLM"),
+                      params, str(spec.context_length or "?"), "yes" if spec.chat_template_required else "",
+                      "yes" if spec.thinks else "", spec.revision or ("-" if spec.source != "hub" else "unpinned"))
+    console.print(table)
+
+
+@models_app.command("fetch")
+def models_fetch(name: str) -> None:
+    """Materialize a model into the cache (the bundled default needs no hub)."""
+    from harness.zoo import materialize
+
+    path = materialize(name)
+    console.print(f"{name}: {path}")
+
+
+@grid_app.command("list")
+def grid_list() -> None:
+    """List the shipped grids."""
+    from harness.grid import list_grids
+
+    for name in list_grids():
+        typer.echo(name)
+
+
+@grid_app.command("show")
+def grid_show(name: str, results: ResultsOpt = DEFAULT_RESULTS, as_json: JsonOpt = False) -> None:
+    """The expanded cells of a grid with their keys and status."""
+    from harness.grid import expand, load_grid
+    from harness.status import cell_status
+
+    exp = expand(load_grid(name))
+    rows = []
+    for cell in exp.cells:
+        status, why = cell_status(cell, results)
+        what = f"{cell.method} from {cell.parent_stage}" if cell.kind == "train" else ",".join(t for t, _ in cell.tasks)
+        rows.append({"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
+                     "what": what, "status": status, "why": why})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"grid {exp.grid.name}: {len(exp.train)} train + {len(exp.eval)} eval cells")
+    for col in ("kind", "key", "model", "stage", "what", "status"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["kind"], r["key"], r["model"], r["stage"], r["what"], r["status"])
+    console.print(table)
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """Tasks in the include_path with their versions."""
+    from harness.taskinfo import task_index
+
+    for info in task_index().values():
+        members = f" = {', '.join(info.members)}" if info.members else ""
+        typer.echo(f"{info.name}  v{info.version}{members}")
+
+
+@tasks_app.command("check")
+def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="File with gold labels.")],
+                show: Annotated[bool, typer.Option("--show", help="Print every disagreement.")] = False) -> None:
+    """A task's oracle/verifier against a file's labels; last line agreement=<f> n=<n>."""
+    import importlib
+
+    from tasks import CHECKS
+
+    if task not in CHECKS:
+        raise BenchError(f"no check for task '{task}': checks exist for {', '.join(CHECKS)}")
+    if not data.exists():
+        raise BenchError(f"--data: file not found: {data}")
+    module, func = CHECKS[task].split(":")
+    report = getattr(importlib.import_module(module), func)(data, show=show)
+    if show:
+        for d in report.disagreements or []:
+            typer.echo(json.dumps(d, default=str))
+    if report.failures:
+        typer.echo(f"failures={report.failures} (rows that could not be parsed)")
+    typer.echo(report.last_line())
+
+
+@app.command("doctor")
+def doctor(as_json: JsonOpt = False) -> None:
+    """What this machine can run: Python, torch/CUDA, vLLM, bitsandbytes, flash-attn, caches, schedulers."""
+    from harness.doctor import CORE, run_checks
+
+    checks = run_checks()
+    if as_json:
+        _print_json([c.to_dict() for c in checks])
+    else:
+        table = Table(title="bench doctor")
+        for col in ("check", "status", "detail"):
+            table.add_column(col, overflow="fold")
+        style = {"works": "green", "missing": "yellow", "broken": "red"}
+        for c in checks:
+            table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", escape(c.detail))
+        console.print(table)
+    if any(c.name in CORE and c.status != "works" for c in checks):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one line on stderr and exit code 2."""
+    try:
+        app()
+    except BenchError as e:
+        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

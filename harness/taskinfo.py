@@ -1,0 +1,82 @@
+"""Task names and versions read from the YAMLs under ``tasks/`` without importing lm-eval.
+
+Cell keys need each task's ``metadata.version``; reading YAML is instant, while building
+lm-eval's TaskManager takes seconds. lm-eval itself still loads the tasks for a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from harness.errors import BenchError, closest
+
+__all__ = ["TaskInfo", "task_index", "resolve_tasks"]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    version: str
+    file: Path
+    members: tuple[str, ...] = field(default_factory=tuple)  # for groups
+
+
+def _load(path: Path, depth: int = 0) -> dict:
+    data = yaml.load(path.read_text(), Loader=_Loader) or {}
+    include = data.pop("include", None)
+    if include and depth < 5:
+        base = _load(path.parent / include, depth + 1)
+        base.update(data)
+        data = base
+    return data
+
+
+@cache
+def task_index(tasks_dir: Path | None = None) -> dict[str, TaskInfo]:
+    from tasks import TASKS_DIR
+
+    root = tasks_dir or TASKS_DIR
+    index: dict[str, TaskInfo] = {}
+    groups: dict[str, tuple[Path, list[str], str | None]] = {}
+    tags: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        data = _load(path)
+        version = str((data.get("metadata") or {}).get("version", "0"))
+        if "group" in data and isinstance(data.get("task"), list):
+            members = [t if isinstance(t, str) else t.get("task") for t in data["task"]]
+            groups[str(data["group"])] = (path, members, (data.get("metadata") or {}).get("version"))
+        elif isinstance(data.get("task"), str):
+            index[data["task"]] = TaskInfo(data["task"], version, path)
+            tag = data.get("tag")
+            for t in [tag] if isinstance(tag, str) else (tag or []):
+                tags.setdefault(t, []).append(data["task"])
+    for name, members in tags.items():
+        if name not in index:
+            index[name] = TaskInfo(name, "tag", root, tuple(members))
+    for name, (path, members, version) in groups.items():
+        index[name] = TaskInfo(name, str(version or "group"), path, tuple(members))
+    return index
+
+
+def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
+    """Expand groups and tags into leaf tasks (name, version); unknown names fail with a hint."""
+    index = task_index()
+    out: list[TaskInfo] = []
+    for name in names:
+        if name not in index:
+            raise BenchError(f"{where}: unknown task '{name}'{closest(name, index)}; see `bench tasks list`")
+        info = index[name]
+        leaves = resolve_tasks(list(info.members), where) if info.members else [info]
+        out.extend(t for t in leaves if t not in out)
+    return out

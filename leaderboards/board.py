@@ -1,0 +1,187 @@
+"""The leaderboard as data: rows model × stage, columns task@version, every renderer's input.
+
+Values, stderrs and deltas come from the ``leaderboard_long`` view. Significance marks
+come from an exact McNemar test on per-sample correctness over the doc_ids two cells
+share: ``*`` marks a stage that differs from its model's base at p < alpha, ``†`` one
+that differs from its previous stage (the parent, e.g. ``distill`` for
+``distill+grpo``) when that is not the base.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import pyarrow as pa
+
+from leaderboards.stats import mcnemar_exact
+
+__all__ = [
+    "Column",
+    "BoardCell",
+    "BoardRow",
+    "Board",
+    "build_board",
+    "stage_depth",
+    "parent_stage",
+    "SIG_BASE",
+    "SIG_PARENT",
+]
+
+SIG_BASE = "*"
+SIG_PARENT = "†"
+
+
+def stage_depth(stage: str) -> int:
+    return 0 if stage == "base" else len(stage.split("+"))
+
+
+def parent_stage(stage: str) -> str | None:
+    if stage == "base":
+        return None
+    return stage.rsplit("+", 1)[0] if "+" in stage else "base"
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str  # task@vN
+    task: str
+    version: str
+    metric: str
+    higher_is_better: bool = True
+
+
+@dataclass
+class BoardCell:
+    value: float
+    stderr: float | None
+    n: int | None
+    cell_key: str
+    delta_base: float | None = None
+    delta_parent: float | None = None
+    p_base: float | None = None  # exact McNemar vs base over shared doc_ids
+    p_parent: float | None = None
+    alpha: float = 0.05
+
+    @property
+    def sig_base(self) -> bool:
+        return self.p_base is not None and self.p_base < self.alpha
+
+    @property
+    def sig_parent(self) -> bool:
+        return self.p_parent is not None and self.p_parent < self.alpha
+
+    @property
+    def marks(self) -> str:
+        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "")
+
+
+@dataclass
+class BoardRow:
+    model: str
+    stage: str
+    depth: int
+    parent: str | None
+    cells: dict[str, BoardCell] = field(default_factory=dict)
+
+
+@dataclass
+class Board:
+    columns: list[Column]
+    rows: list[BoardRow]
+    alpha: float = 0.05
+
+    @property
+    def legend(self) -> list[str]:
+        a = f"{self.alpha:g}"
+        return [
+            "value ± stderr (mean of the primary metric; stderr as lm-eval computes it)",
+            "(Δ vs base / Δ vs previous stage); one Δ when the previous stage is base",
+            f"{SIG_BASE} differs from base at p < {a}; {SIG_PARENT} differs from the previous "
+            f"stage at p < {a} (exact McNemar test on per-sample correctness, shared doc_ids)",
+            "columns are task@version: only equal task versions are compared",
+        ]
+
+
+def _match(value: str, patterns) -> bool:
+    return any(fnmatchcase(value, p) for p in patterns)
+
+
+def _keep(row: tuple, models, methods, tasks) -> bool:
+    model, stage, task, label = row[0], row[1], row[4], row[6]
+    if models and not _match(model, models):
+        return False
+    if methods and not any(m in stage.split("+") or m == stage for m in methods):
+        return False
+    return not tasks or _match(task, tasks) or _match(label, tasks)
+
+
+_COLS = (
+    "model_id, stage, depth, parent_stage, task, task_version, label, metric, higher_is_better, "
+    "value, stderr, n, cell_key, base_cell, delta_base, parent_cell, delta_parent"
+)
+
+
+def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.05) -> Board:
+    """Query the store; filters are lists of glob patterns (model id; method in the stage; task)."""
+    rows = [
+        r
+        for r in con.execute(
+            f"SELECT {_COLS} FROM leaderboard_long ORDER BY model_id, depth, stage, label"
+        ).fetchall()
+        if _keep(r, models, methods, tasks)
+    ]
+    pvals = _paired_pvalues(con, rows)
+    columns: dict[str, Column] = {}
+    board_rows: dict[tuple[str, str], BoardRow] = {}
+    for (model, stage, depth, parent, task, version, label, metric, hib, value, se, n,
+         cell, base_cell, d_base, parent_cell, d_parent) in rows:  # fmt: skip
+        columns.setdefault(label, Column(label, task, version, metric, bool(hib)))
+        row = board_rows.setdefault((model, stage), BoardRow(model, stage, depth, parent))
+        row.cells[label] = BoardCell(
+            value=value,
+            stderr=None if se is None or math.isnan(se) else se,
+            n=n,
+            cell_key=cell,
+            delta_base=d_base,
+            delta_parent=d_parent,
+            p_base=pvals.get((cell, base_cell, task)) if base_cell else None,
+            p_parent=(
+                pvals.get((cell, parent_cell, task))
+                if parent_cell and parent != "base"
+                else None
+            ),
+            alpha=alpha,
+        )
+    return Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
+
+
+def _paired_pvalues(con, rows: list[tuple]) -> dict[tuple[str, str, str], float]:
+    """Exact McNemar p for every (cell, reference cell, task) pair the board shows."""
+    pairs = set()
+    for r in rows:
+        cell, task, base_cell, parent, parent_cell = r[12], r[4], r[13], r[3], r[15]
+        if base_cell:
+            pairs.add((cell, base_cell, task))
+        if parent_cell and parent != "base":
+            pairs.add((cell, parent_cell, task))
+    if not pairs:
+        return {}
+    cells, refs, tasks = zip(*sorted(pairs), strict=True)
+    con.register("_pairs", pa.table({"cell": cells, "ref": refs, "task": tasks}))
+    try:
+        counts = con.execute(
+            """
+            SELECT p.cell, p.ref, p.task,
+                   count(*) FILTER (WHERE x.correct AND NOT r.correct) AS wins,
+                   count(*) FILTER (WHERE r.correct AND NOT x.correct) AS losses
+            FROM _pairs p
+            JOIN samples x ON x.cell_key = p.cell AND x.task = p.task
+            JOIN samples r ON r.cell_key = p.ref AND r.task = p.task AND r.doc_id = x.doc_id
+            GROUP BY p.cell, p.ref, p.task
+            """
+        ).fetchall()
+    finally:
+        con.unregister("_pairs")
+    return {(c, r, t): mcnemar_exact(int(w), int(lo)) for c, r, t, w, lo in counts}

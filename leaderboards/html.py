@@ -1,0 +1,210 @@
+"""One static, self-contained HTML leaderboard page: no network, inline CSS/JS, PNG plots.
+
+The table sorts by clicking a header (or by ``#sort=<column>:<asc|desc>`` in the URL,
+which also lets a headless browser test sorting). Plots are matplotlib (Agg, imported
+lazily) embedded as base64 PNG: per task, score by stage (bars, one per model, stderr
+whiskers); per model, stage trajectories (one line per task along each recipe chain).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+
+from leaderboards.board import Board, BoardRow, parent_stage, stage_depth
+from leaderboards.render import _deltas, _num
+
+__all__ = ["to_html", "MAX_PLOTS", "MAX_SERIES"]
+
+MAX_PLOTS = 8  # per kind; a huge board links to filters instead of drawing 10,000 bars
+MAX_SERIES = 8
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#5b6475;margin-bottom:14px}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+th,td{padding:6px 10px;border-bottom:1px solid #dfe3ea;text-align:right;white-space:nowrap}
+th{background:#22314d;color:#fff;cursor:pointer;user-select:none;position:sticky;top:0}
+th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+tbody tr:nth-child(even){background:#f3f6fb}tbody tr:hover{background:#fff4d6}
+.se{color:#6b7385}.up{color:#13795b}.down{color:#b42318}.sig{color:#7a3ed8;font-weight:700}
+.d{font-size:12px}.legend{color:#4a5163;font-size:13px;margin-top:10px}
+.plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;border:1px solid #dfe3ea;padding:8px}
+figcaption{font-size:12px;color:#5b6475}
+"""
+
+_JS = """
+function sortTable(table, col, dir) {
+  const tbody = table.tBodies[0];
+  const num = table.tHead.rows[0].cells[col].dataset.type === 'num';
+  const key = r => { const c = r.cells[col]; return c.dataset.v !== undefined ? c.dataset.v : c.textContent; };
+  const rows = Array.from(tbody.rows);
+  rows.sort((a, b) => {
+    let x = key(a), y = key(b);
+    if (num) {
+      x = x === '' ? NaN : parseFloat(x); y = y === '' ? NaN : parseFloat(y);
+      if (isNaN(x) || isNaN(y)) return isNaN(x) - isNaN(y);  // missing cells last
+      return dir === 'asc' ? x - y : y - x;
+    }
+    return dir === 'asc' ? x.localeCompare(y) : y.localeCompare(x);
+  });
+  rows.forEach(r => tbody.appendChild(r));
+  Array.from(table.tHead.rows[0].cells).forEach((th, i) =>
+    th.setAttribute('aria-sort', i === col ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'));
+}
+document.querySelectorAll('table.sortable').forEach(table => {
+  Array.from(table.tHead.rows[0].cells).forEach((th, i) => th.addEventListener('click', () => {
+    const dir = th.getAttribute('aria-sort') === 'descending' ? 'asc' : 'desc';
+    sortTable(table, i, th.dataset.type === 'num' ? dir : (dir === 'desc' ? 'asc' : 'desc'));
+  }));
+});
+const m = location.hash.match(/sort=(\\d+):(asc|desc)/);
+if (m) sortTable(document.getElementById('lb'), parseInt(m[1]), m[2]);
+document.body.dataset.ready = 'yes';
+"""
+
+
+def _td(row: BoardRow, label: str, higher_is_better: bool) -> str:
+    cell = row.cells.get(label)
+    if cell is None:
+        return '<td data-v="">—</td>'
+    d = _deltas(cell, row.parent)
+    if d:
+        delta = cell.delta_base or 0.0
+        cls = "" if delta == 0 else ("up" if (delta > 0) == higher_is_better else "down")
+        d = f' <span class="d {cls}">{escape(d)}</span>'
+    se = f' <span class="se">± {_num(cell.stderr)}</span>' if cell.stderr is not None else ""
+    marks = f'<span class="sig">{cell.marks}</span>' if cell.marks else ""
+    return f'<td data-v="{cell.value!r}" title="{escape(cell.cell_key)}">{_num(cell.value)}{se}{marks}{d}</td>'
+
+
+def _table(board: Board) -> str:
+    head = '<th data-type="str">model</th><th data-type="str">stage</th>' + "".join(
+        f'<th data-type="num" title="metric: {escape(c.metric)}">{escape(c.label)}</th>'
+        for c in board.columns
+    )
+    body = []
+    for row in board.rows:
+        tds = "".join(_td(row, c.label, c.higher_is_better) for c in board.columns)
+        body.append(
+            f"<tr><td>{escape(row.model)}</td>"
+            f'<td data-v="{row.depth:03d} {escape(row.stage)}">{escape(row.stage)}</td>{tds}</tr>'
+        )
+    return (
+        f'<table id="lb" class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _stage_order(stages) -> list[str]:
+    return sorted(set(stages), key=lambda s: (stage_depth(s), s))
+
+
+def _bar_plots(board: Board, plt) -> list[tuple[str, str]]:
+    import numpy as np
+
+    out = []
+    models = list(dict.fromkeys(r.model for r in board.rows))[:MAX_SERIES]
+    for col in board.columns[:MAX_PLOTS]:
+        rows = [r for r in board.rows if r.model in models and col.label in r.cells]
+        stages = _stage_order(r.stage for r in rows)[:24]
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(stages) + 2), 3.4))
+        width = 0.8 / max(1, len(models))
+        x = np.arange(len(stages))
+        for i, model in enumerate(models):
+            got = {r.stage: r.cells[col.label] for r in rows if r.model == model}
+            ys = [got[s].value if s in got else np.nan for s in stages]
+            es = [(got[s].stderr or 0) if s in got else 0 for s in stages]
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, ys, width, yerr=es, capsize=2, label=model)
+        ax.set_xticks(x, stages, rotation=30, ha="right")
+        ax.set_ylabel(col.metric)
+        ax.set_title(col.label)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        out.append((f"{col.label}: score by stage", _png(fig)))
+    return out
+
+
+def _chains(stages: set[str]) -> list[list[str]]:
+    """Recipe chains base → … → leaf for every stage that no other stage extends."""
+    parents = {parent_stage(s) for s in stages}
+    chains = []
+    for leaf in _stage_order(s for s in stages if s not in parents):
+        chain, s = [], leaf
+        while s is not None:
+            if s in stages:
+                chain.append(s)
+            s = parent_stage(s)
+        chains.append(chain[::-1])
+    return chains
+
+
+def _trajectory_plots(board: Board, plt) -> list[tuple[str, str]]:
+    out = []
+    models = list(dict.fromkeys(r.model for r in board.rows))[:MAX_PLOTS]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    for model in models:
+        rows = {r.stage: r for r in board.rows if r.model == model}
+        order = _stage_order(rows)[:24]
+        pos = {s: i for i, s in enumerate(order)}
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(order) + 2), 3.4))
+        for ci, col in enumerate(board.columns[:MAX_SERIES]):
+            for k, chain in enumerate(_chains(set(order))[:4]):
+                pts = [(pos[s], rows[s].cells[col.label].value) for s in chain if col.label in rows[s].cells]
+                if not pts:
+                    continue
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, styles[k % 4], marker="o", color=colors[ci % len(colors)],
+                        label=col.label if k == 0 else None)  # fmt: skip
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        ax.set_title(f"{model}: trajectory over stages")
+        ax.set_ylabel("score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        out.append((f"{model}: stage trajectory", _png(fig)))
+    return out
+
+
+def _plots(board: Board) -> str:
+    if not board.rows:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    figs = _bar_plots(board, plt) + _trajectory_plots(board, plt)
+    items = "".join(
+        f'<figure><img alt="{escape(cap)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{escape(cap)}</figcaption></figure>"
+        for cap, b64 in figs
+    )
+    return f'<h2>Plots</h2><div class="plots">{items}</div>'
+
+
+def to_html(board: Board, title: str = "bench leaderboard") -> str:
+    models = len({r.model for r in board.rows})
+    meta = f"{models} model(s), {len(board.rows)} model × stage row(s), {len(board.columns)} task column(s)"
+    if models > MAX_PLOTS or len(board.columns) > MAX_PLOTS:
+        meta += f"; plots show the first {MAX_PLOTS} — filter with --model/--task for others"
+    legend = "".join(f"<div>{escape(x)}</div>" for x in board.legend)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1><div class=\"meta\">{escape(meta)}</div>"
+        f"{_table(board)}<div class=\"legend\">{legend}</div>{_plots(board)}"
+        f"<script>{_JS}</script></body></html>\n"
+    )

@@ -1,0 +1,236 @@
+"""Render the leaderboard: terminal (rich), Markdown, LaTeX (booktabs), CSV, JSON, HTML.
+
+Every format is a function ``Board -> str``; :func:`render` opens the store, builds the
+board once and dispatches. CSV and JSON carry full-precision numbers (machine-readable);
+the human formats show 4 decimals.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from leaderboards.board import Board, BoardCell, build_board
+
+__all__ = ["FORMATS", "render", "write", "to_rich", "render_board"]
+
+_DASH = "—"
+
+
+def _num(x: float | None, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return _DASH
+    return f"{x:+.4f}" if sign else f"{x:.4f}"
+
+
+def _deltas(cell: BoardCell, parent: str | None) -> str:
+    if parent is None or cell.delta_base is None and cell.delta_parent is None:
+        return ""
+    if parent == "base" or cell.delta_parent is None:
+        return f"({_num(cell.delta_base, True)})"
+    return f"({_num(cell.delta_base, True)} / {_num(cell.delta_parent, True)})"
+
+
+def _cell_text(cell: BoardCell | None, parent: str | None, pm: str = "±") -> str:
+    if cell is None:
+        return _DASH
+    se = f" {pm} {_num(cell.stderr)}" if cell.stderr is not None else ""
+    d = _deltas(cell, parent)
+    return f"{_num(cell.value)}{se}{cell.marks}" + (f" {d}" if d else "")
+
+
+def to_rich(board: Board):
+    """A rich Table (the CLI prints it with colour; :func:`to_terminal` renders it to text)."""
+    from rich.table import Table
+
+    table = Table(title="Leaderboard", caption="\n".join(board.legend), caption_justify="left")
+    table.add_column("model", style="bold")
+    table.add_column("stage")
+    for col in board.columns:
+        table.add_column(col.label, justify="right")
+    prev_model = None
+    for row in board.rows:
+        if prev_model is not None and row.model != prev_model:
+            table.add_section()
+        prev_model = row.model
+        cells = []
+        for col in board.columns:
+            cell = row.cells.get(col.label)
+            text = _cell_text(cell, row.parent) if cell else _DASH
+            if cell and cell.delta_base is not None and cell.delta_base != 0:
+                better = (cell.delta_base > 0) == col.higher_is_better
+                text = f"[{'green' if better else 'red'}]{text}[/]"
+            cells.append(text)
+        table.add_row(row.model, row.stage, *cells)
+    return table
+
+
+def to_terminal(board: Board) -> str:
+    from rich.console import Console
+
+    width = max(100, 32 + 34 * len(board.columns))
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    console.print(to_rich(board))
+    return console.file.getvalue()
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def to_markdown(board: Board) -> str:
+    head = ["model", "stage", *[c.label for c in board.columns]]
+    lines = [
+        "| " + " | ".join(_md_escape(h) for h in head) + " |",
+        "|" + "|".join([":---", ":---"] + ["---:"] * len(board.columns)) + "|",
+    ]
+    for row in board.rows:
+        cells = [_cell_text(row.cells.get(c.label), row.parent) for c in board.columns]
+        lines.append("| " + " | ".join(_md_escape(x) for x in [row.model, row.stage, *cells]) + " |")
+    lines.append("")
+    lines.extend(f"- {x}" for x in board.legend)
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def _tex_cell(cell: BoardCell | None, parent: str | None) -> str:
+    if cell is None:
+        return "--"
+    se = rf" $\pm$ {_num(cell.stderr)}" if cell.stderr is not None else ""
+    marks = "".join({"*": "*", "†": r"\dagger"}[m] for m in cell.marks)
+    sup = f"$^{{{marks}}}$" if marks else ""
+    d = _deltas(cell, parent)
+    return f"{_num(cell.value)}{se}{sup}" + (rf" {{\scriptsize {d}}}" if d else "")
+
+
+def to_latex(board: Board) -> str:
+    ncol = 2 + len(board.columns)
+    out = [
+        r"% bench leaderboard; needs \usepackage{booktabs}",
+        r"\begin{tabular}{ll" + "r" * len(board.columns) + "}",
+        r"\toprule",
+        " & ".join(["Model", "Stage", *[latex_escape(c.label) for c in board.columns]]) + r" \\",
+        r"\midrule",
+    ]
+    prev_model = None
+    for row in board.rows:
+        if prev_model is not None and row.model != prev_model:
+            out.append(r"\midrule")
+        prev_model = row.model
+        cells = [_tex_cell(row.cells.get(c.label), row.parent) for c in board.columns]
+        out.append(" & ".join([latex_escape(row.model), latex_escape(row.stage), *cells]) + r" \\")
+    out.append(r"\bottomrule")
+    legend = "; ".join(latex_escape(x).replace("±", r"$\pm$").replace("†", r"$\dagger$")
+                       .replace("Δ", r"$\Delta$") for x in board.legend)  # fmt: skip
+    out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\scriptsize {legend}}} \\")
+    out.append(r"\end{tabular}")
+    return "\n".join(out) + "\n"
+
+
+_CSV_FIELDS = ("stderr", "n", "delta_base", "delta_parent", "p_base", "p_parent", "cell_key")
+
+
+def to_csv(board: Board) -> str:
+    """Wide CSV: ``<task@v>`` holds the value, ``<task@v>:<field>`` the rest; empty = missing."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["model", "stage", "depth", "parent"]
+    for c in board.columns:
+        header += [c.label, *(f"{c.label}:{f}" for f in _CSV_FIELDS)]
+    w.writerow(header)
+    for row in board.rows:
+        line = [row.model, row.stage, row.depth, row.parent or ""]
+        for c in board.columns:
+            cell = row.cells.get(c.label)
+            vals = [None] * (1 + len(_CSV_FIELDS))
+            if cell:
+                vals = [cell.value, *(getattr(cell, f) for f in _CSV_FIELDS)]
+            line += ["" if v is None else repr(v) if isinstance(v, float) else v for v in vals]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def _jnum(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def board_to_dict(board: Board) -> dict:
+    return {
+        "alpha": board.alpha,
+        "legend": board.legend,
+        "columns": [vars(c) | {} for c in board.columns],
+        "rows": [
+            {
+                "model": r.model,
+                "stage": r.stage,
+                "depth": r.depth,
+                "parent": r.parent,
+                "cells": {
+                    label: {k: _jnum(v) for k, v in vars(c).items() if k != "alpha"}
+                    | {"sig_base": c.sig_base, "sig_parent": c.sig_parent}
+                    for label, c in r.cells.items()
+                },
+            }
+            for r in board.rows
+        ],
+    }
+
+
+def to_json(board: Board) -> str:
+    return json.dumps(board_to_dict(board), indent=2, ensure_ascii=False) + "\n"
+
+
+def _html(board: Board) -> str:
+    from leaderboards.html import to_html
+
+    return to_html(board)
+
+
+FORMATS = {
+    "terminal": to_terminal,
+    "md": to_markdown,
+    "latex": to_latex,
+    "csv": to_csv,
+    "json": to_json,
+    "html": _html,
+}
+_ALIASES = {"markdown": "md", "tex": "latex", "text": "terminal", "htm": "html"}
+
+
+def render_board(board: Board, fmt: str) -> str:
+    key = _ALIASES.get(fmt, fmt)
+    if key not in FORMATS:
+        raise ValueError(f"unknown leaderboard format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    return FORMATS[key](board)
+
+
+def render(db_path_or_conn, fmt: str, *, models=None, methods=None, tasks=None, alpha: float = 0.05) -> str:
+    """Render the store's leaderboard. Filters are glob patterns (see :func:`build_board`)."""
+    if isinstance(db_path_or_conn, str | Path):
+        from leaderboards.store import connect
+
+        con = connect(db_path_or_conn, read_only=True)
+        try:
+            board = build_board(con, models=models, methods=methods, tasks=tasks, alpha=alpha)
+        finally:
+            con.close()
+    else:
+        board = build_board(db_path_or_conn, models=models, methods=methods, tasks=tasks, alpha=alpha)
+    return render_board(board, fmt)
+
+
+def write(db_path_or_conn, fmt: str, out: str | Path, **filters) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(db_path_or_conn, fmt, **filters), encoding="utf-8")
+    return out

@@ -1,0 +1,78 @@
+"""GSM8K: local files first, the hub only as a fallback for users who are online.
+
+The data folder is ``$BENCH_DATA_DIR``, else ``<repo root>/../shared/data`` when that
+exists; it holds ``gsm8k_{train,test}.jsonl`` (fields ``question``, ``answer`` = a worked
+solution ending ``#### <number>``). Without the file, ``openai/gsm8k`` (config
+``main``) is loaded with ``datasets``. Tests never take the hub path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from tasks import TASKS_DIR
+from tasks.math.extract import normalize_number
+
+__all__ = [
+    "data_dir",
+    "load_gsm8k",
+    "gsm8k_gold",
+    "gsm8k_steps",
+    "gsm8k_solution",
+    "gsm8k_think_trace",
+    "HUB_DATASET",
+]
+
+HUB_DATASET = ("openai/gsm8k", "main")
+_CALCULATOR_RE = re.compile(r"<<[^<>]*>>")
+
+
+def data_dir() -> Path | None:
+    """Where local data lives: ``$BENCH_DATA_DIR``, else ``../shared/data`` beside the repo."""
+    env = os.environ.get("BENCH_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    shared = TASKS_DIR.parent.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_gsm8k(split: str) -> list[dict]:
+    """Rows ``{question, answer}`` of a split (``train`` or ``test``)."""
+    folder = data_dir()
+    if folder is not None and (folder / f"gsm8k_{split}.jsonl").is_file():
+        return _read_jsonl(folder / f"gsm8k_{split}.jsonl")
+    import datasets  # the online fallback only
+
+    return [dict(row) for row in datasets.load_dataset(*HUB_DATASET, split=split)]
+
+
+def gsm8k_gold(answer: str) -> str:
+    """The gold number after ``####``, normalised ("1,600" -> "1600")."""
+    if "####" not in answer:
+        raise ValueError("GSM8K answer has no '#### <number>' line")
+    return normalize_number(answer.rsplit("####", 1)[1])
+
+
+def gsm8k_steps(answer: str) -> list[str]:
+    """The solution's lines before ``####``, calculator annotations ``<<a*b=c>>`` removed."""
+    body = _CALCULATOR_RE.sub("", answer.rsplit("####", 1)[0])
+    return [" ".join(line.split()) for line in body.splitlines() if line.strip()]
+
+
+def gsm8k_solution(row: dict) -> str:
+    """The worked solution as plain text ending "The answer is N." (a few-shot target)."""
+    return "\n".join([*gsm8k_steps(row["answer"]), f"The answer is {gsm8k_gold(row['answer'])}."])
+
+
+def gsm8k_think_trace(row: dict) -> str:
+    """The solution rewritten as ``<think>`` with "Step n:" lines, then "The answer is N."."""
+    steps = "\n".join(f"Step {i}: {s}" for i, s in enumerate(gsm8k_steps(row["answer"]), 1))
+    return f"<think>\n{steps}\n</think>\nThe answer is {gsm8k_gold(row['answer'])}."

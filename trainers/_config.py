@@ -1,0 +1,177 @@
+"""Config resolution shared by every method: dataclass defaults → YAML → CLI overrides.
+
+A method's config is a plain dataclass. :func:`resolve` layers a YAML file (or a dict,
+as the harness passes) and ``key=value`` overrides on top of its defaults, checking every
+key against the dataclass so a typo is a one-line error, never a silently ignored field.
+The resolved config is written beside the checkpoint (:func:`save_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+__all__ = ["TrainConfig", "resolve", "parse_overrides", "save_config", "config_dict", "cli"]
+
+C = TypeVar("C")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Fields every method shares. A method's config subclasses this and adds its own."""
+
+    # Where from and where to. The harness sets these through ``train_stage``.
+    model: str = ""  # base model directory (the zoo's materialized path)
+    parent: str | None = None  # previous stage directory; its merged weights are the start
+    output_dir: str = "runs/stage"
+    target: str = "cpu"  # containers/targets.yaml name: dtype, attention, GPU memory
+    seed: int = 0
+    trust_remote_code: bool = False  # only ever set from a zoo entry that declares it
+
+    # Parameter-efficient training: lora, qlora (4-bit base, CUDA only) or full.
+    mode: str = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target: str = "all-linear"  # peft discovers Linear layers, lm_head excluded
+    merge: bool = False  # also write merged weights (a child stage merges on demand anyway)
+
+    # Data.
+    dataset: str = ""
+    limit: int | None = None  # first N rows after shuffling with ``seed``
+    eval_fraction: float = 0.0  # held out from the training rows for eval loss
+
+    # Optimisation. per_device_batch/grad_accum None means: ask the memory planner.
+    learning_rate: float = 1e-4
+    max_steps: int = 100
+    effective_batch: int = 8
+    per_device_batch: int | None = None
+    grad_accum: int | None = None
+    max_length: int = 512
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = 0.0
+    gradient_checkpointing: bool = False
+
+    # Logging, checkpoints, stopping.
+    logging_steps: int = 1  # every step, so the divergence guard sees every loss
+    save_steps: int = 50
+    save_total_limit: int = 2
+    eval_steps: int = 10
+    early_stopping_patience: int | None = None  # evaluations without eval-loss improvement
+    divergence_factor: float = 10.0  # |loss| above factor × max(|first loss|, 1) stops the run
+    resume: bool = True  # continue from the newest complete checkpoint in output_dir
+    nproc: int = 1  # >1: train_stage runs the stage under torchrun/accelerate (see launch.py)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(text: str) -> Any:
+    """A CLI value as YAML reads it: 1e-4 → float, true → bool, null → None, [a, b] → list."""
+    value = yaml.safe_load(text)
+    # PyYAML (YAML 1.1) reads "1e-4" as a string; a number was meant.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["learning_rate=1e-4", "merge=true"]`` → ``{"learning_rate": 1e-4, "merge": True}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("--").replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected key=value, e.g. learning_rate=1e-4")
+        out[key] = _coerce(value)
+    return out
+
+
+def _check_keys(cls: type, values: Mapping[str, Any], source: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else f"see {cls.__name__} for the fields"
+            raise ValueError(f"{source}: unknown {cls.__name__} field {key!r}; {hint}")
+
+
+def _typed(cls: type, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Cast ints written as floats and numbers written as strings to the field's default type."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if value is None or default is dataclasses.MISSING or default is None:
+            continue
+        want = type(default)
+        if want is bool and not isinstance(value, bool):
+            raise ValueError(f"{source}: field {key!r} must be true or false, got {value!r}")
+        if want in (int, float) and not isinstance(value, bool):
+            try:
+                cast = want(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source}: field {key!r} must be a number, got {value!r}") from None
+            if want is int and cast != float(value):
+                raise ValueError(f"{source}: field {key!r} must be an integer, got {value!r}")
+            values[key] = cast
+    return values
+
+
+def resolve(
+    cls: type[C],
+    config: str | Path | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> C:
+    """Defaults of ``cls`` ← ``config`` (a YAML path or a dict) ← ``overrides``."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        if isinstance(config, Mapping):
+            layer, source = dict(config), f"{cls.__name__} config"
+        else:
+            path = Path(config)
+            if not path.is_file():
+                raise ValueError(f"{path}: config file not found; pass an existing YAML file")
+            layer = yaml.safe_load(path.read_text()) or {}
+            source = str(path)
+            if not isinstance(layer, dict):
+                raise ValueError(f"{path}: expected a mapping of field: value at the top level")
+        _check_keys(cls, layer, source)
+        values.update(_typed(cls, layer, source))
+    extra = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    _check_keys(cls, extra, "override")
+    values.update(_typed(cls, extra, "override"))
+    return cls(**values)
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+
+
+def cli(cls: type[C], main: Callable[[C], Any], argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.<method> [--config FILE] [key=value ...]`` (also under torchrun)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    config = None
+    if "--config" in args:
+        i = args.index("--config")
+        config = args[i + 1]
+        del args[i : i + 2]
+    try:
+        cfg = resolve(cls, config, args)
+        main(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,103 @@
+"""The stage manifest: what a checkpoint is, where it came from and what training it cost.
+
+One ``manifest.json`` per stage directory, written last (atomically) so its presence
+means the stage finished. The harness copies it into the train run record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Manifest", "write_manifest", "read_manifest", "package_versions", "git_state"]
+
+MANIFEST_VERSION = 1
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "vllm")
+
+
+@dataclasses.dataclass
+class Manifest:
+    method: str
+    base_model: str  # the original model directory at the root of the stage chain
+    base_weights: str  # the weights this stage trained on: base_model, or the parent's merged/
+    parent: str | None
+    output_dir: str
+    mode: str  # lora | qlora | full
+    adapter: str | None  # relative to output_dir
+    merged: str | None  # relative to output_dir, when written
+    data: dict[str, Any]  # source, rows, sha256 of the canonical training rows
+    steps: int
+    final_loss: float | None
+    losses: list[float]
+    tokens: int
+    tokens_per_s: float | None
+    peak_memory_gb: dict[str, float]  # after_load, after_train (GPU reserved or CPU RSS)
+    planned_memory_gb: float | None
+    plan: dict[str, Any]
+    wall_s: float
+    seed: int
+    target: str
+    world_size: int
+    resumed_from: str | None
+    stopped_early: bool
+    packages: dict[str, str]
+    git_commit: str | None
+    git_dirty: bool | None
+    trust_remote_code: bool = False
+    config_file: str = "config.yaml"
+    manifest_version: int = MANIFEST_VERSION
+    created_at: str = dataclasses.field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_state(repo: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository this code runs from; (None, None) outside git."""
+    cwd = repo or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
+        )
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def write_manifest(manifest: Manifest, stage_dir: Path) -> Path:
+    path = Path(stage_dir) / "manifest.json"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=stage_dir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest.to_dict(), f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(stage_dir: str | Path) -> dict[str, Any]:
+    path = Path(stage_dir) / "manifest.json"
+    if not path.exists():
+        raise ValueError(f"{path}: no manifest; the stage did not finish (rerun it to resume)")
+    return json.loads(path.read_text())
