@@ -78,7 +78,12 @@ def build_bundled(spec, out: Path) -> None:
         gguf = _find_gguf(Path(work))
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        config = loaded.config
+        # The weights are dequantized now: a leftover gguf quantization_config would make
+        # transformers treat the saved model as quantized (and refuse to save merges of it).
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         fresh.load_state_dict(loaded.state_dict(), strict=True)
         fresh.generation_config = loaded.generation_config
         fresh.save_pretrained(out)

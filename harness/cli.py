@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -132,6 +131,37 @@ def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="Fi
     typer.echo(report.last_line())
 
 
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str | None, typer.Option("--model", help="Zoo name, hub id or model directory.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A trained stage directory.")] = None,
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks or groups.")] = "math_arith",
+    backend: Annotated[str, typer.Option("--backend", help="hf or vllm.")] = "hf",
+    limit: Annotated[int | None, typer.Option("--limit", help="Docs per task.")] = None,
+    num_fewshot: Annotated[int, typer.Option("--num-fewshot")] = 0,
+    max_gen_toks: Annotated[int | None, typer.Option("--max-gen-toks", help="Cap generated tokens per doc.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    target: Annotated[str | None, typer.Option("--target", help="Hardware target; detected when omitted.")] = None,
+    no_chat_template: Annotated[bool, typer.Option("--no-chat-template")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    results: ResultsOpt = DEFAULT_RESULTS,
+) -> None:
+    """Evaluate a model or checkpoint on tasks in one lm-eval call; writes a run record."""
+    from harness.api import eval_model
+
+    record = eval_model(model=model, checkpoint=checkpoint, tasks=tasks.split(","), backend=backend, limit=limit,
+                        num_fewshot=num_fewshot, max_gen_toks=max_gen_toks, batch_size=batch_size, target=target,
+                        chat_template=not no_chat_template, seed=seed, results=results)
+    table = Table(title=f"{record.model_id} / {record.stage}  (cell {record.cell_key}, {record.wall_s:.1f}s)")
+    for col in ("task", "version", "metric", "value", "stderr", "n"):
+        table.add_column(col)
+    for t in record.tasks:
+        for name, m in t.metrics.items():
+            star = "*" if name == t.primary_metric else ""
+            table.add_row(t.name, t.version, name + star, f"{m.value:.4f}", f"{m.stderr:.4f}" if m.stderr is not None else "", str(m.n or ""))
+    console.print(table)
+
+
 @app.command("doctor")
 def doctor(as_json: JsonOpt = False) -> None:
     """What this machine can run: Python, torch/CUDA, vLLM, bitsandbytes, flash-attn, caches, schedulers."""
@@ -150,6 +180,10 @@ def doctor(as_json: JsonOpt = False) -> None:
         console.print(table)
     if any(c.name in CORE and c.status != "works" for c in checks):
         raise typer.Exit(1)
+
+
+# Commands defined in sibling modules register themselves on `app` when imported.
+from harness import _cli_run  # noqa: E402,F401
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "list_grids",
     "load_grid",
     "expand",
+    "eval_key",
 ]
 
 GRIDS_DIR = Path(__file__).with_name("grids")
@@ -168,7 +169,7 @@ def _check_references(grid: GridSpec, path: Path) -> None:
                 f"{path}: field 'published.{i}': '{name}' has no lineage in the model zoo{closest(name, zoo)}; "
                 "list plain models under `models:`"
             )
-    for s, (step, cfg) in enumerate(grid.steps.items()):
+    for step, cfg in grid.steps.items():
         method = cfg.get("method", step)
         if method not in METHODS:
             raise BenchError(f"{path}: field 'steps.{step}.method': unknown method '{method}'{closest(method, METHODS)}; methods: {', '.join(METHODS)}")
@@ -193,22 +194,27 @@ def _lineage_path(name: str) -> tuple[str, list[str]]:
     return name, methods
 
 
+def eval_key(identity: str | None, train_key: str | None, tasks: tuple[tuple[str, str], ...],
+             settings: EvalSettings, seed: int, target: str) -> str:
+    """What determines an eval cell's scores; ``batch_size`` is a speed knob and stays out."""
+    packages = package_versions(KEY_PACKAGES["eval"] + (("vllm",) if settings.backend == "vllm" else ()))
+    return content_key({"kind": "eval", "model": identity, "train": train_key, "tasks": tasks,
+                        "eval": settings.model_dump(exclude={"batch_size"}), "packages": packages,
+                        "seed": seed, "target": target})
+
+
 def expand(grid: GridSpec) -> Expansion:
     from harness.taskinfo import resolve_tasks
     from harness.zoo import get_model, model_identity
 
     tasks = tuple((t.name, t.version) for t in resolve_tasks(grid.tasks))
-    eval_settings = grid.eval.model_dump(exclude={"batch_size"})
-    eval_packages = package_versions(KEY_PACKAGES["eval"] + (("vllm",) if grid.eval.backend == "vllm" else ()))
     train_packages = package_versions(KEY_PACKAGES["train"])
 
     train: dict[str, TrainCell] = {}
     evals: dict[str, EvalCell] = {}
 
     def add_eval(model: str, stage: str, load: str, train_key: str | None, identity: str | None) -> None:
-        payload = {"kind": "eval", "model": identity, "train": train_key, "tasks": tasks,
-                   "eval": eval_settings, "packages": eval_packages, "seed": grid.seed, "target": grid.target}
-        key = content_key(payload)
+        key = eval_key(identity, train_key, tasks, grid.eval, grid.seed, grid.target)
         evals.setdefault(key, EvalCell(key, model, stage, load, train_key, tasks, grid.eval))
 
     for model in grid.models:

@@ -36,9 +36,12 @@ def _load(path: Path, depth: int = 0) -> dict:
     data = yaml.load(path.read_text(), Loader=_Loader) or {}
     include = data.pop("include", None)
     if include and depth < 5:
-        base = _load(path.parent / include, depth + 1)
-        base.update(data)
-        data = base
+        merged: dict = {}
+        for inc in [include] if isinstance(include, str) else include:  # later includes win
+            if (path.parent / inc).exists():
+                merged.update(_load(path.parent / inc, depth + 1))
+        merged.update(data)
+        data = merged
     return data
 
 

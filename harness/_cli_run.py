@@ -1,0 +1,115 @@
+"""``bench train+eval``, ``bench train``, ``bench leaderboard``, ``bench compare`` (registered on the app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli import DEFAULT_RESULTS, ResultsOpt, app, console
+
+GridOpt = Annotated[str, typer.Option("--grid", help="Grid name (bench grid list) or a grid YAML path.")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local or slurm.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute cells that already have a record.")]
+OnlyOpt = Annotated[str | None, typer.Option("--only", help="Glob(s) over model/stage, key, kind or stage.")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="Override the grid's eval backend: hf or vllm.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Override the grid's docs per task.")]
+ContainerOpt = Annotated[str | None, typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE.")]
+PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
+
+
+def _print_plan(plan) -> None:
+    table = Table(title=f"grid {plan.expansion.grid.name}: {len(plan.todo)} to run, {len(plan.skipped)} done")
+    for col in ("kind", "key", "model", "stage", "why"):
+        table.add_column(col)
+    for cell in plan.todo:
+        table.add_row(cell.kind, cell.key, cell.model, cell.stage, plan.reasons[cell.key])
+    console.print(table)
+
+
+def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
+         render_after: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from harness.api import run_grid
+
+    if dry_run:
+        plan, _ = run_grid(grid, results=results, dry_run=True, force=force, only=only, kind=kind,
+                           backend=backend, limit=limit)
+        _print_plan(plan)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        job = bar.add_task("cells", total=None)
+
+        def progress(cell, state):
+            if state == "start":
+                bar.update(job, description=f"{cell.kind} {cell.cell_id} [{cell.key}]")
+            else:
+                bar.advance(job)
+                console.print(f"  {cell.kind:5} {cell.cell_id:40} {state}")
+
+        from harness.runner import plan_grid
+
+        todo = plan_grid(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit).todo
+        bar.update(job, total=len(todo))
+        plan, outcome = run_grid(grid, results=results, executor=executor, force=force, only=only, kind=kind,
+                                 backend=backend, limit=limit, container=container, partition=partition,
+                                 progress=progress)
+    failed = {k: v for k, v in outcome.items() if v not in ("done", "skipped")}
+    console.print(f"{len(outcome) - len(failed)} cells ran or were already done, {len(plan.skipped)} skipped "
+                  f"(record exists), {len(failed)} failed or blocked")
+    if render_after:
+        leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("train+eval")
+def train_eval(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
+               only: OnlyOpt = None, backend: BackendOpt = None, limit: LimitOpt = None,
+               container: ContainerOpt = None, partition: PartitionOpt = None,
+               results: ResultsOpt = DEFAULT_RESULTS) -> None:
+    """Train every stage of a grid and evaluate every checkpoint; then print the leaderboard."""
+    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True)
+
+
+@app.command("train")
+def train(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
+          only: OnlyOpt = None, container: ContainerOpt = None, partition: PartitionOpt = None,
+          results: ResultsOpt = DEFAULT_RESULTS) -> None:
+    """Train the stages of a grid (no evaluation)."""
+    _run(grid, "train", executor, dry_run, force, only, None, None, container, partition, results, False)
+
+
+@app.command("leaderboard")
+def leaderboard(
+    results: ResultsOpt = DEFAULT_RESULTS,
+    fmt: Annotated[str, typer.Option("--format", help="terminal, md, latex, csv, json or html.")] = "terminal",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Filter rows by model (glob).")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Keep stages containing this method.")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Keep these task columns.")] = None,
+) -> None:
+    """Ingest records into results/bench.duckdb and render the leaderboard."""
+    from harness.api import render_leaderboard
+
+    text = render_leaderboard(results, fmt=fmt, out=out, models=model, methods=method, tasks=task)
+    if out is None:
+        typer.echo(text)
+    else:
+        console.print(f"wrote {out}")
+
+
+@app.command("compare")
+def compare(cell_a: str, cell_b: str,
+            task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
+            results: ResultsOpt = DEFAULT_RESULTS) -> None:
+    """Paired test (exact McNemar / paired bootstrap) between two eval cells, per shared task."""
+    from leaderboards import compare_cells
+
+    console.print(compare_cells(results, cell_a, cell_b, task=task))
