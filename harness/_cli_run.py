@@ -61,8 +61,8 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
                                  backend=backend, limit=limit, container=container, partition=partition,
                                  progress=progress)
     failed = {k: v for k, v in outcome.items() if v not in ("done", "skipped")}
-    console.print(f"{len(outcome) - len(failed)} cells ran or were already done, {len(plan.skipped)} skipped "
-                  f"(record exists), {len(failed)} failed or blocked")
+    ran = sum(1 for v in outcome.values() if v == "done")
+    console.print(f"ran {ran} cells, {len(failed)} failed or blocked; {len(plan.skipped)} already done (record exists)")
     if render_after:
         leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
     if failed:

@@ -183,7 +183,7 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 # Commands defined in sibling modules register themselves on `app` when imported.
-from harness import _cli_run  # noqa: E402,F401
+from harness import _cli_run, _cli_tools  # noqa: E402,F401
 
 
 def main() -> None:

@@ -49,7 +49,8 @@ def _task_manager():
 
     from tasks import TASKS_DIR
 
-    return TaskManager(include_path=str(TASKS_DIR))
+    # Only bench's tasks: indexing lm-eval's ~14k built-in YAMLs costs ~50 s per process.
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
 
 
 def _lm(req: EvalRequest, results_dir: Path):

@@ -1,0 +1,93 @@
+"""``bench plan`` and ``bench containers`` (registered on the app)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from harness.cli import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
+from harness.errors import BenchError
+
+containers_app = typer.Typer(no_args_is_help=True, help="Images per hardware target (Docker/podman/Apptainer).")
+app.add_typer(containers_app, name="containers")
+EngineOpt = Annotated[str, typer.Option("--engine", help="apptainer, docker or podman.")]
+
+
+@app.command("plan")
+def plan_cmd(
+    model: Annotated[str, typer.Option("--model", help="Zoo name, hub id or model directory.")],
+    method: Annotated[str, typer.Option("--method", help="sft, distill, dpo or grpo.")] = "sft",
+    target: Annotated[str, typer.Option("--target", help="Hardware target (containers/targets.yaml).")] = "h100",
+    seq: Annotated[int, typer.Option("--seq", help="Sequence length.")] = 1024,
+    lora: Annotated[bool, typer.Option("--lora", help="LoRA adapters (default).")] = False,
+    qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base + LoRA.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning.")] = False,
+    effective_batch: Annotated[int, typer.Option("--effective-batch")] = 8,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs available.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Memory plan: weights, gradients, optimizer states, activations; batch and accumulation."""
+    from trainers.planner import plan
+
+    if sum((lora, qlora, full)) > 1:
+        raise BenchError("bench plan: choose one of --lora, --qlora, --full")
+    mode = "qlora" if qlora else "full" if full else "lora"
+    try:
+        p = plan(model, method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    if as_json:
+        _print_json(p.to_dict())
+    else:
+        console.print(p)
+
+
+@containers_app.command("list")
+def containers_list(as_json: JsonOpt = False) -> None:
+    """Hardware targets and their images."""
+    from rich.table import Table
+
+    from containers.build import list_targets
+
+    targets = list_targets()
+    if as_json:
+        _print_json([t.model_dump() for t in targets])
+        return
+    table = Table(title="hardware targets (containers/targets.yaml)")
+    for col in ("target", "base image", "torch", "cc", "dtype", "attention", "quant", "GPU GB"):
+        table.add_column(col, overflow="fold")
+    for t in targets:
+        table.add_row(t.name, t.base_image, str(t.torch), str(t.compute_capability or "-"), t.dtype,
+                      t.attn_implementation, ",".join(t.quantization) or "-", str(t.gpu_memory_gb or "-"))
+    console.print(table)
+
+
+@containers_app.command("build")
+def containers_build(target: str, engine: EngineOpt = "apptainer",
+                     tag: Annotated[str | None, typer.Option("--tag")] = None,
+                     base_image: Annotated[str | None, typer.Option("--base-image")] = None,
+                     print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
+    """Build TARGET's image (Apptainer .sif, or a Docker/podman image)."""
+    from containers.build import build
+
+    try:
+        cmd = build(target, engine, tag, base_image, execute=not print_only)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    console.print(" ".join(cmd), highlight=False, soft_wrap=True)
+
+
+@containers_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def containers_run(ctx: typer.Context, target: str, engine: EngineOpt = "apptainer",
+                   tag: Annotated[str | None, typer.Option("--tag")] = None, results: ResultsOpt = DEFAULT_RESULTS,
+                   print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
+    """Run `bench ARGS` inside TARGET's image: bench containers run cpu -- eval --model ..."""
+    from containers.build import run
+
+    try:
+        cmd = run(target, list(ctx.args), engine, tag, results, execute=not print_only)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    if print_only:
+        console.print(" ".join(cmd), highlight=False, soft_wrap=True)

@@ -1,0 +1,293 @@
+"""The SLURM executor: a grid's cells as submitit job arrays, in waves by stage depth.
+
+A cell with no parent to wait for (a base or published eval, a first training stage, or
+any cell whose parent already has a record) is in wave 0; every other cell is one wave
+after the cell it needs. Each wave is one array per resource shape (submitit's single
+parametrized sbatch template; nothing per model), submitted up front with
+``--dependency=afterany:<the parents' array tasks>`` — per-task ids, so a stage's eval
+starts as soon as its own training ends, and ``afterany`` so one failure never cancels
+its siblings. A task whose parent ended without a record returns 'blocked' (the local
+executor's word) without loading anything.
+
+Every task calls :func:`harness.runner.run_cell`, which is idempotent (a record means
+done) and resumes a training stage from its newest checkpoint, so requeue is simply
+"call it again": :class:`CellTask` is a submitit ``Checkpointable``, so on preemption or
+timeout (SIGUSR2 ahead of the limit) submitit requeues the same task, up to
+``MAX_TIMEOUTS`` timeouts. Job state comes from the result pickles and ``squeue``
+(``sacct`` needs slurmdbd, which small clusters lack). Logs and pickles go under
+``<results>/slurm/<run>/``. Records are the only shared state: tasks write files, never
+the DuckDB store.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from submitit.helpers import Checkpointable
+
+from harness.errors import BenchError
+from harness.status import failure_path, record_file
+
+__all__ = ["check_slurm", "resources", "waves", "python_command", "run_slurm", "CellTask",
+           "TIMEOUT_MIN", "MAX_TIMEOUTS"]
+
+TIMEOUT_MIN = {"train": 8 * 60, "eval": 4 * 60}  # per requeue; a train stage resumes after a timeout
+MAX_TIMEOUTS = 6  # timeouts a task survives (preemptions are not counted)
+CPUS_PER_GPU = 8
+CPU_TARGET_CPUS = 2
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+            "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+GRACE_POLLS = 3  # a finished task without a result pickle: wait for a slow shared filesystem
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def check_slurm() -> None:
+    """Raise a one-line BenchError unless sbatch/srun exist and the controller answers."""
+    for tool in ("sbatch", "srun", "squeue", "sinfo"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"--executor slurm: `{tool}` is not on PATH; run on a SLURM login node "
+                             "(or `module load slurm`), or use --executor local")
+    conf = os.environ.get("SLURM_CONF", "the default slurm.conf")
+    for cmd in (["sinfo", "-h", "-o", "%P"], ["squeue", "-h", "-u", getpass.getuser(), "-o", "%i"]):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            out = None
+        if out is None or out.returncode != 0:
+            why = "timed out after 60s" if out is None else _first_line(out.stderr or out.stdout)
+            raise BenchError(f"--executor slurm: `{cmd[0]}` failed ({why}); check that slurmctld is up and "
+                             f"SLURM_CONF ({conf}) names its slurm.conf, or use --executor local")
+
+
+def _weights_gb(model: str, dtype: str) -> float:
+    from harness.zoo import get_model
+
+    try:
+        params = get_model(model).params or 1e9
+    except Exception:  # an unknown size must not stop a submission
+        params = 1e9
+    return params * {"bf16": 2, "fp16": 2, "fp32": 4}.get(dtype, 4) / 1e9
+
+
+def _train_plan(cell, target: str):
+    """The memory planner's plan for a train cell, or None (planner absent or unsure)."""
+    try:
+        from trainers.planner import plan
+    except ImportError:
+        return None
+    cfg = cell.config
+    try:
+        return plan(cell.model, cell.method, target, seq_len=int(cfg.get("max_length", 1024)),
+                    mode=cfg.get("mode", "lora"), effective_batch=int(cfg.get("effective_batch", 8)),
+                    lora_r=int(cfg.get("lora_r", 16)), num_generations=int(cfg.get("num_generations", 8)))
+    except Exception:
+        return None
+
+
+def resources(cell, grid) -> dict[str, Any]:
+    """cpus, mem_gb (host), gpus and timeout_min of one cell on the grid's hardware target."""
+    from containers.targets import get_target
+
+    try:
+        target = get_target(grid.target)
+    except ValueError as e:
+        raise BenchError(f"grid {grid.name}: field 'target': {e}") from None
+    weights = _weights_gb(cell.model, target.dtype)
+    gpus = 1 if target.is_gpu else 0
+    mem = 8 + 2 * weights  # load + lm-eval / trainer overhead
+    if cell.kind == "train":
+        p = _train_plan(cell, target.name)
+        if target.is_gpu:
+            gpus = min(max(p.gpus if p else 1, int(cell.config.get("nproc", 1))), target.gpus_per_node)
+            mem = 8 + 2 * weights * gpus  # every rank loads the weights; a merge needs a full copy
+        elif p is not None:
+            mem += p.total_gb  # on CPU the training state lives in host memory
+    return {"cpus": CPUS_PER_GPU * gpus if gpus else CPU_TARGET_CPUS, "mem_gb": int(math.ceil(mem)),
+            "gpus": gpus, "timeout_min": TIMEOUT_MIN[cell.kind]}
+
+
+def _needs(cell) -> str | None:
+    return cell.parent_key if cell.kind == "train" else cell.train_key
+
+
+def waves(cells: Sequence) -> list[list]:
+    """Cells (parents first, as Plan.todo is) grouped by the wave they can start in."""
+    wave: dict[str, int] = {}
+    for cell in cells:
+        parent = _needs(cell)
+        wave[cell.key] = wave[parent] + 1 if parent in wave else 0
+    out: list[list] = [[] for _ in range(max(wave.values(), default=-1) + 1)]
+    for cell in cells:
+        out[wave[cell.key]].append(cell)
+    return out
+
+
+class CellTask(Checkpointable):
+    """One array task: run one cell. Checkpointable: a requeued task just runs it again."""
+
+    def __call__(self, grid_ref: str, key: str, results_dir: str, needs: tuple[str, str] | None,
+                 backend: str | None, limit: int | None, force: bool) -> str:
+        if needs is not None:  # the parent ran in this submission: did it leave a good record?
+            kind, parent = needs
+            if not record_file(Path(results_dir), kind, parent).exists() or failure_path(
+                    Path(results_dir), kind, parent).exists():
+                return "blocked"
+        from harness.runner import CellBusy, run_cell
+
+        try:
+            return run_cell(grid_ref, key, results_dir, backend=backend, limit=limit, force=force)
+        except CellBusy:
+            return "busy"
+
+
+def python_command(container: str | None, binds: Sequence[Path], gpus: int) -> str:
+    """The interpreter command of the sbatch template; inside ``apptainer exec`` with a container.
+
+    Paths are bound at the same place inside the container (submitit passes host paths),
+    and the results directory also at /results, where the images expect it.
+    """
+    if not container:
+        return shlex.quote(sys.executable)
+    args = ["apptainer", "exec"] + (["--nv"] if gpus else [])
+    for path in dict.fromkeys(binds):
+        args.append(f"--bind={path}:{path}")
+    args += [f"--bind={binds[0]}:/results", container, "python"]
+    return shlex.join(args)
+
+
+def _outcome_from_pickle(job) -> str:
+    from submitit.core import utils
+
+    status, value = utils.pickle_load(job.paths.result_pickle)
+    if status == "success":
+        return str(value)
+    return f"failed: {_first_line(str(value))}"[:200]
+
+
+def _squeue_states() -> dict[str, str] | None:
+    """job id (array tasks one per line) -> state, for this user's jobs SLURM still knows."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T"],
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        return None  # the controller is busy or restarting: no news this round
+    return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
+
+
+def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -> None:
+    groups: dict[tuple, list] = {}
+    for cell in cells:
+        res = resources(cell, exp.grid)
+        groups.setdefault((cell.kind, *sorted(res.items())), []).append(cell)
+    for (kind, *res_items), group in groups.items():
+        res = dict(res_items)
+        parents = sorted({jobs[_needs(c)].job_id for c in group if _needs(c) in jobs})
+        submit(wave_no, kind, res, parents, group)
+
+
+def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | None = None,
+              limit: int | None = None, force: bool = False, container: str | None = None,
+              partition: str | None = None, wait: bool = True, poll_s: float = 5,
+              slurm_options: dict[str, Any] | None = None, progress=None,
+              max_wait_s: float | None = None) -> dict[str, str]:
+    """Submit ``plan.todo`` as dependent job arrays; with ``wait``, poll until every task ended.
+
+    Returns cell key -> 'done' | 'skipped' | 'blocked' | 'busy' | 'failed: ...' (with
+    ``wait=False``: 'submitted: <job id>'; past ``max_wait_s``: 'unfinished: ...').
+    ``slurm_options`` are extra submitit SlurmExecutor parameters (account, qos, time, ...).
+    """
+    import submitit
+
+    results_dir = Path(results_dir).resolve()
+    if Path(grid_ref).suffix in (".yaml", ".yml") and Path(grid_ref).exists():
+        grid_ref = str(Path(grid_ref).resolve())  # tasks may start in another directory
+    if not plan.todo:
+        return {}
+    exp = plan.expansion
+    folder = results_dir / "slurm" / f"{datetime.now():%Y%m%d-%H%M%S}-{exp.grid.name}-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    binds = [results_dir] + ([Path(grid_ref).parent] if Path(grid_ref).is_absolute() else [])
+    if os.environ.get("BENCH_CACHE"):
+        binds.append(Path(os.environ["BENCH_CACHE"]).expanduser().resolve())
+    todo_kind = {c.key: c.kind for c in plan.todo}
+    jobs: dict[str, Any] = {}
+
+    def submit(wave_no: int, kind: str, res: dict, parents: list[str], group: list) -> None:
+        ex = submitit.SlurmExecutor(folder, max_num_timeout=MAX_TIMEOUTS,
+                                    python=python_command(container, binds, res["gpus"]))
+        params: dict[str, Any] = {"job_name": f"bench-{exp.grid.name}-w{wave_no}-{kind}",
+                                  "time": res["timeout_min"], "cpus_per_task": res["cpus"], "mem": f"{res['mem_gb']}GB"}
+        if res["gpus"]:
+            params["gpus_per_node"] = res["gpus"]
+        if partition:
+            params["partition"] = partition
+        if parents:
+            params["dependency"] = "afterany:" + ":".join(parents)
+        ex.update_parameters(**{**params, **(slurm_options or {})})
+        try:
+            with ex.batch():
+                submitted = [ex.submit(CellTask(), grid_ref, c.key, str(results_dir),
+                                       (todo_kind[_needs(c)], _needs(c)) if _needs(c) in todo_kind else None,
+                                       backend, limit, force) for c in group]
+        except Exception as e:
+            done = ", ".join(sorted({j.job_id.split("_")[0] for j in jobs.values()})) or "none"
+            raise BenchError(f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
+                             f"fix the SLURM options (partition, account, resources); already submitted: {done}") from None
+        for cell, job in zip(group, submitted):
+            jobs[cell.key] = job
+            if progress is not None:
+                progress(cell, f"submitted: {job.job_id}")
+
+    for wave_no, cells in enumerate(waves(plan.todo)):
+        _submit_wave(wave_no, cells, exp, jobs, submit)
+    if not wait:
+        return {key: f"submitted: {job.job_id}" for key, job in jobs.items()}
+    return _wait(plan, jobs, poll_s, progress, max_wait_s)
+
+
+def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -> dict[str, str]:
+    outcome: dict[str, str] = {}
+    misses: dict[str, int] = {}
+    cells = {c.key: c for c in plan.todo}
+    start = time.monotonic()
+    while len(outcome) < len(jobs):
+        states = _squeue_states()
+        for key, job in jobs.items():
+            if key in outcome:
+                continue
+            if job.paths.result_pickle.exists():
+                outcome[key] = _outcome_from_pickle(job)
+            elif states is not None and states.get(job.job_id, "GONE") in TERMINAL | {"GONE"}:
+                misses[key] = misses.get(key, 0) + 1
+                if misses[key] >= GRACE_POLLS:
+                    state = states.get(job.job_id, "no longer in squeue")
+                    outcome[key] = f"failed: job {job.job_id} ended ({state}) without a result; see {job.paths.stderr}"
+            else:
+                misses.pop(key, None)  # requeued, pending or running again
+            if key in outcome and progress is not None:
+                progress(cells[key], outcome[key])
+        if len(outcome) < len(jobs):
+            if max_wait_s is not None and time.monotonic() - start > max_wait_s:
+                for key, job in jobs.items():
+                    outcome.setdefault(key, f"unfinished: job {job.job_id} still "
+                                            f"{(states or {}).get(job.job_id, 'queued')} after {max_wait_s:.0f}s")
+                break
+            time.sleep(poll_s)
+    return outcome
