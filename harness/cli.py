@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -122,10 +123,7 @@ def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="Fi
     if not data.exists():
         raise BenchError(f"--data: file not found: {data}")
     module, func = CHECKS[task].split(":")
-    report = getattr(importlib.import_module(module), func)(data, show=show)
-    if show:
-        for d in report.disagreements or []:
-            typer.echo(json.dumps(d, default=str))
+    report = getattr(importlib.import_module(module), func)(data, show=show)  # show: the check prints each one
     if report.failures:
         typer.echo(f"failures={report.failures} (rows that could not be parsed)")
     typer.echo(report.last_line())
@@ -190,9 +188,14 @@ def main() -> None:
     """Console entry point: user mistakes become one line on stderr and exit code 2."""
     try:
         app()
-    except BenchError as e:
-        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+    except (BenchError, ValueError) as e:
+        # Library functions raise ValueError with a one-line message for bad input (a missing
+        # data column, QLoRA on CPU, ...). BENCH_DEBUG=1 shows the traceback instead.
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

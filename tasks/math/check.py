@@ -32,9 +32,13 @@ def _rows(path: Path) -> list[Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg}); give a .jsonl or a JSON list of rows") from None
+            raise ValueError(
+                f"{path}: not valid JSON ({err.msg}); give a .jsonl or a JSON list of rows"
+            ) from None
         if not isinstance(data, list):
-            raise ValueError(f"{path}: top level is not a list of rows; give a .jsonl or a JSON list of rows")
+            raise ValueError(
+                f"{path}: top level is not a list of rows; give a .jsonl or a JSON list of rows"
+            )
         return data
     rows: list[Any] = []
     for line in text.splitlines():
@@ -61,8 +65,12 @@ def _pair(row: dict, fmt: str) -> tuple[str, str]:
         answer = str(row["answer"])
         if "####" not in answer:
             raise ValueError("answer has no '#### N' line")
-        return answer, answer.rsplit("####", 1)[1].strip()
-    return str(row["solution"]), str(row["answer"])
+        gold = answer.rsplit("####", 1)[1].strip()
+    else:
+        answer, gold = str(row["solution"]), str(row["answer"]).strip()
+    if not gold:
+        raise ValueError("empty gold answer")
+    return answer, gold
 
 
 def check_file(path: str | Path, show: bool = False) -> CheckReport:
@@ -92,7 +100,9 @@ def check_file(path: str | Path, show: bool = False) -> CheckReport:
         if score.value == 1.0:
             report.agree += 1
         else:
-            report.disagreements.append({"row": i, "gold": gold, "parsed": score.answer, "reason": score.reason})
+            report.disagreements.append(
+                {"row": i, "gold": gold, "parsed": score.answer, "reason": score.reason}
+            )
     if show:
         for d in report.disagreements:
             print(json.dumps(d, ensure_ascii=False))

@@ -3,9 +3,10 @@
 Order of preference, after removing the reasoning (``<think>`` blocks):
 
 1. the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced;
-2. the last marker "the answer is X", "Answer: X", "#### X" (case-insensitive) —
-   X is the number (or ``$…$`` LaTeX) right after it, on the same or the next line;
-3. otherwise the last number in the text.
+2. the last marker "the answer is X", "Answer: X", "#### X" (case-insensitive)
+   followed by a number or ``$…$``/``\\(…\\)`` LaTeX, on the same or the next line;
+3. otherwise the last number in the text;
+4. otherwise the words after the last marker ("The answer is yes").
 
 Numbers are normalised so that string equality already settles the common case:
 thousands commas ("1,234"), ``$`` signs, a trailing period, the Unicode minus and
@@ -98,21 +99,21 @@ def _clean_latex(s: str) -> str:
     return normalize_number(s) if _FULL_NUMBER_RE.fullmatch(normalize_number(s)) else s
 
 
-def _answer_after_marker(span: str) -> str | None:
-    """The answer right after "the answer is": a number, ``$…$`` LaTeX, or short text."""
+def _answer_after_marker(span: str) -> tuple[str | None, bool]:
+    """The answer right after "the answer is": (answer, whether it is maths, not prose)."""
     s = span.strip().lstrip("*:").strip()
     if not s:
-        return None
+        return None, False
     for opener, closer in (("\\[", "\\]"), ("\\(", "\\)"), ("$$", "$$")):
         if s.startswith(opener) and closer in s[len(opener) :]:
-            return _clean_latex(s[len(opener) :].split(closer, 1)[0])
+            return _clean_latex(s[len(opener) :].split(closer, 1)[0]), True
     if s.startswith("$") and not NUMBER_RE.match(s[1:].lstrip()) and "$" in s[1:]:
-        return _clean_latex(s[1:].split("$", 1)[0])  # inline LaTeX, not a currency sign
-    number = NUMBER_RE.search(s.replace("\u2212", "-"))
+        return _clean_latex(s[1:].split("$", 1)[0]), True  # inline LaTeX, not a currency sign
+    number = NUMBER_RE.search(s)
     if number:
-        return normalize_number(number.group())
+        return normalize_number(number.group()), True
     words = re.split(r"(?<=[.!?])\s", s, maxsplit=1)[0].strip(" .*")
-    return words or None
+    return words or None, False
 
 
 def extract_answer(completion: str) -> str | None:
@@ -121,15 +122,17 @@ def extract_answer(completion: str) -> str | None:
     boxed = last_boxed(text)
     if boxed is not None:
         return _clean_latex(boxed) if boxed else None
-    markers = list(_MARKER_RE.finditer(text))
-    for marker in reversed(markers):
+    # The last marker followed by maths wins; prose after a marker ("the answer is
+    # correct") counts only when the text holds no number at all.
+    prose = None
+    for marker in reversed(list(_MARKER_RE.finditer(text))):
         rest = text[marker.end() :].lstrip()
-        line = rest.split("\n", 1)[0] if rest else ""
-        found = _answer_after_marker(line)
-        if found is not None:
+        found, is_math = _answer_after_marker(rest.split("\n", 1)[0] if rest else "")
+        if is_math:
             return found
+        prose = prose or found
     numbers = NUMBER_RE.findall(text)
-    return normalize_number(numbers[-1]) if numbers else None
+    return normalize_number(numbers[-1]) if numbers else prose
 
 
 def reference_answer(reference: Any) -> str | None:

@@ -55,7 +55,7 @@ def _chain(rng: random.Random) -> dict:
         if op == "-" and b > value:
             op = "+"
         value, step = _fact(value, op, b)
-        expr = f"({expr} {op} {b})" if steps else f"{expr} {op} {b}"
+        expr = f"({expr}) {op} {b}" if steps else f"{expr} {op} {b}"
         steps.append(step)
     return {"question": f"What is {expr}?", "answer": str(value), "steps": steps}
 
@@ -73,8 +73,11 @@ def _word(rng: random.Random) -> dict:
             f"{name} has {have} {things}. {name} buys {boxes} boxes with {per} {things} in each "
             f"box, then gives {give} {things} to a friend. How many {things} does {name} have now?"
         )
-        steps = [f"{name} buys {s1} {things}.", f"{name} then has {s2} {things}.",
-                 f"After giving some away, {name} has {s3} {things}."]
+        steps = [
+            f"{name} buys {s1} {things}.",
+            f"{name} then has {s2} {things}.",
+            f"After giving some away, {name} has {s3} {things}.",
+        ]
         answer = left
     elif kind == 1:
         price, count = rng.randint(2, 15), rng.randint(2, 9)
@@ -96,8 +99,11 @@ def _word(rng: random.Random) -> dict:
             f"{name} reads {monday} pages of a {book}-page book on Monday and twice as many "
             f"pages on Tuesday. How many pages are left to read?"
         )
-        steps = [f"On Tuesday {name} reads {s1} pages.", f"In two days {name} reads {s2} pages.",
-                 f"Pages left: {s3}."]
+        steps = [
+            f"On Tuesday {name} reads {s1} pages.",
+            f"In two days {name} reads {s2} pages.",
+            f"Pages left: {s3}.",
+        ]
     else:
         friends, each = rng.randint(2, 8), rng.randint(3, 12)
         total = friends * each
@@ -108,8 +114,10 @@ def _word(rng: random.Random) -> dict:
             f"{friends} friends share {total} {things} equally. Each friend then uses {eaten} of "
             f"their {things}. How many {things} does each friend have left?"
         )
-        steps = [f"Each friend gets {total} / {friends} = {share} {things}.",
-                 f"Each friend has {s2} {things} left."]
+        steps = [
+            f"Each friend gets {total} / {friends} = {share} {things}.",
+            f"Each friend has {s2} {things} left.",
+        ]
     return {"question": question, "answer": str(answer), "steps": steps}
 
 

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 HUB_DATASET = ("openai/gsm8k", "main")
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _CALCULATOR_RE = re.compile(r"<<[^<>]*>>")
 
 
@@ -47,8 +48,15 @@ def _read_jsonl(path: Path) -> list[dict]:
 def load_gsm8k(split: str) -> list[dict]:
     """Rows ``{question, answer}`` of a split (``train`` or ``test``)."""
     folder = data_dir()
-    if folder is not None and (folder / f"gsm8k_{split}.jsonl").is_file():
-        return _read_jsonl(folder / f"gsm8k_{split}.jsonl")
+    name = f"gsm8k_{split}.jsonl"
+    if folder is not None and (folder / name).is_file():
+        return _read_jsonl(folder / name)
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in _OFFLINE_VARS):
+        where = folder / name if folder is not None else name
+        raise ValueError(
+            f"GSM8K: {where} not found and the hub is off (HF_HUB_OFFLINE); "
+            "set BENCH_DATA_DIR to a folder holding gsm8k_train.jsonl and gsm8k_test.jsonl"
+        )
     import datasets  # the online fallback only
 
     return [dict(row) for row in datasets.load_dataset(*HUB_DATASET, split=split)]

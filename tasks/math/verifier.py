@@ -10,15 +10,14 @@ works in the main thread (elsewhere ``parse``/``verify`` raise ``ValueError``). 
   ``TIMEOUT_S``; on timeout the item scores 0 and the orphaned worker is left to
   finish on its own (Python cannot kill a thread).
 
-Identical normalised strings (the common case) and equal plain rationals are settled
-without math-verify, so most items never import sympy.
+Identical normalised strings (the common case, e.g. every GSM8K reference) are settled
+without math-verify; everything else — "0.5" vs "1/2", "18.00" vs "18" — is its call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from fractions import Fraction
 from typing import Any
 
 from tasks.math.extract import extract_answer, reference_answer
@@ -38,13 +37,6 @@ class _DropTimeoutDisabledWarning(logging.Filter):
 
 for _name in ("math_verify.parser", "math_verify.grader"):
     logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
-
-
-def _as_fraction(s: str) -> Fraction | None:
-    try:
-        return Fraction(s)
-    except (ValueError, ZeroDivisionError):
-        return None
 
 
 def _math_verify(pred: str, gold: str, timeout: int | None) -> bool:
@@ -74,12 +66,13 @@ def _in_worker(pred: str, gold: str, timeout: float) -> bool | None:
     return result[0] if result else None
 
 
-def equivalent(pred: str, gold: str, timeout: int = TIMEOUT_S) -> bool | None:
-    """Whether two answer strings are mathematically equal; ``None`` on timeout."""
-    if pred == gold:
-        return True
-    a, b = _as_fraction(pred), _as_fraction(gold)
-    if a is not None and b is not None and a == b:
+def equivalent(pred: str, gold: str, timeout: int | None = None) -> bool | None:
+    """Whether two answer strings are mathematically equal; ``None`` on timeout.
+
+    ``timeout`` (whole seconds) defaults to ``TIMEOUT_S``.
+    """
+    timeout = TIMEOUT_S if timeout is None else timeout
+    if pred == gold:  # already normalised by extraction: equal text is equal value
         return True
     if threading.current_thread() is threading.main_thread():
         try:
