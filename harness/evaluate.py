@@ -122,7 +122,11 @@ def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fi
                "target": str(s.get("target", "")), "completion": completion,
                "prompt": json.dumps(s.get("arguments"), default=str)[:20000], "meta": _meta(s.get("doc", {}))}
         if fields_hook is not None:
-            row.update(fields_hook(s.get("doc", {}), completion))
+            extra = dict(fields_hook(s.get("doc", {}), completion))
+            for key in ("answer", "correct", "target", "logprob"):
+                if key in extra:
+                    row[key] = extra.pop(key)
+            row["meta"].update(extra)  # anything else a task reports stays with the doc metadata
         rows.append(row)
     return rows
 

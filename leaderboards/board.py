@@ -15,7 +15,8 @@ from fnmatch import fnmatchcase
 
 import pyarrow as pa
 
-from leaderboards.stats import mcnemar_exact
+from leaderboards.sql import pair_counts_sql
+from leaderboards.stats import mcnemar_exact_many
 
 __all__ = [
     "Column",
@@ -24,6 +25,7 @@ __all__ = [
     "Board",
     "build_board",
     "stage_depth",
+    "task_label",
     "parent_stage",
     "SIG_BASE",
     "SIG_PARENT",
@@ -31,6 +33,11 @@ __all__ = [
 
 SIG_BASE = "*"
 SIG_PARENT = "†"
+
+
+def task_label(task: str, version: str) -> str:
+    """A leaderboard column: ``math_gsm8k@v2`` (the SQL view builds the same string)."""
+    return f"{task}@{version if str(version).startswith('v') else f'v{version}'}"
 
 
 def stage_depth(stage: str) -> int:
@@ -104,6 +111,10 @@ class Board:
         ]
 
 
+def _as_list(x) -> list[str] | None:
+    return [x] if isinstance(x, str) else (list(x) if x else None)
+
+
 def _match(value: str, patterns) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
 
@@ -124,7 +135,14 @@ _COLS = (
 
 
 def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.05) -> Board:
-    """Query the store; filters are lists of glob patterns (model id; method in the stage; task)."""
+    """Query the store; filters are glob patterns (a string or a list of them).
+
+    ``models`` match the model id; ``methods`` keep stages whose method path contains the
+    method (``grpo`` keeps ``grpo`` and ``distill+grpo``; ``base`` keeps the base);
+    ``tasks`` match the task name or its ``task@vN`` label. Deltas and significance are
+    computed before filtering, so hiding the base row keeps its deltas.
+    """
+    models, methods, tasks = (_as_list(x) for x in (models, methods, tasks))
     rows = [
         r
         for r in con.execute(
@@ -148,9 +166,7 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
             delta_parent=d_parent,
             p_base=pvals.get((cell, base_cell, task)) if base_cell else None,
             p_parent=(
-                pvals.get((cell, parent_cell, task))
-                if parent_cell and parent != "base"
-                else None
+                pvals.get((cell, parent_cell, task)) if parent_cell and parent != "base" else None
             ),
             alpha=alpha,
         )
@@ -171,17 +187,21 @@ def _paired_pvalues(con, rows: list[tuple]) -> dict[tuple[str, str, str], float]
     cells, refs, tasks = zip(*sorted(pairs), strict=True)
     con.register("_pairs", pa.table({"cell": cells, "ref": refs, "task": tasks}))
     try:
+        # Ingest caches the counts; a pair it has not seen is counted here (read-only).
         counts = con.execute(
-            """
-            SELECT p.cell, p.ref, p.task,
-                   count(*) FILTER (WHERE x.correct AND NOT r.correct) AS wins,
-                   count(*) FILTER (WHERE r.correct AND NOT x.correct) AS losses
-            FROM _pairs p
-            JOIN samples x ON x.cell_key = p.cell AND x.task = p.task
-            JOIN samples r ON r.cell_key = p.ref AND r.task = p.task AND r.doc_id = x.doc_id
-            GROUP BY p.cell, p.ref, p.task
-            """
+            "SELECT q.cell, q.ref, q.task, c.n_shared, c.wins, c.losses FROM _pairs q "
+            "JOIN paired_counts c USING (cell, ref, task)"
         ).fetchall()
+        if len(counts) < len(pairs):
+            counts += con.execute(
+                pair_counts_sql(
+                    "(SELECT * FROM _pairs EXCEPT SELECT cell, ref, task FROM paired_counts)"
+                )
+            ).fetchall()
     finally:
         con.unregister("_pairs")
-    return {(c, r, t): mcnemar_exact(int(w), int(lo)) for c, r, t, w, lo in counts}
+    counts = [c for c in counts if c[3] > 0]  # no shared docs: no test
+    if not counts:
+        return {}
+    pvals = mcnemar_exact_many([c[4] for c in counts], [c[5] for c in counts])
+    return {(c[0], c[1], c[2]): float(p) for c, p in zip(counts, pvals, strict=True)}

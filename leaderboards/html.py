@@ -13,7 +13,7 @@ import io
 from html import escape
 
 from leaderboards.board import Board, BoardRow, parent_stage, stage_depth
-from leaderboards.render import _deltas, _num
+from leaderboards.rendering import _deltas, _num
 
 __all__ = ["to_html", "MAX_PLOTS", "MAX_SERIES"]
 
@@ -127,7 +127,9 @@ def _bar_plots(board: Board, plt) -> list[tuple[str, str]]:
             got = {r.stage: r.cells[col.label] for r in rows if r.model == model}
             ys = [got[s].value if s in got else np.nan for s in stages]
             es = [(got[s].stderr or 0) if s in got else 0 for s in stages]
-            ax.bar(x + (i - (len(models) - 1) / 2) * width, ys, width, yerr=es, capsize=2, label=model)
+            ax.bar(
+                x + (i - (len(models) - 1) / 2) * width, ys, width, yerr=es, capsize=2, label=model
+            )
         ax.set_xticks(x, stages, rotation=30, ha="right")
         ax.set_ylabel(col.metric)
         ax.set_title(col.label)
@@ -152,28 +154,42 @@ def _chains(stages: set[str]) -> list[list[str]]:
 
 
 def _trajectory_plots(board: Board, plt) -> list[tuple[str, str]]:
+    """x = recipe depth; colour = task, line style = recipe chain (legend names the chain's leaf)."""
+    from matplotlib.lines import Line2D
+
     out = []
     models = list(dict.fromkeys(r.model for r in board.rows))[:MAX_PLOTS]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     for model in models:
         rows = {r.stage: r for r in board.rows if r.model == model}
-        order = _stage_order(rows)[:24]
-        pos = {s: i for i, s in enumerate(order)}
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(order) + 2), 3.4))
-        for ci, col in enumerate(board.columns[:MAX_SERIES]):
-            for k, chain in enumerate(_chains(set(order))[:4]):
-                pts = [(pos[s], rows[s].cells[col.label].value) for s in chain if col.label in rows[s].cells]
-                if not pts:
-                    continue
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, styles[k % 4], marker="o", color=colors[ci % len(colors)],
-                        label=col.label if k == 0 else None)  # fmt: skip
-        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        chains = _chains(set(rows))[: len(styles)]
+        depth = max((stage_depth(s) for s in rows), default=0)
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * depth + 3.5), 3.4))
+        cols = board.columns[:MAX_SERIES]
+        for ci, col in enumerate(cols):
+            for k, chain in enumerate(chains):
+                pts = [
+                    (stage_depth(s), rows[s].cells[col.label].value)
+                    for s in chain
+                    if col.label in rows[s].cells
+                ]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    ax.plot(xs, ys, styles[k], marker="o", color=colors[ci % len(colors)])
+        handles = [
+            Line2D([], [], color=colors[i % len(colors)], marker="o", label=c.label)
+            for i, c in enumerate(cols)
+        ]
+        if len(chains) > 1:
+            handles += [Line2D([], [], color="0.3", ls=styles[k], label=" → ".join(ch[-1:]) or "base")
+                        for k, ch in enumerate(chains)]  # fmt: skip
+        ax.set_xticks(range(depth + 1), ["base"] + [f"stage {d}" for d in range(1, depth + 1)])
+        ax.set_xlabel("recipe depth")
         ax.set_title(f"{model}: trajectory over stages")
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(handles=handles, fontsize=7, loc="best")
         out.append((f"{model}: stage trajectory", _png(fig)))
     return out
 
@@ -202,9 +218,9 @@ def to_html(board: Board, title: str = "bench leaderboard") -> str:
         meta += f"; plots show the first {MAX_PLOTS} — filter with --model/--task for others"
     legend = "".join(f"<div>{escape(x)}</div>" for x in board.legend)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{escape(title)}</h1><div class=\"meta\">{escape(meta)}</div>"
-        f"{_table(board)}<div class=\"legend\">{legend}</div>{_plots(board)}"
+        f'<h1>{escape(title)}</h1><div class="meta">{escape(meta)}</div>'
+        f'{_table(board)}<div class="legend">{legend}</div>{_plots(board)}'
         f"<script>{_JS}</script></body></html>\n"
     )

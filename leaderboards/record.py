@@ -49,7 +49,7 @@ class TaskResult(BaseModel):
     n_shot: int = 0
     chat_template: bool = True
     limit: int | None = None
-    samples_file: str | None = None  # Parquet of per-sample rows, relative to the record
+    samples_file: str | None = None  # Parquet of per-sample rows, relative to the results dir
 
 
 class Provenance(BaseModel):

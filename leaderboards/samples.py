@@ -68,7 +68,7 @@ def resolve_samples_file(results_dir: str | Path, record_file: str | Path, rel: 
     """
     for cand in (Path(results_dir) / rel, Path(record_file).parent / rel):  # `/` keeps absolutes
         if cand.is_file():
-            return cand.resolve()
+            return Path(os.path.abspath(cand))  # not resolve(): 10,000s of lstat calls
     return None
 
 
@@ -118,7 +118,9 @@ def write_samples(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     for r in norm:
         key = (r["task"], r["doc_id"])
         if key in seen:
-            raise ValueError(f"{path}: duplicate doc_id {key[1]} for task '{key[0]}'; doc_id must be unique")
+            raise ValueError(
+                f"{path}: duplicate doc_id {key[1]} for task '{key[0]}'; doc_id must be unique"
+            )
         seen.add(key)
     table = pa.Table.from_pylist(norm, schema=SAMPLES_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,9 @@ def read_samples(path: str | Path) -> pa.Table:
             try:
                 cols.append(table.column(field.name).cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise ValueError(f"{path}: column '{field.name}' is not {field.type} ({e})") from None
+                raise ValueError(
+                    f"{path}: column '{field.name}' is not {field.type} ({e})"
+                ) from None
         elif field.nullable:
             cols.append(pa.nulls(table.num_rows, field.type))
         else:

@@ -13,7 +13,7 @@ finished one is shown.
 
 from __future__ import annotations
 
-__all__ = ["TABLES", "VIEWS", "create_schema"]
+__all__ = ["TABLES", "VIEWS", "create_schema", "pair_counts_sql"]
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS records (
@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS task_results (
     chat_template BOOLEAN,
     "limit" BIGINT,
     samples_file VARCHAR
+);
+-- Cache of paired correctness counts (cell vs reference cell on one task, shared doc_ids),
+-- filled at ingest for every pair the leaderboard shows; cells are immutable, so a pair's
+-- counts only change when either cell is replaced, which deletes them.
+CREATE TABLE IF NOT EXISTS paired_counts (
+    cell VARCHAR NOT NULL,
+    ref VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    n_shared BIGINT NOT NULL,
+    wins BIGINT NOT NULL,    -- cell right, ref wrong
+    losses BIGINT NOT NULL   -- cell wrong, ref right
 );
 CREATE TABLE IF NOT EXISTS samples (
     cell_key VARCHAR NOT NULL,
@@ -119,6 +130,14 @@ VIEWS = {
         LEFT JOIN cells p ON p.stage = c.parent_stage
             AND p.model_id = c.model_id AND p.task = c.task AND p.task_version = c.task_version
     """,
+    # The (cell, reference, task) pairs whose significance the leaderboard marks.
+    "leaderboard_pairs": """
+        SELECT cell_key AS cell, base_cell AS ref, task FROM leaderboard_long
+        WHERE base_cell IS NOT NULL
+        UNION
+        SELECT cell_key, parent_cell, task FROM leaderboard_long
+        WHERE parent_cell IS NOT NULL AND parent_stage <> 'base'
+    """,
     # Rows model × stage; columns are keys of the maps (task@version). Renderers pivot
     # these into real columns (a data-driven PIVOT cannot live in a DuckDB view).
     "leaderboard": """
@@ -132,6 +151,25 @@ VIEWS = {
         ORDER BY model_id, depth, stage
     """,
 }
+
+
+def pair_counts_sql(pairs: str) -> str:
+    """Paired counts for the (cell, ref, task) rows of relation ``pairs``; 0 when none shared."""
+    return f"""
+        WITH p AS (SELECT DISTINCT cell, ref, task FROM {pairs}),
+        c AS (
+            SELECT p.cell, p.ref, p.task, count(*) AS n_shared,
+                   count(*) FILTER (WHERE x.correct AND NOT r.correct) AS wins,
+                   count(*) FILTER (WHERE r.correct AND NOT x.correct) AS losses
+            FROM p
+            JOIN samples x ON x.cell_key = p.cell AND x.task = p.task
+            JOIN samples r ON r.cell_key = p.ref AND r.task = p.task AND r.doc_id = x.doc_id
+            GROUP BY p.cell, p.ref, p.task
+        )
+        SELECT p.cell, p.ref, p.task, coalesce(c.n_shared, 0) AS n_shared,
+               coalesce(c.wins, 0) AS wins, coalesce(c.losses, 0) AS losses
+        FROM p LEFT JOIN c USING (cell, ref, task)
+    """
 
 
 def create_schema(con) -> None:

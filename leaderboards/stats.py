@@ -19,6 +19,7 @@ __all__ = [
     "bootstrap_ci",
     "McNemar",
     "mcnemar_exact",
+    "mcnemar_exact_many",
     "mcnemar",
     "PairedBootstrap",
     "paired_bootstrap",
@@ -77,6 +78,20 @@ def mcnemar_exact(b: int, c: int) -> float:
     from scipy.stats import binomtest
 
     return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+
+
+def mcnemar_exact_many(b, c) -> np.ndarray:
+    """Vectorized :func:`mcnemar_exact` for a whole leaderboard: min(1, 2·P(X ≤ min(b, c))).
+
+    At p = 1/2 the binomial is symmetric, so binomtest's two-sided p-value is exactly
+    twice the smaller tail (capped at 1); tests check the two agree.
+    """
+    from scipy.stats import binom
+
+    b = np.asarray(b, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    p = np.minimum(1.0, 2.0 * binom.cdf(np.minimum(b, c), b + c, 0.5))
+    return np.where(b + c == 0, 1.0, p)
 
 
 def odds_ratio_ci(b: int, c: int, alpha: float = 0.05) -> tuple[float, float]:

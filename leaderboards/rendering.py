@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 from leaderboards.board import Board, BoardCell, build_board
@@ -68,13 +69,37 @@ def to_rich(board: Board):
     return table
 
 
+RICH_MAX_ROWS = 2000  # rich lays out ~3 ms per row; beyond this a plain aligned table
+
+
 def to_terminal(board: Board) -> str:
+    texts = [
+        [r.model, r.stage, *(_cell_text(r.cells.get(c.label), r.parent) for c in board.columns)]
+        for r in board.rows
+    ]
+    heads = ["model", "stage", *(c.label for c in board.columns)]
+    widths = [max([len(h), *(len(t[i]) for t in texts)]) for i, h in enumerate(heads)]
+    if len(board.rows) > RICH_MAX_ROWS:
+        return _plain(heads, texts, widths, board.legend)
     from rich.console import Console
 
-    width = max(100, 32 + 34 * len(board.columns))
+    # Wide enough that rich never wraps a cell: the longest text per column plus borders.
+    width = max(80, sum(widths) + 3 * len(widths) + 1)
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
     console.print(to_rich(board))
     return console.file.getvalue()
+
+
+def _plain(heads, texts, widths, legend) -> str:
+    def line(cells):
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [line(heads), "  ".join("-" * w for w in widths)]
+    out += [line(t) for t in texts]
+    return "\n".join([*out, "", *legend]) + "\n"
 
 
 def _md_escape(s: str) -> str:
@@ -89,7 +114,9 @@ def to_markdown(board: Board) -> str:
     ]
     for row in board.rows:
         cells = [_cell_text(row.cells.get(c.label), row.parent) for c in board.columns]
-        lines.append("| " + " | ".join(_md_escape(x) for x in [row.model, row.stage, *cells]) + " |")
+        lines.append(
+            "| " + " | ".join(_md_escape(x) for x in [row.model, row.stage, *cells]) + " |"
+        )
     lines.append("")
     lines.extend(f"- {x}" for x in board.legend)
     return "\n".join(lines) + "\n"
@@ -168,7 +195,7 @@ def board_to_dict(board: Board) -> dict:
     return {
         "alpha": board.alpha,
         "legend": board.legend,
-        "columns": [vars(c) | {} for c in board.columns],
+        "columns": [asdict(c) for c in board.columns],
         "rows": [
             {
                 "model": r.model,
@@ -207,26 +234,33 @@ FORMATS = {
 _ALIASES = {"markdown": "md", "tex": "latex", "text": "terminal", "htm": "html"}
 
 
-def render_board(board: Board, fmt: str) -> str:
+def _format(fmt: str):
     key = _ALIASES.get(fmt, fmt)
     if key not in FORMATS:
         raise ValueError(f"unknown leaderboard format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    return FORMATS[key](board)
+    return FORMATS[key]
 
 
-def render(db_path_or_conn, fmt: str, *, models=None, methods=None, tasks=None, alpha: float = 0.05) -> str:
+def render_board(board: Board, fmt: str) -> str:
+    return _format(fmt)(board)
+
+
+def render(
+    db_path_or_conn, fmt: str, *, models=None, methods=None, tasks=None, alpha: float = 0.05
+) -> str:
     """Render the store's leaderboard. Filters are glob patterns (see :func:`build_board`)."""
-    if isinstance(db_path_or_conn, str | Path):
-        from leaderboards.store import connect
+    formatter = _format(fmt)
+    filters = {"models": models, "methods": methods, "tasks": tasks, "alpha": alpha}
+    if not isinstance(db_path_or_conn, str | Path):
+        return formatter(build_board(db_path_or_conn, **filters))
+    from leaderboards.store import connect
 
-        con = connect(db_path_or_conn, read_only=True)
-        try:
-            board = build_board(con, models=models, methods=methods, tasks=tasks, alpha=alpha)
-        finally:
-            con.close()
-    else:
-        board = build_board(db_path_or_conn, models=models, methods=methods, tasks=tasks, alpha=alpha)
-    return render_board(board, fmt)
+    con = connect(db_path_or_conn, read_only=True)
+    try:
+        board = build_board(con, **filters)
+    finally:
+        con.close()
+    return formatter(board)
 
 
 def write(db_path_or_conn, fmt: str, out: str | Path, **filters) -> Path:

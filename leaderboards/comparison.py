@@ -12,11 +12,12 @@ dir (records and samples files are read directly, nothing is written).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from leaderboards.board import task_label
 from leaderboards.stats import McNemar, PairedBootstrap, mcnemar, paired_bootstrap
 
 __all__ = ["TaskComparison", "Comparison", "compare"]
@@ -53,7 +54,16 @@ class Comparison:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (task, reason)
     alpha: float = 0.05
 
-    _HEAD = ("task", "n", "A", "B", "B−A", "95% CI", "p", "test", "B wins", "A wins", "OR (95% CI)")
+    def head(self) -> tuple[str, ...]:
+        ci = f"{100 * (1 - self.alpha):g}% CI"
+        return ("task", "n", "A", "B", "B−A", ci, "p", "test", "B wins", "A wins", f"OR ({ci})")
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``bench compare --format json``); p_value included per task."""
+        out = asdict(self)
+        for d, t in zip(out["tasks"], self.tasks, strict=True):
+            d["p_value"] = t.p_value
+        return out
 
     def rows(self) -> list[tuple[str, ...]]:
         out = []
@@ -61,8 +71,8 @@ class Comparison:
             m = t.mcnemar
             star = "*" if t.p_value < self.alpha else ""
             out.append((
-                f"{t.task}@{t.version}", str(t.n_shared), f"{t.mean_a:.4f}", f"{t.mean_b:.4f}",
-                f"{t.diff:+.4f}", f"[{t.diff_ci[0]:+.4f}, {t.diff_ci[1]:+.4f}]",
+                task_label(t.task, t.version), str(t.n_shared), f"{t.mean_a:.4f}", f"{t.mean_b:.4f}",
+                f"{t.diff:+.4f}", f"[{t.diff_ci[0]:+.3f}, {t.diff_ci[1]:+.3f}]",
                 f"{t.p_value:.4g}{star}", "McNemar" if t.binary else "paired bootstrap",
                 str(m.b_wins), str(m.a_wins),
                 f"{_f(m.odds_ratio)} [{_f(m.odds_ratio_ci[0])}, {_f(m.odds_ratio_ci[1])}]",
@@ -73,7 +83,7 @@ class Comparison:
         from rich.table import Table
 
         table = Table(title=f"A = {self.label_a}   B = {self.label_b}")
-        for h in self._HEAD:
+        for h in self.head():
             table.add_column(h, justify="left" if h in ("task", "test") else "right")
         for r in self.rows():
             table.add_row(*r)
@@ -81,11 +91,34 @@ class Comparison:
             table.caption = "\n".join(f"skipped {t}: {why}" for t, why in self.skipped)
         return table
 
+    def __rich__(self):
+        """``console.print(comparison)``: two narrow tables (scores, effect sizes) fit 80 columns."""
+        from rich import box
+        from rich.console import Group
+        from rich.table import Table
+
+        head, rows = self.head(), self.rows()
+        parts = []
+        for title, cols in (
+            (f"A = {self.label_a}\nB = {self.label_b}", (0, 1, 2, 3, 4, 6, 7)),
+            ("effect sizes", (0, 5, 8, 9, 10)),
+        ):
+            table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+            for i in cols:
+                table.add_column(head[i], justify="left" if i in (0, 7) else "right", no_wrap=True)
+            for r in rows:
+                table.add_row(*(r[i].replace("paired bootstrap", "bootstrap") for i in cols))
+            parts.append(table)
+        parts += [f"skipped {t}: {why}" for t, why in self.skipped]
+        return Group(*parts)
+
     def __str__(self) -> str:
-        rows = [self._HEAD, *self.rows()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEAD))]
+        rows = [self.head(), *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"A = {self.label_a}", f"B = {self.label_b}"]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
         lines += [f"skipped {t}: {why}" for t, why in self.skipped]
         lines.append(f"* p < {self.alpha:g}; OR = discordant odds ratio (B wins / A wins)")
         return "\n".join(lines)
@@ -122,7 +155,8 @@ class _DB:
 
     def samples(self, key: str, task: str) -> dict[str, np.ndarray]:
         return self.con.execute(
-            "SELECT doc_id, score, correct FROM samples WHERE cell_key = ? AND task = ?", [key, task]
+            "SELECT doc_id, score, correct FROM samples WHERE cell_key = ? AND task = ?",
+            [key, task],
         ).fetchnumpy()
 
 
@@ -140,7 +174,11 @@ class _Files:
             self.records[rec.cell_key] = (p, rec)
 
     def resolve(self, prefix: str) -> tuple[str, str]:
-        rows = [(k, f"{r.model_id} / {r.stage}") for k, (_, r) in self.records.items() if k.startswith(prefix)]
+        rows = [
+            (k, f"{r.model_id} / {r.stage}")
+            for k, (_, r) in self.records.items()
+            if k.startswith(prefix)
+        ]
         return _one(prefix, rows, f"{self.dir}/records")
 
     def tasks(self, key: str) -> dict[str, _Task]:
@@ -157,7 +195,9 @@ class _Files:
         if sf is None:
             return {"doc_id": np.array([], dtype=np.int64)}
         t = read_samples(sf)
-        return {c: t.column(c).to_numpy(zero_copy_only=False) for c in ("doc_id", "score", "correct")}
+        return {
+            c: t.column(c).to_numpy(zero_copy_only=False) for c in ("doc_id", "score", "correct")
+        }
 
 
 def _one(prefix: str, rows: list[tuple[str, str]], where: str) -> tuple[str, str]:
@@ -166,9 +206,13 @@ def _one(prefix: str, rows: list[tuple[str, str]], where: str) -> tuple[str, str
     if exact:
         return exact[0]
     if not keys:
-        raise ValueError(f"{where}: no eval cell key starts with '{prefix}'; `bench leaderboard --format json` lists cell keys")
+        raise ValueError(
+            f"{where}: no eval cell key starts with '{prefix}'; `bench leaderboard --format json` lists cell keys"
+        )
     if len(keys) > 1:
-        raise ValueError(f"{where}: cell '{prefix}' is ambiguous ({len(keys)} matches); give more of the key")
+        raise ValueError(
+            f"{where}: cell '{prefix}' is ambiguous ({len(keys)} matches); give more of the key"
+        )
     return keys[0]
 
 
@@ -197,10 +241,14 @@ def compare(
         names = sorted(set(ta) | set(tb)) if task is None else [task]
         for name in names:
             if name not in ta or name not in tb:
-                comp.skipped.append((name, f"only in {'A' if name in ta else 'B' if name in tb else 'neither'}"))
+                comp.skipped.append(
+                    (name, f"only in {'A' if name in ta else 'B' if name in tb else 'neither'}")
+                )
                 continue
             if ta[name].version != tb[name].version:
-                comp.skipped.append((name, f"versions differ ({ta[name].version} vs {tb[name].version})"))
+                comp.skipped.append(
+                    (name, f"versions differ ({ta[name].version} vs {tb[name].version})")
+                )
                 continue
             tc = _paired(name, ta[name], tb[name], src.samples(ka, name), src.samples(kb, name),
                          alpha, n_boot, seed)  # fmt: skip

@@ -1,0 +1,88 @@
+"""Record → table rows, and Arrow-to-DuckDB helpers for :mod:`leaderboards.store`."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+
+from leaderboards.record import RunRecord
+
+__all__ = ["registered", "record_row", "task_rows", "insert_rows"]
+
+
+@contextmanager
+def registered(con, name: str, table: pa.Table):
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
+    p = rec.provenance
+    return {
+        "cell_key": rec.cell_key,
+        "kind": rec.kind,
+        "schema_version": rec.schema_version,
+        "grid": rec.grid,
+        "model_id": rec.model_id,
+        "model_revision": rec.model_revision,
+        "recipe": list(rec.recipe),
+        "stage": rec.stage,
+        "parent_key": rec.parent_key,
+        "checkpoint": rec.checkpoint,
+        "backend": rec.backend,
+        "dtype": rec.dtype,
+        "target": rec.target,
+        "seed": rec.seed,
+        "wall_s": rec.wall_s,
+        "tokens_per_s": rec.tokens_per_s,
+        "peak_memory_bytes": rec.peak_memory_bytes,
+        "git_commit": p.git_commit,
+        "git_dirty": p.git_dirty,
+        "container_image": p.container_image,
+        "container_digest": p.container_digest,
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
+        "source_path": str(path),
+        "content_hash": digest,
+        "record_json": rec.model_dump_json(),
+    }
+
+
+def task_rows(rec: RunRecord) -> list[dict]:
+    rows = []
+    for t in rec.tasks:
+        for metric, m in t.metrics.items():
+            rows.append(
+                {
+                    "cell_key": rec.cell_key,
+                    "kind": rec.kind,
+                    "task": t.name,
+                    "task_version": t.version,
+                    "metric": metric,
+                    "is_primary": metric == t.primary_metric,
+                    "higher_is_better": t.higher_is_better,
+                    "value": m.value,
+                    "stderr": m.stderr,
+                    "stderr_source": "record" if m.stderr is not None else None,
+                    "n": m.n,
+                    "n_shot": t.n_shot,
+                    "chat_template": t.chat_template,
+                    "limit": t.limit,
+                    "samples_file": t.samples_file,
+                }
+            )
+    return rows
+
+
+def insert_rows(con, table: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    with registered(con, "_rows", pa.Table.from_pylist(rows).select(cols)):
+        con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _rows")

@@ -1,0 +1,43 @@
+"""Library entry points behind ``bench leaderboard`` and ``bench compare`` (the CLI stays thin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leaderboards.comparison import Comparison, compare
+from leaderboards.rendering import render
+from leaderboards.store import default_db_path, ingest
+
+__all__ = ["leaderboard", "compare_cells"]
+
+
+def leaderboard(
+    results_dir: str | Path = "results",
+    fmt: str = "terminal",
+    out: str | Path | None = None,
+    *,
+    models: list[str] | None = None,
+    methods: list[str] | None = None,
+    tasks: list[str] | None = None,
+    db_path: str | Path | None = None,
+) -> str:
+    """Ingest ``results_dir`` (idempotent), render the leaderboard, write it to ``out`` if given.
+
+    Ingest problems (corrupt records, missing samples) are issued as ``IngestWarning``
+    and do not stop the render.
+    """
+    db = Path(db_path) if db_path is not None else default_db_path(results_dir)
+    ingest(results_dir, db)
+    text = render(db, fmt, models=models, methods=methods, tasks=tasks)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    return text
+
+
+def compare_cells(
+    results_dir: str | Path, cell_a: str, cell_b: str, task: str | None = None
+) -> Comparison:
+    """``bench compare``: read the results dir's files directly (no database write)."""
+    return compare(results_dir, cell_a, cell_b, task)
