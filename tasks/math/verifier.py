@@ -39,10 +39,29 @@ for _name in ("math_verify.parser", "math_verify.grader"):
     logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
 
 
+_warm = threading.Lock()
+_warmed = False
+
+
+def _warm_up() -> None:
+    """Import sympy and the LaTeX grammar once, untimed: the per-item timeout should bound a
+    comparison, not a cold import (seconds on a loaded machine)."""
+    global _warmed
+    with _warm:
+        if not _warmed:
+            from math_verify import parse
+            from math_verify import verify as mv_verify
+
+            mv_verify(parse("\\boxed{1+x^2}", parsing_timeout=None), parse("\\boxed{x^2+1}", parsing_timeout=None),
+                      timeout_seconds=None)
+            _warmed = True
+
+
 def _math_verify(pred: str, gold: str, timeout: int | None) -> bool:
     from math_verify import parse
     from math_verify import verify as mv_verify
 
+    _warm_up()
     # Wrapping in \boxed makes math-verify read both sides as LaTeX answers first.
     gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
     pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=timeout)
