@@ -90,6 +90,13 @@ def _cell_lock(results_dir: Path, key: str) -> Iterator[None]:
         yield
 
 
+def _peak_bytes(peak) -> int | None:
+    """The manifest reports peak memory (GB) after load and after training; keep the max."""
+    if isinstance(peak, dict):
+        peak = max((v for v in peak.values() if isinstance(v, int | float)), default=0)
+    return int(peak * 1e9) or None if isinstance(peak, int | float) else None
+
+
 def _train(cell: TrainCell, exp: Expansion, results_dir: Path) -> RunRecord:
     from harness.zoo import get_model, materialize
     from trainers import train_stage
@@ -102,7 +109,7 @@ def _train(cell: TrainCell, exp: Expansion, results_dir: Path) -> RunRecord:
     spec = get_model(cell.model)
     out = stage_dir(results_dir, cell.key)
     started, t0 = datetime.now(UTC), time.perf_counter()
-    manifest = train_stage(cell.method, {**cell.config, "stage": cell.stage, "model": cell.model},
+    manifest = train_stage(cell.method, dict(cell.config),
                            base_model=materialize(cell.model), parent=parent, output_dir=out,
                            target=exp.grid.target, seed=exp.grid.seed)
     metrics = {k: float(v) for k, v in manifest.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -111,7 +118,7 @@ def _train(cell: TrainCell, exp: Expansion, results_dir: Path) -> RunRecord:
         recipe=cell.stage.split("+"), stage=cell.stage, parent_key=cell.parent_key,
         method_configs={cell.step: {"method": cell.method, **cell.config}}, checkpoint=str(out),
         target=exp.grid.target, seed=exp.grid.seed, wall_s=time.perf_counter() - t0,
-        tokens_per_s=manifest.get("tokens_per_s"), peak_memory_bytes=int(manifest.get("peak_memory_gb", 0) * 1e9) or None,
+        tokens_per_s=manifest.get("tokens_per_s"), peak_memory_bytes=_peak_bytes(manifest.get("peak_memory_gb")),
         train_metrics=metrics, started_at=started,
     )
     from harness.provenance import provenance

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,15 @@ TIMEOUT_MIN = {"train": 8 * 60, "eval": 4 * 60}  # per requeue; a train stage re
 MAX_TIMEOUTS = 6  # timeouts a task survives (preemptions are not counted)
 CPUS_PER_GPU = 8
 CPU_TARGET_CPUS = 2
+# PREEMPTED is left out: a requeued job passes through it; one that stays preempted is
+# caught when it leaves squeue (MinJobAge).
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-            "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
-GRACE_POLLS = 3  # a finished task without a result pickle: wait for a slow shared filesystem
+            "DEADLINE", "SPECIAL_EXIT", "REVOKED", "GONE"}
+# Pending reasons that never clear by waiting (a request the partition can never satisfy):
+# such a task is cancelled and reported instead of waited on forever.
+NEVER_STARTS = {"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit",
+                "InvalidQOS", "InvalidAccount", "DependencyNeverSatisfied"}
+GRACE_S = 60  # an ended task without a result pickle: give a shared filesystem time to show it
 
 
 def _first_line(text: str) -> str:
@@ -179,16 +186,31 @@ def _outcome_from_pickle(job) -> str:
     return f"failed: {_first_line(str(value))}"[:200]
 
 
-def _squeue_states() -> dict[str, str] | None:
-    """job id (array tasks one per line) -> state, for this user's jobs SLURM still knows."""
+def _squeue_states() -> dict[str, tuple[str, str]] | None:
+    """job id (array tasks one per line) -> (state, reason), for this user's jobs SLURM still knows."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T"],
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T|%r"],
                              capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
         return None  # the controller is busy or restarting: no news this round
-    return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
+    rows = (line.split("|") for line in out.stdout.splitlines())
+    return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+
+
+def _dependency(parents: set[str], submitted: Sequence[str]) -> str | None:
+    """``afterany:`` on the parents' array tasks; a whole array by its id when all of it is needed."""
+    if not parents:
+        return None
+    tasks: dict[str, set[str]] = {}
+    for job_id in submitted:
+        tasks.setdefault(job_id.split("_")[0], set()).add(job_id)
+    ids = []
+    for array, members in sorted(tasks.items(), key=lambda kv: int(kv[0])):
+        needed = members & parents
+        ids += [array] if needed == members else sorted(needed, key=lambda j: int(j.split("_")[1]))
+    return "afterany:" + ":".join(ids)
 
 
 def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -> None:
@@ -197,9 +219,8 @@ def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -
         res = resources(cell, exp.grid)
         groups.setdefault((cell.kind, *sorted(res.items())), []).append(cell)
     for (kind, *res_items), group in groups.items():
-        res = dict(res_items)
-        parents = sorted({jobs[_needs(c)].job_id for c in group if _needs(c) in jobs})
-        submit(wave_no, kind, res, parents, group)
+        parents = {jobs[_needs(c)].job_id for c in group if _needs(c) in jobs}
+        submit(wave_no, kind, dict(res_items), _dependency(parents, [j.job_id for j in jobs.values()]), group)
 
 
 def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | None = None,
@@ -229,7 +250,7 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
     todo_kind = {c.key: c.kind for c in plan.todo}
     jobs: dict[str, Any] = {}
 
-    def submit(wave_no: int, kind: str, res: dict, parents: list[str], group: list) -> None:
+    def submit(wave_no: int, kind: str, res: dict, dependency: str | None, group: list) -> None:
         ex = submitit.SlurmExecutor(folder, max_num_timeout=MAX_TIMEOUTS,
                                     python=python_command(container, binds, res["gpus"]))
         params: dict[str, Any] = {"job_name": f"bench-{exp.grid.name}-w{wave_no}-{kind}",
@@ -238,8 +259,8 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
             params["gpus_per_node"] = res["gpus"]
         if partition:
             params["partition"] = partition
-        if parents:
-            params["dependency"] = "afterany:" + ":".join(parents)
+        if dependency:
+            params["dependency"] = dependency
         ex.update_parameters(**{**params, **(slurm_options or {})})
         try:
             with ex.batch():
@@ -250,7 +271,7 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
             done = ", ".join(sorted({j.job_id.split("_")[0] for j in jobs.values()})) or "none"
             raise BenchError(f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
                              f"fix the SLURM options (partition, account, resources); already submitted: {done}") from None
-        for cell, job in zip(group, submitted):
+        for cell, job in zip(group, submitted, strict=True):
             jobs[cell.key] = job
             if progress is not None:
                 progress(cell, f"submitted: {job.job_id}")
@@ -264,7 +285,7 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
 
 def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -> dict[str, str]:
     outcome: dict[str, str] = {}
-    misses: dict[str, int] = {}
+    ended: dict[str, float] = {}  # key -> when squeue first showed its job ended without a result
     cells = {c.key: c for c in plan.todo}
     start = time.monotonic()
     while len(outcome) < len(jobs):
@@ -272,22 +293,30 @@ def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -
         for key, job in jobs.items():
             if key in outcome:
                 continue
+            with suppress(OSError):  # refresh NFS attribute caches (submitit's own trick)
+                job.paths.folder.chmod(job.paths.folder.stat().st_mode)
+            state, reason = (states or {}).get(job.job_id, ("GONE", ""))
             if job.paths.result_pickle.exists():
                 outcome[key] = _outcome_from_pickle(job)
-            elif states is not None and states.get(job.job_id, "GONE") in TERMINAL | {"GONE"}:
-                misses[key] = misses.get(key, 0) + 1
-                if misses[key] >= GRACE_POLLS:
-                    state = states.get(job.job_id, "no longer in squeue")
+            elif states is None:
+                continue
+            elif state == "PENDING" and reason in NEVER_STARTS:
+                subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
+                outcome[key] = (f"failed: job {job.job_id} can never start ({reason}); cancelled it: fix the "
+                                "SLURM options (partition, resources, account)")
+            elif state in TERMINAL:
+                if time.monotonic() - ended.setdefault(key, time.monotonic()) >= GRACE_S:
+                    state = "no longer in squeue" if state == "GONE" else state
                     outcome[key] = f"failed: job {job.job_id} ended ({state}) without a result; see {job.paths.stderr}"
             else:
-                misses.pop(key, None)  # requeued, pending or running again
+                ended.pop(key, None)  # requeued, pending or running again
             if key in outcome and progress is not None:
                 progress(cells[key], outcome[key])
         if len(outcome) < len(jobs):
             if max_wait_s is not None and time.monotonic() - start > max_wait_s:
                 for key, job in jobs.items():
-                    outcome.setdefault(key, f"unfinished: job {job.job_id} still "
-                                            f"{(states or {}).get(job.job_id, 'queued')} after {max_wait_s:.0f}s")
+                    state = (states or {}).get(job.job_id, ("queued",))[0]
+                    outcome.setdefault(key, f"unfinished: job {job.job_id} still {state} after {max_wait_s:.0f}s")
                 break
             time.sleep(poll_s)
     return outcome
