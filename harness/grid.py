@@ -173,6 +173,7 @@ def _check_references(grid: GridSpec, path: Path) -> None:
         method = cfg.get("method", step)
         if method not in METHODS:
             raise BenchError(f"{path}: field 'steps.{step}.method': unknown method '{method}'{closest(method, METHODS)}; methods: {', '.join(METHODS)}")
+        _check_step_fields(path, step, method, cfg)
     for r, recipe in enumerate(grid.recipes):
         for j, step in enumerate(recipe):
             if step not in grid.steps and step not in METHODS:
@@ -181,6 +182,25 @@ def _check_references(grid: GridSpec, path: Path) -> None:
                     "define it under `steps:` or use a method name"
                 )
     resolve_tasks(grid.tasks, where=f"{path}: field 'tasks'")
+
+
+# Set by the harness for every stage; a grid that sets them would fight the runner.
+_HARNESS_FIELDS = {"model", "parent", "output_dir", "target", "seed"}
+
+
+def _check_step_fields(path: Path, step: str, method: str, cfg: dict[str, Any]) -> None:
+    """Every key of a step must be a field of its method's config dataclass."""
+    import dataclasses
+
+    from trainers import method_config
+
+    fields = {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS
+    for key in cfg:
+        if key != "method" and key not in fields:
+            raise BenchError(
+                f"{path}: field 'steps.{step}.{key}': not a {method} setting{closest(key, fields)}; "
+                f"see trainers/{method}.py for its config fields"
+            )
 
 
 def _lineage_path(name: str) -> tuple[str, list[str]]:

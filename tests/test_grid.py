@@ -12,7 +12,7 @@ BASE = {
     "name": "t",
     "models": ["tiny-random-llama"],
     "recipes": [["distill"], ["distill", "grpo"], ["sft", "dpo"]],
-    "steps": {"distill": {"max_steps": 3, "data": {"source": "arith", "level": 2}}},
+    "steps": {"distill": {"max_steps": 3, "levels": "2"}},
     "tasks": ["math_arith"],
     "eval": {"limit": 2},
 }
@@ -62,7 +62,7 @@ def test_keys_are_stable_across_processes(tmp_path):
 
 def test_keys_change_with_every_input(tmp_path):
     base = keys(write(tmp_path))
-    changed_step = keys(write(tmp_path, steps={"distill": {"max_steps": 4, "data": {"source": "arith", "level": 2}}}))
+    changed_step = keys(write(tmp_path, steps={"distill": {"max_steps": 4, "levels": "2"}}))
     # a distill change re-keys distill, its child and their evals; the sft branch and base stay
     assert changed_step[("train", "distill")] != base[("train", "distill")]
     assert changed_step[("train", "distill+grpo")] != base[("train", "distill+grpo")]
@@ -93,7 +93,7 @@ def test_key_changes_with_task_version(tmp_path, monkeypatch):
 def test_data_file_content_is_part_of_the_key(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"messages": []}\n')
-    steps = {"sft": {"data": {"path": str(data)}}}
+    steps = {"sft": {"dataset": str(data)}}
     first = keys(write(tmp_path, steps=steps))
     data.write_text('{"messages": [1]}\n')
     assert keys(write(tmp_path, steps=steps))[("train", "sft")] != first[("train", "sft")]
@@ -113,6 +113,8 @@ def test_published_lineage_becomes_stages_of_the_base():
     ({"tasks": ["math_arth"]}, "tasks", "math_arith"),
     ({"recipes": [["distil"]]}, "recipes.0.0", "distill"),
     ({"steps": {"x": {"method": "ppo"}}}, "steps.x.method", "methods:"),
+    ({"steps": {"distill": {"max_step": 3}}}, "steps.distill.max_step", "max_steps"),
+    ({"steps": {"sft": {"output_dir": "x"}}}, "steps.sft.output_dir", "trainers/sft.py"),
     ({"eval": {"limit": "many"}}, "eval.limit", "valid"),
     ({"seed": "zero"}, "seed", "valid"),
 ])

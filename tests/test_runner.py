@@ -51,7 +51,10 @@ def test_second_run_runs_zero_cells_and_board_equals_records(tmp_path, tiny_llam
 
 @pytest.mark.slow
 def test_sigkill_mid_grid_then_resume_runs_each_cell_once(tmp_path, tiny_llama, tiny_qwen2):
-    grid, results = eval_grid(tmp_path), tmp_path / "results"
+    # one training stage (trained, then evaluated) and two base evals
+    steps = {"distill": {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 1}}
+    grid = eval_grid(tmp_path, recipes=[["distill"]], steps=steps, models=["tiny-random-llama", "tiny-random-qwen2"])
+    results = tmp_path / "results"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -66,8 +69,8 @@ def test_sigkill_mid_grid_then_resume_runs_each_cell_once(tmp_path, tiny_llama, 
                            capture_output=True, text=True, env=env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = records(results)
-    expected = {f"eval-{c.key}.json" for c in expand(load_grid(grid)).cells}
-    assert set(final) == expected  # every cell, exactly one record each
+    expected = {f"{c.kind}-{c.key}.json" for c in expand(load_grid(grid)).cells}
+    assert len(expected) == 6 and set(final) == expected  # every cell, exactly one record each
     for name, rec in first.items():  # the finished cell was not recomputed
         assert final[name]["started_at"] == rec["started_at"]
     assert not list((results / "records").glob(".*.tmp"))  # no half-written record left behind
