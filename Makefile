@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml ci/constraints/cpu.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/bench models fetch smollm2-135m-instruct
-	$(BIN)/bench grid show smoke
+	$(BIN)/bench train+eval --grid smoke
+	$(BIN)/bench leaderboard --format md --out results/leaderboard.md
+	$(BIN)/bench leaderboard --format html --out results/leaderboard.html
 
 test: setup
 	$(BIN)/pytest -m "$(MARKS_OFF)" -q
@@ -37,6 +38,17 @@ test-gpu: setup
 
 lint: setup
 	$(BIN)/ruff check harness trainers tasks leaderboards containers tests ci
+
+perf: setup
+	$(BIN)/python ci/perf/runner_overhead.py
+	$(BIN)/python ci/perf/leaderboard_render.py
+	$(BIN)/python ci/perf/train_throughput.py
+
+learn: setup
+	$(BIN)/python ci/perf/learning.py
+
+container-test: setup
+	bash ci/container_test.sh
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

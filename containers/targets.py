@@ -50,6 +50,7 @@ class Target(BaseModel):
     gpus_per_node: int
     extras: list[str]
     pip_packages: list[str] = []
+    bundle_models: list[str] = []  # zoo models built into the image (`bench models fetch`)
     constraints: str
 
     @field_validator("quantization")
@@ -66,13 +67,19 @@ class Target(BaseModel):
         # (bf16 on Turing, flash-attn without the package) would fail only on the GPU.
         cc = float(self.compute_capability) if self.compute_capability else None
         if self.cuda is None and (cc is not None or self.gpu_memory_gb is not None):
-            raise ValueError("a CPU target (cuda: null) has compute_capability and gpu_memory_gb null")
+            raise ValueError(
+                "a CPU target (cuda: null) has compute_capability and gpu_memory_gb null"
+            )
         if self.cuda is not None and (cc is None or self.gpu_memory_gb is None):
             raise ValueError("a GPU target needs compute_capability and gpu_memory_gb")
         if self.dtype == "bf16" and (cc is None or cc < 8.0):
-            raise ValueError("dtype bf16 needs compute_capability >= 8.0; use fp16 (GPU) or fp32 (CPU)")
+            raise ValueError(
+                "dtype bf16 needs compute_capability >= 8.0; use fp16 (GPU) or fp32 (CPU)"
+            )
         if (self.attn_implementation == "flash_attention_2") != self.flash_attention:
-            raise ValueError("attn_implementation flash_attention_2 and flash_attention: true go together")
+            raise ValueError(
+                "attn_implementation flash_attention_2 and flash_attention: true go together"
+            )
         if self.flash_attention and (cc is None or cc < 8.0):
             raise ValueError("flash_attention needs compute_capability >= 8.0; use sdpa")
         return self
@@ -111,7 +118,9 @@ def _load_default() -> tuple[tuple[str, Target], ...]:
 def _load(path: Path) -> dict[str, Target]:
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict) or not isinstance(raw.get("targets"), dict):
-        raise ValueError(f"{path}: top-level 'targets:' mapping missing; see containers/targets.yaml")
+        raise ValueError(
+            f"{path}: top-level 'targets:' mapping missing; see containers/targets.yaml"
+        )
     targets: dict[str, Target] = {}
     for name, fields in raw["targets"].items():
         try:

@@ -71,10 +71,14 @@ def containers_build(target: str, engine: EngineOpt = "apptainer",
     """Build TARGET's image (Apptainer .sif, or a Docker/podman image)."""
     from containers.build import build
 
+    import subprocess
+
     try:
         cmd = build(target, engine, tag, base_image, execute=not print_only)
     except ValueError as e:
         raise BenchError(str(e)) from None
+    except subprocess.CalledProcessError as e:  # the engine already printed why
+        raise typer.Exit(e.returncode) from None
     console.print(" ".join(cmd), highlight=False, soft_wrap=True)
 
 
@@ -85,9 +89,13 @@ def containers_run(ctx: typer.Context, target: str, engine: EngineOpt = "apptain
     """Run `bench ARGS` inside TARGET's image: bench containers run cpu -- eval --model ..."""
     from containers.build import run
 
+    import subprocess
+
     try:
         cmd = run(target, list(ctx.args), engine, tag, results, execute=not print_only)
     except ValueError as e:
         raise BenchError(str(e)) from None
+    except subprocess.CalledProcessError as e:
+        raise typer.Exit(e.returncode) from None
     if print_only:
         console.print(" ".join(cmd), highlight=False, soft_wrap=True)

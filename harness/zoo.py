@@ -179,6 +179,12 @@ def _hf_cached(spec: ModelSpec) -> Path | None:
         return None
 
 
+def _writable(path: Path) -> bool:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -192,6 +198,9 @@ def materialize(name: str) -> Path:
         from harness import _build
 
         target = cache_dir() / "models" / spec.name
+        if not (target / COMPLETE).exists() and not _writable(cache_dir()):
+            # e.g. an Apptainer image's read-only cache: build into the user's cache instead
+            target = Path.home() / ".cache" / "bench" / "models" / spec.name
         if not (target / COMPLETE).exists():
             builder = _build.build_bundled if spec.source == "bundled" else _build.build_tiny
             _build.atomic_build(target, lambda tmp: builder(spec, tmp), COMPLETE)

@@ -16,8 +16,10 @@ TARGET_NAMES = {"h100", "a100", "a100-40g", "rtx2080ti", "cpu"}
 def test_shipped_targets_load_with_expected_hardware_facts():
     targets = load_targets()
     assert set(targets) == TARGET_NAMES
-    facts = {n: (t.dtype, t.attn_implementation, t.gpu_memory_gb, t.compute_capability)
-             for n, t in targets.items()}
+    facts = {
+        n: (t.dtype, t.attn_implementation, t.gpu_memory_gb, t.compute_capability)
+        for n, t in targets.items()
+    }
     assert facts == {
         "h100": ("bf16", "flash_attention_2", 80, "9.0"),
         "a100": ("bf16", "flash_attention_2", 80, "8.0"),
@@ -49,7 +51,7 @@ def test_constraints_file_exists_and_pins_the_spec_torch(name):
 def test_cpu_constraints_keep_transformers_below_5_20():
     pins = get_target("cpu").constraints_path.read_text()
     assert "torch==2.13.0" in pins
-    version = next(l.split("==")[1] for l in pins.splitlines() if l.startswith("transformers=="))
+    version = next(x.split("==")[1] for x in pins.splitlines() if x.startswith("transformers=="))
     assert tuple(int(x) for x in version.split(".")[:2]) < (5, 20)
 
 
@@ -69,8 +71,12 @@ def test_unknown_target_without_close_match_lists_all():
 
 @pytest.mark.parametrize(
     ("cap", "mem", "expected"),
-    [((9, 0), 79.1, "h100"), ((8, 0), 79.1, "a100"), ((8, 0), 39.4, "a100-40g"),
-     ((7, 5), 10.7, "rtx2080ti")],
+    [
+        ((9, 0), 79.1, "h100"),
+        ((8, 0), 79.1, "a100"),
+        ((8, 0), 39.4, "a100-40g"),
+        ((7, 5), 10.7, "rtx2080ti"),
+    ],
 )
 def test_target_for_device(cap, mem, expected):
     assert target_for_device(*cap, mem) == expected
