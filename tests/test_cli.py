@@ -43,3 +43,17 @@ def test_grid_show_json_has_keys_and_status(tmp_path):
 def test_eval_needs_exactly_one_model_source():
     proc = run("eval", "--tasks", "math_arith")
     assert proc.returncode == 2 and "exactly one of --model" in proc.stderr
+
+
+def test_tasks_check_last_line_and_bad_file(tmp_path):
+    from pathlib import Path
+
+    fixture = next(Path(__file__).parent.joinpath("fixtures", "math").glob("gsm8k*.jsonl"))
+    proc = run("tasks", "check", "math", "--data", str(fixture))
+    n = sum(1 for line in fixture.read_text().splitlines() if line.strip())
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == f"agreement=1.0000 n={n}"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"q": 1}\n')
+    proc = run("tasks", "check", "math", "--data", str(bad))
+    assert proc.returncode == 2 and str(bad) in proc.stderr and "question" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
