@@ -1,0 +1,112 @@
+"""Post-training methods: ``sft``, ``distill``, ``dpo``, ``grpo`` over trl + peft.
+
+Each method is one module, ``trainers/<method>.py``: a config dataclass (defaults) and
+``main(cfg) -> Manifest``. Config flows dataclass defaults → YAML → CLI overrides
+(``python -m trainers.grpo --config g.yaml learning_rate=1e-5``); the resolved config is
+saved beside the checkpoint. The harness calls :func:`train_stage`.
+
+Stages chain by **merging, then a fresh adapter**. A stage trains from its parent's
+*merged* weights (base + parent adapter, ``merge_and_unload``) and learns a new LoRA
+adapter; adapters are never stacked. So every stage directory holds exactly one
+adapter, relative to one set of full weights named in its manifest (``base_weights``),
+and a child's training never depends on peft's multi-adapter machinery. The parent's
+``merged/`` is written when the child first needs it (or at once with ``merge=true``);
+a stage without children keeps only its adapter. Eval loads a stage by path
+(``trainers._model.load_model(stage_dir)``): its ``merged/`` when present, else
+``base_weights`` + ``adapter/``. ``full`` mode stages hold ``merged/`` only.
+
+Importing this package imports no torch: ``METHODS`` names modules, loaded on use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["METHODS", "method_config", "train_stage"]
+
+METHODS: dict[str, str] = {
+    "sft": "trainers.sft:SFTConfig",
+    "distill": "trainers.distill:DistillConfig",
+    "dpo": "trainers.dpo:DPOConfig",
+    "grpo": "trainers.grpo:GRPOConfig",
+}
+
+
+def _unknown(method: str) -> ValueError:
+    return ValueError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def method_config(method: str) -> type:
+    """The config dataclass of ``method``."""
+    if method not in METHODS:
+        raise _unknown(method)
+    module, _, name = METHODS[method].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def train_stage(
+    method: str,
+    config: dict[str, Any],
+    *,
+    base_model: Path,
+    parent: Path | None,
+    output_dir: Path,
+    target: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train one stage and return its manifest (also written to ``output_dir/manifest.json``).
+
+    ``config`` holds the method's fields (a grid's method config); ``base_model`` is the
+    root model directory, ``parent`` the previous stage directory (its merged weights are
+    the starting point). With ``nproc > 1`` in ``config`` the stage runs in subprocesses
+    under the planner's topology (see :mod:`trainers.launch`); otherwise in-process.
+    """
+    from trainers._config import resolve, save_config
+
+    if method not in METHODS:
+        raise _unknown(method)
+    cls = method_config(method)
+    fixed = {
+        "model": str(base_model),
+        "parent": str(parent) if parent else None,
+        "output_dir": str(output_dir),
+        "target": target,
+        "seed": seed,
+    }
+    cfg = resolve(cls, {**config, **fixed})
+    if cfg.nproc <= 1:
+        main = importlib.import_module(f"trainers.{method}").main
+        return main(cfg).to_dict()
+    return _launch(method, cfg, save_config)
+
+
+def _launch(method: str, cfg: Any, save_config) -> dict[str, Any]:
+    import torch
+
+    from trainers._model import ensure_merged
+    from trainers.launch import launch_command
+    from trainers.manifest import read_manifest
+    from trainers.planner import plan
+
+    if cfg.parent:
+        ensure_merged(cfg.parent)  # once, before the ranks start, not once per rank
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "launch.yaml"
+    save_config(cfg, config_path)
+    cpu = not torch.cuda.is_available()
+    weights = Path(cfg.parent) / "merged" if cfg.parent else Path(cfg.model)
+    topology = plan(
+        weights, method, cfg.target, cfg.max_length, cfg.mode, cfg.effective_batch, gpus=cfg.nproc
+    ).topology
+    cmd = launch_command(method, config_path, topology=topology, nproc=cfg.nproc, cpu=cpu)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(
+            f"{method} stage under {topology} x{cfg.nproc} failed (exit {done.returncode}): {tail[0]}"
+        )
+    return read_manifest(out)

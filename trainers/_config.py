@@ -44,7 +44,7 @@ class TrainConfig:
 
     # Data.
     dataset: str = ""
-    limit: int | None = None  # first N rows after shuffling with ``seed``
+    limit: int | None = None  # use only the first N rows
     eval_fraction: float = 0.0  # held out from the training rows for eval loss
 
     # Optimisation. per_device_batch/grad_accum None means: ask the memory planner.
@@ -55,10 +55,10 @@ class TrainConfig:
     grad_accum: int | None = None
     max_length: int = 512
     max_grad_norm: float = 1.0
-    warmup_ratio: float = 0.0
+    warmup_steps: float = 0.0  # a count, or a fraction of max_steps when < 1
     lr_scheduler_type: str = "linear"
     weight_decay: float = 0.0
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on for GPU targets, off on CPU
 
     # Logging, checkpoints, stopping.
     logging_steps: int = 1  # every step, so the divergence guard sees every loss
@@ -104,7 +104,11 @@ def _check_keys(cls: type, values: Mapping[str, Any], source: str) -> None:
     for key in values:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else f"see {cls.__name__} for the fields"
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else f"see {cls.__name__} for the fields"
+            )
             raise ValueError(f"{source}: unknown {cls.__name__} field {key!r}; {hint}")
 
 
@@ -122,7 +126,9 @@ def _typed(cls: type, values: dict[str, Any], source: str) -> dict[str, Any]:
             try:
                 cast = want(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{source}: field {key!r} must be a number, got {value!r}") from None
+                raise ValueError(
+                    f"{source}: field {key!r} must be a number, got {value!r}"
+                ) from None
             if want is int and cast != float(value):
                 raise ValueError(f"{source}: field {key!r} must be an integer, got {value!r}")
             values[key] = cast

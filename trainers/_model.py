@@ -20,6 +20,7 @@ __all__ = [
     "load_model",
     "resolve_stage",
     "ensure_merged",
+    "merge_into",
     "lora_config",
     "torch_dtype",
     "attn_implementation",
@@ -37,7 +38,9 @@ def torch_dtype(target: str):
 
     from containers.targets import get_target
 
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[get_target(target).dtype]
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
+        get_target(target).dtype
+    ]
 
 
 def attn_implementation(target: str) -> str:
@@ -61,14 +64,18 @@ def resolve_stage(path: str | Path) -> tuple[Path, Path | None]:
     manifest = path / MANIFEST
     if not manifest.exists():
         if not (path / "config.json").exists():
-            raise ValueError(f"{path}: neither a model directory (config.json) nor a stage ({MANIFEST})")
+            raise ValueError(
+                f"{path}: neither a model directory (config.json) nor a stage ({MANIFEST})"
+            )
         return path, None
     if (path / MERGED / "config.json").exists():
         return path / MERGED, None
     data = json.loads(manifest.read_text())
     adapter = path / ADAPTER
     if not (adapter / "adapter_config.json").exists():
-        raise ValueError(f"{path}: stage has neither {MERGED}/ nor {ADAPTER}/; retrain it or restore the files")
+        raise ValueError(
+            f"{path}: stage has neither {MERGED}/ nor {ADAPTER}/; retrain it or restore the files"
+        )
     return Path(data["base_weights"]), adapter
 
 
@@ -106,9 +113,13 @@ def _quantization_config(quantization: str | None, target: str, dtype: Any):
     if quantization not in ("bnb-4bit", "bnb-8bit"):
         raise ValueError(f"quantization {quantization!r}: use bnb-4bit (QLoRA) or bnb-8bit")
     if not torch.cuda.is_available():
-        raise ValueError(f"{quantization} (QLoRA) needs CUDA and bitsandbytes; none here: use mode=lora on CPU")
+        raise ValueError(
+            f"{quantization} (QLoRA) needs CUDA and bitsandbytes; none here: use mode=lora on CPU"
+        )
     if quantization not in get_target(target).quantization:
-        raise ValueError(f"target {target} does not support {quantization}; see containers/targets.yaml")
+        raise ValueError(
+            f"target {target} does not support {quantization}; see containers/targets.yaml"
+        )
     from transformers import BitsAndBytesConfig
 
     if quantization == "bnb-8bit":
@@ -164,7 +175,9 @@ def load_model(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
-    tok_dir = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else weights
+    tok_dir = (
+        adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else weights
+    )
     tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -181,15 +194,16 @@ def lora_config(r: int, alpha: int, dropout: float, target: str = "all-linear"):
     """
     from peft import LoraConfig
 
-    modules: Any = target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=modules, task_type="CAUSAL_LM")
+    modules: Any = (
+        target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
+    )
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=modules, task_type="CAUSAL_LM"
+    )
 
 
 def ensure_merged(stage: str | Path) -> Path:
-    """The stage's merged weights (``stage/merged``), written once from base + adapter if absent.
-
-    Written to a temporary sibling and renamed, so a crash never leaves half a model.
-    """
+    """The stage's merged weights (``stage/merged``), written once from base + adapter if absent."""
     stage = Path(stage)
     merged = stage / MERGED
     if (merged / "config.json").exists():
@@ -197,23 +211,40 @@ def ensure_merged(stage: str | Path) -> Path:
     weights, adapter = resolve_stage(stage)
     if adapter is None:
         return weights
+    trust = bool(json.loads((stage / MANIFEST).read_text()).get("trust_remote_code", False))
+    return merge_into(weights, adapter, merged, trust)
+
+
+def merge_into(weights: Path, adapter: Path, dest: Path, trust_remote_code: bool = False) -> Path:
+    """base + adapter → merge_and_unload → ``dest`` (weights in the base's dtype, tokenizer).
+
+    Written to a temporary sibling and renamed, so a crash never leaves half a model.
+    """
     from peft import PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    manifest = json.loads((stage / MANIFEST).read_text())
-    trust = bool(manifest.get("trust_remote_code", False))
-    config = AutoConfig.from_pretrained(weights, trust_remote_code=trust)
+    config = AutoConfig.from_pretrained(weights, trust_remote_code=trust_remote_code)
     _drop_gguf_leftover(config)
-    base = AutoModelForCausalLM.from_pretrained(weights, config=config, dtype="auto", trust_remote_code=trust)
+    base = AutoModelForCausalLM.from_pretrained(
+        weights, config=config, dtype="auto", trust_remote_code=trust_remote_code
+    )
     model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    tmp = Path(tempfile.mkdtemp(prefix=".merged-", dir=stage))
+    tmp = Path(tempfile.mkdtemp(prefix=".merged-", dir=dest.parent))
     try:
         model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(adapter).save_pretrained(tmp)
-        os.replace(tmp, merged)
+        tok_dir = adapter if (adapter / "tokenizer_config.json").exists() else weights
+        AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust_remote_code).save_pretrained(
+            tmp
+        )
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # another process (a DDP rank) merged first: its complete copy stands
+            if not (dest / "config.json").exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return merged
+    return dest
 
 
 def reset_peak_memory() -> None:

@@ -19,7 +19,16 @@ from typing import Any
 __all__ = ["Manifest", "write_manifest", "read_manifest", "package_versions", "git_state"]
 
 MANIFEST_VERSION = 1
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "vllm")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "vllm",
+)
 
 
 @dataclasses.dataclass
@@ -80,7 +89,10 @@ def git_state(repo: Path | None = None) -> tuple[str | None, bool | None]:
             return None, None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return commit.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):

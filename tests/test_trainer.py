@@ -1,0 +1,362 @@
+"""Trainers on tiny random models: each method trains 2–5 steps, logs a loss and moves its
+LoRA B matrices off zero; stages chain; divergence and early stopping stop a run; bad
+input is a one-line ValueError. Subprocess tests (resume, DDP) are in test_trainer_dist.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from trainers import METHODS, method_config, train_stage
+from trainers._config import resolve
+
+FAST = {"effective_batch": 4, "max_length": 96, "learning_rate": 1e-2, "save_steps": 100}
+
+
+def lora_b_norms(adapter_dir: Path) -> dict[str, float]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return {k: float(v.norm()) for k, v in tensors.items() if "lora_B" in k}
+
+
+def assert_trained(manifest: dict, steps: int) -> None:
+    assert manifest["steps"] == steps
+    assert len(manifest["losses"]) == steps and all(math.isfinite(x) for x in manifest["losses"])
+    norms = lora_b_norms(Path(manifest["output_dir"]) / "adapter")
+    assert norms and all(n > 0 for n in norms.values())  # peft initialises every B at zero
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def chat_rows(n: int) -> list[dict]:
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} + {i}?"},
+                {
+                    "role": "assistant",
+                    "content": f"<think>\nStep 1: {i} + {i} = {2 * i}\n</think>\nThe answer is {2 * i}.",
+                },
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+# --- bad input: one line, before any model is loaded --------------------------------------
+
+
+def test_unknown_method_lists_the_methods(tmp_path, tiny_llama):
+    with pytest.raises(ValueError) as e:
+        train_stage("ppo", {}, base_model=tiny_llama, parent=None, output_dir=tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and "'ppo'" in message
+    assert all(m in message for m in METHODS) and list(METHODS) == ["sft", "distill", "dpo", "grpo"]
+
+
+def test_missing_column_names_file_column_and_fix(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}])
+    with pytest.raises(ValueError) as e:
+        train_stage(
+            "sft",
+            {"dataset": str(data)},
+            base_model=tiny_llama,
+            parent=None,
+            output_dir=tmp_path / "o",
+        )
+    message = str(e.value)
+    assert "\n" not in message
+    assert "bad.jsonl" in message and "'messages'" in message and "prompt+completion" in message
+    assert "rename" in message
+
+
+def test_qlora_on_cpu_is_a_one_line_error(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "d.jsonl", chat_rows(4))
+    with pytest.raises(ValueError, match="qlora needs CUDA") as e:
+        train_stage(
+            "sft",
+            {"dataset": str(data), "mode": "qlora"},
+            base_model=tiny_llama,
+            parent=None,
+            output_dir=tmp_path / "o",
+        )
+    assert "\n" not in str(e.value)
+
+
+def test_config_flows_defaults_then_yaml_then_cli(tmp_path):
+    from trainers.distill import DistillConfig
+
+    yaml_file = tmp_path / "d.yaml"
+    yaml_file.write_text("learning_rate: 3.0e-4\nkl_coef: 0.5\nmax_steps: 7\n")
+    cfg = resolve(DistillConfig, yaml_file, ["kl_coef=0.25", "merge=true", "levels=1,2"])
+    assert (cfg.learning_rate, cfg.kl_coef, cfg.max_steps, cfg.merge, cfg.levels) == (
+        3e-4,
+        0.25,
+        7,
+        True,
+        "1,2",
+    )
+    assert cfg.packing is True and cfg.max_grad_norm == 1.0  # untouched defaults
+    assert resolve(DistillConfig, None, ["max_grad_norm=0.3"]).max_grad_norm == 0.3
+    with pytest.raises(
+        ValueError, match="unknown DistillConfig field 'kl_coeff'; did you mean kl_coef"
+    ):
+        resolve(DistillConfig, yaml_file, ["kl_coeff=1"])
+    with pytest.raises(ValueError, match="'max_steps' must be an integer"):
+        resolve(DistillConfig, {"max_steps": 2.5})
+
+
+# --- LoRA targets come from the architecture ------------------------------------------------
+
+
+def _lora_targets(model) -> set[str]:
+    from peft import get_peft_model
+
+    from trainers._model import lora_config
+
+    peft_model = get_peft_model(model, lora_config(4, 8, 0.0))
+    return {
+        name.split(".")[-1] for name, mod in peft_model.named_modules() if hasattr(mod, "lora_A")
+    }
+
+
+def test_all_linear_covers_llama_qwen2_and_fused_phi3(tiny_llama, tiny_qwen2):
+    from transformers import AutoModelForCausalLM, Phi3Config, Phi3ForCausalLM
+
+    separate = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert _lora_targets(AutoModelForCausalLM.from_pretrained(tiny_llama)) == separate
+    assert _lora_targets(AutoModelForCausalLM.from_pretrained(tiny_qwen2)) == separate
+    phi3 = Phi3ForCausalLM(
+        Phi3Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=256,
+            pad_token_id=0,
+        )
+    )
+    assert _lora_targets(phi3) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+
+
+# --- each method trains ---------------------------------------------------------------------
+
+
+def test_sft_packs_trains_and_writes_a_manifest(tmp_path, tiny_llama):
+    rows = chat_rows(12)
+    data = write_jsonl(tmp_path / "chat.jsonl", rows)
+    out = tmp_path / "sft"
+    m = train_stage(
+        "sft",
+        {**FAST, "dataset": str(data), "max_steps": 3, "max_grad_norm": 0.5},
+        base_model=tiny_llama,
+        parent=None,
+        output_dir=out,
+        seed=3,
+    )
+    assert_trained(m, 3)
+    expected = hashlib.sha256(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    ).hexdigest()
+    assert m["data"] == {"source": str(data), "rows": 12, "sha256": expected}
+    assert m["method"] == "sft" and m["seed"] == 3 and m["parent"] is None and m["mode"] == "lora"
+    assert m["base_weights"] == str(tiny_llama) and m["tokens"] > 0 and m["tokens_per_s"] > 0
+    assert m["peak_memory_gb"]["after_train"] >= m["peak_memory_gb"]["after_load"] > 0
+    assert (
+        m["planned_memory_gb"] > 0 and m["plan"]["per_device_batch"] * m["plan"]["grad_accum"] == 4
+    )
+    assert {"torch", "transformers", "trl", "peft"} <= set(m["packages"])
+    assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(m, default=str))
+    saved = resolve(method_config("sft"), out / "config.yaml")
+    assert saved.max_grad_norm == 0.5 and saved.packing and saved.output_dir == str(out)
+    assert (out / "adapter" / "tokenizer_config.json").exists() and not (out / "merged").exists()
+
+    # the stage loads by path: base + adapter, and differs from the base
+    import torch
+
+    from trainers._model import load_model
+
+    trained, tok = load_model(out)
+    base, _ = load_model(tiny_llama)
+    ids = tok("What is 2 + 2?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert not torch.allclose(trained(ids).logits, base(ids).logits)
+
+
+def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2, monkeypatch):
+    distill = train_stage(
+        "distill",
+        {**FAST, "max_steps": 3, "n_per_level": 8, "levels": "1,2", "kl_coef": 0.5},
+        base_model=tiny_qwen2,
+        parent=None,
+        output_dir=tmp_path / "distill",
+    )
+    assert_trained(distill, 3)
+    assert distill["data"]["rows"] == 16 and distill["data"]["source"].startswith(
+        "arithmetic(levels=1,2"
+    )
+
+    # tiny random models never answer arithmetic, so verifier rewards would all be 0 (no
+    # advantage, no gradient): reward the text length instead; the verifier wrapping is
+    # tested in test_grpo_rewards_are_the_task_verifier
+    import trainers.grpo as grpo
+
+    def length(completions, **_):
+        return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
+
+    monkeypatch.setattr(grpo, "reward_functions", lambda cfg: ([length], [1.0]))
+    g = train_stage(
+        "grpo",
+        {
+            **FAST,
+            "max_steps": 2,
+            "n_prompts": 2,
+            "num_generations": 4,
+            "max_completion_length": 8,
+            "temperature": 1.5,
+        },
+        base_model=tiny_qwen2,
+        parent=tmp_path / "distill",
+        output_dir=tmp_path / "grpo",
+    )
+    assert_trained(g, 2)
+    merged = tmp_path / "distill" / "merged"
+    assert g["base_weights"] == str(merged) and g["parent"] == str(tmp_path / "distill")
+    assert g["base_model"] == str(tiny_qwen2)
+
+    # the parent's merged weights are base + its adapter, not the base
+    from safetensors.torch import load_file
+
+    base = load_file(str(tiny_qwen2 / "model.safetensors"))
+    merged_w = load_file(str(merged / "model.safetensors"))
+    key = next(k for k in base if k.endswith("layers.0.self_attn.q_proj.weight"))
+    assert not (base[key] == merged_w[key]).all()
+
+
+def test_distill_kl_term_is_logged_and_grows_from_zero(tmp_path, tiny_llama):
+    out = tmp_path / "d"
+    train_stage(
+        "distill",
+        {**FAST, "max_steps": 2, "n_per_level": 8, "kl_coef": 1.0},
+        base_model=tiny_llama,
+        parent=None,
+        output_dir=out,
+    )
+    logs = [e for e in json.loads((out / "log_history.json").read_text()) if "kl" in e]
+    assert logs[0]["kl"] == pytest.approx(
+        0.0, abs=1e-6
+    )  # the adapter starts as the identity: π_θ = π_ref
+    assert logs[1]["kl"] > 0
+    # the logged loss is NLL + kl_coef · KL
+    assert logs[1]["loss"] == pytest.approx(logs[1]["nll"] + 1.0 * logs[1]["kl"], rel=1e-4)
+
+
+def test_dpo_builds_pairs_with_the_verifier_and_trains(tmp_path, tiny_llama):
+    m = train_stage(
+        "dpo",
+        {
+            **FAST,
+            "max_steps": 2,
+            "n_prompts": 4,
+            "samples_per_prompt": 2,
+            "sample_max_new_tokens": 6,
+        },
+        base_model=tiny_llama,
+        parent=None,
+        output_dir=tmp_path / "dpo",
+    )
+    assert_trained(m, 2)
+    # a random model is never right: every prompt pairs the teacher's trace against a sample
+    assert m["data"]["rows"] == 4 and m["data"]["source"].startswith("pairs(math verifier")
+
+
+def test_grpo_rewards_are_the_task_verifier():
+    from trainers.grpo import GRPOConfig, reward_functions
+
+    funcs, weights = reward_functions(GRPOConfig(format_weight=0.5))
+    completions = [
+        [
+            {
+                "role": "assistant",
+                "content": "<think>\nStep 1: 2 + 2 = 4\n</think>\nThe answer is 4.",
+            }
+        ],
+        [{"role": "assistant", "content": "The answer is 5."}],
+    ]
+    assert funcs[0](completions, reference=["4", "4"]) == [1.0, 0.0]
+    assert funcs[1](completions, reference=["4", "4"]) == [1.0, 0.0]
+    assert weights == [1.0, 0.5]
+    with pytest.raises(ValueError, match="reward 'bleu' unknown"):
+        reward_functions(GRPOConfig(reward="bleu"))
+
+
+# --- stopping -------------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_llama, monkeypatch):
+    import trl
+
+    from trainers._stage import TrainingDiverged
+
+    orig = trl.SFTTrainer.compute_loss
+
+    def poisoned(self, model, inputs, *a, **k):
+        loss = orig(self, model, inputs, *a, **k)
+        return loss * float("nan") if self.state.global_step >= 2 else loss
+
+    monkeypatch.setattr(trl.SFTTrainer, "compute_loss", poisoned)
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(12))
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged) as e:
+        train_stage(
+            "sft",
+            {**FAST, "dataset": str(data), "max_steps": 5, "save_steps": 1},
+            base_model=tiny_llama,
+            parent=None,
+            output_dir=out,
+        )
+    message = str(e.value)
+    assert "\n" not in message and "step 3" in message and "checkpoint-2" in message
+    assert not (out / "checkpoints" / "checkpoint-3").exists()  # the diverged step was not saved
+    assert not (out / "manifest.json").exists()
+    norms = lora_b_norms(out / "checkpoints" / "checkpoint-2")
+    assert all(math.isfinite(n) for n in norms.values())
+
+
+def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(12))
+    # a learning rate of ~0 leaves the eval loss flat: no improvement after the first eval
+    m = train_stage(
+        "sft",
+        {
+            **FAST,
+            "dataset": str(data),
+            "max_steps": 6,
+            "learning_rate": 1e-12,
+            "eval_fraction": 0.25,
+            "eval_steps": 1,
+            "early_stopping_patience": 1,
+        },
+        base_model=tiny_llama,
+        parent=None,
+        output_dir=tmp_path / "es",
+    )
+    assert m["steps"] == 2 and m["stopped_early"] is True
+    with pytest.raises(ValueError, match="early_stopping_patience needs eval_fraction"):
+        train_stage(
+            "sft",
+            {"dataset": str(data), "early_stopping_patience": 2},
+            base_model=tiny_llama,
+            parent=None,
+            output_dir=tmp_path / "es2",
+        )

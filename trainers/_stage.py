@@ -1,0 +1,329 @@
+"""What every method does around its trl trainer: one stage, start to manifest.
+
+A method module builds its data and its trl trainer; :class:`Stage` does the rest —
+seeding, the parent's merged weights, the memory plan, the model load, the shared
+TrainingArguments, the callbacks (divergence guard, early stopping, run statistics),
+resume from the newest complete checkpoint, saving adapter/merged weights/tokenizer and
+writing ``config.yaml`` and ``manifest.json``.
+
+Stage directory layout::
+
+    config.yaml         the resolved config
+    checkpoints/        trainer checkpoints (resume); the newest ones are kept
+    adapter/            LoRA adapter + tokenizer (lora/qlora)
+    merged/             full weights + tokenizer (full mode, merge=true, or a child needed them)
+    log_history.json    every logged step (loss, grad norm, method metrics)
+    manifest.json       written last: its presence means the stage finished
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from trainers._config import TrainConfig, save_config
+from trainers._model import (
+    ADAPTER,
+    MANIFEST,
+    MERGED,
+    ensure_merged,
+    load_model,
+    lora_config,
+    merge_into,
+    peak_memory_gb,
+    reset_peak_memory,
+)
+from trainers.manifest import Manifest, git_state, package_versions, read_manifest, write_manifest
+
+__all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints"]
+
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingDiverged(ValueError):
+    """The loss went NaN/inf or exploded; the last good checkpoint is kept on disk."""
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose trainer_state.json (written last) exists."""
+    if not directory.is_dir():
+        return None
+    done = [p for p in directory.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    done = [p for p in done if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _callbacks_module():
+    from transformers import TrainerCallback
+
+    class DivergenceGuard(TrainerCallback):
+        """Stop at a NaN/inf loss or grad norm, or |loss| > factor × max(|first loss|, 1).
+
+        Runs in ``on_log``, before the Trainer's save of that step, and cancels the save:
+        the weights after a diverged step are not worth keeping.
+        """
+
+        def __init__(self, factor: float):
+            self.factor, self.first, self.diverged = factor, None, None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
+            if loss is None:
+                return
+            bad = not math.isfinite(loss) or (
+                grad_norm is not None and not math.isfinite(grad_norm)
+            )
+            if not bad and self.first is None:
+                self.first = abs(loss)
+            elif not bad and abs(loss) > self.factor * max(self.first, 1.0):
+                bad = True
+            if bad:
+                self.diverged = (state.global_step, loss, grad_norm)
+                control.should_training_stop = True
+                control.should_save = False
+                control.should_evaluate = False
+
+    class RunStats(TrainerCallback):
+        """Losses, token counts and wall time of this process's part of the run."""
+
+        def __init__(self):
+            self.losses, self.tokens, self.tokens_start, self.t0, self.t1 = [], 0, 0, None, None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.time()
+            self.tokens_start = self.tokens = int(state.num_input_tokens_seen or 0)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+            if "num_tokens" in logs:
+                self.tokens = int(logs["num_tokens"])
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.t1 = time.time()
+
+    return DivergenceGuard, RunStats
+
+
+class Stage:
+    """One training stage of ``method`` under ``cfg``; see the module docstring."""
+
+    def __init__(self, method: str, cfg: TrainConfig, *, kl: bool = False):
+        import torch
+        from transformers import set_seed
+
+        self.method, self.cfg, self.t_start = method, cfg, time.time()
+        self.out = Path(cfg.output_dir)
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
+        if cfg.mode not in ("lora", "qlora", "full"):
+            raise ValueError(f"{method} config: mode {cfg.mode!r}; use lora, qlora or full")
+        if cfg.mode == "qlora" and not torch.cuda.is_available():
+            raise ValueError(
+                f"{method}: mode=qlora needs CUDA and bitsandbytes; none here: use mode=lora on CPU"
+            )
+        if not cfg.model and not cfg.parent:
+            raise ValueError(
+                f"{method} config: set model (a model directory) or parent (a stage directory)"
+            )
+        if cfg.early_stopping_patience and cfg.eval_fraction <= 0:
+            raise ValueError(
+                f"{method} config: early_stopping_patience needs eval_fraction > 0 (held-out rows)"
+            )
+        set_seed(cfg.seed)
+        if cfg.parent:
+            parent = read_manifest(cfg.parent)
+            self.base_model = parent["base_model"]
+            self.weights = ensure_merged(cfg.parent)
+            self.trust_remote_code = cfg.trust_remote_code or parent.get("trust_remote_code", False)
+        else:
+            self.base_model, self.weights = str(cfg.model), Path(cfg.model)
+            self.trust_remote_code = cfg.trust_remote_code
+
+        from trainers.planner import plan
+
+        self.plan = plan(
+            self.weights,
+            method,
+            cfg.target,
+            cfg.max_length,
+            cfg.mode,
+            cfg.effective_batch,
+            gpus=self.world_size,
+            lora_r=cfg.lora_r,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            kl=kl,
+        )
+        per_rank = max(1, cfg.effective_batch // self.world_size)
+        self.per_device_batch = cfg.per_device_batch or min(self.plan.per_device_batch, per_rank)
+        self.grad_accum = cfg.grad_accum or max(1, math.ceil(per_rank / self.per_device_batch))
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / MANIFEST).unlink(missing_ok=True)  # a rerun invalidates the old result
+            save_config(cfg, self.out / "config.yaml")
+        guard_cls, stats_cls = _callbacks_module()
+        self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
+        self.peak: dict[str, float] = {}
+
+    def load(self):
+        """(model, tokenizer) of the weights this stage starts from, on the stage's target."""
+        reset_peak_memory()
+        model, tok = load_model(
+            self.weights,
+            target=self.cfg.target,
+            for_training=True,
+            quantization="bnb-4bit" if self.cfg.mode == "qlora" else None,
+            trust_remote_code=self.trust_remote_code,
+        )
+        self.peak["after_load"] = round(peak_memory_gb(), 3)
+        return model, tok
+
+    def peft_config(self):
+        c = self.cfg
+        return (
+            None
+            if c.mode == "full"
+            else lora_config(c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target)
+        )
+
+    def trainer_args(self, has_eval: bool = False) -> dict[str, Any]:
+        """TrainingArguments shared by every method (trl's XConfig takes them all)."""
+        import torch
+
+        from containers.targets import get_target
+
+        c, cuda = self.cfg, torch.cuda.is_available()
+        dtype = get_target(c.target).dtype
+        ckpt = (
+            self.plan.gradient_checkpointing
+            if c.gradient_checkpointing is None
+            else c.gradient_checkpointing
+        )
+        args: dict[str, Any] = dict(
+            output_dir=str(self.out / CHECKPOINTS),
+            max_steps=c.max_steps,
+            per_device_train_batch_size=self.per_device_batch,
+            per_device_eval_batch_size=self.per_device_batch,
+            gradient_accumulation_steps=self.grad_accum,
+            learning_rate=c.learning_rate,
+            lr_scheduler_type=c.lr_scheduler_type,
+            warmup_steps=c.warmup_steps,
+            weight_decay=c.weight_decay,
+            max_grad_norm=c.max_grad_norm,
+            logging_steps=c.logging_steps,
+            logging_nan_inf_filter=False,  # the guard must see a NaN, not the window's mean
+            save_strategy="steps",
+            save_steps=c.save_steps,
+            save_total_limit=c.save_total_limit,
+            seed=c.seed,
+            data_seed=c.seed,
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=not cuda,
+            bf16=cuda and dtype == "bf16",
+            fp16=cuda and dtype == "fp16",
+            gradient_checkpointing=bool(ckpt),
+            dataloader_num_workers=0,
+        )
+        if self.world_size > 1 and not cuda:
+            args["ddp_backend"] = "gloo"
+        if has_eval:
+            args.update(eval_strategy="steps", eval_steps=c.eval_steps)
+        if c.early_stopping_patience:
+            args.update(
+                save_steps=c.eval_steps,  # load_best_model_at_end needs saves on eval steps
+                load_best_model_at_end=True,
+                metric_for_best_model="eval_loss",
+                greater_is_better=False,
+            )
+        return args
+
+    def callbacks(self) -> list:
+        cbs = [self.guard, self.stats]
+        if self.cfg.early_stopping_patience:
+            from transformers import EarlyStoppingCallback
+
+            cbs.append(
+                EarlyStoppingCallback(early_stopping_patience=self.cfg.early_stopping_patience)
+            )
+        return cbs
+
+    def train(self, trainer, data: dict[str, Any]) -> Manifest:
+        """Run (or resume) ``trainer``, save the outputs and write the manifest."""
+        resume = last_checkpoint(self.out / CHECKPOINTS) if self.cfg.resume else None
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        step = trainer.state.global_step
+        if self.guard.diverged:
+            at, loss, grad_norm = self.guard.diverged
+            good = last_checkpoint(self.out / CHECKPOINTS)
+            raise TrainingDiverged(
+                f"{self.method}: training diverged at step {at} (loss {loss}, grad_norm {grad_norm}); stopped. "
+                f"Last good checkpoint: {good or 'none'}; lower learning_rate or max_grad_norm and rerun"
+            )
+        self.peak["after_train"] = round(peak_memory_gb(), 3)
+        adapter = merged = None
+        if self.cfg.mode == "full":
+            trainer.save_model(str(self.out / MERGED))
+            merged = MERGED
+        else:
+            trainer.save_model(str(self.out / ADAPTER))
+            adapter = ADAPTER
+        if self.is_main:
+            trainer.processing_class.save_pretrained(str(self.out / (adapter or merged)))
+            if adapter and self.cfg.merge:
+                merge_into(
+                    self.weights, self.out / ADAPTER, self.out / MERGED, self.trust_remote_code
+                )
+                merged = MERGED
+        wall = time.time() - self.t_start
+        train_s = (self.stats.t1 or time.time()) - (self.stats.t0 or self.t_start)
+        tokens = self.stats.tokens - self.stats.tokens_start
+        commit, dirty = git_state()
+        manifest = Manifest(
+            method=self.method,
+            base_model=self.base_model,
+            base_weights=str(self.weights),
+            parent=str(self.cfg.parent) if self.cfg.parent else None,
+            output_dir=str(self.out),
+            mode=self.cfg.mode,
+            adapter=adapter,
+            merged=merged,
+            data=data,
+            steps=step,
+            final_loss=self.stats.losses[-1] if self.stats.losses else None,
+            losses=self.stats.losses,
+            tokens=tokens,
+            tokens_per_s=round(tokens / train_s, 2) if tokens and train_s > 0 else None,
+            peak_memory_gb=self.peak,
+            planned_memory_gb=round(self.plan.total_gb, 3),
+            plan=self.plan.to_dict(),
+            wall_s=round(wall, 2),
+            seed=self.cfg.seed,
+            target=self.cfg.target,
+            world_size=self.world_size,
+            resumed_from=str(resume) if resume else None,
+            stopped_early=step < self.cfg.max_steps,
+            packages=package_versions(),
+            git_commit=commit,
+            git_dirty=dirty,
+            trust_remote_code=self.trust_remote_code,
+        )
+        if self.is_main:
+            (self.out / "log_history.json").write_text(
+                json.dumps(trainer.state.log_history, indent=1)
+            )
+            write_manifest(manifest, self.out)
+        return manifest
+
+
+def remove_checkpoints(stage_dir: Path) -> None:
+    """Free the disk once a stage is final (the harness decides when)."""
+    shutil.rmtree(Path(stage_dir) / CHECKPOINTS, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Reasoning distillation: SFT on ``<think>`` traces, optionally KL-regularized to the start.
+
+Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversations):
+``arithmetic`` — the programmatic teacher's traces for generated items (tasks.math,
+``levels`` × ``n_per_level``, seeded by ``item_seed``, never the test items' seed);
+``gsm8k`` — GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
+``openthoughts`` — an OpenThoughts-style hub dataset, when online.
+
+With ``kl_coef > 0`` the loss is ``NLL + kl_coef · KL(π_θ ‖ π_ref)`` averaged over the
+trained tokens, where π_ref is the frozen starting model: under LoRA the same network
+with its adapter disabled (no second copy); in full mode a second, frozen copy. trl has
+no such loss, so :class:`KLSFTTrainer` overrides ``compute_loss`` (full logits are
+needed for the KL, so this path skips trl's fused LM head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainers._config import cli
+from trainers._data import (
+    arithmetic_sft_rows,
+    data_identity,
+    gsm8k_sft_rows,
+    openthoughts_row,
+    read_rows,
+    require_columns,
+)
+from trainers.manifest import Manifest
+from trainers.sft import COLUMNS, SFTConfig, build_trainer
+
+__all__ = ["DistillConfig", "main", "distill_rows", "kl_trainer_class"]
+
+SOURCES = ("arithmetic", "gsm8k", "openthoughts")
+
+
+@dataclass
+class DistillConfig(SFTConfig):
+    sources: str = "arithmetic"  # used when dataset is empty
+    levels: str = "2"
+    n_per_level: int = 300
+    n_gsm8k: int = 200
+    item_seed: int = 0
+    hub_dataset: str = "open-thoughts/OpenThoughts-114k"
+    n_hub: int = 1000
+    kl_coef: float = 0.0
+
+
+def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
+    """Training conversations and a name for their source."""
+    if cfg.dataset:
+        rows = read_rows(cfg.dataset)
+        if rows and "conversations" in rows[0]:
+            rows = [openthoughts_row(r) for r in rows]
+        columns = require_columns(rows, COLUMNS, cfg.dataset)
+        return [{c: r[c] for c in columns} for r in rows], cfg.dataset
+    rows, names = [], []
+    for source in [s.strip() for s in cfg.sources.split(",") if s.strip()]:
+        if source == "arithmetic":
+            rows += arithmetic_sft_rows(cfg.levels, cfg.n_per_level, cfg.item_seed)
+            names.append(
+                f"arithmetic(levels={cfg.levels},n={cfg.n_per_level},seed={cfg.item_seed})"
+            )
+        elif source == "gsm8k":
+            rows += gsm8k_sft_rows(cfg.n_gsm8k, cfg.item_seed)
+            names.append(f"gsm8k_train(n={cfg.n_gsm8k},seed={cfg.item_seed})")
+        elif source == "openthoughts":
+            hub = read_rows(f"hub:{cfg.hub_dataset}")[: cfg.n_hub]
+            rows += [openthoughts_row(r) for r in hub]
+            names.append(f"{cfg.hub_dataset}(n={cfg.n_hub})")
+        else:
+            raise ValueError(
+                f"distill config: sources has unknown {source!r}; use {', '.join(SOURCES)}"
+            )
+    if not rows:
+        raise ValueError("distill config: no rows; set sources (e.g. arithmetic) or dataset=<file>")
+    return rows, "+".join(names)
+
+
+def kl_trainer_class():
+    import torch
+    import trl
+
+    class KLSFTTrainer(trl.SFTTrainer):
+        """SFTTrainer whose training loss adds ``kl_coef · KL(π_θ ‖ π_ref)``."""
+
+        kl_coef: float = 0.0
+        ref_model = None  # full mode only; LoRA disables the adapter instead
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.kl_coef or not self.model.training or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs = {**inputs, "use_cache": False}
+            labels = inputs.pop("labels")
+            logp = model(**inputs).logits[:, :-1].float().log_softmax(-1)
+            target = labels[:, 1:]
+            mask = target != -100
+            with torch.no_grad():
+                ref_logp = self._reference_logits(model, inputs)[:, :-1].float().log_softmax(-1)
+            nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            kl = (logp.exp() * (logp - ref_logp)).sum(-1)
+            # Normalised like SFTTrainer: by the tokens of the whole accumulated batch
+            n = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            n = torch.as_tensor(n, device=logp.device).clamp(min=1)
+            nll_mean, kl_mean = (nll * mask).sum() / n, (kl * mask).sum() / n
+            loss = nll_mean + self.kl_coef * kl_mean
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            self._metrics["train"]["kl"].append(
+                self.accelerator.gather_for_metrics(kl_mean.detach()).mean().item()
+            )
+            self._metrics["train"]["nll"].append(
+                self.accelerator.gather_for_metrics(nll_mean.detach()).mean().item()
+            )
+            if "attention_mask" in inputs:
+                tokens = inputs["attention_mask"].sum()
+            else:
+                tokens = torch.tensor(inputs["position_ids"].size(1), device=logp.device)
+            self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+        def _reference_logits(self, model, inputs):
+            if self.ref_model is not None:
+                return self.ref_model(**inputs).logits
+            peft_model = self.accelerator.unwrap_model(model)
+            with peft_model.disable_adapter():
+                return peft_model(**inputs).logits
+
+    return KLSFTTrainer
+
+
+def main(cfg: DistillConfig) -> Manifest:
+    from trainers._model import load_model
+    from trainers._stage import Stage
+
+    if cfg.kl_coef < 0:
+        raise ValueError(f"distill config: kl_coef {cfg.kl_coef} must be >= 0")
+    rows, source = distill_rows(cfg)
+    stage = Stage("distill", cfg, kl=cfg.kl_coef > 0)
+    trainer = build_trainer(stage, cfg, rows, trainer_cls=kl_trainer_class())
+    trainer.kl_coef = cfg.kl_coef
+    if cfg.kl_coef and cfg.mode == "full":
+        ref, _ = load_model(
+            stage.weights, target=cfg.target, trust_remote_code=stage.trust_remote_code
+        )
+        trainer.ref_model = ref.to(trainer.args.device).requires_grad_(False)
+    return stage.train(trainer, data_identity(rows[: cfg.limit] if cfg.limit else rows, source))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(DistillConfig, main))

@@ -1,0 +1,125 @@
+"""Direct preference optimisation (trl ``DPOTrainer``).
+
+Pairs come from a file (``dataset=``: prompt/chosen/rejected, conversational or plain)
+or are built by the task verifier: for generated arithmetic prompts the starting model
+samples ``samples_per_prompt`` completions; chosen is one the verifier accepts, rejected
+one it refuses. When no sample is correct, the programmatic teacher's trace (correct by
+construction) is chosen if ``teacher_fallback``; a prompt whose samples are all correct
+gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainers._config import TrainConfig, cli
+from trainers._data import (
+    arithmetic_items,
+    data_identity,
+    prompt_messages,
+    read_rows,
+    require_columns,
+    split_eval,
+)
+from trainers.manifest import Manifest
+
+__all__ = ["DPOConfig", "main", "build_pairs", "COLUMNS"]
+
+COLUMNS = (("prompt", "chosen", "rejected"),)
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    dataset: str = ""  # prompt/chosen/rejected rows; empty: build pairs with the verifier
+    learning_rate: float = 2e-5
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    levels: str = "2"
+    n_prompts: int = 64
+    item_seed: int = 0
+    samples_per_prompt: int = 4
+    sample_max_new_tokens: int = 128
+    sample_temperature: float = 1.0
+    teacher_fallback: bool = True
+
+
+def build_pairs(model, tokenizer, items: list[dict], cfg: DPOConfig) -> list[dict]:
+    """Preference rows from sampled completions judged by tasks.math.verify."""
+    from tasks.math import think_trace, verify
+    from trainers._generate import generate_completions
+
+    prompts = [prompt_messages(it["question"]) for it in items]
+    samples = generate_completions(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.sample_max_new_tokens,
+        temperature=cfg.sample_temperature,
+        num_return_sequences=cfg.samples_per_prompt,
+        seed=cfg.seed,
+    )
+    rows = []
+    for item, prompt, completions in zip(items, prompts, samples, strict=True):
+        right = [c for c in completions if verify(c, item["answer"]).value == 1.0]
+        wrong = [c for c in completions if verify(c, item["answer"]).value < 1.0]
+        if not wrong:
+            continue
+        if not right and not cfg.teacher_fallback:
+            continue
+        chosen = right[0] if right else think_trace(item)
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": wrong[0]}],
+            }
+        )
+    return rows
+
+
+def main(cfg: DPOConfig) -> Manifest:
+    import trl
+    from datasets import Dataset
+
+    from trainers._stage import Stage
+
+    if cfg.dataset:
+        rows = read_rows(cfg.dataset)
+        require_columns(rows, COLUMNS, cfg.dataset)
+        rows = [{c: r[c] for c in COLUMNS[0]} for r in rows]
+        source = cfg.dataset
+    stage = Stage("dpo", cfg)
+    model, tokenizer = stage.load()
+    if not cfg.dataset:
+        items = arithmetic_items(
+            cfg.levels, -(-cfg.n_prompts // len(cfg.levels.split(","))), cfg.item_seed
+        )
+        rows = build_pairs(model, tokenizer, items[: cfg.n_prompts], cfg)
+        source = f"pairs(math verifier, levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed})"
+        if not rows:
+            raise ValueError(
+                "dpo: every sampled completion was correct, no preference pairs; raise levels"
+            )
+    if cfg.limit:
+        rows = rows[: cfg.limit]
+    train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
+    args = trl.DPOConfig(
+        **stage.trainer_args(has_eval=bool(held)),
+        max_length=cfg.max_length,
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+    )
+    trainer = trl.DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(held) if held else None,
+        processing_class=tokenizer,
+        peft_config=stage.peft_config(),
+        callbacks=stage.callbacks(),
+    )
+    return stage.train(trainer, data_identity(rows, source))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(DPOConfig, main))

@@ -1,0 +1,155 @@
+"""Group relative policy optimisation (trl ``GRPOTrainer``) with task verifiers as rewards.
+
+Rewards are exactly what the leaderboard measures: the task's ``verify`` wrapped by
+``tasks.scoring.as_reward`` (``reward=math`` or ``think_quality``), optionally plus
+``format_weight`` × the ``<think>`` format check. Prompts: a file (``dataset=``) with a
+``prompt`` column and a reference column, or generated arithmetic at ``levels``.
+Rollouts use vLLM in colocate mode when vLLM is importable and CUDA is present
+(``use_vllm=auto``), HF generation otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from trainers._config import TrainConfig, cli
+from trainers._data import (
+    arithmetic_items,
+    data_identity,
+    prompt_messages,
+    read_rows,
+    require_columns,
+)
+from trainers.manifest import Manifest
+
+__all__ = ["GRPOConfig", "main", "reward_functions", "think_format_reward"]
+
+VERIFIERS = {"math": "tasks.math:verify", "think_quality": "tasks.think_quality:verify"}
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    dataset: str = ""  # rows with prompt + reference_column; empty: generated arithmetic
+    reference_column: str = "reference"
+    reward: str = "math"
+    format_weight: float = 0.0
+    learning_rate: float = 1e-5
+    levels: str = "4"
+    n_prompts: int = 256
+    item_seed: int = 0
+    num_generations: int = 8
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    beta: float = 0.0  # KL to the start; under LoRA trl uses the adapter-disabled model
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    use_vllm: str = "auto"  # auto | true | false
+    vllm_gpu_memory_utilization: float = 0.3
+
+
+def think_format_reward(completions, **_columns) -> list[float]:
+    """1.0 for a well-formed ``<think>…</think>`` then an answer, else 0.0."""
+    from tasks.scoring import completion_text
+    from tasks.think_quality import format_ok
+
+    return [float(format_ok(completion_text(c))) for c in completions]
+
+
+def reward_functions(cfg: GRPOConfig) -> tuple[list, list[float]]:
+    import importlib
+
+    from tasks.scoring import as_reward
+
+    if cfg.reward not in VERIFIERS:
+        raise ValueError(
+            f"grpo config: reward {cfg.reward!r} unknown; use one of {', '.join(VERIFIERS)}"
+        )
+    module, _, name = VERIFIERS[cfg.reward].partition(":")
+    funcs, weights = (
+        [as_reward(getattr(importlib.import_module(module), name), cfg.reference_column)],
+        [1.0],
+    )
+    if cfg.format_weight:
+        funcs.append(think_format_reward)
+        weights.append(cfg.format_weight)
+    return funcs, weights
+
+
+def _use_vllm(setting: str) -> bool:
+    import torch
+
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if str(setting).lower() in ("auto", ""):
+        return available
+    if str(setting).lower() in ("true", "1", "yes") and not available:
+        raise ValueError(
+            "grpo config: use_vllm=true needs vllm installed and CUDA; set use_vllm=auto"
+        )
+    return str(setting).lower() in ("true", "1", "yes")
+
+
+def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
+    if cfg.dataset:
+        rows = read_rows(cfg.dataset)
+        require_columns(rows, (("prompt", cfg.reference_column),), cfg.dataset)
+        return [
+            {"prompt": r["prompt"], cfg.reference_column: r[cfg.reference_column]} for r in rows
+        ], cfg.dataset
+    levels = [x for x in str(cfg.levels).split(",") if x.strip()]
+    items = arithmetic_items(cfg.levels, -(-cfg.n_prompts // len(levels)), cfg.item_seed)[
+        : cfg.n_prompts
+    ]
+    rows = [
+        {"prompt": prompt_messages(it["question"]), cfg.reference_column: it["answer"]}
+        for it in items
+    ]
+    return rows, f"arithmetic prompts(levels={cfg.levels}, n={cfg.n_prompts}, seed={cfg.item_seed})"
+
+
+def main(cfg: GRPOConfig) -> Manifest:
+    import trl
+    from datasets import Dataset
+
+    from trainers._stage import Stage
+
+    if cfg.effective_batch % cfg.num_generations:
+        raise ValueError(
+            f"grpo config: effective_batch {cfg.effective_batch} must be a multiple of num_generations "
+            f"{cfg.num_generations} (each prompt's group of completions trains together)"
+        )
+    rows, source = prompt_rows(cfg)
+    if cfg.limit:
+        rows = rows[: cfg.limit]
+    funcs, weights = reward_functions(cfg)
+    vllm = _use_vllm(cfg.use_vllm)
+    stage = Stage("grpo", cfg)
+    model, tokenizer = stage.load()
+    shared = stage.trainer_args()
+    args = trl.GRPOConfig(
+        **shared,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        reward_weights=weights,
+        use_vllm=vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+    )
+    trainer = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=stage.peft_config(),
+        callbacks=stage.callbacks(),
+    )
+    return stage.train(trainer, data_identity(rows, source))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(GRPOConfig, main))

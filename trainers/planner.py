@@ -1,0 +1,376 @@
+"""Memory planner: per-device memory of a training stage, the batch layout and topology.
+
+``plan(model, method, target, seq_len, mode, effective_batch)`` estimates, per device,
+weights + adapter + gradients + optimizer states + activations (GB = 1e9 bytes), then
+picks the largest per-device batch (a power of two) that fits the target's memory and
+the gradient accumulation reaching ``effective_batch``. A model too large for one device
+is sharded (``fsdp`` for adapters, ``deepspeed-zero3`` for full fine-tuning) over as few
+of the node's GPUs as fit. Estimates are deliberately simple (formulas below, checked
+against measured peaks in the stage manifests), not a simulator.
+
+Model facts come from, in order: a ``ModelFacts``; a mapping of numbers; a model
+directory (config.json plus the safetensors headers, exact); an object with
+``params``/``hidden_size``/``num_layers`` (a zoo entry); a zoo name (lazy
+``harness.zoo`` import: the planner must work before anything is downloaded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ModelFacts", "Plan", "plan", "model_facts", "TOPOLOGIES", "MODES"]
+
+TOPOLOGIES = ("single", "ddp", "fsdp", "deepspeed-zero3")
+MODES = ("lora", "qlora", "full")
+METHODS = ("sft", "distill", "dpo", "grpo")
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/param)
+FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
+CUDA_OVERHEAD_GB = 0.5  # context, cuBLAS workspace, allocator slack
+GB = 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    params: float
+    hidden_size: int
+    num_layers: int
+    vocab_size: int | None = None
+    intermediate_size: int | None = None
+    kv_ratio: float = 1.0  # num_key_value_heads / num_attention_heads (GQA); 1 when unknown
+    tied_embeddings: bool = True
+
+    @property
+    def embedding_params(self) -> float:
+        if not self.vocab_size:
+            return 0.0
+        return self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+
+    @property
+    def mlp_size(self) -> int:
+        """intermediate_size, or what the per-layer parameter count implies."""
+        if self.intermediate_size:
+            return self.intermediate_size
+        h = self.hidden_size
+        per_layer = (self.params - self.embedding_params) / self.num_layers
+        attn = 2 * h * h + 2 * h * h * self.kv_ratio
+        return max(int((per_layer - attn) / (3 * h)), h)
+
+
+def _safetensors_params(directory: Path) -> float | None:
+    """Exact parameter count from the safetensors headers (no tensor is read)."""
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with file.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        for key, info in header.items():
+            if key != "__metadata__":
+                total += math.prod(info["shape"])
+    return float(total)
+
+
+def _facts_from_config(directory: Path) -> ModelFacts:
+    cfg = json.loads((directory / "config.json").read_text())
+    cfg = cfg.get("text_config", cfg)
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    heads = cfg.get("num_attention_heads") or 1
+    kv = cfg.get("num_key_value_heads") or heads
+    params = _safetensors_params(directory)
+    facts = ModelFacts(
+        name=directory.name,
+        params=params or 0.0,
+        hidden_size=h,
+        num_layers=layers,
+        vocab_size=cfg.get("vocab_size"),
+        intermediate_size=cfg.get("intermediate_size"),
+        kv_ratio=kv / heads,
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+    )
+    if params is None:  # no weights yet: count a llama-style decoder from its shapes
+        i, kvd = facts.mlp_size, h * facts.kv_ratio
+        per_layer = 2 * h * h + 2 * h * kvd + 3 * h * i + 2 * h
+        facts = dataclasses.replace(facts, params=layers * per_layer + facts.embedding_params + h)
+    return facts
+
+
+def model_facts(model: Any) -> ModelFacts:
+    if isinstance(model, ModelFacts):
+        return model
+    if isinstance(model, Mapping):
+        m = dict(model)
+        m.setdefault("name", "model")
+        if "num_hidden_layers" in m:
+            m.setdefault("num_layers", m.pop("num_hidden_layers"))
+        known = {f.name for f in dataclasses.fields(ModelFacts)}
+        missing = [k for k in ("params", "hidden_size", "num_layers") if not m.get(k)]
+        if missing:
+            raise ValueError(
+                f"planner: model facts lack {', '.join(missing)}; pass params, hidden_size, num_layers"
+            )
+        return ModelFacts(**{k: v for k, v in m.items() if k in known})
+    if isinstance(model, (str, Path)) and Path(model).expanduser().joinpath("config.json").exists():
+        return _facts_from_config(Path(model).expanduser())
+    if hasattr(model, "params") and hasattr(model, "hidden_size"):
+        spec = model
+    elif isinstance(model, str):
+        from harness.zoo import get_model, is_materialized, materialize
+
+        spec = get_model(model)
+        if spec.source != "hub" and is_materialized(model):
+            return dataclasses.replace(_facts_from_config(materialize(model)), name=model)
+    else:
+        raise ValueError(
+            f"planner: cannot read model facts from {model!r}; pass a zoo name, a directory or numbers"
+        )
+    fields = {
+        "params": spec.params,
+        "hidden_size": spec.hidden_size,
+        "num_layers": getattr(spec, "num_layers", None),
+    }
+    missing = [k for k, v in fields.items() if not v]
+    if missing:
+        raise ValueError(
+            f"harness/models.yaml: models.{spec.name} lacks {', '.join(missing)}; add them so the planner can size it"
+        )
+    return ModelFacts(name=spec.name, vocab_size=getattr(spec, "vocab_size", None), **fields)
+
+
+@dataclasses.dataclass
+class Plan:
+    model: str
+    method: str
+    target: str
+    mode: str
+    seq_len: int
+    dtype: str
+    params: float
+    weights_gb: float  # frozen base weights (4-bit under qlora) or the trained weights (full)
+    adapter_gb: float  # LoRA A/B matrices (fp32)
+    gradients_gb: float
+    optimizer_gb: float  # AdamW: two states per trained parameter
+    activations_gb: float  # at per_device_batch
+    activations_per_sample_gb: float
+    extra_gb: float  # vLLM's weight copy + KV cache (grpo), a full reference model (dpo full)
+    overhead_gb: float
+    total_gb: float  # per device, at per_device_batch
+    min_total_gb: float  # per device, at batch 1
+    device_memory_gb: float | None  # what the plan had to fit in (None: not checked)
+    per_device_batch: int
+    grad_accum: int
+    effective_batch: int
+    gpus: int
+    topology: str
+    gradient_checkpointing: bool
+    fits: bool
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def rows(self) -> list[tuple[str, str]]:
+        g = lambda x: f"{x:.2f} GB"  # noqa: E731
+        return [
+            ("model", f"{self.model} ({self.params / 1e9:.2f}B params)"),
+            ("method / mode", f"{self.method} / {self.mode} ({self.dtype}, seq {self.seq_len})"),
+            ("weights", g(self.weights_gb)),
+            ("adapter", g(self.adapter_gb)),
+            ("gradients", g(self.gradients_gb)),
+            ("optimizer states", g(self.optimizer_gb)),
+            (
+                "activations",
+                f"{g(self.activations_gb)} ({g(self.activations_per_sample_gb)}/sample)",
+            ),
+            ("extra", g(self.extra_gb)),
+            ("overhead", g(self.overhead_gb)),
+            ("total per device", f"{g(self.total_gb)} of {self.device_memory_gb or '-'} GB"),
+            (
+                "batch",
+                f"{self.per_device_batch} × accum {self.grad_accum} × {self.gpus} gpu = {self.effective_batch}",
+            ),
+            (
+                "topology",
+                f"{self.topology} (gradient checkpointing {'on' if self.gradient_checkpointing else 'off'})",
+            ),
+            ("fits", "yes" if self.fits else "NO"),
+        ]
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self.rows())
+        lines = [f"{k:<{width}}  {v}" for k, v in self.rows()]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def __rich__(self):
+        from rich.table import Table
+
+        table = Table(
+            title=f"memory plan: {self.model} · {self.method} · {self.target}", show_header=False
+        )
+        table.add_column(style="bold")
+        table.add_column()
+        for k, v in self.rows():
+            table.add_row(k, v)
+        for n in self.notes:
+            table.add_row("note", n)
+        return table
+
+
+def _host_memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
+
+
+def _lora_params(f: ModelFacts, r: int) -> float:
+    """all-linear: q, o (h→h), k, v (h→kv), gate, up (h→i), down (i→h): r·(in+out) each."""
+    h, i, kv = f.hidden_size, f.mlp_size, f.hidden_size * f.kv_ratio
+    return r * f.num_layers * (9 * h + 2 * kv + 3 * i)
+
+
+def _activation_bytes(f: ModelFacts, seq: int, b: int, ckpt: bool, fused_head: bool) -> float:
+    """One sequence: stored layer activations plus the LM-head logits (fp32, with their grad).
+
+    Per token and layer a pre-norm decoder keeps ~(8h + 2kv + 4i) values (norm inputs in
+    fp32, q/k/v/o inputs, the SwiGLU gate/up/product); flash/sdpa attention stores no
+    seq² scores. Checkpointing keeps only each layer's input plus one layer recomputed.
+    """
+    h, i, kv = f.hidden_size, f.mlp_size, f.hidden_size * f.kv_ratio
+    layer = seq * b * (8 * h + 2 * kv + 4 * i)
+    layers = f.num_layers * seq * h * b + layer if ckpt else f.num_layers * layer
+    positions = min(seq, FUSED_TILE) if fused_head else seq
+    logits = positions * (f.vocab_size or 32000) * 4 * 2
+    return layers + logits
+
+
+def plan(
+    model: Any,
+    method: str,
+    target: str,
+    seq_len: int = 1024,
+    mode: str = "lora",
+    effective_batch: int = 8,
+    *,
+    gpus: int = 1,
+    lora_r: int = 16,
+    gradient_checkpointing: bool | None = None,
+    kl: bool = False,
+    num_generations: int = 8,
+) -> Plan:
+    """Estimate per-device memory and choose batch, accumulation and topology."""
+    from containers.targets import get_target
+
+    if method not in METHODS:
+        raise ValueError(f"planner: unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if mode not in MODES:
+        raise ValueError(f"planner: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if seq_len < 1 or effective_batch < 1 or gpus < 1:
+        raise ValueError("planner: seq_len, effective_batch and gpus must be positive integers")
+    t = get_target(target)
+    f = model_facts(model)
+    if mode == "qlora" and "bnb-4bit" not in t.quantization:
+        raise ValueError(
+            f"planner: target {target} has no 4-bit quantization (QLoRA needs CUDA); use mode=lora"
+        )
+    b = DTYPE_BYTES[t.dtype]
+    ckpt = t.is_gpu if gradient_checkpointing is None else gradient_checkpointing
+    notes: list[str] = []
+
+    if mode == "qlora":
+        weights = f.embedding_params * b + (f.params - f.embedding_params) * NF4_BYTES
+    else:
+        weights = f.params * b
+    if mode == "full":
+        adapter, grads, optim = 0.0, f.params * b, 2 * f.params * b
+    else:
+        n = _lora_params(f, lora_r)
+        adapter, grads, optim = n * 4, n * 4, n * 8
+
+    fused = method in ("sft", "distill") and not kl
+    per_sample = _activation_bytes(f, seq_len, b, ckpt, fused)
+    if method == "dpo":
+        per_sample *= 2  # chosen and rejected in one forward
+    extra = 0.0
+    if method == "dpo" and mode == "full":
+        extra += weights  # a frozen reference copy; adapters use the adapter-disabled base
+    if method == "grpo" and t.is_gpu:
+        # vLLM (colocate) holds its own weight copy and the KV cache of a generation batch
+        kv_cache = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq_len * b * num_generations
+        extra += f.params * b + kv_cache
+        notes.append("grpo: includes vLLM's weight copy and KV cache (colocate mode)")
+    overhead = CUDA_OVERHEAD_GB * GB if t.is_gpu else 0.0
+
+    capacity = t.gpu_memory_gb if t.is_gpu else _host_memory_gb() * 0.5
+    budget = capacity * 0.9 * GB  # allocator fragmentation headroom
+
+    def fixed_per_device(n: int, topo: str) -> float:
+        if topo == "deepspeed-zero3":
+            return (weights + grads + optim + adapter) / n + extra + overhead
+        if topo == "fsdp":
+            return (weights + extra) / n + grads + optim + adapter + overhead
+        return weights + adapter + grads + optim + extra + overhead
+
+    topology, n_gpus = ("single" if gpus == 1 else "ddp"), gpus
+    if fixed_per_device(gpus, topology) + per_sample > budget:
+        sharded = "deepspeed-zero3" if mode == "full" else "fsdp"
+        max_gpus = max(gpus, t.gpus_per_node) if t.is_gpu else gpus
+        # powers of two: they divide the usual effective batches and fill a node evenly
+        candidates = [2**k for k in range(1, 8) if gpus <= 2**k <= max_gpus]
+        for n in candidates:
+            if fixed_per_device(n, sharded) + per_sample <= budget:
+                topology, n_gpus = sharded, n
+                notes.append(f"does not fit one device: sharded with {sharded} over {n} GPUs")
+                break
+    fixed = fixed_per_device(n_gpus, topology)
+    fits = fixed + per_sample <= budget
+    if not fits:
+        notes.append(
+            "does not fit even at batch 1: use qlora, gradient checkpointing, a shorter seq_len or more GPUs"
+        )
+
+    per_rank = max(1, math.ceil(effective_batch / n_gpus))
+    batch = 1
+    while batch * 2 <= per_rank and fixed + per_sample * batch * 2 <= budget:
+        batch *= 2
+    accum = math.ceil(per_rank / batch)
+    if batch * accum * n_gpus != effective_batch:
+        notes.append(
+            f"effective batch rounded up to {batch * accum * n_gpus} (requested {effective_batch})"
+        )
+
+    return Plan(
+        model=f.name,
+        method=method,
+        target=target,
+        mode=mode,
+        seq_len=seq_len,
+        dtype=t.dtype if mode != "qlora" else f"nf4+{t.dtype}",
+        params=f.params,
+        weights_gb=weights / GB,
+        adapter_gb=adapter / GB,
+        gradients_gb=grads / GB,
+        optimizer_gb=optim / GB,
+        activations_gb=per_sample * batch / GB,
+        activations_per_sample_gb=per_sample / GB,
+        extra_gb=extra / GB,
+        overhead_gb=overhead / GB,
+        total_gb=(fixed + per_sample * batch) / GB,
+        min_total_gb=(fixed_per_device(1, "single") + per_sample) / GB,
+        device_memory_gb=capacity if t.is_gpu else round(capacity, 1),
+        per_device_batch=batch,
+        grad_accum=accum,
+        effective_batch=batch * accum * n_gpus,
+        gpus=n_gpus,
+        topology=topology,
+        gradient_checkpointing=ckpt,
+        fits=fits,
+        notes=notes,
+    )

@@ -1,0 +1,82 @@
+"""Supervised fine-tuning on conversations (trl ``SFTTrainer``).
+
+Data: a file (``dataset=``) of trl conversational rows — ``messages`` — or
+prompt/completion rows; the tokenizer's chat template renders them. Sequences are
+packed (best-fit decreasing, padding-free batches with per-sequence position ids, so
+packed examples never attend to each other under sdpa or flash-attention).
+
+    python -m trainers.sft --config sft.yaml model=/path/to/model dataset=data.jsonl
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainers._config import TrainConfig, cli
+from trainers._data import data_identity, read_rows, require_columns, split_eval
+from trainers.manifest import Manifest
+
+__all__ = ["SFTConfig", "main", "COLUMNS"]
+
+COLUMNS = (("messages",), ("prompt", "completion"))
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    dataset: str = ""  # .jsonl/.json/.parquet/.csv with messages, or prompt + completion
+    packing: bool = True
+    padding_free: bool = False  # without packing: flatten each batch (flash-attention only)
+    completion_only_loss: bool | None = None  # None: on for prompt/completion rows
+    assistant_only_loss: bool = False  # needs {% generation %} markers in the chat template
+
+
+def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
+    if not cfg.dataset:
+        raise ValueError(
+            "sft config: dataset is empty; set dataset=<file with messages or prompt+completion>"
+        )
+    rows = read_rows(cfg.dataset)
+    columns = require_columns(rows, COLUMNS, cfg.dataset)
+    return [{c: r[c] for c in columns} for r in rows], cfg.dataset
+
+
+def build_trainer(stage, cfg: SFTConfig, rows: list[dict], trainer_cls=None):
+    """trl's SFTTrainer (or a subclass) over ``rows`` with the stage's shared settings."""
+    import trl
+    from datasets import Dataset
+
+    if cfg.limit:
+        rows = rows[: cfg.limit]
+    train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
+    model, tokenizer = stage.load()
+    args = trl.SFTConfig(
+        **stage.trainer_args(has_eval=bool(held)),
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        padding_free=cfg.padding_free,
+        completion_only_loss=cfg.completion_only_loss,
+        assistant_only_loss=cfg.assistant_only_loss,
+        shuffle_dataset=True,
+    )
+    return (trainer_cls or trl.SFTTrainer)(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(held) if held else None,
+        processing_class=tokenizer,
+        peft_config=stage.peft_config(),
+        callbacks=stage.callbacks(),
+    )
+
+
+def main(cfg: SFTConfig) -> Manifest:
+    from trainers._stage import Stage
+
+    rows, source = load_sft_rows(cfg)
+    stage = Stage("sft", cfg)
+    trainer = build_trainer(stage, cfg, rows)
+    return stage.train(trainer, data_identity(rows[: cfg.limit] if cfg.limit else rows, source))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(SFTConfig, main))
