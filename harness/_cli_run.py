@@ -18,6 +18,7 @@ OnlyOpt = Annotated[str | None, typer.Option("--only", help="Glob(s) over model/
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="Override the grid's eval backend: hf or vllm.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Override the grid's docs per task.")]
 ContainerOpt = Annotated[str | None, typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Local: run eval cells in N processes.")]
 PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
 
 
@@ -31,7 +32,7 @@ def _print_plan(plan) -> None:
 
 
 def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
-         render_after: bool) -> None:
+         render_after: bool, workers: int = 1) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from harness.api import run_grid
@@ -59,7 +60,7 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
         bar.update(job, total=len(todo))
         plan, outcome = run_grid(grid, results=results, executor=executor, force=force, only=only, kind=kind,
                                  backend=backend, limit=limit, container=container, partition=partition,
-                                 progress=progress)
+                                 progress=progress, workers=workers)
     failed = {k: v for k, v in outcome.items() if v not in ("done", "skipped")}
     ran = sum(1 for v in outcome.values() if v == "done")
     console.print(f"ran {ran} cells, {len(failed)} failed or blocked; {len(plan.skipped)} already done (record exists)")
@@ -72,10 +73,10 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
 @app.command("train+eval")
 def train_eval(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
                only: OnlyOpt = None, backend: BackendOpt = None, limit: LimitOpt = None,
-               container: ContainerOpt = None, partition: PartitionOpt = None,
+               container: ContainerOpt = None, partition: PartitionOpt = None, workers: WorkersOpt = 1,
                results: ResultsOpt = DEFAULT_RESULTS) -> None:
     """Train every stage of a grid and evaluate every checkpoint; then print the leaderboard."""
-    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True)
+    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True, workers)
 
 
 @app.command("train")

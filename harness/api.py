@@ -62,7 +62,7 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
 def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "local", dry_run: bool = False,
              force: bool = False, only: str | None = None, kind: str | None = None, backend: str | None = None,
              limit: int | None = None, container: str | None = None, partition: str | None = None,
-             progress=None):
+             progress=None, workers: int = 1):
     """``bench train+eval`` (kind=None), ``bench train`` (kind='train'), ``bench eval --grid`` (kind='eval').
 
     Returns (plan, outcome): outcome maps cell key → done/skipped/failed/blocked; empty on a dry run.
@@ -82,7 +82,8 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
         check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
         return plan, run_slurm(plan, grid, results, backend=backend, limit=limit, force=force,
                                container=container, partition=partition, progress=progress)
-    return plan, run_local(plan, grid, results, backend=backend, limit=limit, force=force, progress=progress)
+    return plan, run_local(plan, grid, results, backend=backend, limit=limit, force=force, progress=progress,
+                           workers=workers)
 
 
 def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None = None, models=None,

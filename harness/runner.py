@@ -178,12 +178,43 @@ def run_cell(grid_ref: str, key: str, results_dir: str | Path, *, backend: str |
     return "done"
 
 
+def _run_in_worker(grid_ref: str, key: str, results_dir: str, backend, limit, force) -> str:
+    try:
+        return run_cell(grid_ref, key, results_dir, backend=backend, limit=limit, force=force)
+    except CellBusy:
+        return "busy"
+    except Exception as e:  # recorded in results/failures by run_cell
+        return f"failed: {type(e).__name__}: {e}"[:200]
+
+
+def _run_evals_parallel(cells, grid_ref, results_dir, backend, limit, force, workers, failed, progress) -> dict[str, str]:
+    """Eval cells in ``workers`` processes (each loads its own model; the trains are done by now)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    outcome: dict[str, str] = {}
+    ready = [c for c in cells if c.train_key not in failed]
+    outcome.update({c.key: "blocked" for c in cells if c.train_key in failed})
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_in_worker, grid_ref, c.key, str(results_dir), backend, limit, force): c
+                   for c in ready}
+        for fut in as_completed(futures):
+            cell = futures[fut]
+            outcome[cell.key] = fut.result()
+            if progress is not None:
+                progress(cell, outcome[cell.key])
+    return outcome
+
+
 def run_local(plan: Plan, grid_ref: str, results_dir: Path, *, backend: str | None = None,
-              limit: int | None = None, force: bool = False, progress=None) -> dict[str, str]:
-    """Sequential local executor. A failed cell does not stop the grid; its descendants are skipped."""
+              limit: int | None = None, force: bool = False, progress=None, workers: int = 1) -> dict[str, str]:
+    """Local executor: cells in order, one at a time; with ``workers > 1`` the eval cells run in
+    that many processes once the training cells are done. A failed cell does not stop the grid;
+    its descendants are skipped."""
     outcome: dict[str, str] = {}
     failed: set[str] = set()
-    for cell in plan.todo:
+    sequential = plan.todo if workers <= 1 else [c for c in plan.todo if c.kind == "train"]
+    for cell in sequential:
         blocker = cell.parent_key if cell.kind == "train" else cell.train_key
         if blocker in failed:
             outcome[cell.key] = "blocked"
@@ -202,6 +233,9 @@ def run_local(plan: Plan, grid_ref: str, results_dir: Path, *, backend: str | No
             failed.add(cell.key)
         if progress is not None:
             progress(cell, outcome[cell.key])
+    if workers > 1:
+        evals = [c for c in plan.todo if c.kind == "eval"]
+        outcome.update(_run_evals_parallel(evals, grid_ref, results_dir, backend, limit, force, workers, failed, progress))
     return outcome
 
 

@@ -108,3 +108,13 @@ def test_dry_run_says_what_and_why(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "2 to run" in proc.stdout and "no record yet" in proc.stdout
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+
+@pytest.mark.slow
+def test_eval_cells_in_two_processes(tmp_path, tiny_llama, tiny_qwen2):
+    grid, results = eval_grid(tmp_path), tmp_path / "results"
+    plan, outcome = run_grid(grid, results=results, workers=2)
+    assert len(plan.todo) == 2 and set(outcome.values()) == {"done"}
+    assert len(list((results / "records").glob("*.json"))) == 2
+    again, _ = run_grid(grid, results=results, workers=2)
+    assert again.todo == []
