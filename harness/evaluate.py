@@ -84,6 +84,15 @@ def _lm(req: EvalRequest, results_dir: Path):
     raise BenchError(f"--backend: unknown backend '{req.backend}'; use hf or vllm")
 
 
+def _stop_engine(lm) -> None:
+    """Stop a vLLM engine (its processes and KV cache) when the cell is done. Garbage collection
+    would not: vLLM keeps the traceback of its failed optional torchcodec import, which pins the
+    frames that first imported vllm — this run_eval, and the lm in it — until the process exits."""
+    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
+    if engine is not None:
+        engine.engine_core.shutdown()
+
+
 def _metric_name(key: str) -> tuple[str, str] | None:
     if "," not in key:
         return None
@@ -166,13 +175,16 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     reset_peak_memory()
     lm, dtype = _lm(req, results_dir)
     tm = _task_manager()
-    out = lm_eval.simple_evaluate(
-        model=lm, tasks=leaves, num_fewshot=req.num_fewshot, limit=req.limit, log_samples=True,
-        apply_chat_template=req.apply_chat_template, gen_kwargs=req.gen_kwargs or None, task_manager=tm,
-        random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed, fewshot_random_seed=req.seed,
-        bootstrap_iters=1000, verbosity="WARNING",
-    )
-    wall = time.perf_counter() - t0
+    try:
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=leaves, num_fewshot=req.num_fewshot, limit=req.limit, log_samples=True,
+            apply_chat_template=req.apply_chat_template, gen_kwargs=req.gen_kwargs or None, task_manager=tm,
+            random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed,
+            fewshot_random_seed=req.seed, bootstrap_iters=1000, verbosity="WARNING",
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        _stop_engine(lm)
     tok = getattr(lm, "tokenizer", None)
     results, generated = [], 0
     for task in leaves:
