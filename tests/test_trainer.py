@@ -360,3 +360,57 @@ def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
             parent=None,
             output_dir=tmp_path / "es2",
         )
+
+
+# --- loader and data helpers -----------------------------------------------------------------
+
+
+def test_loader_takes_dtype_and_attention_from_the_target(tiny_llama):
+    import torch
+
+    from trainers._model import attn_implementation, load_model, torch_dtype
+
+    assert torch_dtype("cpu") == torch.float32
+    assert torch_dtype("h100") == torch.bfloat16 and torch_dtype("rtx2080ti") == torch.float16
+    # flash-attn is not installed here: even a flash-attention target falls back to sdpa
+    assert attn_implementation("rtx2080ti") == "sdpa" and attn_implementation("h100") == "sdpa"
+    model, tok = load_model(tiny_llama)
+    assert model.dtype == torch.float32 and model.config._attn_implementation == "sdpa"
+    assert not model.training and tok.pad_token is not None
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="target h100 needs a CUDA GPU"):
+            load_model(tiny_llama, target="h100")
+        with pytest.raises(ValueError, match="needs CUDA"):
+            load_model(tiny_llama, quantization="bnb-4bit")
+
+
+def test_openthoughts_rows_become_think_conversations():
+    from trainers._data import openthoughts_row
+
+    row = {
+        "system": "ignored",
+        "conversations": [
+            {"from": "user", "value": "What is 2+3?"},
+            {
+                "from": "assistant",
+                "value": "<|begin_of_thought|>\n\n2 plus 3 is 5.\n\n<|end_of_thought|>\n\n"
+                "<|begin_of_solution|>\n\nThe answer is 5.\n\n<|end_of_solution|>",
+            },
+        ],
+    }
+    assert openthoughts_row(row) == {
+        "messages": [
+            {"role": "user", "content": "What is 2+3?"},
+            {"role": "assistant", "content": "<think>\n2 plus 3 is 5.\n</think>\nThe answer is 5."},
+        ]
+    }
+
+
+def test_distill_rows_never_use_the_leaderboard_test_items():
+    from trainers._data import arithmetic_sft_rows
+
+    rows = arithmetic_sft_rows("2", 3, seed=0)
+    assert rows[0]["completion"][0]["content"].startswith("<think>\nStep 1: ")
+    assert "Solve the problem step by step" in rows[0]["prompt"][0]["content"]  # the eval prompt
+    with pytest.raises(ValueError, match="item_seed 1234 generates the math_arith test items"):
+        arithmetic_sft_rows("2", 3, seed=1234)

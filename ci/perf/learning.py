@@ -67,22 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-eval", type=int, default=100, help="held-out items per level")
-    p.add_argument("--distill-levels", default="2")
-    p.add_argument("--distill-n", type=int, default=240, help="teacher traces per distill level")
-    p.add_argument("--distill-steps", type=int, default=30)
+    p.add_argument("--distill-levels", default="2,3")
+    p.add_argument("--distill-n", type=int, default=160, help="teacher traces per distill level")
+    p.add_argument("--distill-steps", type=int, default=40)
     p.add_argument("--distill-lr", type=float, default=1e-3)
     p.add_argument("--kl-coef", type=float, default=0.0)
     p.add_argument("--grpo-level", type=int, default=3)
-    p.add_argument("--grpo-steps", type=int, default=20)
-    p.add_argument("--grpo-lr", type=float, default=2e-4)
+    p.add_argument("--grpo-steps", type=int, default=16)
+    p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-prompts-per-step", type=int, default=4)
-    p.add_argument("--num-generations", type=int, default=6)
+    p.add_argument("--num-generations", type=int, default=4)
+    p.add_argument("--grpo-max-tokens", type=int, default=48, help="rollout length (L3 traces ~35)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--eval-all", action="store_true", help="also evaluate grpo on the distill levels")
+    p.add_argument(
+        "--eval-all", action="store_true", help="also evaluate grpo on the distill levels"
+    )
     p.add_argument("--reuse", action="store_true", help="keep finished stages found in --out")
-    p.add_argument("--out", type=Path, default=None, help="keep the stages here (default: a temp dir)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="keep the stages here (default: a temp dir)"
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -104,13 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     def run_eval(name: str, path: Path, only: tuple[int, ...] | None = None) -> None:
         t = time.time()
         scores[name] = {
-            lv: evaluate(path, items, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+            lv: evaluate(
+                path, items, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+            )
             for lv, items in held_out.items()
             if only is None or lv in only
         }
         timings[f"eval {name}"] = time.time() - t
         accs = "  ".join(f"L{lv} {sum(s) / len(s):.0%}" for lv, s in scores[name].items())
-        print(f"[{time.time() - t_all:6.0f}s] {name:8s} {accs}  ({timings[f'eval {name}']:.0f}s)", flush=True)
+        print(
+            f"[{time.time() - t_all:6.0f}s] {name:8s} {accs}  ({timings[f'eval {name}']:.0f}s)",
+            flush=True,
+        )
 
     run_eval("base", base)
 
@@ -157,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "num_generations": args.num_generations,
             "effective_batch": args.num_generations * args.grpo_prompts_per_step,
             "per_device_batch": args.num_generations * args.grpo_prompts_per_step,
-            "max_completion_length": 64,
+            "max_completion_length": args.grpo_max_tokens,
             "temperature": 1.0,
             "max_steps": args.grpo_steps,
             "learning_rate": args.grpo_lr,
@@ -183,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         ("distill→grpo vs distill", f"L{g_lv}", scores["distill"][g_lv], scores["grpo"][g_lv]),
     ]
     print(f"\nheld-out generated arithmetic (seed {EVAL_SEED}), n={args.n_eval} per level")
-    print(f"{'comparison':26s} {'level':5s} {'before':>7s} {'after':>7s} {'+/-':>7s} {'p (McNemar)':>12s}")
+    print(
+        f"{'comparison':26s} {'level':5s} {'before':>7s} {'after':>7s} {'+/-':>7s} {'p (McNemar)':>12s}"
+    )
     ok = True
     for name, level, before, after in tests:
         up, down, pval = mcnemar(before, after)

@@ -30,7 +30,7 @@ from harness.zoo import materialize
 from tasks import TASKS_DIR
 path = materialize(sys.argv[1])
 tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
-lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=float32", tasks=sys.argv[2].split(","),
+lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=float32,device=cpu", tasks=sys.argv[2].split(","),
                         limit=int(sys.argv[3]), apply_chat_template=True, log_samples=True, task_manager=tm,
                         gen_kwargs={"max_gen_toks": int(sys.argv[4])}, batch_size=8)
 print(time.perf_counter() - t0)
