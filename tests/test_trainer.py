@@ -362,6 +362,46 @@ def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
         )
 
 
+def test_packed_conversations_do_not_attend_to_each_other(tmp_path, tiny_llama):
+    """A packed SFT batch holds several conversations in one row with no attention mask;
+    the per-sequence position ids must keep them apart under sdpa, so each conversation's
+    logits equal those of the conversation run alone."""
+    import torch
+
+    from trainers._stage import Stage
+    from trainers.sft import SFTConfig, build_trainer
+
+    cfg = resolve(
+        SFTConfig,
+        {
+            **FAST,
+            "model": str(tiny_llama),
+            "output_dir": str(tmp_path / "sft"),
+            "dataset": "unused",
+            "max_length": 256,
+            "per_device_batch": 4,
+        },
+    )
+    stage = Stage("sft", cfg)
+    trainer = build_trainer(stage, cfg, chat_rows(12))
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, pos = batch["input_ids"], batch["position_ids"]
+    assert ids.shape[0] == 1 and "attention_mask" not in batch  # one flat row, padding-free
+    starts = (pos[0] == 0).nonzero().flatten().tolist()
+    assert len(starts) >= 2
+    # the first token of every packed conversation is never a target of the one before it
+    assert all(batch["labels"][0, s] == -100 for s in starts)
+    model = trainer.model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos).logits[0]
+        one_sequence = model(input_ids=ids).logits[0]  # what a wrong collator would give
+        for a, b in zip(starts, [*starts[1:], ids.shape[1]], strict=True):
+            alone = model(input_ids=ids[:, a:b]).logits[0]
+            torch.testing.assert_close(packed[a:b], alone, atol=1e-4, rtol=1e-4)
+        b0, b1 = starts[1], starts[2] if len(starts) > 2 else ids.shape[1]
+        assert not torch.allclose(one_sequence[b0:b1], model(input_ids=ids[:, b0:b1]).logits[0])
+
+
 # --- loader and data helpers -----------------------------------------------------------------
 
 
