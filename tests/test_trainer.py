@@ -402,6 +402,36 @@ def test_packed_conversations_do_not_attend_to_each_other(tmp_path, tiny_llama):
         assert not torch.allclose(one_sequence[b0:b1], model(input_ids=ids[:, b0:b1]).logits[0])
 
 
+@pytest.mark.parametrize(
+    ("packing", "per_device", "expected"),
+    [(True, None, (1, 8)), (True, 4, (4, 2)), (False, None, (8, 1))],
+)
+def test_packing_without_flash_attention_runs_one_packed_row_per_forward(
+    tmp_path, tiny_llama, packing, per_device, expected
+):
+    """Under sdpa a flattened batch of packed rows attends densely over all of them, so a
+    packed stage takes one row per forward and accumulates to the same effective batch;
+    an explicit per_device_batch, or no packing, keeps the planner's batch."""
+    from trainers._stage import Stage
+    from trainers.sft import SFTConfig, build_trainer
+
+    cfg = resolve(
+        SFTConfig,
+        {
+            **FAST,
+            "model": str(tiny_llama),
+            "output_dir": str(tmp_path / "sft"),
+            "dataset": "unused",
+            "effective_batch": 8,
+            "packing": packing,
+            "per_device_batch": per_device,
+        },
+    )
+    stage = Stage("sft", cfg)
+    args = build_trainer(stage, cfg, chat_rows(12)).args
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == expected
+
+
 # --- loader and data helpers -----------------------------------------------------------------
 
 

@@ -9,11 +9,17 @@ time of every phase, and exits 1 when a comparison misses p < ``--alpha``.
 
 Design. Held-out items are the leaderboard's own test items (tasks.math, seed 1234);
 training items use another seed. *distill* learns the programmatic teacher's ``<think>``
-traces for level ``--distill-levels`` (2-digit addition/subtraction). *grpo* then trains
-from distill's merged weights with the math verifier as reward on a harder level
-(``--grpo-level``, default 3: 3-digit ± and ×1-digit) where distill leaves headroom, so
-its gain is its own: it is tested against distill on that level (and distill→grpo
-against the base). Evaluation is greedy HF generation in left-padded batches.
+traces for ``--distill-levels`` (default 2 and 3: 2-digit ±, 3-digit ± and ×1-digit).
+*grpo* then trains from distill's merged weights with the math verifier as reward on
+``--grpo-level`` (default 3), where distill leaves headroom: distill→grpo is tested
+against the base and, for GRPO's own gain, against distill on that level. Evaluation is
+greedy HF generation in left-padded batches.
+
+Measured on an idle 2-core CPU (defaults, 714 s): base L2 5 % / L3 3 %, distill 46 % /
+28 %, distill→grpo L3 29 %; distill vs base p = 1e-11, distill→grpo vs base p = 9e-7,
+distill→grpo vs distill p = 1.0. GRPO's own gain is not shown at this budget: its
+per-item arithmetic errors give a noisy signal at 16 steps × 16 rollouts (see the
+closing note of the trainers issue for the variants tried).
 """
 
 from __future__ import annotations
