@@ -243,11 +243,18 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
     assert not (base[key] == merged_w[key]).all()
 
 
-def test_distill_kl_term_is_logged_and_grows_from_zero(tmp_path, tiny_llama):
+@pytest.mark.parametrize("per_device_batch", [None, 4])  # packed: 1 row x 4 accumulated; 4 x 1
+def test_distill_kl_term_is_logged_and_grows_from_zero(tmp_path, tiny_llama, per_device_batch):
     out = tmp_path / "d"
     train_stage(
         "distill",
-        {**FAST, "max_steps": 2, "n_per_level": 8, "kl_coef": 1.0},
+        {
+            **FAST,
+            "max_steps": 2,
+            "n_per_level": 8,
+            "kl_coef": 1.0,
+            "per_device_batch": per_device_batch,
+        },
         base_model=tiny_llama,
         parent=None,
         output_dir=out,
@@ -362,12 +369,8 @@ def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
         )
 
 
-def test_packed_conversations_do_not_attend_to_each_other(tmp_path, tiny_llama):
-    """A packed SFT batch holds several conversations in one row with no attention mask;
-    the per-sequence position ids must keep them apart under sdpa, so each conversation's
-    logits equal those of the conversation run alone."""
-    import torch
-
+def sft_trainer(tmp_path: Path, model: Path, **fields):
+    """The trl SFTTrainer a sft stage builds over ``chat_rows(12)``, before training."""
     from trainers._stage import Stage
     from trainers.sft import SFTConfig, build_trainer
 
@@ -375,15 +378,22 @@ def test_packed_conversations_do_not_attend_to_each_other(tmp_path, tiny_llama):
         SFTConfig,
         {
             **FAST,
-            "model": str(tiny_llama),
+            "model": str(model),
             "output_dir": str(tmp_path / "sft"),
-            "dataset": "unused",
-            "max_length": 256,
-            "per_device_batch": 4,
+            "dataset": "-",
+            **fields,
         },
     )
-    stage = Stage("sft", cfg)
-    trainer = build_trainer(stage, cfg, chat_rows(12))
+    return build_trainer(Stage("sft", cfg), cfg, chat_rows(12))
+
+
+def test_packed_conversations_do_not_attend_to_each_other(tmp_path, tiny_llama):
+    """A packed SFT batch holds several conversations in one row with no attention mask;
+    the per-sequence position ids must keep them apart under sdpa, so each conversation's
+    logits equal those of the conversation run alone."""
+    import torch
+
+    trainer = sft_trainer(tmp_path, tiny_llama, max_length=256, per_device_batch=4)
     batch = next(iter(trainer.get_train_dataloader()))
     ids, pos = batch["input_ids"], batch["position_ids"]
     assert ids.shape[0] == 1 and "attention_mask" not in batch  # one flat row, padding-free
@@ -412,23 +422,10 @@ def test_packing_without_flash_attention_runs_one_packed_row_per_forward(
     """Under sdpa a flattened batch of packed rows attends densely over all of them, so a
     packed stage takes one row per forward and accumulates to the same effective batch;
     an explicit per_device_batch, or no packing, keeps the planner's batch."""
-    from trainers._stage import Stage
-    from trainers.sft import SFTConfig, build_trainer
-
-    cfg = resolve(
-        SFTConfig,
-        {
-            **FAST,
-            "model": str(tiny_llama),
-            "output_dir": str(tmp_path / "sft"),
-            "dataset": "unused",
-            "effective_batch": 8,
-            "packing": packing,
-            "per_device_batch": per_device,
-        },
+    trainer = sft_trainer(
+        tmp_path, tiny_llama, effective_batch=8, packing=packing, per_device_batch=per_device
     )
-    stage = Stage("sft", cfg)
-    args = build_trainer(stage, cfg, chat_rows(12)).args
+    args = trainer.args
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == expected
 
 

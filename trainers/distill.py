@@ -106,11 +106,15 @@ def kl_trainer_class():
             loss = nll_mean + self.kl_coef * kl_mean
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
+            # Each micro-batch holds its share of the accumulated batch's mean and the Trainer
+            # sums the shares into the logged loss; the metrics are averaged over micro-batches,
+            # so scale each share back to the whole batch for nll + kl_coef·kl to equal the loss.
+            share = self.args.gradient_accumulation_steps if num_items_in_batch is not None else 1
             self._metrics["train"]["kl"].append(
-                self.accelerator.gather_for_metrics(kl_mean.detach()).mean().item()
+                self.accelerator.gather_for_metrics(kl_mean.detach() * share).mean().item()
             )
             self._metrics["train"]["nll"].append(
-                self.accelerator.gather_for_metrics(nll_mean.detach()).mean().item()
+                self.accelerator.gather_for_metrics(nll_mean.detach() * share).mean().item()
             )
             if "attention_mask" in inputs:
                 tokens = inputs["attention_mask"].sum()
