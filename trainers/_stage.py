@@ -162,9 +162,10 @@ class Stage:
             gradient_checkpointing=cfg.gradient_checkpointing,
             kl=kl,
         )
-        per_rank = max(1, cfg.effective_batch // self.world_size)
-        self.per_device_batch = cfg.per_device_batch or min(self.plan.per_device_batch, per_rank)
-        self.grad_accum = cfg.grad_accum or max(1, math.ceil(per_rank / self.per_device_batch))
+        self.per_rank = max(1, cfg.effective_batch // self.world_size)
+        self.set_per_device_batch(
+            cfg.per_device_batch or min(self.plan.per_device_batch, self.per_rank)
+        )
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / MANIFEST).unlink(missing_ok=True)  # a rerun invalidates the old result
@@ -172,6 +173,11 @@ class Stage:
         guard_cls, stats_cls = _callbacks_module()
         self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
         self.peak: dict[str, float] = {}
+
+    def set_per_device_batch(self, n: int) -> None:
+        """Rows per forward; gradient accumulation (unless configured) reaches the effective batch."""
+        self.per_device_batch = n
+        self.grad_accum = self.cfg.grad_accum or max(1, math.ceil(self.per_rank / n))
 
     def load(self):
         """(model, tokenizer) of the weights this stage starts from, on the stage's target."""

@@ -59,8 +59,7 @@ def build_trainer(stage, cfg: SFTConfig, rows: list[dict], trainer_cls=None):
     model, tokenizer = stage.load()
     flash = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
     if cfg.packing and not flash and not cfg.per_device_batch:
-        stage.grad_accum = max(1, cfg.effective_batch // stage.world_size)
-        stage.per_device_batch = 1
+        stage.set_per_device_batch(1)
     args = trl.SFTConfig(
         **stage.trainer_args(has_eval=bool(held)),
         max_length=cfg.max_length,

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "packed, flattened": (True, args.batch),
             "packed, 1 row/forward": (True, None),
         }
-        for name, (packing, per_device) in settings.items():
+        for i, (name, (packing, per_device)) in enumerate(settings.items()):
             t0 = time.time()
             m = train_stage(
                 "sft",
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 },
                 base_model=model,
                 parent=None,
-                output_dir=Path(tmp) / name.replace(" ", "").replace(",", "-").replace("/", ""),
+                output_dir=Path(tmp) / f"setting-{i}",
             )
             results[name] = m["tokens_per_s"]
             print(
