@@ -33,7 +33,14 @@ def _print_plan(plan) -> None:
 
 def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
          render_after: bool, workers: int = 1) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from harness.api import run_grid
 

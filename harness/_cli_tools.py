@@ -69,9 +69,9 @@ def containers_build(target: str, engine: EngineOpt = "apptainer",
                      base_image: Annotated[str | None, typer.Option("--base-image")] = None,
                      print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
     """Build TARGET's image (Apptainer .sif, or a Docker/podman image)."""
-    from containers.build import build
-
     import subprocess
+
+    from containers.build import build
 
     try:
         cmd = build(target, engine, tag, base_image, execute=not print_only)
@@ -87,9 +87,9 @@ def containers_run(ctx: typer.Context, target: str, engine: EngineOpt = "apptain
                    tag: Annotated[str | None, typer.Option("--tag")] = None, results: ResultsOpt = DEFAULT_RESULTS,
                    print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
     """Run `bench ARGS` inside TARGET's image: bench containers run cpu -- eval --model ..."""
-    from containers.build import run
-
     import subprocess
+
+    from containers.build import run
 
     try:
         cmd = run(target, list(ctx.args), engine, tag, results, execute=not print_only)
