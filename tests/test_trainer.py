@@ -473,6 +473,19 @@ def test_openthoughts_rows_become_think_conversations():
     }
 
 
+def test_arithmetic_levels_take_per_level_counts():
+    from tasks.math import generate
+    from trainers._data import arithmetic_items, level_counts
+
+    assert arithmetic_items("2,4", 3, seed=0) == generate(3, seed=0, levels=(2, 4))
+    mix = arithmetic_items("2:4,4:1", 99, seed=0)
+    assert [it["level"] for it in mix] == [2, 4, 2, 2, 2]
+    assert mix[1] == generate(1, seed=0, levels=(4,))[0]  # item i of a level is fixed
+    assert level_counts("3,5:2", 7) == {3: 7, 5: 2}
+    with pytest.raises(ValueError, match="'2:x' is not LEVEL or LEVEL:COUNT"):
+        level_counts("2:x", 3)
+
+
 def test_distill_rows_never_use_the_leaderboard_test_items():
     from trainers._data import arithmetic_sft_rows
 

@@ -25,6 +25,7 @@ __all__ = [
     "split_eval",
     "prompt_messages",
     "arithmetic_items",
+    "level_counts",
     "arithmetic_sft_rows",
     "gsm8k_sft_rows",
     "openthoughts_row",
@@ -123,24 +124,41 @@ def prompt_messages(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": doc_to_text({"question": question})}]
 
 
-def _levels(levels: str | int | Sequence[int]) -> tuple[int, ...]:
+def level_counts(levels: str | int | Sequence[int], n_per_level: int) -> dict[int, int]:
+    """Items per level: ``"2,4"`` → ``n_per_level`` of each; ``"2:300,4:10"`` → a mix with
+    its own count per level (a curriculum: many easy traces, a few of the harder level)."""
     if isinstance(levels, int):
-        return (levels,)
-    if isinstance(levels, str):
-        return tuple(int(x) for x in levels.replace(" ", "").split(",") if x)
-    return tuple(int(x) for x in levels)
+        return {levels: n_per_level}
+    parts = levels.replace(" ", "").split(",") if isinstance(levels, str) else list(levels)
+    counts: dict[int, int] = {}
+    for part in (str(x) for x in parts if str(x)):
+        level, _, n = part.partition(":")
+        if not (level.isdigit() and (not n or n.isdigit())):
+            raise ValueError(
+                f"levels {levels!r}: {part!r} is not LEVEL or LEVEL:COUNT; write e.g. 2,4 or 2:300,4:10"
+            )
+        counts[int(level)] = int(n) if n else n_per_level
+    return counts
 
 
 def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: int) -> list[dict]:
-    """Generated items (tasks.math.generate); refuses the seed of the leaderboard's test items."""
-    from tasks.math import generate
+    """Generated items (tasks.math.generate), interleaved by index across levels as
+    ``generate`` does; a level given as ``LEVEL:COUNT`` stops after COUNT items. Refuses
+    the seed of the leaderboard's test items."""
+    from tasks.math import make_item
 
     if seed == EVAL_ITEM_SEED:
         raise ValueError(
             f"item_seed {EVAL_ITEM_SEED} generates the math_arith test items (tasks/math/math_arith.yaml); "
             "train on another seed"
         )
-    return generate(n_per_level, seed=seed, levels=_levels(levels))
+    counts = level_counts(levels, n_per_level)
+    return [
+        make_item(level, i, seed)
+        for i in range(max(counts.values(), default=0))
+        for level, n in counts.items()
+        if i < n
+    ]
 
 
 def _conversation(question: str, answer: str) -> dict:

@@ -2,7 +2,8 @@
 
 Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversations):
 ``arithmetic`` — the programmatic teacher's traces for generated items (tasks.math,
-``levels`` × ``n_per_level``, seeded by ``item_seed``, never the test items' seed);
+``levels`` × ``n_per_level``, or per-level counts such as ``levels=2:310,4:10``, seeded by
+``item_seed``, never the test items' seed);
 ``gsm8k`` — GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
 ``openthoughts`` — an OpenThoughts-style hub dataset, when online.
 

@@ -17,9 +17,14 @@ greedy HF generation in left-padded batches.
 
 Measured on an idle 2-core CPU (defaults, 714 s): base L2 5 % / L3 3 %, distill 46 % /
 28 %, distill→grpo L3 29 %; distill vs base p = 1e-11, distill→grpo vs base p = 9e-7,
-distill→grpo vs distill p = 1.0. GRPO's own gain is not shown at this budget: its
-per-item arithmetic errors give a noisy signal at 16 steps × 16 rollouts (see the
-closing note of the trainers issue for the variants tried).
+distill→grpo vs distill p = 1.0, so the script exits 1: GRPO's own gain is not shown at
+this budget. Per-item arithmetic slips give 16 steps × 16 rollouts a noisy signal, and a
+single update on one or two mixed groups can move the length distribution. With
+``--distill-levels 2:310,4:10 --grpo-level 4 --grpo-max-tokens 64`` one distill (rows in
+another order) left L4 at 6 % with the model writing steps past the answer, and GRPO
+taught it to stop: 6 → 16 %, p = 0.02; the script's own distill reached 20 % and GRPO
+then fell to 0 %, every rollout cut at the token limit. The closing note of the trainers
+issue lists the variants.
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-eval", type=int, default=100, help="held-out items per level")
-    p.add_argument("--distill-levels", default="2,3")
+    p.add_argument(
+        "--distill-levels", default="2,3", help="LEVEL[:COUNT],… (bare: --distill-n each)"
+    )
     p.add_argument("--distill-n", type=int, default=160, help="teacher traces per distill level")
     p.add_argument("--distill-steps", type=int, default=40)
     p.add_argument("--distill-lr", type=float, default=1e-3)
@@ -101,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     from harness.zoo import materialize
     from tasks.math import generate
     from trainers import train_stage
+    from trainers._data import level_counts
 
     torch.manual_seed(0)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-learning-"))
     base = materialize("smollm2-135m-instruct")
-    distill_levels = tuple(int(x) for x in args.distill_levels.split(","))
+    distill_levels = tuple(level_counts(args.distill_levels, args.distill_n))
     levels = sorted({*distill_levels, args.grpo_level})
     held_out = {lv: generate(args.n_eval, seed=EVAL_SEED, levels=(lv,)) for lv in levels}
     timings: dict[str, float] = {}
