@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -36,6 +38,12 @@ def _rows(n_arith: int, n_gsm8k: int) -> list[dict]:
     return rows
 
 
+def _train(config: dict, model: Path, output_dir: Path) -> dict:
+    from trainers import train_stage
+
+    return train_stage("sft", config, base_model=model, parent=None, output_dir=output_dir)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,7 +54,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = p.parse_args(argv)
 
     from harness.zoo import materialize
-    from trainers import train_stage
 
     model = materialize(args.model)
     results: dict[str, float] = {}
@@ -64,22 +71,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         }
         for i, (name, (packing, per_device)) in enumerate(settings.items()):
             t0 = time.time()
-            m = train_stage(
-                "sft",
-                {
-                    "dataset": str(data),
-                    "packing": packing,
-                    "max_steps": args.steps,
-                    "effective_batch": args.batch,
-                    "per_device_batch": per_device,
-                    "max_length": args.max_length,
-                    "save_steps": 10_000,
-                    "learning_rate": 1e-4,
-                },
-                base_model=model,
-                parent=None,
-                output_dir=Path(tmp) / f"setting-{i}",
-            )
+            # A fresh process per setting: peak RSS is a process-lifetime high-water mark,
+            # so settings run in one process would inherit each other's peaks.
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                m = pool.submit(
+                    _train,
+                    {
+                        "dataset": str(data),
+                        "packing": packing,
+                        "max_steps": args.steps,
+                        "effective_batch": args.batch,
+                        "per_device_batch": per_device,
+                        "max_length": args.max_length,
+                        "save_steps": 10_000,
+                        "learning_rate": 1e-4,
+                    },
+                    model,
+                    Path(tmp) / f"setting-{i}",
+                ).result()
             results[name] = m["tokens_per_s"]
             print(
                 f"{name:22s} tokens/s {m['tokens_per_s']:8.1f}  tokens {m['tokens']:7d}  "
