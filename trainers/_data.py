@@ -142,23 +142,16 @@ def level_counts(levels: str | int | Sequence[int], n_per_level: int) -> dict[in
 
 
 def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: int) -> list[dict]:
-    """Generated items (tasks.math.generate), interleaved by index across levels as
-    ``generate`` does; a level given as ``LEVEL:COUNT`` stops after COUNT items. Refuses
-    the seed of the leaderboard's test items."""
-    from tasks.math import make_item
+    """Generated items (tasks.math.generate) at ``levels`` (see :func:`level_counts`);
+    refuses the seed of the leaderboard's test items."""
+    from tasks.math import generate
 
     if seed == EVAL_ITEM_SEED:
         raise ValueError(
             f"item_seed {EVAL_ITEM_SEED} generates the math_arith test items (tasks/math/math_arith.yaml); "
             "train on another seed"
         )
-    counts = level_counts(levels, n_per_level)
-    return [
-        make_item(level, i, seed)
-        for i in range(max(counts.values(), default=0))
-        for level, n in counts.items()
-        if i < n
-    ]
+    return generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
 
 
 def _conversation(question: str, answer: str) -> dict:

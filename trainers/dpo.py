@@ -16,6 +16,7 @@ from trainers._config import TrainConfig, cli
 from trainers._data import (
     arithmetic_items,
     data_identity,
+    level_counts,
     prompt_messages,
     read_rows,
     require_columns,
@@ -92,7 +93,7 @@ def main(cfg: DPOConfig) -> Manifest:
     model, tokenizer = stage.load()
     if not cfg.dataset:
         items = arithmetic_items(
-            cfg.levels, -(-cfg.n_prompts // len(cfg.levels.split(","))), cfg.item_seed
+            cfg.levels, -(-cfg.n_prompts // len(level_counts(cfg.levels, 0))), cfg.item_seed
         )
         rows = build_pairs(model, tokenizer, items[: cfg.n_prompts], cfg)
         source = f"pairs(math verifier, levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed})"

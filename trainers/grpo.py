@@ -17,6 +17,7 @@ from trainers._config import TrainConfig, cli
 from trainers._data import (
     arithmetic_items,
     data_identity,
+    level_counts,
     prompt_messages,
     read_rows,
     require_columns,
@@ -96,8 +97,8 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
         return [
             {"prompt": r["prompt"], cfg.reference_column: r[cfg.reference_column]} for r in rows
         ], cfg.dataset
-    levels = [x for x in str(cfg.levels).split(",") if x.strip()]
-    items = arithmetic_items(cfg.levels, -(-cfg.n_prompts // len(levels)), cfg.item_seed)[
+    n_levels = len(level_counts(cfg.levels, 0))
+    items = arithmetic_items(cfg.levels, -(-cfg.n_prompts // n_levels), cfg.item_seed)[
         : cfg.n_prompts
     ]
     rows = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["LEVELS", "generate", "make_item", "think_trace"]
 
@@ -139,11 +139,19 @@ def make_item(level: int, index: int, seed: int = 0) -> dict:
     return {"id": f"arith-{seed}-L{level}-{index}", "level": level, **item}
 
 
-def generate(n_per_level: int = 100, seed: int = 0, levels: Iterable[int] = LEVELS) -> list[dict]:
+def generate(
+    n_per_level: int = 100, seed: int = 0, levels: Iterable[int] | Mapping[int, int] = LEVELS
+) -> list[dict]:
     """``n_per_level`` items of each level, interleaved (1, 2, …, 5, 1, 2, …) so any prefix
-    — lm-eval's ``limit`` — covers every level."""
-    levels = tuple(levels)
-    return [make_item(level, i, seed) for i in range(n_per_level) for level in levels]
+    — lm-eval's ``limit`` — covers every level. ``levels`` may map a level to its own
+    count (a curriculum mix); that level stops after its count."""
+    counts = dict(levels) if isinstance(levels, Mapping) else dict.fromkeys(levels, n_per_level)
+    return [
+        make_item(level, i, seed)
+        for i in range(max(counts.values(), default=0))
+        for level, n in counts.items()
+        if i < n
+    ]
 
 
 def think_trace(item: dict) -> str:
