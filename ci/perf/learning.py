@@ -15,7 +15,7 @@ traces for ``--distill-levels`` (default 2 and 3: 2-digit ±, 3-digit ± and ×1
 against the base and, for GRPO's own gain, against distill on that level. Evaluation is
 greedy HF generation in left-padded batches.
 
-Measured on an idle 2-core CPU (defaults, 714 s): base L2 5 % / L3 3 %, distill 46 % /
+Measured on a 2-core CPU (defaults, 714 s; 905 s on a slower day, same figures): base L2 5 % / L3 3 %, distill 46 % /
 28 %, distill→grpo L3 29 %; distill vs base p = 1e-11, distill→grpo vs base p = 9e-7,
 distill→grpo vs distill p = 1.0, so the script exits 1: GRPO's own gain is not shown at
 this budget. Per-item arithmetic slips give 16 steps × 16 rollouts a noisy signal, and a
