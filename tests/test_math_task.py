@@ -239,8 +239,10 @@ def test_think_trace_format_and_answer():
         think_trace(item)
         == "<think>\nStep 1: 2 + 3 = 5\nStep 2: 5 * 4 = 20\n</think>\nThe answer is 20."
     )
+    assert think_trace(item, direct=True) == "<think>\n</think>\nThe answer is 20."
     for item in generate(10, seed=1):
         assert verify(think_trace(item), item["answer"]).value == 1.0
+        assert verify(think_trace(item, direct=True), item["answer"]).value == 1.0
 
 
 # --- GSM8K ---------------------------------------------------------------------------

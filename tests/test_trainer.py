@@ -494,3 +494,29 @@ def test_distill_rows_never_use_the_leaderboard_test_items():
     assert "Solve the problem step by step" in rows[0]["prompt"][0]["content"]  # the eval prompt
     with pytest.raises(ValueError, match="item_seed 1234 generates the math_arith test items"):
         arithmetic_sft_rows("2", 3, seed=1234)
+
+
+def test_direct_fraction_drops_the_steps_of_a_seeded_share_of_traces():
+    from tasks.math import generate, think_trace
+    from trainers._data import arithmetic_sft_rows
+
+    items = generate(200, seed=0, levels=(2, 4))
+    full = arithmetic_sft_rows("2,4", 200, seed=0)
+    assert [r["completion"][0]["content"] for r in full] == [think_trace(it) for it in items]
+    mixed = arithmetic_sft_rows("2,4", 200, seed=0, direct_fraction=0.5)
+    direct = [
+        i for i, r in enumerate(mixed) if r["completion"][0]["content"] != think_trace(items[i])
+    ]
+    for i in direct:
+        assert mixed[i]["completion"][0]["content"] == think_trace(items[i], direct=True)
+        assert mixed[i]["prompt"] == full[i]["prompt"]
+    assert 160 <= len(direct) <= 240  # ~binomial(400, 0.5): 4.5 standard deviations either side
+    assert {items[i]["level"] for i in direct} == {2, 4}  # every level gets direct traces
+    # per item, not per position: the same item is direct in a larger draw too
+    larger = arithmetic_sft_rows("2,4", 300, seed=0, direct_fraction=0.5)
+    assert all(larger[i] == mixed[i] for i in range(400))
+    assert arithmetic_sft_rows("2,4", 200, seed=0, direct_fraction=1.0)[0]["completion"][0][
+        "content"
+    ] == think_trace(items[0], direct=True)
+    with pytest.raises(ValueError, match="direct_fraction 1.5 must be between 0 and 1"):
+        arithmetic_sft_rows("2", 3, seed=0, direct_fraction=1.5)

@@ -164,13 +164,22 @@ def _conversation(question: str, answer: str) -> dict:
 
 
 def arithmetic_sft_rows(
-    levels: str | int | Sequence[int], n_per_level: int, seed: int
+    levels: str | int | Sequence[int], n_per_level: int, seed: int, direct_fraction: float = 0.0
 ) -> list[dict]:
-    """The programmatic teacher's ``<think>`` traces for generated arithmetic."""
+    """The programmatic teacher's ``<think>`` traces for generated arithmetic; a seeded
+    ``direct_fraction`` of the items get the answer without the steps (think_trace's ``direct``)."""
     from tasks.math import think_trace
 
+    if not 0.0 <= direct_fraction <= 1.0:
+        raise ValueError(f"direct_fraction {direct_fraction} must be between 0 and 1")
     items = arithmetic_items(levels, n_per_level, seed)
-    return [_conversation(it["question"], think_trace(it)) for it in items]
+    return [
+        _conversation(
+            it["question"],
+            think_trace(it, direct=random.Random(f"direct:{it['id']}").random() < direct_fraction),
+        )
+        for it in items
+    ]
 
 
 def gsm8k_sft_rows(n: int, seed: int) -> list[dict]:

@@ -3,7 +3,8 @@
 Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversations):
 ``arithmetic`` — the programmatic teacher's traces for generated items (tasks.math,
 ``levels`` × ``n_per_level``, or per-level counts such as ``levels=2:310,4:10``, seeded by
-``item_seed``, never the test items' seed);
+``item_seed``, never the test items' seed; ``direct_fraction`` of them state the answer
+without the steps, a mix of reasoning and non-reasoning answers that GRPO can then sort);
 ``gsm8k`` — GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
 ``openthoughts`` — an OpenThoughts-style hub dataset, when online.
 
@@ -45,6 +46,7 @@ class DistillConfig(SFTConfig):
     hub_dataset: str = "open-thoughts/OpenThoughts-114k"
     n_hub: int = 1000
     kl_coef: float = 0.0
+    direct_fraction: float = 0.0  # arithmetic: share of traces with the answer but no steps
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
@@ -58,9 +60,12 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
     rows, names = [], []
     for source in [s.strip() for s in cfg.sources.split(",") if s.strip()]:
         if source == "arithmetic":
-            rows += arithmetic_sft_rows(cfg.levels, cfg.n_per_level, cfg.item_seed)
+            rows += arithmetic_sft_rows(
+                cfg.levels, cfg.n_per_level, cfg.item_seed, cfg.direct_fraction
+            )
+            direct = f",direct={cfg.direct_fraction}" if cfg.direct_fraction else ""
             names.append(
-                f"arithmetic(levels={cfg.levels},n={cfg.n_per_level},seed={cfg.item_seed})"
+                f"arithmetic(levels={cfg.levels},n={cfg.n_per_level},seed={cfg.item_seed}{direct})"
             )
         elif source == "gsm8k":
             rows += gsm8k_sft_rows(cfg.n_gsm8k, cfg.item_seed)

@@ -154,7 +154,11 @@ def generate(
     ]
 
 
-def think_trace(item: dict) -> str:
-    """The programmatic teacher: ``<think>`` with one "Step n:" line per step, then the answer."""
+def think_trace(item: dict, *, direct: bool = False) -> str:
+    """The programmatic teacher: ``<think>`` with one "Step n:" line per step, then the answer.
+    ``direct``: an empty ``<think></think>`` and the answer alone (a teacher that did not
+    show its work, as in distillation mixes of reasoning and non-reasoning answers)."""
+    if direct:
+        return f"<think>\n</think>\nThe answer is {item['answer']}."
     steps = "\n".join(f"Step {i}: {step}" for i, step in enumerate(item["steps"], 1))
     return f"<think>\n{steps}\n</think>\nThe answer is {item['answer']}."
