@@ -9,22 +9,27 @@ time of every phase, and exits 1 when a comparison misses p < ``--alpha``.
 
 Design. Held-out items are the leaderboard's own test items (tasks.math, seed 1234);
 training items use another seed. *distill* learns the programmatic teacher's ``<think>``
-traces for ``--distill-levels`` (default 2 and 3: 2-digit ±, 3-digit ± and ×1-digit).
-*grpo* then trains from distill's merged weights with the math verifier as reward on
-``--grpo-level`` (default 3), where distill leaves headroom: distill→grpo is tested
-against the base and, for GRPO's own gain, against distill on that level. Evaluation is
-greedy HF generation in left-padded batches.
+traces for ``--distill-levels`` (default 2 and 4: 2-digit ±, and chains of two or three
+operations), where ``--direct-fraction`` (default 0.5) of the traces give the answer
+without the steps, as distillation mixes of reasoning and non-reasoning answers do.
+The distilled model then works through steps on most 2-digit items but answers most
+chains directly, and direct answers to chains are almost always wrong: a systematic
+failure with the better behaviour already in its samples, which is what a verifier
+reward can select in a few steps (per-item arithmetic slips are not). *grpo* trains
+from distill's merged weights with the math verifier as reward on ``--grpo-level``
+(default 4) and is tested against the base and, for GRPO's own gain, against distill on
+that level. Evaluation is greedy HF generation in left-padded batches; each stage's
+completions are kept beside it (``completions-<stage>-L<level>.json``) and the share of
+completions that show steps is printed.
 
-Measured on a 2-core CPU (defaults, 714 s; 905 s on a slower day, same figures): base L2 5 % / L3 3 %, distill 46 % /
-28 %, distill→grpo L3 29 %; distill vs base p = 1e-11, distill→grpo vs base p = 9e-7,
-distill→grpo vs distill p = 1.0, so the script exits 1: GRPO's own gain is not shown at
-this budget. Per-item arithmetic slips give 16 steps × 16 rollouts a noisy signal, and a
-single update on one or two mixed groups can move the length distribution. With
-``--distill-levels 2:310,4:10 --grpo-level 4 --grpo-max-tokens 64`` one distill (rows in
-another order) left L4 at 6 % with the model writing steps past the answer, and GRPO
-taught it to stop: 6 → 16 %, p = 0.02; the script's own distill reached 20 % and GRPO
-then fell to 0 %, every rollout cut at the token limit. The closing note of the trainers
-issue lists the variants.
+Measured on a 2-core CPU (defaults, 853 s): base L2 5 % / L4 5 % (steps shown 10 % / 0 %),
+distill L2 41 % / L4 5 % (steps shown 96 % / 35 %), distill→grpo L4 22 % (steps shown
+100 %); distill vs base 38/2, p = 1.5e-9; distill→grpo vs distill 20/3, p = 4.9e-4.
+Phases: eval base 107 s, train distill 261 s, eval distill 75 s, train grpo 354 s
+(10 steps × 16 rollouts), eval grpo 55 s. The same distill recipe at 16 GRPO steps took
+L4 from 5 % to 30 % (26/1, p = 4e-7). With every trace showing its steps
+(``--direct-fraction 0``, distill on levels 2 and 3, GRPO on level 3) GRPO's own gain was
+5/4, p = 1.0: the failures left were arithmetic slips.
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 EVAL_SEED = 1234  # tasks/math/math_arith.yaml: the items the leaderboard tests on
 
 
-def evaluate(path: Path, items: list[dict], *, max_new_tokens: int, batch_size: int) -> list[int]:
-    """1/0 per item: greedy completion verified by tasks.math.verify."""
+def evaluate(
+    path: Path, items: list[dict], *, max_new_tokens: int, batch_size: int
+) -> tuple[list[int], list[str]]:
+    """1/0 per item (greedy completion verified by tasks.math.verify), and the completions."""
     from tasks.math import verify
     from trainers._data import prompt_messages
     from trainers._generate import generate_completions
@@ -61,7 +68,14 @@ def evaluate(path: Path, items: list[dict], *, max_new_tokens: int, batch_size: 
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
-    return [int(verify(o[0], it["answer"]).value == 1.0) for o, it in zip(outs, items, strict=True)]
+    texts = [o[0] for o in outs]
+    hits = [int(verify(t, it["answer"]).value == 1.0) for t, it in zip(texts, items, strict=True)]
+    return hits, texts
+
+
+def shows_steps(completion: str) -> bool:
+    """The completion works through steps (the teacher's "Step n:" lines) before answering."""
+    return "Step 1:" in completion
 
 
 def mcnemar(before: list[int], after: list[int]) -> tuple[int, int, float]:
@@ -79,19 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-eval", type=int, default=100, help="held-out items per level")
     p.add_argument(
-        "--distill-levels", default="2,3", help="LEVEL[:COUNT],… (bare: --distill-n each)"
+        "--distill-levels", default="2,4", help="LEVEL[:COUNT],… (bare: --distill-n each)"
     )
     p.add_argument("--distill-n", type=int, default=160, help="teacher traces per distill level")
     p.add_argument("--distill-steps", type=int, default=40)
     p.add_argument("--distill-lr", type=float, default=1e-3)
     p.add_argument("--kl-coef", type=float, default=0.0)
-    p.add_argument("--grpo-level", type=int, default=3)
-    p.add_argument("--grpo-steps", type=int, default=16)
+    p.add_argument(
+        "--direct-fraction", type=float, default=0.5, help="teacher traces without the steps"
+    )
+    p.add_argument("--grpo-level", type=int, default=4)
+    p.add_argument("--grpo-steps", type=int, default=10)
     p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-prompts-per-step", type=int, default=4)
     p.add_argument("--num-generations", type=int, default=4)
-    p.add_argument("--grpo-max-tokens", type=int, default=48, help="rollout length (L3 traces ~35)")
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--grpo-max-tokens", type=int, default=80, help="rollout length (L4 traces ≤ 70)")
+    p.add_argument("--max-new-tokens", type=int, default=80)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument(
@@ -112,25 +129,34 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-learning-"))
+    out.mkdir(parents=True, exist_ok=True)
     base = materialize("smollm2-135m-instruct")
     distill_levels = tuple(level_counts(args.distill_levels, args.distill_n))
     levels = sorted({*distill_levels, args.grpo_level})
     held_out = {lv: generate(args.n_eval, seed=EVAL_SEED, levels=(lv,)) for lv in levels}
     timings: dict[str, float] = {}
     scores: dict[str, dict[int, list[int]]] = {}
+    stepped: dict[str, dict[int, float]] = {}  # share of completions that show steps
     t_all = time.time()
 
     def run_eval(name: str, path: Path, only: tuple[int, ...] | None = None) -> None:
         t = time.time()
-        scores[name] = {
-            lv: evaluate(
+        scores[name], stepped[name] = {}, {}
+        for lv, items in held_out.items():
+            if only is not None and lv not in only:
+                continue
+            hits, texts = evaluate(
                 path, items, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
             )
-            for lv, items in held_out.items()
-            if only is None or lv in only
-        }
+            scores[name][lv] = hits
+            stepped[name][lv] = sum(map(shows_steps, texts)) / len(texts)
+            kept = [{**it, "completion": c} for it, c in zip(items, texts, strict=True)]
+            (out / f"completions-{name}-L{lv}.json").write_text(json.dumps(kept, indent=1))
         timings[f"eval {name}"] = time.time() - t
-        accs = "  ".join(f"L{lv} {sum(s) / len(s):.0%}" for lv, s in scores[name].items())
+        accs = "  ".join(
+            f"L{lv} {sum(s) / len(s):.0%} (steps shown {stepped[name][lv]:.0%})"
+            for lv, s in scores[name].items()
+        )
         print(
             f"[{time.time() - t_all:6.0f}s] {name:8s} {accs}  ({timings[f'eval {name}']:.0f}s)",
             flush=True,
@@ -152,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_per_level": args.distill_n,
             "item_seed": 0,
             "kl_coef": args.kl_coef,
+            "direct_fraction": args.direct_fraction,
             "max_steps": args.distill_steps,
             "effective_batch": 8,
             "learning_rate": args.distill_lr,
