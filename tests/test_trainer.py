@@ -307,6 +307,26 @@ def test_grpo_rewards_are_the_task_verifier():
         reward_functions(GRPOConfig(reward="bleu"))
 
 
+def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
+    from types import SimpleNamespace
+
+    from trainers.grpo import no_signal_warning
+
+    cb = no_signal_warning(3)
+    state = SimpleNamespace(global_step=0)
+    with caplog.at_level("WARNING", logger="trainers.grpo"):
+        for step, frac in enumerate([1.0, 1.0, 0.75, 1.0, 1.0, None, 1.0, 1.0, 1.0], 1):
+            state.global_step = step
+            cb.on_log(None, state, None, logs={} if frac is None else {"frac_reward_zero_std": frac})
+            assert len(caplog.records) == (step >= 7)  # the run restarts after 0.75
+    assert "no reward variance in any group for 3 steps (to step 7)" in caplog.text
+    off = no_signal_warning(0)
+    with caplog.at_level("WARNING", logger="trainers.grpo"):
+        for _ in range(5):
+            off.on_log(None, state, None, logs={"frac_reward_zero_std": 1.0})
+    assert len(caplog.records) == 1
+
+
 # --- stopping -------------------------------------------------------------------------------
 
 

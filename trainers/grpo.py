@@ -11,6 +11,7 @@ Rollouts use vLLM in colocate mode when vLLM is importable and CUDA is present
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 
 from trainers._config import TrainConfig, cli
@@ -24,7 +25,9 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["GRPOConfig", "main", "reward_functions", "think_format_reward"]
+__all__ = ["GRPOConfig", "main", "no_signal_warning", "reward_functions", "think_format_reward"]
+
+log = logging.getLogger(__name__)
 
 VERIFIERS = {"math": "tasks.math:verify", "think_quality": "tasks.think_quality:verify"}
 
@@ -47,6 +50,7 @@ class GRPOConfig(TrainConfig):
     scale_rewards: str = "group"
     use_vllm: str = "auto"  # auto | true | false
     vllm_gpu_memory_utilization: float = 0.3
+    no_signal_patience: int = 3  # warn after this many steps with no reward variance; 0: off
 
 
 def think_format_reward(completions, **_columns) -> list[float]:
@@ -75,6 +79,35 @@ def reward_functions(cfg: GRPOConfig) -> tuple[list, list[float]]:
         funcs.append(think_format_reward)
         weights.append(cfg.format_weight)
     return funcs, weights
+
+
+def no_signal_warning(patience: int):
+    """A callback that warns once when, for ``patience`` logged steps in a row, every group's
+    rewards were equal (trl's ``frac_reward_zero_std`` = 1): all advantages are then zero and
+    the policy gets no gradient, and a run that lands there rarely leaves it (seen: one update
+    sent every rollout to the length limit, and every later group scored 0)."""
+    from transformers import TrainerCallback
+
+    class NoRewardSignal(TrainerCallback):
+        def __init__(self):
+            self.run, self.warned = 0, False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            frac = (logs or {}).get("frac_reward_zero_std")
+            if frac is None:
+                return
+            self.run = self.run + 1 if frac >= 1.0 else 0
+            if patience and self.run >= patience and not self.warned:
+                self.warned = True
+                log.warning(
+                    "grpo: no reward variance in any group for %d steps (to step %d), so no "
+                    "gradient; raise num_generations or temperature, or train on prompts the "
+                    "model sometimes solves (levels, dataset)",
+                    self.run,
+                    state.global_step,
+                )
+
+    return NoRewardSignal()
 
 
 def _use_vllm(setting: str) -> bool:
@@ -147,7 +180,7 @@ def main(cfg: GRPOConfig) -> Manifest:
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=stage.peft_config(),
-        callbacks=stage.callbacks(),
+        callbacks=[*stage.callbacks(), no_signal_warning(cfg.no_signal_patience)],
     )
     return stage.train(trainer, data_identity(rows, source))
 
