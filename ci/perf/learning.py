@@ -22,7 +22,7 @@ that level. Evaluation is greedy HF generation in left-padded batches; each stag
 completions are kept beside it (``completions-<stage>-L<level>.json``) and the share of
 completions that show steps is printed.
 
-Measured on a 2-core CPU (defaults, 853 s): base L2 5 % / L4 5 % (steps shown 10 % / 0 %),
+Measured on a 2-core CPU (defaults, 853 s; 871 s from a clean clone, same figures): base L2 5 % / L4 5 % (steps shown 10 % / 0 %),
 distill L2 41 % / L4 5 % (steps shown 96 % / 35 %), distill→grpo L4 22 % (steps shown
 100 %); distill vs base 38/2, p = 1.5e-9; distill→grpo vs distill 20/3, p = 4.9e-4.
 Phases: eval base 107 s, train distill 261 s, eval distill 75 s, train grpo 354 s
@@ -218,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         out / "distill",
     )
     timings["train grpo"] = time.time() - t
-    rewards = [e.get("reward") for e in json.loads((out / "grpo" / "log_history.json").read_text())]
-    rewards = [r for r in rewards if r is not None]
+    logged = [e for e in json.loads((out / "grpo" / "log_history.json").read_text()) if "reward" in e]
+    rewards = [e["reward"] for e in logged]
+    lengths = [e.get("completions/mean_length", float("nan")) for e in logged]
     print(
-        f"[{time.time() - t_all:6.0f}s] trained grpo: {grpo['steps']} steps, mean reward "
-        f"{sum(rewards[:3]) / 3:.2f} (first 3) -> {sum(rewards[-3:]) / 3:.2f} (last 3)",
+        f"[{time.time() - t_all:6.0f}s] trained grpo: {grpo['steps']} steps; rollout reward "
+        f"{rewards[0]:.2f} -> {rewards[-1]:.2f}, mean length {lengths[0]:.0f} -> {lengths[-1]:.0f} "
+        "tokens (first -> last step)",
         flush=True,
     )
     run_eval("grpo", out / "grpo", None if args.eval_all else (args.grpo_level,))
