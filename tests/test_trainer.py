@@ -63,6 +63,12 @@ def test_unknown_method_lists_the_methods(tmp_path, tiny_llama):
     assert all(m in message for m in METHODS) and list(METHODS) == ["sft", "distill", "dpo", "grpo"]
 
 
+def test_a_seed_in_the_config_is_refused_not_silently_replaced(tmp_path, tiny_llama):
+    with pytest.raises(ValueError, match="sft config: seed set in the config would be overridden; pass seed="):
+        train_stage("sft", {"seed": 1}, base_model=tiny_llama, parent=None, output_dir=tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_missing_column_names_file_column_and_fix(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(ValueError) as e:

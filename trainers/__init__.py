@@ -76,6 +76,12 @@ def train_stage(
         "target": target,
         "seed": seed,
     }
+    clash = sorted(k for k in fixed if k in config and config[k] != fixed[k])
+    if clash:
+        raise ValueError(
+            f"{method} config: {', '.join(clash)} set in the config would be overridden; "
+            f"pass {', '.join(f'{k}=' for k in clash)} to train_stage instead"
+        )
     cfg = resolve(cls, {**config, **fixed})
     if cfg.nproc <= 1:
         main = importlib.import_module(f"trainers.{method}").main
