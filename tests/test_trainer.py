@@ -69,6 +69,25 @@ def test_a_seed_in_the_config_is_refused_not_silently_replaced(tmp_path, tiny_ll
     assert not (tmp_path / "manifest.json").exists()
 
 
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path, tiny_llama):
+    data = write_jsonl(tmp_path / "d.jsonl", chat_rows(12))
+    config = {**FAST, "dataset": str(data), "max_steps": 2, "save_steps": 1}
+    out = tmp_path / "stage"
+    first = train_stage("sft", config, base_model=tiny_llama, parent=None, output_dir=out)
+    assert_trained(first, 2)
+    for changed, kwargs in (({**config, "learning_rate": 1e-3}, {}), (config, {"seed": 7})):
+        with pytest.raises(ValueError) as e:
+            train_stage("sft", changed, base_model=tiny_llama, parent=None, output_dir=out, **kwargs)
+        assert "holds checkpoints of another config" in str(e.value) and "\n" not in str(e.value)
+        assert ("learning_rate: 0.01 there, 0.001 now" if not kwargs else "seed: 0 there, 7 now") in str(e.value)
+    assert (out / "manifest.json").exists()  # nothing computed is lost
+    # running longer is a resume: the same config with a larger max_steps continues at step 2
+    longer = train_stage(
+        "sft", {**config, "max_steps": 3}, base_model=tiny_llama, parent=None, output_dir=out
+    )
+    assert longer["steps"] == 3 and longer["resumed_from"].endswith("checkpoint-2")
+
+
 def test_missing_column_names_file_column_and_fix(tmp_path, tiny_llama):
     data = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(ValueError) as e:

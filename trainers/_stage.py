@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainers._config import TrainConfig, save_config
+from trainers._config import TrainConfig, config_dict, save_config
 from trainers._model import (
     ADAPTER,
     MANIFEST,
@@ -44,6 +44,11 @@ from trainers.manifest import Manifest, git_state, package_versions, read_manife
 __all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints"]
 
 CHECKPOINTS = "checkpoints"
+# Fields a resumed run may change: how long it runs and how it logs, saves and stops.
+RESUMABLE = {
+    "resume", "max_steps", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
+    "early_stopping_patience", "divergence_factor",
+}  # fmt: skip
 
 
 class TrainingDiverged(ValueError):
@@ -166,6 +171,7 @@ class Stage:
         self.set_per_device_batch(
             cfg.per_device_batch or min(self.plan.per_device_batch, self.per_rank)
         )
+        self._check_resumable()
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / MANIFEST).unlink(missing_ok=True)  # a rerun invalidates the old result
@@ -173,6 +179,26 @@ class Stage:
         guard_cls, stats_cls = _callbacks_module()
         self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
         self.peak: dict[str, float] = {}
+
+    def _check_resumable(self) -> None:
+        """Refuse to resume checkpoints that another config wrote (a changed seed, data or
+        learning rate would silently continue the old run)."""
+        import yaml
+
+        saved_file = self.out / "config.yaml"
+        if not (self.cfg.resume and saved_file.is_file() and last_checkpoint(self.out / CHECKPOINTS)):
+            return
+        saved = yaml.safe_load(saved_file.read_text()) or {}
+        now = yaml.safe_load(yaml.safe_dump(config_dict(self.cfg)))
+        changed = [k for k in now if k in saved and k not in RESUMABLE and saved[k] != now[k]]
+        if changed:
+            k = changed[0]
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            raise ValueError(
+                f"{self.method}: {self.out / CHECKPOINTS} holds checkpoints of another config "
+                f"({k}: {saved[k]!r} there, {now[k]!r} now{more}); use a new output_dir, "
+                "delete the checkpoints, or set resume=false"
+            )
 
     def set_per_device_batch(self, n: int) -> None:
         """Rows per forward; gradient accumulation (unless configured) reaches the effective batch."""
