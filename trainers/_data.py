@@ -25,6 +25,7 @@ __all__ = [
     "split_eval",
     "prompt_messages",
     "arithmetic_items",
+    "arithmetic_prompts",
     "level_counts",
     "arithmetic_sft_rows",
     "gsm8k_sft_rows",
@@ -152,6 +153,13 @@ def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: 
             "train on another seed"
         )
     return generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
+
+
+def arithmetic_prompts(levels: str | int | Sequence[int], n: int, seed: int) -> list[dict]:
+    """The first ``n`` generated items spread over ``levels`` (ceil(n / levels) of each,
+    interleaved), for methods that sample from prompts: dpo pairs, grpo rollouts."""
+    per_level = -(-n // len(level_counts(levels, 0)))
+    return arithmetic_items(levels, per_level, seed)[:n]
 
 
 def _conversation(question: str, answer: str) -> dict:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from trainers._config import TrainConfig, cli
 from trainers._data import (
-    arithmetic_items,
+    arithmetic_prompts,
     data_identity,
-    level_counts,
     prompt_messages,
     read_rows,
     require_columns,
@@ -92,10 +91,8 @@ def main(cfg: DPOConfig) -> Manifest:
     stage = Stage("dpo", cfg)
     model, tokenizer = stage.load()
     if not cfg.dataset:
-        items = arithmetic_items(
-            cfg.levels, -(-cfg.n_prompts // len(level_counts(cfg.levels, 0))), cfg.item_seed
-        )
-        rows = build_pairs(model, tokenizer, items[: cfg.n_prompts], cfg)
+        items = arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
+        rows = build_pairs(model, tokenizer, items, cfg)
         source = f"pairs(math verifier, levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed})"
         if not rows:
             raise ValueError(

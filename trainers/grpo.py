@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from trainers._config import TrainConfig, cli
 from trainers._data import (
-    arithmetic_items,
+    arithmetic_prompts,
     data_identity,
-    level_counts,
     prompt_messages,
     read_rows,
     require_columns,
@@ -130,10 +129,7 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
         return [
             {"prompt": r["prompt"], cfg.reference_column: r[cfg.reference_column]} for r in rows
         ], cfg.dataset
-    n_levels = len(level_counts(cfg.levels, 0))
-    items = arithmetic_items(cfg.levels, -(-cfg.n_prompts // n_levels), cfg.item_seed)[
-        : cfg.n_prompts
-    ]
+    items = arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
     rows = [
         {"prompt": prompt_messages(it["question"]), cfg.reference_column: it["answer"]}
         for it in items
