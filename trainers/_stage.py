@@ -44,6 +44,7 @@ from trainers.manifest import Manifest, git_state, package_versions, read_manife
 __all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints"]
 
 CHECKPOINTS = "checkpoints"
+CONFIG = "config.yaml"  # the resolved config, also what a resume is checked against
 # Fields a resumed run may change: how long it runs and how it logs, saves and stops.
 RESUMABLE = {
     "resume", "max_steps", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
@@ -175,7 +176,7 @@ class Stage:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / MANIFEST).unlink(missing_ok=True)  # a rerun invalidates the old result
-            save_config(cfg, self.out / "config.yaml")
+            save_config(cfg, self.out / CONFIG)
         guard_cls, stats_cls = _callbacks_module()
         self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
         self.peak: dict[str, float] = {}
@@ -185,7 +186,7 @@ class Stage:
         learning rate would silently continue the old run)."""
         import yaml
 
-        saved_file = self.out / "config.yaml"
+        saved_file = self.out / CONFIG
         if not (self.cfg.resume and saved_file.is_file() and last_checkpoint(self.out / CHECKPOINTS)):
             return
         saved = yaml.safe_load(saved_file.read_text()) or {}
