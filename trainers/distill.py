@@ -31,7 +31,11 @@ from trainers._data import (
 from trainers.manifest import Manifest
 from trainers.sft import COLUMNS, SFTConfig, build_trainer
 
-__all__ = ["DistillConfig", "main", "distill_rows", "kl_trainer_class"]
+__all__ = ["VERSION", "DistillConfig", "main", "distill_rows", "kl_trainer_class"]
+
+# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
+# meaning): it is part of every train cell's key, like a task's metadata.version.
+VERSION = "1"
 
 SOURCES = ("arithmetic", "gsm8k", "openthoughts")
 

@@ -23,7 +23,11 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["DPOConfig", "main", "build_pairs", "COLUMNS"]
+__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "COLUMNS"]
+
+# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
+# meaning): it is part of every train cell's key, like a task's metadata.version.
+VERSION = "1"
 
 COLUMNS = (("prompt", "chosen", "rejected"),)
 

@@ -24,7 +24,11 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["GRPOConfig", "main", "no_signal_warning", "reward_functions", "think_format_reward"]
+__all__ = ["VERSION", "GRPOConfig", "main", "no_signal_warning", "reward_functions", "think_format_reward"]
+
+# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
+# meaning): it is part of every train cell's key, like a task's metadata.version.
+VERSION = "1"
 
 log = logging.getLogger(__name__)
 

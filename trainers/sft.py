@@ -24,7 +24,11 @@ from trainers._config import TrainConfig, cli
 from trainers._data import data_identity, read_rows, require_columns, split_eval
 from trainers.manifest import Manifest
 
-__all__ = ["SFTConfig", "main", "COLUMNS"]
+__all__ = ["VERSION", "SFTConfig", "main", "COLUMNS"]
+
+# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
+# meaning): it is part of every train cell's key, like a task's metadata.version.
+VERSION = "1"
 
 COLUMNS = (("messages",), ("prompt", "completion"))
 

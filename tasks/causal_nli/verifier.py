@@ -18,7 +18,10 @@ from typing import Any
 
 from tasks.scoring import Score
 
-__all__ = ["verify", "parse_answer", "normalize_label", "f1_valid", "breakdown"]
+__all__ = ["VERSION", "verify", "parse_answer", "normalize_label", "f1_valid", "breakdown"]
+
+# Bump when a completion could score differently: part of every eval and GRPO cell's key.
+VERSION = "1"
 
 _WORDS = {
     "valid": "valid",

@@ -23,7 +23,10 @@ from typing import Any
 from tasks.math.extract import extract_answer, reference_answer
 from tasks.scoring import Score, as_reward
 
-__all__ = ["verify", "equivalent", "reward", "TIMEOUT_S"]
+__all__ = ["VERSION", "verify", "equivalent", "reward", "TIMEOUT_S"]
+
+# Bump when a completion could score differently: part of every eval and GRPO cell's key.
+VERSION = "1"
 
 TIMEOUT_S = 2  # seconds, an int: signal.alarm has whole-second resolution
 

@@ -37,6 +37,7 @@ from tasks.math.extract import strip_think
 from tasks.scoring import Score
 
 __all__ = [
+    "VERSION",
     "ThinkScore",
     "score",
     "verify",
@@ -51,6 +52,9 @@ __all__ = [
     "FULL_TOKENS",
     "FULL_STEPS",
 ]
+
+# Bump when a completion could score differently: part of every eval and GRPO cell's key.
+VERSION = "1"
 
 W_CORRECT, W_FORMAT, W_EFFORT = 0.5, 0.3, 0.2
 FULL_TOKENS, FULL_STEPS = 10, 2  # reasoning this long counts as full effort
