@@ -12,9 +12,13 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from bench_core.offline import hub_offline
+from bench_core.packages import CORE_PACKAGES
+
 __all__ = ["Check", "run_checks", "CORE"]
 
-CORE = ("python", "torch", "transformers", "lm-eval", "trl", "peft")
+# Check names (dist names, lm_eval's check is "lm-eval"): a failing one makes doctor exit non-zero.
+CORE = ("python", *(name.replace("_", "-") for name in CORE_PACKAGES))
 
 
 @dataclass
@@ -90,7 +94,7 @@ def _hf_cache() -> list[Check]:
     from huggingface_hub import constants
 
     cache = Path(constants.HF_HUB_CACHE)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = hub_offline()
     writable = os.access(cache if cache.exists() else cache.parent if cache.parent.exists() else Path.home(), os.W_OK)
     return [
         Check("hf-cache", "works" if writable else "broken", f"{cache}{'' if writable else ' (not writable)'}"),

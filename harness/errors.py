@@ -1,20 +1,7 @@
-"""User-facing errors: one line naming the file, the field and the fix; exit code 2."""
+"""User-facing errors; they live in the leaf layer (bench_core.errors) so every package can raise them."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
+from bench_core.errors import BenchError, closest
 
 __all__ = ["BenchError", "closest"]
-
-
-class BenchError(Exception):
-    """A mistake in the user's input. The CLI prints ``error: <message>`` and exits 2."""
-
-    exit_code = 2
-
-
-def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
-    """'did you mean a, b?' hint for an unknown name (empty string when nothing is close)."""
-    matches = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.4)
-    return f" (did you mean: {', '.join(matches)}?)" if matches else ""

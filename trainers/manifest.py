@@ -9,26 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import tempfile
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from bench_core.gitinfo import git_state
+from bench_core.packages import PROVENANCE_PACKAGES, installed_versions
 
 __all__ = ["Manifest", "write_manifest", "read_manifest", "package_versions", "git_state"]
 
 MANIFEST_VERSION = 1
-PACKAGES = (
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "accelerate",
-    "datasets",
-    "bitsandbytes",
-    "vllm",
-)
 
 
 @dataclasses.dataclass
@@ -69,34 +60,8 @@ class Manifest:
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def git_state(repo: Path | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the repository this code runs from; (None, None) outside git."""
-    cwd = repo or Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return None, None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return commit.stdout.strip(), bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
+    """The installed provenance packages, as a run record stamps them."""
+    return installed_versions(PROVENANCE_PACKAGES)
 
 
 def write_manifest(manifest: Manifest, stage_dir: Path) -> Path:
