@@ -55,7 +55,9 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
     if suffix == ".csv":
         import pyarrow.csv
 
-        return pyarrow.csv.read_csv(path).to_pylist()
+        # quoted cells may span lines (Corr2Cause premises do)
+        options = pyarrow.csv.ParseOptions(newlines_in_values=True)
+        return pyarrow.csv.read_csv(path, parse_options=options).to_pylist()
     if suffix == ".parquet":
         import pyarrow.parquet
 

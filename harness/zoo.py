@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.errors import BenchError, closest
+from bench_core.errors import BenchError, closest
+from bench_core.offline import hub_offline
 
 __all__ = [
     "ZOO_FILE",
@@ -185,10 +186,6 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
 def materialize(name: str) -> Path:
     """A local HF model directory for ``name``, building or downloading it once."""
     spec = get_model(name)
@@ -208,7 +205,7 @@ def materialize(name: str) -> Path:
     cached = _hf_cached(spec)
     if cached is not None:
         return cached
-    if _offline():
+    if hub_offline():
         raise BenchError(
             f"model '{spec.name}' ({spec.hub}) is not in the HF cache and HF_HUB_OFFLINE is set: "
             f"run `bench models fetch {spec.name}` where the hub is reachable, or copy the "

@@ -10,11 +10,10 @@ generator's error (see ``_replay``), otherwise it is unexplained and worth readi
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
+from bench_core.rows import read_rows as read_file
 from tasks.causal_nli._replay import original_label
 from tasks.causal_nli.language import parse_input
 from tasks.causal_nli.oracle import dag_text, entailed, equivalence_class
@@ -37,18 +36,8 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         raise ValueError(
             f"{path}: no such file; pass a Corr2Cause CSV/JSONL with columns input,label"
         )
-    if path.suffix in (".jsonl", ".json"):
-        text = path.read_text()
-        rows = (
-            json.loads(text)
-            if text.lstrip().startswith("[")
-            else [json.loads(x) for x in text.splitlines() if x.strip()]
-        )
-        columns = set(rows[0]) if rows else set()
-    else:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            rows, columns = list(reader), set(reader.fieldnames or ())
+    rows = read_file(path)
+    columns = set(rows[0]) if rows else set()
     for column in REQUIRED:
         if column not in columns:
             raise ValueError(

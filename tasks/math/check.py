@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_core.rows import read_rows
 from tasks.math.verifier import verify
 from tasks.scoring import CheckReport
 
@@ -23,31 +24,6 @@ __all__ = ["check_file"]
 
 _FORMATS = {"gsm8k": ("question", "answer"), "math": ("problem", "solution", "answer")}
 _FIX = "GSM8K rows need question and answer (ending '#### N'); MATH rows need problem, solution and answer"
-
-
-def _rows(path: Path) -> list[Any]:
-    """Raw rows; a line that is not JSON becomes ``None`` (a counted failure)."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}: not valid JSON ({err.msg}); give a .jsonl or a JSON list of rows"
-            ) from None
-        if not isinstance(data, list):
-            raise ValueError(
-                f"{path}: top level is not a list of rows; give a .jsonl or a JSON list of rows"
-            )
-        return data
-    rows: list[Any] = []
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                rows.append(None)
-    return rows
 
 
 def _format_of(rows: list[Any], path: Path) -> str:
@@ -78,7 +54,7 @@ def check_file(path: str | Path, show: bool = False) -> CheckReport:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file; give the path of a GSM8K or MATH .jsonl")
-    rows = _rows(path)
+    rows = read_rows(path, strict=False)  # a line that is not JSON is None: a counted failure
     fmt = _format_of(rows, path)
     report = CheckReport(task="math", source=str(path), disagreements=[])
     for i, row in enumerate(rows, 1):

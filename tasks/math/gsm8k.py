@@ -8,11 +8,12 @@ solution ending ``#### <number>``). Without the file, ``openai/gsm8k`` (config
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
+from bench_core.offline import hub_offline
+from bench_core.rows import read_rows
 from tasks import TASKS_DIR
 from tasks.math.extract import normalize_number
 
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 HUB_DATASET = ("openai/gsm8k", "main")
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _CALCULATOR_RE = re.compile(r"<<[^<>]*>>")
 
 
@@ -40,18 +40,13 @@ def data_dir() -> Path | None:
     return shared if shared.is_dir() else None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_gsm8k(split: str) -> list[dict]:
     """Rows ``{question, answer}`` of a split (``train`` or ``test``)."""
     folder = data_dir()
     name = f"gsm8k_{split}.jsonl"
     if folder is not None and (folder / name).is_file():
-        return _read_jsonl(folder / name)
-    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in _OFFLINE_VARS):
+        return read_rows(folder / name)
+    if hub_offline(datasets=True):
         where = folder / name if folder is not None else name
         raise ValueError(
             f"GSM8K: {where} not found and the hub is off (HF_HUB_OFFLINE); "
