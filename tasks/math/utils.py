@@ -66,9 +66,13 @@ def _arith_doc(item: dict) -> dict:
 
 
 def load_arith_docs(
-    seed: int = 1234, n_per_level: int = 100, fewshot_seed: int = 4321, **_metadata: Any
+    seed: int | None = None, n_per_level: int = 100, fewshot_seed: int = 4321, **_metadata: Any
 ):
-    """``custom_dataset`` of ``math_arith``: generated items, a test and a few-shot split."""
+    """``custom_dataset`` of ``math_arith``: generated items, a test and a few-shot split
+    (``seed`` defaults to the YAML's, :func:`tasks.math.test_seed`)."""
+    from tasks.math import test_seed
+
+    seed = test_seed() if seed is None else int(seed)
     return _dataset_dict(
         {
             "test": [_arith_doc(i) for i in generate(n_per_level, seed)],
