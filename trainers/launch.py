@@ -44,7 +44,7 @@ def launch_command(
     overrides: list[str] | None = None,
 ) -> list[str]:
     """argv that trains ``method`` with ``config_path`` under ``topology`` on ``nproc`` processes."""
-    from trainers import METHODS
+    from trainers.methods import METHODS
     from trainers.planner import TOPOLOGIES
 
     if method not in METHODS:

@@ -25,11 +25,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trainers.methods import METHODS
+
 __all__ = ["ModelFacts", "Plan", "plan", "model_facts", "TOPOLOGIES", "MODES"]
 
 TOPOLOGIES = ("single", "ddp", "fsdp", "deepspeed-zero3")
 MODES = ("lora", "qlora", "full")
-METHODS = ("sft", "distill", "dpo", "grpo")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/param)
 FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
