@@ -80,16 +80,6 @@ def shows_steps(completion: str) -> bool:
     return "Step 1:" in completion
 
 
-def mcnemar(before: list[int], after: list[int]) -> tuple[int, int, float]:
-    """(improved, worsened, exact two-sided p) over paired 0/1 outcomes."""
-    from scipy.stats import binomtest
-
-    improved = sum(1 for b, a in zip(before, after, strict=True) if a > b)
-    worsened = sum(1 for b, a in zip(before, after, strict=True) if a < b)
-    n = improved + worsened
-    return improved, worsened, (binomtest(improved, n, 0.5).pvalue if n else 1.0)
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -241,9 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'comparison':26s} {'level':5s} {'before':>7s} {'after':>7s} {'+/-':>7s} {'p (McNemar)':>12s}"
     )
+    from leaderboards.stats import mcnemar  # the board's own exact test
+
     ok = True
     for name, level, before, after in tests:
-        up, down, pval = mcnemar(before, after)
+        paired = mcnemar(before, after)
+        up, down, pval = paired.b_wins, paired.a_wins, paired.p_value
         ok &= pval < args.alpha and up > down
         print(
             f"{name:26s} {level:5s} {sum(before) / len(before):7.0%} {sum(after) / len(after):7.0%} "
