@@ -3,7 +3,7 @@
     .venv-vllm/bin/python ci/perf/eval_backends.py [--n 32] [--max-new 64] [--backends hf,vllm]
                                                   [--hf-threads N] [--json OUT]
 
-Each backend is built exactly as ``bench eval`` builds it (``harness.evaluate._lm``, cpu target,
+Each backend is built exactly as ``bench eval`` builds it (``harness.evaluate.build_lm``, cpu target,
 bundled SmolLM2-135M-Instruct) and given the same N math_arith prompts through lm-eval's
 ``generate_until``: chat template, greedy, at most MAX_NEW new tokens, stop at "Question:" or eos.
 Load (model, plus vLLM's engine start) is timed apart from generation, after one warm-up prompt.
@@ -50,11 +50,11 @@ def run_backend(backend: str, weights: Path, questions: list[str], max_new: int,
     import torch
     from lm_eval.api.instance import Instance
 
-    from harness.evaluate import EvalRequest, _lm
+    from harness.evaluate import EvalRequest, build_lm
 
     req = EvalRequest(cell_key="perf", model_id=MODEL, weights=weights, tasks=[], backend=backend, target="cpu")
     t0 = time.perf_counter()
-    lm, dtype = _lm(req, Path(tempfile.gettempdir()))
+    lm, dtype = build_lm(req, Path(tempfile.gettempdir()))
     load_s = time.perf_counter() - t0
     if backend == "hf" and hf_threads:
         torch.set_num_threads(hf_threads)

@@ -56,9 +56,8 @@ def evaluate(
 ) -> tuple[list[int], list[str]]:
     """1/0 per item (greedy completion verified by tasks.math.verify), and the completions."""
     from tasks.math import verify
-    from trainers._data import prompt_messages
-    from trainers._generate import generate_completions
-    from trainers._model import load_model
+    from trainers.data import prompt_messages
+    from trainers.model import generate_completions, load_model
 
     model, tok = load_model(path)
     if hasattr(model, "merge_and_unload"):
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.zoo import materialize
     from tasks.math import generate
     from trainers import train_stage
-    from trainers._data import level_counts
+    from trainers.data import level_counts
 
     torch.manual_seed(0)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-learning-"))

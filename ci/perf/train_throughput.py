@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 def _rows(n_arith: int, n_gsm8k: int) -> list[dict]:
-    from trainers._data import arithmetic_sft_rows, gsm8k_sft_rows
+    from trainers.data import arithmetic_sft_rows, gsm8k_sft_rows
 
     rows = arithmetic_sft_rows("2,4", n_arith // 2, seed=7)
     try:
