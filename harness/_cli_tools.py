@@ -28,13 +28,14 @@ def plan_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Memory plan: weights, gradients, optimizer states, activations; batch and accumulation."""
+    from harness.zoo import planner_facts
     from trainers.planner import plan
 
     if sum((lora, qlora, full)) > 1:
         raise BenchError("bench plan: choose one of --lora, --qlora, --full")
     mode = "qlora" if qlora else "full" if full else "lora"
     try:
-        p = plan(model, method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
+        p = plan(planner_facts(model), method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
     except ValueError as e:
         raise BenchError(str(e)) from None
     if as_json:

@@ -31,6 +31,7 @@ __all__ = [
     "model_identity",
     "materialize",
     "is_materialized",
+    "planner_facts",
 ]
 
 ZOO_FILE = Path(__file__).with_name("models.yaml")
@@ -214,6 +215,25 @@ def materialize(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(spec.hub, revision=spec.revision))
+
+
+def planner_facts(model: str) -> Path | dict[str, Any]:
+    """What the memory planner sizes ``model`` by (a directory, or a zoo name): an existing
+    model directory, a bundled/tiny model's built directory (exact), else the zoo's numbers,
+    so a hub model is planned before anything is downloaded."""
+    if Path(model).expanduser().joinpath("config.json").exists():
+        return Path(model).expanduser()
+    spec = get_model(model)
+    if spec.source != "hub" and is_materialized(model):
+        return materialize(model)
+    facts = {"name": spec.name, "params": spec.params, "hidden_size": spec.hidden_size,
+             "num_layers": spec.num_layers, "vocab_size": spec.vocab_size}
+    missing = [k for k in ("params", "hidden_size", "num_layers") if not facts[k]]
+    if missing:
+        raise BenchError(
+            f"harness/models.yaml: models.{spec.name} lacks {', '.join(missing)}; add them so the planner can size it"
+        )
+    return facts
 
 
 def spec_summary(spec: ModelSpec) -> dict[str, Any]:

@@ -125,7 +125,9 @@ def test_facts_from_a_model_directory_are_exact(tiny_llama):
 
 
 def test_facts_from_a_zoo_name_without_download():
-    f = model_facts("qwen2.5-7b")
+    from harness.zoo import planner_facts
+
+    f = model_facts(planner_facts("qwen2.5-7b"))
     assert (f.params, f.hidden_size, f.num_layers) == (7.62e9, 3584, 28)
 
 

@@ -10,8 +10,8 @@ against measured peaks in the stage manifests), not a simulator.
 
 Model facts come from, in order: a ``ModelFacts``; a mapping of numbers; a model
 directory (config.json plus the safetensors headers, exact); an object with
-``params``/``hidden_size``/``num_layers`` (a zoo entry); a zoo name (lazy
-``harness.zoo`` import: the planner must work before anything is downloaded).
+``params``/``hidden_size``/``num_layers``. The planner knows no zoo names (trainers do
+not import the harness): ``harness.zoo.planner_facts(name)`` turns a name into one of these.
 """
 
 from __future__ import annotations
@@ -123,29 +123,19 @@ def model_facts(model: Any) -> ModelFacts:
         return ModelFacts(**{k: v for k, v in m.items() if k in known})
     if isinstance(model, (str, Path)) and Path(model).expanduser().joinpath("config.json").exists():
         return _facts_from_config(Path(model).expanduser())
-    if hasattr(model, "params") and hasattr(model, "hidden_size"):
-        spec = model
-    elif isinstance(model, str):
-        from harness.zoo import get_model, is_materialized, materialize
-
-        spec = get_model(model)
-        if spec.source != "hub" and is_materialized(model):
-            return dataclasses.replace(_facts_from_config(materialize(model)), name=model)
-    else:
+    if not (hasattr(model, "params") and hasattr(model, "hidden_size")):
         raise ValueError(
-            f"planner: cannot read model facts from {model!r}; pass a zoo name, a directory or numbers"
+            f"planner: cannot read model facts from {model!r}; pass a model directory or numbers "
+            "(harness.zoo.planner_facts gives them for a zoo name)"
         )
     fields = {
-        "params": spec.params,
-        "hidden_size": spec.hidden_size,
-        "num_layers": getattr(spec, "num_layers", None),
+        "name": getattr(model, "name", "model"),
+        "params": model.params,
+        "hidden_size": model.hidden_size,
+        "num_layers": getattr(model, "num_layers", None),
+        "vocab_size": getattr(model, "vocab_size", None),
     }
-    missing = [k for k, v in fields.items() if not v]
-    if missing:
-        raise ValueError(
-            f"harness/models.yaml: models.{spec.name} lacks {', '.join(missing)}; add them so the planner can size it"
-        )
-    return ModelFacts(name=spec.name, vocab_size=getattr(spec, "vocab_size", None), **fields)
+    return model_facts(fields)
 
 
 @dataclasses.dataclass
