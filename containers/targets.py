@@ -16,6 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from bench_core.extends import resolve_extends
+
 __all__ = [
     "TARGETS_FILE",
     "Target",
@@ -122,9 +124,10 @@ def _load(path: Path) -> dict[str, Target]:
             f"{path}: top-level 'targets:' mapping missing; see containers/targets.yaml"
         )
     targets: dict[str, Target] = {}
-    for name, fields in raw["targets"].items():
+    for name in raw["targets"]:
+        fields = resolve_extends(name, raw["targets"], str(path), "targets")
         try:
-            targets[name] = Target(name=name, **(fields or {}))
+            targets[name] = Target(name=name, **fields)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join([f"targets.{name}", *(str(p) for p in err["loc"])])

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench_core.errors import BenchError, closest
+from bench_core.extends import resolve_extends
 from bench_core.offline import hub_offline
 
 __all__ = [
@@ -75,20 +76,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "bench")).expanduser()
 
 
-def _resolve_extends(name: str, raw: dict[str, dict], seen: tuple[str, ...], file: Path) -> dict:
-    entry = dict(raw[name])
-    parent = entry.pop("extends", None)
-    if parent is None:
-        return entry
-    if parent not in raw:
-        raise BenchError(f"{file}: models.{name}.extends: unknown model '{parent}'{closest(parent, raw)}")
-    if parent in seen:
-        raise BenchError(f"{file}: models.{name}.extends: cycle through {' -> '.join(seen)}")
-    base = _resolve_extends(parent, raw, (*seen, parent), file)
-    base.pop("lineage", None)  # lineage is a fact of one published checkpoint, never inherited
-    return {**base, **entry}
-
-
 def _read_zoo(file: Path) -> tuple[dict, dict[str, dict]]:
     try:
         data = yaml.safe_load(file.read_text()) or {}
@@ -112,7 +99,9 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
         files.update({name: Path(extra) for name in user_raw})
     zoo = {}
     for name in raw:
-        entry = {**defaults, **_resolve_extends(name, raw, (name,), files[name]), "name": name}
+        # lineage is a fact of one published checkpoint, never inherited
+        resolved = resolve_extends(name, raw, str(files[name]), "models", never_inherited=("lineage",))
+        entry = {**defaults, **resolved, "name": name}
         try:
             zoo[name] = ModelSpec.model_validate(entry)
         except ValidationError as e:

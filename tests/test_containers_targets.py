@@ -145,3 +145,27 @@ def test_importing_targets_does_not_import_torch():
     code = "import containers.targets, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_extends_fills_a_delta_and_refuses_unknown_parents_and_cycles(tmp_path):
+    from bench_core.errors import BenchError
+
+    base = BASE.format(dtype="fp16")
+    targets = load_targets(_write(tmp_path, base + "  child:\n    extends: t\n    gpu_memory_gb: 22\n"))
+    assert targets["child"].gpu_memory_gb == 22
+    assert targets["child"].model_dump(exclude={"name", "gpu_memory_gb"}) == targets["t"].model_dump(
+        exclude={"name", "gpu_memory_gb"}
+    )
+    with pytest.raises(BenchError, match=r"targets\.child\.extends: unknown target 'tt'"):
+        load_targets(_write(tmp_path, base + "  child:\n    extends: tt\n"))
+    with pytest.raises(BenchError, match=r"cycle through a -> b -> a"):
+        load_targets(_write(tmp_path, "targets:\n  a:\n    extends: b\n  b:\n    extends: a\n"))
+
+
+def test_shipped_gpu_targets_are_deltas():
+    import yaml
+
+    from containers.targets import TARGETS_FILE
+
+    raw = yaml.safe_load(TARGETS_FILE.read_text())["targets"]
+    assert {name for name, fields in raw.items() if "extends" in fields} == {"a100", "a100-40g", "rtx2080ti"}
