@@ -34,7 +34,7 @@ ENV PATH="/opt/venv/bin:$PATH" \
     BENCH_CACHE="/opt/bench/cache" \
     BENCH_TARGET="a100" \
     BENCH_IMAGE="bench:a100"
-COPY containers/constraints/a100.txt /opt/bench/constraints.txt
+COPY containers/constraints/cu130.txt /opt/bench/constraints.txt
 # System Python and CA certificates from the base image's distribution.
 # hadolint ignore=DL3008,DL3013
 RUN apt-get update && \

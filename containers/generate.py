@@ -224,7 +224,7 @@ def render_dockerfile(t: Target) -> str:
         "",
         "LABEL " + " \\\n      ".join(f'{k}="{v}"' for k, v in labels(t).items()),
         "ENV " + " \\\n    ".join(f'{k}="{v}"' for k, v in env.items()),
-        f"COPY containers/constraints/{t.name}.txt {CONSTRAINTS}",
+        f"COPY {t.constraints} {CONSTRAINTS}",
     ]
     pending = list(SOURCE_PATHS)
     for step in steps(t):
@@ -250,7 +250,7 @@ def render_dockerfile(t: Target) -> str:
 
 def render_def(t: Target) -> str:
     env = environment(t)
-    files = [f"containers/constraints/{t.name}.txt {CONSTRAINTS}", f"{STAGED} {BUILD}"]
+    files = [f"{t.constraints} {CONSTRAINTS}", f"{STAGED} {BUILD}"]
     files += [f"{p} {_dest(p)}" for p in SOURCE_PATHS]
     post = ["set -eu", *(f'export {k}="{v}"' for k, v in env.items())]
     for step in steps(t):
