@@ -37,7 +37,7 @@ test-gpu: setup
 	$(BIN)/pytest -m gpu -q
 
 lint: setup
-	$(BIN)/ruff check harness trainers tasks leaderboards containers tests ci
+	$(BIN)/ruff check bench_core harness trainers tasks leaderboards containers tests ci
 
 perf: setup
 	$(BIN)/python ci/perf/runner_overhead.py
