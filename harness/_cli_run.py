@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from harness.cli import DEFAULT_RESULTS, ResultsOpt, app, console
+from harness._cli_common import DEFAULT_RESULTS, ResultsOpt, app, console
 
 GridOpt = Annotated[str, typer.Option("--grid", help="Grid name (bench grid list) or a grid YAML path.")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local or slurm.")]
@@ -23,12 +24,25 @@ PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM par
 
 
 def _print_plan(plan) -> None:
-    table = Table(title=f"grid {plan.expansion.grid.name}: {len(plan.todo)} to run, {len(plan.skipped)} done")
+    table = Table(title=f"grid {plan.grid.name}: {len(plan.todo)} to run, {len(plan.skipped)} done")
     for col in ("kind", "key", "model", "stage", "why"):
         table.add_column(col)
     for cell in plan.todo:
-        table.add_row(cell.kind, cell.key, cell.model, cell.stage, plan.reasons[cell.key])
+        table.add_row(cell.kind, cell.key, cell.model, cell.stage, escape(plan.status[cell.key].why))
     console.print(table)
+
+
+def _failure_tail(results: Path, cell) -> str:
+    """The last traceback lines of a failed cell's record: a bug is shown, not hidden."""
+    import json
+
+    from harness.status import failure_path
+
+    try:
+        tb = json.loads(failure_path(results, cell.kind, cell.key).read_text()).get("traceback", "")
+    except (OSError, ValueError):
+        return ""
+    return "\n".join(tb.strip().splitlines()[-6:])
 
 
 def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
@@ -42,36 +56,38 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
         TimeRemainingColumn,
     )
 
-    from harness.api import run_grid
+    from harness.api import load_plan, run_plan
 
+    plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
     if dry_run:
-        plan, _ = run_grid(grid, results=results, dry_run=True, force=force, only=only, kind=kind,
-                           backend=backend, limit=limit)
         _print_plan(plan)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
-        job = bar.add_task("cells", total=None)
+        job = bar.add_task("cells", total=len(plan.todo))
 
         def progress(cell, state):
             if state == "start":
                 bar.update(job, description=f"{cell.kind} {cell.cell_id} [{cell.key}]")
             else:
                 bar.advance(job)
-                console.print(f"  {cell.kind:5} {cell.cell_id:40} {state}")
+                console.print(f"  {cell.kind:5} {cell.cell_id:40} {escape(str(state))}")
 
-        from harness.runner import plan_grid
-
-        todo = plan_grid(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit).todo
-        bar.update(job, total=len(todo))
-        plan, outcome = run_grid(grid, results=results, executor=executor, force=force, only=only, kind=kind,
-                                 backend=backend, limit=limit, container=container, partition=partition,
-                                 progress=progress, workers=workers)
-    failed = {k: v for k, v in outcome.items() if v not in ("done", "skipped")}
-    ran = sum(1 for v in outcome.values() if v == "done")
-    console.print(f"ran {ran} cells, {len(failed)} failed or blocked; {len(plan.skipped)} already done (record exists)")
-    if render_after:
+        outcome = run_plan(plan, results=results, executor=executor, force=force, container=container,
+                           partition=partition, progress=progress, workers=workers)
+    cells = {c.key: c for c in plan.todo}
+    failed = {k: o for k, o in outcome.items() if not o.ok}
+    ran = sum(1 for o in outcome.values() if o.status == "done")
+    for key, o in failed.items():
+        if o.status == "failed":
+            console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
+            tail = _failure_tail(results, cells[key])
+            if tail:
+                console.print(escape(tail), highlight=False)
+    console.print(f"ran {ran} cells, {len(failed)} failed, blocked or busy; {len(plan.skipped)} already done "
+                  "(record exists)")
+    if render_after and (Path(results) / "records").exists():
         leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
     if failed:
         raise typer.Exit(1)
@@ -118,6 +134,10 @@ def compare(cell_a: str, cell_b: str,
             task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
             results: ResultsOpt = DEFAULT_RESULTS) -> None:
     """Paired test (exact McNemar / paired bootstrap) between two eval cells, per shared task."""
+    from harness.errors import BenchError
     from leaderboards import compare_cells
 
-    console.print(compare_cells(results, cell_a, cell_b, task=task))
+    try:
+        console.print(compare_cells(results, cell_a, cell_b, task=task))
+    except ValueError as e:  # leaderboards' one-line messages for unknown cells or tasks
+        raise BenchError(str(e)) from None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
+from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
 from harness.errors import BenchError
 
 containers_app = typer.Typer(no_args_is_help=True, help="Images per hardware target (Docker/podman/Apptainer).")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.errors import BenchError
+from harness.keys import content_key
 from leaderboards.record import RunRecord
 
-__all__ = ["eval_model", "default_target"]
+__all__ = ["eval_model", "default_target", "load_plan", "run_plan", "run_grid", "render_leaderboard", "grid_rows"]
 
 
 def default_target() -> str:
@@ -16,47 +18,138 @@ def default_target() -> str:
     return detect_target()
 
 
+def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, str, Path]:
+    """(model, stage, recipe, parent key, weights identity, weights dir) of a stage or model directory.
+
+    A stage directory is read as what the trainers wrote (the typed manifest) and what the
+    harness wrote beside it (``cell.json``: the grid cell that trained it); its identity is the
+    content hash of the weights it loads (the adapter with its base weights, or merged/).
+    """
+    from harness.keys import file_digest
+    from harness.runner import STAGE_CELL_FILE
+    from trainers.manifest import Manifest, read_manifest
+
+    if not (checkpoint / "manifest.json").exists():
+        if not (checkpoint / "config.json").exists():
+            raise BenchError(f"--checkpoint {checkpoint}: no manifest.json or config.json there; "
+                             "pass a trained stage directory (results/checkpoints/KEY) or a model directory")
+        return checkpoint.name, "base", [], None, f"local:{_weights_digest(checkpoint, file_digest)}", checkpoint
+    try:
+        manifest = Manifest(**read_manifest(checkpoint))
+    except (TypeError, ValueError) as e:
+        raise BenchError(f"{checkpoint / 'manifest.json'}: not a bench stage manifest ({str(e).splitlines()[0]}); "
+                         "point --checkpoint at a finished stage directory") from None
+    cell = {}
+    if (checkpoint / STAGE_CELL_FILE).exists():
+        try:
+            cell = json.loads((checkpoint / STAGE_CELL_FILE).read_text())
+        except ValueError:
+            raise BenchError(f"{checkpoint / STAGE_CELL_FILE}: corrupt JSON; retrain the stage or delete the file") from None
+    merged = checkpoint / manifest.merged if manifest.merged else None
+    parts = [_weights_digest(merged, file_digest)] if merged and merged.is_dir() else [
+        _weights_digest(checkpoint / (manifest.adapter or "adapter"), file_digest),
+        _weights_digest(Path(manifest.base_weights), file_digest)]
+    model = cell.get("model") or Path(manifest.base_model).name
+    stage = cell.get("stage") or manifest.method
+    recipe = list(cell.get("recipe") or stage.split("+"))
+    return model, stage, recipe, cell.get("cell_key"), "stage:" + "+".join(parts), checkpoint
+
+
+def _weights_digest(directory: Path, digest) -> str:
+    """Content hash of a directory's weight and config files (what loading it reads)."""
+    files = sorted(p for pattern in ("*.safetensors", "*.bin", "config.json", "adapter_config.json")
+                   for p in directory.glob(pattern))
+    if not files:
+        raise BenchError(f"--checkpoint: {directory} holds no weights (*.safetensors, *.bin); "
+                         "the stage is incomplete: retrain it")
+    return content_key({p.name: digest(p) for p in files})
+
+
 def eval_model(*, model: str | None = None, checkpoint: Path | None = None, tasks: list[str], backend: str = "hf",
-               limit: int | None = None, num_fewshot: int = 0, max_gen_toks: int | None = None,
-               batch_size: int = 8, target: str | None = None, chat_template: bool = True, seed: int = 0,
+               limit: int | None = None, num_fewshot: int | None = None, max_gen_toks: int | None = None,
+               batch_size: int = 8, target: str | None = None, chat_template: bool | None = None, seed: int = 0,
+               repeats: int | None = None, temperature: float | None = None,
                results: Path = Path("results")) -> RunRecord:
     """``bench eval``: one model or stage checkpoint, all tasks in one lm-eval call."""
-    import json
+    from pydantic import ValidationError
 
     from harness.evaluate import EvalRequest, run_eval
-    from harness.grid import EvalSettings, eval_key
+    from harness.grid import weights_key
+    from harness.keys import eval_inputs
+    from harness.settings import EvalSettings, resolve_eval
     from harness.taskinfo import resolve_tasks
-    from harness.zoo import _dir_fingerprint, get_model, materialize, model_identity
+    from harness.zoo import ModelSpec, get_model, materialize, model_identity
 
     if (model is None) == (checkpoint is None):
         raise BenchError("bench eval: give exactly one of --model NAME or --checkpoint PATH")
-    leaves = tuple((t.name, t.version) for t in resolve_tasks(tasks, where="--tasks"))
-    settings = EvalSettings(backend=backend, limit=limit, num_fewshot=num_fewshot, apply_chat_template=chat_template,
-                            gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else {}, batch_size=batch_size)
+    leaves = {t.name: t.version for t in resolve_tasks(tasks, where="--tasks")}
+    asked = {"backend": backend, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat_template,
+             "max_gen_toks": max_gen_toks, "repeats": repeats, "temperature": temperature, "batch_size": batch_size}
+    try:
+        settings = EvalSettings(**{k: v for k, v in asked.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0])
+        raise BenchError(f"--{name.replace('_', '-')} {asked.get(name)!r}: {err['msg']}") from None
     target = target or default_target()
-    stage, model_id, trust, revision, recipe = "base", None, False, None, []
+    parent_key = None
     if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        manifest = checkpoint / "manifest.json"
-        if not manifest.exists() and not (checkpoint / "config.json").exists():
-            raise BenchError(f"--checkpoint {checkpoint}: no manifest.json or config.json there; pass a stage or model directory")
-        info = json.loads(manifest.read_text()) if manifest.exists() else {}
-        stage = info.get("stage", "checkpoint")
-        model_id = info.get("model", checkpoint.name)
-        recipe = stage.split("+") if stage not in ("base", "checkpoint") else []
-        identity = f"checkpoint:{_dir_fingerprint(checkpoint)}:{info.get('data_identity', '')}:{info.get('final_loss', '')}"
-        weights = checkpoint
+        model_id, stage, recipe, parent_key, identity, weights = _checkpoint_row(Path(checkpoint))
+        spec = _stage_spec(model_id) or ModelSpec(name=model_id, source="local", path=str(weights))
     else:
         spec = get_model(model)
-        model_id, trust, revision = spec.name, spec.trust_remote_code, spec.revision
-        identity = model_identity(spec)
+        model_id, stage, recipe, identity = spec.name, "base", [], model_identity(spec)
         weights = materialize(model)
-    key = eval_key(identity, None, leaves, settings, seed, target)
-    req = EvalRequest(cell_key=key, model_id=model_id, weights=weights, tasks=[t for t, _ in leaves], stage=stage,
-                      recipe=recipe, backend=backend, limit=limit, num_fewshot=num_fewshot,
-                      apply_chat_template=chat_template, gen_kwargs=settings.gen_kwargs, batch_size=batch_size,
-                      target=target, seed=seed, model_revision=revision, trust_remote_code=trust)
+    resolved = resolve_eval(spec, settings)
+    inputs = eval_inputs(weights=identity, train=None, tasks=leaves, settings=resolved.model_dump(),
+                         trust_remote_code=spec.trust_remote_code, seed=seed, target=target)
+    key = content_key(inputs)
+    req = EvalRequest(cell_key=key, model_id=model_id, weights=weights, tasks=list(leaves), settings=resolved,
+                      stage=stage, recipe=recipe, batch_size=batch_size, target=target, seed=seed,
+                      model_revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                      parent_key=parent_key, inputs=inputs, weights_key=parent_key or weights_key(identity),
+                      parent_stage=None if stage == "base" else (stage.rsplit("+", 1)[0] if "+" in stage else "base"))
     return run_eval(req, results)
+
+
+def _stage_spec(model_id: str):
+    """The zoo entry a trained stage's model row names (its prompting facts), if any."""
+    from harness.zoo import get_model
+
+    try:
+        return get_model(model_id)
+    except BenchError:
+        return None
+
+
+def load_plan(grid: str, results: Path, *, only: str | None = None, force: bool = False, kind: str | None = None,
+              backend: str | None = None, limit: int | None = None):
+    """The grid loaded, validated and expanded once, with each cell's status: what a run would do."""
+    from harness.grid import load_grid
+    from harness.runner import plan_grid
+
+    return plan_grid(load_grid(grid, backend=backend, limit=limit), results, only=only, force=force, kind=kind)
+
+
+def run_plan(plan, *, results: Path = Path("results"), executor: str = "local", force: bool = False,
+             container: str | None = None, partition: str | None = None, progress=None, workers: int = 1):
+    """Run a plan's cells on an executor; returns cell key -> Outcome."""
+    if executor not in ("local", "slurm"):
+        raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
+    if container and executor != "slurm":
+        raise BenchError("--container: only with --executor slurm (locally, run bench inside the image instead)")
+    if workers < 1:
+        raise BenchError(f"--workers {workers}: must be at least 1")
+    if not plan.todo:
+        return {}
+    if executor == "slurm":
+        from harness.executors.slurm import check_slurm, run_slurm
+
+        check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
+        return run_slurm(plan, results, force=force, container=container, partition=partition, progress=progress)
+    from harness.executors.local import run_local
+
+    return run_local(plan, results, force=force, progress=progress, workers=workers)
 
 
 def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "local", dry_run: bool = False,
@@ -65,25 +158,37 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
              progress=None, workers: int = 1):
     """``bench train+eval`` (kind=None), ``bench train`` (kind='train'), ``bench eval --grid`` (kind='eval').
 
-    Returns (plan, outcome): outcome maps cell key → done/skipped/failed/blocked; empty on a dry run.
+    Returns (plan, outcome): outcome maps cell key -> Outcome; empty on a dry run.
     """
-    from harness.runner import plan_grid, run_local
-
-    if executor not in ("local", "slurm"):
+    if executor not in ("local", "slurm"):  # checked before planning: a dry run must refuse it too
         raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
     if container and executor != "slurm":
         raise BenchError("--container: only with --executor slurm (locally, run bench inside the image instead)")
-    plan = plan_grid(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
-    if dry_run or not plan.todo:
+    plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
+    if dry_run:
         return plan, {}
-    if executor == "slurm":
-        from harness.executors.slurm import check_slurm, run_slurm
+    return plan, run_plan(plan, results=results, executor=executor, force=force, container=container,
+                          partition=partition, progress=progress, workers=workers)
 
-        check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
-        return plan, run_slurm(plan, grid, results, backend=backend, limit=limit, force=force,
-                               container=container, partition=partition, progress=progress)
-    return plan, run_local(plan, grid, results, backend=backend, limit=limit, force=force, progress=progress,
-                           workers=workers)
+
+def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
+    """``bench grid show --json``: per cell its kind, key, row, status, why and key payload (inputs);
+    eval cells also carry their resolved settings (zoo -> grid -> CLI)."""
+    plan = load_plan(grid, results)
+    rows = []
+    for cell in plan.expansion.cells:
+        st = plan.status[cell.key]
+        row = {"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
+               "status": st.status, "why": st.why}
+        if cell.kind == "train":
+            row |= {"method": cell.method, "parent_stage": cell.parent_stage, "parent_key": cell.parent_key}
+        else:
+            s = cell.settings
+            row |= {"load": cell.load, "parent_stage": cell.parent_stage, "chat_template": s.apply_chat_template,
+                    "num_fewshot": s.num_fewshot, "max_gen_toks": s.max_gen_toks, "max_model_len": s.max_model_len,
+                    "temperature": s.temperature, "top_p": s.top_p, "repeats": s.repeats}
+        rows.append(row | {"inputs": cell.inputs})
+    return rows
 
 
 def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None = None, models=None,
@@ -101,7 +206,10 @@ def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None
         raise BenchError(f"--results {results}: no records/ there; run `bench train+eval --grid smoke` first")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        text = leaderboard(results, fmt, out, models=models, methods=methods, tasks=tasks)
+        try:
+            text = leaderboard(results, fmt, out, models=models, methods=methods, tasks=tasks)
+        except ValueError as e:  # leaderboards' one-line messages (a locked store, a bad filter)
+            raise BenchError(str(e).splitlines()[0]) from None
     for w in caught:
         sys.stderr.write(f"warning: {w.message}\n")
     return text

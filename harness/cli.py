@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,27 +12,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
 from harness.errors import BenchError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="bench: train and evaluate post-training grids; render leaderboards.")
 models_app = typer.Typer(invoke_without_command=True, help="The model zoo.")
 grid_app = typer.Typer(no_args_is_help=True, help="Grids: models x recipes x tasks.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Tasks and their verifiers.")
 app.add_typer(models_app, name="models")
 app.add_typer(grid_app, name="grid")
 app.add_typer(tasks_app, name="tasks")
-
-console = Console()
-
-# Options shared by several commands, declared once.
-ResultsOpt = Annotated[Path, typer.Option("--results", envvar="BENCH_RESULTS", help="Results directory.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DEFAULT_RESULTS = Path("results")
-
-
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 @models_app.callback()
@@ -78,25 +65,19 @@ def grid_list() -> None:
 
 @grid_app.command("show")
 def grid_show(name: str, results: ResultsOpt = DEFAULT_RESULTS, as_json: JsonOpt = False) -> None:
-    """The expanded cells of a grid with their keys and status."""
-    from harness.grid import expand, load_grid
-    from harness.status import cell_status
+    """The expanded cells of a grid with their keys, status and why (the first changed key input)."""
+    from harness.api import grid_rows
 
-    exp = expand(load_grid(name))
-    rows = []
-    for cell in exp.cells:
-        status, why = cell_status(cell, results)
-        what = f"{cell.method} from {cell.parent_stage}" if cell.kind == "train" else f"{len(cell.tasks)} tasks"
-        rows.append({"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
-                     "what": what, "status": status, "why": why})
+    rows = grid_rows(name, results)
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"grid {exp.grid.name}: {len(exp.train)} train + {len(exp.eval)} eval cells")
-    for col in ("kind", "key", "model", "stage", "what", "status"):
+    n_train = sum(r["kind"] == "train" for r in rows)
+    table = Table(title=f"grid {name}: {n_train} train + {len(rows) - n_train} eval cells")
+    for col in ("kind", "key", "model", "stage", "status", "why"):
         table.add_column(col, overflow="fold", no_wrap=col == "key")
     for r in rows:
-        table.add_row(r["kind"], r["key"], r["model"], r["stage"], r["what"], r["status"])
+        table.add_row(r["kind"], r["key"], r["model"], r["stage"], r["status"], escape(r["why"]))
     console.print(table)
 
 
@@ -123,7 +104,10 @@ def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="Fi
     if not data.exists():
         raise BenchError(f"--data: file not found: {data}")
     module, func = CHECKS[task].split(":")
-    report = getattr(importlib.import_module(module), func)(data, show=show)  # show: the check prints each one
+    try:
+        report = getattr(importlib.import_module(module), func)(data, show=show)  # show: the check prints each one
+    except ValueError as e:  # the checks' one-line messages for malformed data files
+        raise BenchError(str(e).splitlines()[0]) from None
     if report.failures:
         typer.echo(f"failures={report.failures} (rows that could not be parsed)")
     typer.echo(report.last_line())
@@ -136,11 +120,14 @@ def eval_cmd(
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks or groups.")] = "math_arith",
     backend: Annotated[str, typer.Option("--backend", help="hf or vllm.")] = "hf",
     limit: Annotated[int | None, typer.Option("--limit", help="Docs per task.")] = None,
-    num_fewshot: Annotated[int, typer.Option("--num-fewshot")] = 0,
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="Few-shot examples (zoo default: 0).")] = None,
     max_gen_toks: Annotated[int | None, typer.Option("--max-gen-toks", help="Cap generated tokens per doc.")] = None,
+    repeats: Annotated[int | None, typer.Option("--repeats", help="Samples per prompt (with --temperature).")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     target: Annotated[str | None, typer.Option("--target", help="Hardware target; detected when omitted.")] = None,
-    no_chat_template: Annotated[bool, typer.Option("--no-chat-template")] = False,
+    chat_template: Annotated[bool | None, typer.Option("--chat-template/--no-chat-template",
+                                                       help="Default: the zoo's choice for the model.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     results: ResultsOpt = DEFAULT_RESULTS,
 ) -> None:
@@ -149,7 +136,8 @@ def eval_cmd(
 
     record = eval_model(model=model, checkpoint=checkpoint, tasks=tasks.split(","), backend=backend, limit=limit,
                         num_fewshot=num_fewshot, max_gen_toks=max_gen_toks, batch_size=batch_size, target=target,
-                        chat_template=not no_chat_template, seed=seed, results=results)
+                        chat_template=chat_template, seed=seed, repeats=repeats, temperature=temperature,
+                        results=results)
     table = Table(title=f"{record.model_id} / {record.stage}  (cell {record.cell_key}, {record.wall_s:.1f}s)")
     for col in ("task", "version", "metric", "value", "stderr", "n"):
         table.add_column(col)
@@ -180,17 +168,20 @@ def doctor(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-# Commands defined in sibling modules register themselves on `app` when imported.
-from harness import _cli_run, _cli_tools  # noqa: E402,F401
+# Commands defined in sibling modules register themselves on `app` (from _cli_common) when imported.
+from harness import _cli_analyze, _cli_run, _cli_tools  # noqa: E402,F401
 
 
 def main() -> None:
-    """Console entry point: user mistakes become one line on stderr and exit code 2."""
+    """Console entry point: a user mistake (BenchError) is one line on stderr and exit code 2.
+
+    Anything else is a bug: its traceback is shown and the exit code is 1 (a failing grid
+    cell has already written its failure record by then). BENCH_DEBUG=1 shows a traceback
+    for user mistakes too.
+    """
     try:
         app()
-    except (BenchError, ValueError) as e:
-        # Library functions raise ValueError with a one-line message for bad input (a missing
-        # data column, QLoRA on CPU, ...). BENCH_DEBUG=1 shows the traceback instead.
+    except BenchError as e:
         if os.environ.get("BENCH_DEBUG"):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -15,26 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BenchError
+from harness.settings import ResolvedEval
 from leaderboards.record import MetricValue, RunRecord, TaskResult, write_record
 from leaderboards.samples import samples_path, write_samples
 
-__all__ = ["EvalRequest", "run_eval", "parse_results"]
+__all__ = ["EvalRequest", "run_eval", "parse_results", "build_lm"]
 
 
 @dataclass
 class EvalRequest:
+    """One eval cell's work: what to load, which tasks, with which resolved settings."""
+
     cell_key: str
     model_id: str  # the leaderboard row's model
     weights: Path  # a model directory or a stage directory
     tasks: list[str]
+    settings: ResolvedEval
     stage: str = "base"
     grid: str | None = None
     recipe: list[str] = field(default_factory=list)
-    backend: str = "hf"
-    limit: int | None = None
-    num_fewshot: int = 0
-    apply_chat_template: bool = True
-    gen_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int | str = 8
     target: str = "cpu"
     seed: int = 0
@@ -42,6 +41,22 @@ class EvalRequest:
     trust_remote_code: bool = False
     method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     parent_key: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    weights_key: str | None = None
+    parent_weights: str | None = None
+    base_weights: str | None = None
+    parent_stage: str | None = None
+
+    @classmethod
+    def for_cell(cls, cell, grid, weights: Path, spec, method_configs: dict) -> EvalRequest:
+        """The request of a planned eval cell (harness.grid.EvalCell): the one place it is built."""
+        return cls(cell_key=cell.key, model_id=cell.model, weights=weights, tasks=[t for t, _ in cell.tasks],
+                   settings=cell.settings, stage=cell.stage, grid=grid.name, recipe=list(cell.recipe),
+                   batch_size=grid.eval.batch_size, target=grid.target, seed=grid.seed,
+                   model_revision=spec.revision, trust_remote_code=cell.trust_remote_code,
+                   method_configs=method_configs, parent_key=cell.train_key, inputs=cell.inputs,
+                   weights_key=cell.weights, parent_weights=cell.parent_weights, base_weights=cell.base_weights,
+                   parent_stage=cell.parent_stage)
 
 
 def _task_manager():
@@ -53,16 +68,16 @@ def _task_manager():
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
 
 
-def _lm(req: EvalRequest, results_dir: Path):
+def build_lm(req: EvalRequest, results_dir: Path):
     """The lm-eval model object, plus the dtype string for the record."""
-    if req.backend == "hf":
+    if req.settings.backend == "hf":
         from lm_eval.models.huggingface import HFLM
 
-        from trainers._model import load_model
+        from trainers.model import load_model
 
         model, tok = load_model(req.weights, target=req.target, trust_remote_code=req.trust_remote_code)
         return HFLM(pretrained=model, tokenizer=tok, batch_size=req.batch_size), str(model.dtype).removeprefix("torch.")
-    if req.backend == "vllm":
+    if req.settings.backend == "vllm":
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
@@ -70,7 +85,7 @@ def _lm(req: EvalRequest, results_dir: Path):
         from lm_eval.models.vllm_causallms import VLLM
 
         from containers.targets import get_target
-        from trainers._model import ensure_merged
+        from trainers.model import ensure_merged
 
         weights = ensure_merged(req.weights) if (Path(req.weights) / "manifest.json").exists() else req.weights
         target = get_target(req.target)
@@ -79,9 +94,9 @@ def _lm(req: EvalRequest, results_dir: Path):
         # 90% of host RAM and refuses to start when other processes hold more than a tenth.
         cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
         lm = VLLM(pretrained=str(weights), dtype=target.torch_dtype, batch_size="auto", seed=req.seed,
-                  trust_remote_code=req.trust_remote_code, max_model_len=4096, **cpu)
+                  trust_remote_code=req.trust_remote_code, max_model_len=req.settings.max_model_len, **cpu)
         return lm, target.torch_dtype
-    raise BenchError(f"--backend: unknown backend '{req.backend}'; use hf or vllm")
+    raise BenchError(f"--backend: unknown backend '{req.settings.backend}'; use hf or vllm")
 
 
 def _stop_engine(lm) -> None:
@@ -162,23 +177,49 @@ def _fields_hook(task: str):
     return getattr(module, "sample_fields", None)
 
 
+def _budgets(out: dict, leaves: list[str], settings: ResolvedEval) -> dict[str, int | None]:
+    """The generation cap each task ran with: the resolved budget, else the task's own."""
+    own = {t: ((out.get("configs", {}).get(t) or {}).get("generation_kwargs") or {}).get("max_gen_toks")
+           for t in leaves}
+    return {t: settings.max_gen_toks or own[t] for t in leaves}
+
+
+def _count_tokens(rows: list[dict], tok, budget: int | None) -> None:
+    """Per sample: tokens generated and whether the cap was hit (a cut-off answer is no answer)."""
+    if tok is None:
+        return
+    for r in rows:
+        r["gen_tokens"] = len(tok(r["completion"], add_special_tokens=False)["input_ids"])
+        r["truncated"] = bool(budget) and r["gen_tokens"] >= budget - 1  # re-tokenizing may merge one token
+
+
+def _truncation(rows: list[dict]) -> tuple[float | None, float | None]:
+    """(share of samples that hit the cap, mean score over the others)."""
+    if not rows or rows[0].get("truncated") is None:
+        return None, None
+    done = [r["score"] for r in rows if not r["truncated"]]
+    return 1 - len(done) / len(rows), (sum(done) / len(done) if done else None)
+
+
 def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     import lm_eval
 
     from harness.provenance import provenance
     from harness.taskinfo import resolve_tasks
-    from trainers._model import peak_memory_gb, reset_peak_memory
+    from trainers.model import peak_memory_gb, reset_peak_memory
 
     results_dir = Path(results_dir)
+    s = req.settings
     leaves = [t.name for t in resolve_tasks(req.tasks, where="--tasks")]
     started, t0 = datetime.now(UTC), time.perf_counter()
     reset_peak_memory()
-    lm, dtype = _lm(req, results_dir)
+    lm, dtype = build_lm(req, results_dir)
+    load_s = time.perf_counter() - t0
     tm = _task_manager()
     try:
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=leaves, num_fewshot=req.num_fewshot, limit=req.limit, log_samples=True,
-            apply_chat_template=req.apply_chat_template, gen_kwargs=req.gen_kwargs or None, task_manager=tm,
+            model=lm, tasks=leaves, num_fewshot=s.num_fewshot, limit=s.limit, log_samples=True,
+            apply_chat_template=s.apply_chat_template, gen_kwargs=s.generation_kwargs(), task_manager=tm,
             random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed,
             fewshot_random_seed=req.seed, bootstrap_iters=1000, verbosity="WARNING",
         )
@@ -186,25 +227,30 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     finally:
         _stop_engine(lm)
     tok = getattr(lm, "tokenizer", None)
+    budgets = _budgets(out, leaves, s)
     results, generated = [], 0
     for task in leaves:
         metrics, primary = parse_results(out, task)
         rows = _sample_rows(req.cell_key, task, out["samples"].get(task, []), primary, _fields_hook(task))
-        if tok is not None:
-            generated += sum(len(tok(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows)
+        _count_tokens(rows, tok, budgets[task])
+        generated += sum(r.get("gen_tokens") or 0 for r in rows)
+        truncated, completed = _truncation(rows)
         path = write_samples(rows, samples_path(results_dir, req.cell_key, task))
         hib = out.get("higher_is_better", {}).get(task, {}).get(primary, True)
         results.append(TaskResult(
             name=task, version=str(out.get("versions", {}).get(task, "0")), primary_metric=primary,
-            higher_is_better=bool(hib), metrics=metrics, n_shot=req.num_fewshot,
-            chat_template=req.apply_chat_template, limit=req.limit,
-            samples_file=str(path.relative_to(results_dir)),
+            higher_is_better=bool(hib), metrics=metrics, n_shot=s.num_fewshot,
+            chat_template=s.apply_chat_template, limit=s.limit, settings=s.tag(),
+            samples_file=str(path.relative_to(results_dir)), truncated=truncated, score_completed=completed,
         ))
+    gen_s = wall - load_s
     record = RunRecord(
         kind="eval", cell_key=req.cell_key, grid=req.grid, model_id=req.model_id, model_revision=req.model_revision,
         recipe=req.recipe, stage=req.stage, parent_key=req.parent_key, method_configs=req.method_configs,
-        checkpoint=str(req.weights), tasks=results, backend=req.backend, dtype=dtype, target=req.target, seed=req.seed,
-        wall_s=wall, tokens_per_s=generated / wall if wall > 0 else None,
+        inputs=req.inputs, weights_key=req.weights_key, parent_weights=req.parent_weights,
+        base_weights=req.base_weights, parent_stage=req.parent_stage,
+        checkpoint=str(req.weights), tasks=results, backend=s.backend, dtype=dtype, target=req.target, seed=req.seed,
+        wall_s=wall, load_s=load_s, tokens_per_s=generated / gen_s if gen_s > 0 else None,
         peak_memory_bytes=int(peak_memory_gb() * 1e9), provenance=provenance(), started_at=started,
         finished_at=datetime.now(UTC),
     )

@@ -3,20 +3,26 @@
 A recipe ``[distill, grpo]`` on model M yields stages ``base``, ``distill`` and
 ``distill+grpo``; each stage trains from its parent's checkpoint, and every stage is
 evaluated on all of the grid's tasks in one eval cell. Shared prefixes of several
-recipes are one cell (same key), so they train once.
+recipes are one cell (same key), so they train once. A published checkpoint (a zoo
+entry with a ``lineage``) is a row of its own, labelled by its zoo name, with its
+lineage parent as the row it is compared with.
+
+A grid is loaded, validated and expanded once (:func:`load_grid`, :func:`expand`); the
+cells carry their resolved config, resolved eval settings and key payload (``inputs``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import BenchError, closest
-from harness.keys import KEY_PACKAGES, content_key, data_identity, package_versions
+from harness.keys import content_key, eval_inputs, train_inputs
+from harness.settings import EvalSettings, ResolvedEval, resolve_eval
 
 __all__ = [
     "GRIDS_DIR",
@@ -28,21 +34,15 @@ __all__ = [
     "list_grids",
     "load_grid",
     "expand",
-    "eval_key",
+    "weights_key",
 ]
 
 GRIDS_DIR = Path(__file__).with_name("grids")
-METHODS = ("sft", "distill", "dpo", "grpo")
 
-
-class EvalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    backend: Literal["hf", "vllm"] = "hf"
-    limit: int | None = Field(default=None, ge=1)
-    num_fewshot: int = Field(default=0, ge=0)
-    apply_chat_template: bool = True
-    gen_kwargs: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int | Literal["auto"] = 8  # a speed knob: not part of the cell key
+# Set by the harness for every stage; a grid that sets them would fight the runner.
+_HARNESS_FIELDS = {"model", "parent", "output_dir", "target", "seed"}
+# Decided by the zoo alone: code from a model repo runs only where the zoo declares it.
+_ZOO_FIELDS = {"trust_remote_code"}
 
 
 class GridSpec(BaseModel):
@@ -53,6 +53,7 @@ class GridSpec(BaseModel):
     published: list[str] = Field(default_factory=list)  # eval-only published stages (zoo lineage)
     recipes: list[list[str]] = Field(default_factory=list)
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    per_model: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # model -> step -> delta
     tasks: list[str]
     eval: EvalSettings = EvalSettings()
     target: str = "cpu"
@@ -73,9 +74,11 @@ class TrainCell:
     stage: str
     step: str
     method: str
-    config: dict[str, Any] = field(hash=False)
+    config: dict[str, Any] = field(hash=False)  # the grid's delta for this model and step
+    resolved: dict[str, Any] = field(hash=False)  # every field of the method's config
     parent_key: str | None
     parent_stage: str
+    inputs: dict[str, Any] = field(hash=False, repr=False)
 
     kind = "train"
 
@@ -83,22 +86,37 @@ class TrainCell:
     def cell_id(self) -> str:
         return f"{self.model}/{self.stage}"
 
+    @property
+    def needs(self) -> str | None:
+        return self.parent_key
+
 
 @dataclass(frozen=True)
 class EvalCell:
     key: str
-    model: str  # the model the row belongs to (root of a published lineage)
-    stage: str
+    model: str  # the row's model: the zoo name, or the lineage root of a published stage
+    stage: str  # base, a method path (distill+grpo) or a published stage's zoo name
     load: str  # zoo name to load for base/published stages
     train_key: str | None  # the stage checkpoint to load for trained stages
     tasks: tuple[tuple[str, str], ...]
-    settings: EvalSettings = field(hash=False)
+    settings: ResolvedEval = field(hash=False)
+    recipe: tuple[str, ...]  # methods from the root model to this row
+    weights: str  # weights key of what is evaluated (train key, or a hash of the model identity)
+    parent_weights: str | None  # the row this one is compared with as its parent
+    base_weights: str  # the lineage root's weights key
+    parent_stage: str | None
+    trust_remote_code: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     kind = "eval"
 
     @property
     def cell_id(self) -> str:
         return f"{self.model}/{self.stage}"
+
+    @property
+    def needs(self) -> str | None:
+        return self.train_key
 
 
 @dataclass
@@ -111,6 +129,9 @@ class Expansion:
     def cells(self) -> list[TrainCell | EvalCell]:
         return [*self.train, *self.eval]
 
+    def cell(self, key: str) -> TrainCell | EvalCell | None:
+        return next((c for c in self.cells if c.key == key), None)
+
 
 def list_grids() -> list[str]:
     return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
@@ -118,37 +139,50 @@ def list_grids() -> list[str]:
 
 def _grid_file(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") and path.exists():
+    if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
     candidate = GRIDS_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
+    if candidate.is_file():
         return candidate
+    what = f"grid path '{name_or_path}' is not a file" if path.exists() else f"unknown grid '{name_or_path}'"
     raise BenchError(
-        f"unknown grid '{name_or_path}'{closest(name_or_path, list_grids())}: "
-        f"known grids: {', '.join(list_grids())}; or pass a path to a grid YAML"
+        f"{what}{closest(name_or_path, list_grids())}: "
+        f"known grids: {', '.join(list_grids())}; or pass a path to a grid YAML file"
     )
 
 
-def load_grid(name_or_path: str) -> GridSpec:
-    """Load and validate a grid; every mistake becomes one line naming file, field and fix."""
+def load_grid(name_or_path: str, **eval_overrides: Any) -> GridSpec:
+    """Load and validate a grid; every mistake becomes one line naming file, field and fix.
+
+    ``eval_overrides`` (``backend``, ``limit``, ...: the CLI's) replace the grid's eval
+    settings; ``None`` leaves a setting as the grid has it.
+    """
     path = _grid_file(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise BenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not a text file; a grid is a YAML mapping") from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: a grid is a mapping with fields name, models, recipes, tasks")
     raw.setdefault("name", path.stem)
+    overrides = {k: v for k, v in eval_overrides.items() if v is not None}
+    if overrides:
+        raw["eval"] = {**(raw.get("eval") or {}), **overrides}
     try:
         grid = GridSpec.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if loc.startswith("eval.") and loc.split(".", 1)[1] in overrides:
+            where = f"--{loc.split('.', 1)[1].replace('_', '-')}"
+            raise BenchError(f"{where} {overrides[loc.split('.', 1)[1]]!r}: {err['msg']}") from None
         fix = {
             "extra_forbidden": "remove it or check its spelling",
             "missing": "add it",
         }.get(err["type"], "see harness/grids/smoke.yaml for a valid grid")
-        raise BenchError(f"{path}: field '{loc}': {err['msg']}; {fix}") from e
+        raise BenchError(f"{path}: field '{loc}': {err['msg']}; {fix}") from None
     _check_references(grid, path)
     return grid
 
@@ -156,6 +190,7 @@ def load_grid(name_or_path: str) -> GridSpec:
 def _check_references(grid: GridSpec, path: Path) -> None:
     from harness.taskinfo import resolve_tasks
     from harness.zoo import get_model, load_zoo
+    from trainers import METHODS
 
     for i, name in enumerate(grid.models):
         try:
@@ -173,54 +208,62 @@ def _check_references(grid: GridSpec, path: Path) -> None:
         method = cfg.get("method", step)
         if method not in METHODS:
             raise BenchError(f"{path}: field 'steps.{step}.method': unknown method '{method}'{closest(method, METHODS)}; methods: {', '.join(METHODS)}")
-        _check_step_fields(path, step, method, cfg)
+    steps = {*grid.steps, *METHODS}
     for r, recipe in enumerate(grid.recipes):
         for j, step in enumerate(recipe):
-            if step not in grid.steps and step not in METHODS:
+            if step not in steps:
                 raise BenchError(
-                    f"{path}: field 'recipes.{r}.{j}': unknown step '{step}'{closest(step, [*grid.steps, *METHODS])}; "
+                    f"{path}: field 'recipes.{r}.{j}': unknown step '{step}'{closest(step, steps)}; "
                     "define it under `steps:` or use a method name"
                 )
+    for model, deltas in grid.per_model.items():
+        if model not in grid.models:
+            raise BenchError(f"{path}: field 'per_model.{model}': not one of the grid's models{closest(model, grid.models)}")
+        for step in deltas:
+            if step not in steps:
+                raise BenchError(f"{path}: field 'per_model.{model}.{step}': unknown step{closest(step, steps)}")
+    for model in grid.models:
+        for step in {s for recipe in grid.recipes for s in recipe}:
+            _step_config(grid, model, step, path)  # every field checked by type, before anything runs
     resolve_tasks(grid.tasks, where=f"{path}: field 'tasks'")
 
 
-# Set by the harness for every stage; a grid that sets them would fight the runner.
-_HARNESS_FIELDS = {"model", "parent", "output_dir", "target", "seed"}
+def _step_config(grid: GridSpec, model: str, step: str, path: Path | None = None) -> tuple[str, dict, dict]:
+    """(method, the grid's delta, the resolved config) for ``step`` on ``model``."""
+    from trainers import resolved_config
 
-
-def _check_step_fields(path: Path, step: str, method: str, cfg: dict[str, Any]) -> None:
-    """Every key of a step must be a field of its method's config dataclass."""
+    base = dict(grid.steps.get(step, {}))
+    own = dict(grid.per_model.get(model, {}).get(step, {}))
+    method = own.pop("method", None) or base.pop("method", step)
+    base.pop("method", None)
+    delta = {**base, **own}
+    where = f"{path}: field 'steps.{step}" if path else f"grid {grid.name}: step '{step}"
+    for key in delta:
+        if key in _HARNESS_FIELDS:
+            raise BenchError(f"{where}.{key}': set by the harness for every stage; remove it from the grid "
+                             f"(see trainers/{method}.py for the fields a grid may set)")
+        if key in _ZOO_FIELDS:
+            raise BenchError(f"{where}.{key}': only the model zoo may declare trust_remote_code "
+                             "(harness/models.yaml or $BENCH_MODELS); remove it from the grid")
     import dataclasses
 
     from trainers import method_config
 
-    fields = {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS
-    for key in cfg:
-        if key != "method" and key not in fields:
-            raise BenchError(
-                f"{path}: field 'steps.{step}.{key}': not a {method} setting{closest(key, fields)}; "
-                f"see trainers/{method}.py for its config fields"
-            )
+    fields = {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS - _ZOO_FIELDS
+    for key in delta:
+        if key not in fields:
+            raise BenchError(f"{where}.{key}': not a {method} setting{closest(key, fields)}; "
+                             f"see trainers/{method}.py for its config fields")
+    try:
+        resolved = resolved_config(method, delta)
+    except (ValueError, TypeError) as e:
+        raise BenchError(f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields") from None
+    return method, delta, resolved
 
 
-def _lineage_path(name: str) -> tuple[str, list[str]]:
-    """(root model, methods from root to this published checkpoint)."""
-    from harness.zoo import load_zoo
-
-    zoo, methods = load_zoo(), []
-    while zoo[name].lineage is not None:
-        methods.insert(0, zoo[name].lineage.method)
-        name = zoo[name].lineage.parent
-    return name, methods
-
-
-def eval_key(identity: str | None, train_key: str | None, tasks: tuple[tuple[str, str], ...],
-             settings: EvalSettings, seed: int, target: str) -> str:
-    """What determines an eval cell's scores; ``batch_size`` is a speed knob and stays out."""
-    packages = package_versions(KEY_PACKAGES["eval"] + (("vllm",) if settings.backend == "vllm" else ()))
-    return content_key({"kind": "eval", "model": identity, "train": train_key, "tasks": tasks,
-                        "eval": settings.model_dump(exclude={"batch_size"}), "packages": packages,
-                        "seed": seed, "target": target})
+def weights_key(identity: str) -> str:
+    """A short key for the weights of a zoo model (its identity string hashed)."""
+    return content_key({"weights": identity})
 
 
 def expand(grid: GridSpec) -> Expansion:
@@ -228,33 +271,55 @@ def expand(grid: GridSpec) -> Expansion:
     from harness.zoo import get_model, model_identity
 
     tasks = tuple((t.name, t.version) for t in resolve_tasks(grid.tasks))
-    train_packages = package_versions(KEY_PACKAGES["train"])
-
     train: dict[str, TrainCell] = {}
     evals: dict[str, EvalCell] = {}
 
-    def add_eval(model: str, stage: str, load: str, train_key: str | None, identity: str | None) -> None:
-        key = eval_key(identity, train_key, tasks, grid.eval, grid.seed, grid.target)
-        evals.setdefault(key, EvalCell(key, model, stage, load, train_key, tasks, grid.eval))
+    def add_eval(spec, row_model: str, stage: str, recipe: tuple[str, ...], load: str, train_key: str | None,
+                 identity: str | None, parent_weights: str | None, base_weights: str, parent_stage: str | None):
+        settings = resolve_eval(spec, grid.eval)
+        inputs = eval_inputs(weights=identity, train=train_key, tasks=dict(tasks), settings=settings.model_dump(),
+                             trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
+        key = content_key(inputs)
+        weights = train_key or weights_key(identity or "")
+        evals.setdefault(key, EvalCell(key, row_model, stage, load, train_key, tasks, settings, recipe, weights,
+                                       parent_weights, base_weights, parent_stage, spec.trust_remote_code, inputs))
+        return weights
 
     for model in grid.models:
         spec = get_model(model)
         identity = model_identity(spec)
-        add_eval(spec.name, "base", model, None, identity)
+        base = add_eval(spec, spec.name, "base", (), model, None, identity, None, weights_key(identity), None)
         for recipe in grid.recipes:
             parent_key, parent_stage = None, "base"
             for i, step in enumerate(recipe):
-                cfg = dict(grid.steps.get(step, {}))
-                method = cfg.pop("method", step)
+                method, delta, resolved = _step_config(grid, model, step)
                 stage = "+".join(recipe[: i + 1])
-                payload = {"kind": "train", "model": identity, "parent": parent_key, "method": method,
-                           "config": data_identity(cfg), "packages": train_packages,
-                           "seed": grid.seed, "target": grid.target}
-                key = content_key(payload)
-                train.setdefault(key, TrainCell(key, spec.name, stage, step, method, cfg, parent_key, parent_stage))
-                add_eval(spec.name, stage, model, key, None)
+                inputs = train_inputs(weights=identity, parent=parent_key, step=step, method=method, config=resolved,
+                                      trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
+                key = content_key(inputs)
+                train.setdefault(key, TrainCell(key, spec.name, stage, step, method, delta, resolved,
+                                                parent_key, parent_stage, inputs))
+                add_eval(spec, spec.name, stage, tuple(recipe[: i + 1]), model, key, None,
+                         parent_key or base, base, parent_stage)
                 parent_key, parent_stage = key, stage
     for name in grid.published:
-        root, methods = _lineage_path(name)
-        add_eval(root, "+".join(methods), name, None, model_identity(get_model(name)))
+        chain = _lineage(name)  # root first
+        root = get_model(chain[0])
+        root_weights = weights_key(model_identity(root))
+        spec = get_model(name)
+        parent = chain[-2]
+        parent_weights = root_weights if parent == root.name else weights_key(model_identity(get_model(parent)))
+        recipe = tuple(get_model(n).lineage.method for n in chain[1:])
+        add_eval(spec, root.name, name, recipe, name, None, model_identity(spec), parent_weights, root_weights,
+                 "base" if parent == root.name else parent)
     return Expansion(grid, list(train.values()), list(evals.values()))
+
+
+def _lineage(name: str) -> list[str]:
+    """Zoo names from the lineage root to ``name``."""
+    from harness.zoo import get_model
+
+    chain = [name]
+    while get_model(chain[0]).lineage is not None:
+        chain.insert(0, get_model(chain[0]).lineage.parent)
+    return chain

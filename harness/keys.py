@@ -1,51 +1,48 @@
-"""Content-hash cell keys: stable across runs and machines, different when any input differs."""
+"""Cell keys: one module builds every key, from a payload that is stored in the cell's record.
+
+A key is the hash of everything that decides a cell's output. The payload (``inputs``) is
+kept in the record, so ``bench grid show`` can name the first field that changed when a
+cell's key moves. What goes in:
+
+- train cells: the weights they start from (the model identity for a first stage, the
+  parent's key otherwise), the method and its ``VERSION``, the **resolved** method config
+  (every dataclass field with its effective value, file paths replaced by content hashes),
+  verifier versions for methods whose data or reward a verifier decides, the zoo's
+  ``trust_remote_code``, seed, target and key-relevant package versions;
+- eval cells: the weights (model identity or train key), each task with its version and
+  its verifiers' versions, the resolved eval settings, seed, target and packages.
+
+``KEY_SCHEMA`` changes whenever the payload's layout changes: every key moves with it.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["content_key", "package_versions", "file_digest", "data_identity"]
+from bench_core.hashing import content_key, file_digest
+from bench_core.packages import KEY_PACKAGES, package_versions
 
-KEY_PACKAGES = {
-    "train": ("torch", "transformers", "trl", "peft"),
-    "eval": ("torch", "transformers", "lm_eval"),
-}
+__all__ = [
+    "KEY_SCHEMA",
+    "KEY_PACKAGES",
+    "content_key",
+    "package_versions",
+    "file_digest",
+    "data_identity",
+    "train_inputs",
+    "eval_inputs",
+    "first_difference",
+]
 
+KEY_SCHEMA = 2
 
-def content_key(payload: Any, length: int = 16) -> str:
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]
-
-
-@cache
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
-    return {name: _version(name) for name in names}
-
-
-@cache
-def _digest(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def file_digest(path: str | Path) -> str:
-    st = Path(path).stat()
-    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime)
+# Fields the harness sets per stage: paths on this machine (never part of what decides a result), and
+# target, seed and trust_remote_code, which the payload holds once at its top level.
+PATH_FIELDS = ("model", "parent", "output_dir", "target", "seed", "trust_remote_code")
+# Methods whose training data or reward is decided by a verifier.
+VERIFIED_METHODS = ("dpo", "grpo")
 
 
 def data_identity(config: Any) -> Any:
@@ -59,3 +56,70 @@ def data_identity(config: Any) -> Any:
         if p.is_file():
             return {"file": p.name, "sha256": file_digest(p)}
     return config
+
+
+def train_inputs(*, weights: str | None, parent: str | None, step: str, method: str,
+                 config: dict[str, Any], trust_remote_code: bool, seed: int, target: str) -> dict[str, Any]:
+    """The payload of a train cell; ``config`` is the method's resolved config."""
+    from tasks import all_verifier_versions
+    from trainers import method_version
+
+    resolved = {k: v for k, v in config.items() if k not in PATH_FIELDS}
+    return {
+        "key_schema": KEY_SCHEMA,
+        "kind": "train",
+        "weights": weights if parent is None else None,
+        "parent": parent,
+        "method": method,
+        "method_version": method_version(method),
+        step: data_identity(resolved),
+        "verifiers": all_verifier_versions() if method in VERIFIED_METHODS else {},
+        "trust_remote_code": trust_remote_code,
+        "packages": package_versions(KEY_PACKAGES["train"]),
+        "seed": seed,
+        "target": target,
+    }
+
+
+def eval_inputs(*, weights: str | None, train: str | None, tasks: dict[str, str], settings: dict[str, Any],
+                trust_remote_code: bool, seed: int, target: str) -> dict[str, Any]:
+    """The payload of an eval cell; ``tasks`` maps task name -> version, ``settings`` are resolved."""
+    from harness.taskinfo import task_verifiers
+
+    packages = KEY_PACKAGES["eval"] + (("vllm",) if settings.get("backend") == "vllm" else ())
+    return {
+        "key_schema": KEY_SCHEMA,
+        "kind": "eval",
+        "weights": weights,
+        "train": train,
+        "tasks": dict(tasks),
+        "verifiers": {t: task_verifiers(t) for t in tasks},
+        "eval": settings,
+        "trust_remote_code": trust_remote_code,
+        "packages": package_versions(packages),
+        "seed": seed,
+        "target": target,
+    }
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """``'distill.learning_rate 0.0002 -> 0.0001'``: the first field (sorted) where two payloads differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                return f"{sub} added ({_short(new[k])})"
+            if k not in new:
+                return f"{sub} removed (was {_short(old[k])})"
+            found = first_difference(old[k], new[k], sub)
+            if found:
+                return found
+        return None
+    if old != new:
+        return f"{path or '(payload)'} {_short(old)} -> {_short(new)}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,12 +1,20 @@
-"""Where a cell stands: done (its record exists), failed before, changed input, or new."""
+"""Where a cell stands, from what is on disk: done, failed before, changed input, or new.
+
+``changed`` means an earlier record exists for the same (kind, model, stage) under another
+key; the reason names the first field of the key payload that differs
+(``distill.learning_rate 0.0002 -> 0.0001``), or the parent whose change moved this key.
+"""
 
 from __future__ import annotations
 
 import json
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cell_status", "failure_path", "record_file"]
+from harness.keys import first_difference
+
+__all__ = ["CellStatus", "Previous", "cell_status", "previous_records", "failure_path", "record_file"]
 
 
 def record_file(results_dir: Path, kind: str, key: str) -> Path:
@@ -17,32 +25,75 @@ def failure_path(results_dir: Path, kind: str, key: str) -> Path:
     return Path(results_dir) / "failures" / f"{kind}-{key}.json"
 
 
-@cache
-def _known_ids(results_dir: Path, mtime: float) -> dict[tuple[str, str, str], str]:
-    """(kind, model, stage) -> a key seen before, to tell 'changed input' from 'new'."""
-    out: dict[tuple[str, str, str], str] = {}
-    for path in (Path(results_dir) / "records").glob("*.json"):
+@dataclass(frozen=True)
+class CellStatus:
+    status: str  # done | failed | changed | new
+    why: str
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+
+@dataclass(frozen=True)
+class Previous:
+    key: str
+    inputs: dict[str, Any]
+    finished_at: str
+
+
+def previous_records(results_dir: str | Path) -> dict[tuple[str, str, str], Previous]:
+    """(kind, model, stage) -> the latest record's key and payload: to tell 'changed' from 'new'."""
+    out: dict[tuple[str, str, str], Previous] = {}
+    for path in sorted((Path(results_dir) / "records").glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            out[(data["kind"], data["model_id"], data.get("stage", "base"))] = data["cell_key"]
-        except (OSError, ValueError, KeyError):
+            ident = (data["kind"], data["model_id"], data.get("stage", "base"))
+            prev = Previous(data["cell_key"], data.get("inputs") or {}, str(data.get("finished_at", "")))
+        except (OSError, ValueError, KeyError, TypeError):
             continue
+        if ident not in out or prev.finished_at > out[ident].finished_at:
+            out[ident] = prev
     return out
 
 
-def cell_status(cell, results_dir: str | Path) -> tuple[str, str]:
+def _loads(path: Path) -> str | None:
+    """None when the record loads, else why not (a corrupt record makes its cell run again)."""
+    from leaderboards.record import load_record
+
+    try:
+        load_record(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable record means: not done
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:100]
+    return None
+
+
+def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
+                parent_status: CellStatus | None = None) -> CellStatus:
     results_dir = Path(results_dir)
-    if record_file(results_dir, cell.kind, cell.key).exists():
-        return "done", "record exists"
+    record = record_file(results_dir, cell.kind, cell.key)
+    if record.exists():
+        broken = _loads(record)
+        if broken is None:
+            if cell.kind == "train" and not (results_dir / "checkpoints" / cell.key / "manifest.json").exists():
+                return CellStatus("changed", "its checkpoint is missing (results/checkpoints/"
+                                             f"{cell.key}); it will be trained again")
+            return CellStatus("done", "record exists")
+        return CellStatus("new", f"its record does not load ({broken}); it will run again")
     failed = failure_path(results_dir, cell.kind, cell.key)
     if failed.exists():
         try:
             reason = json.loads(failed.read_text()).get("error", "")
         except ValueError:
             reason = ""
-        return "failed", f"failed before: {reason}"[:120]
-    records = results_dir / "records"
-    mtime = records.stat().st_mtime if records.exists() else 0.0
-    if (cell.kind, cell.model, cell.stage) in _known_ids(results_dir, mtime):
-        return "changed", "input changed since the last record"
-    return "new", "no record yet"
+        return CellStatus("failed", f"failed before: {reason}"[:160])
+    previous = previous_records(results_dir) if previous is None else previous
+    prev = previous.get((cell.kind, cell.model, cell.stage))
+    if prev is None:
+        return CellStatus("new", "no record yet")
+    if parent_status is not None and parent_status.status == "changed":
+        what = "parent" if cell.kind == "train" else "stage"
+        return CellStatus("changed", f"{what} changed: {parent_status.why}")
+    if not prev.inputs:
+        return CellStatus("changed", f"input changed since record {prev.key} (it predates stored key inputs)")
+    return CellStatus("changed", first_difference(prev.inputs, cell.inputs) or f"key changed since record {prev.key}")

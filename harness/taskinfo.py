@@ -14,7 +14,7 @@ import yaml
 
 from harness.errors import BenchError, closest
 
-__all__ = ["TaskInfo", "task_index", "resolve_tasks"]
+__all__ = ["TaskInfo", "task_index", "resolve_tasks", "task_verifiers"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -83,3 +83,13 @@ def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
         leaves = resolve_tasks(list(info.members), where) if info.members else [info]
         out.extend(t for t in leaves if t not in out)
     return out
+
+
+def task_verifiers(name: str) -> dict[str, str]:
+    """Versions of the verifiers that score ``name`` (its folder under tasks/ names the family)."""
+    from tasks import TASKS_DIR, verifier_versions
+
+    info = task_index().get(name)
+    if info is None or not info.file.is_relative_to(TASKS_DIR) or info.file.parent == TASKS_DIR:
+        return {}
+    return verifier_versions(info.file.relative_to(TASKS_DIR).parts[0])

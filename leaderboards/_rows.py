@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from leaderboards.record import RunRecord
+from bench_core.hashing import content_key
+from leaderboards.record import RunRecord, stage_lineage
 
 __all__ = ["registered", "record_row", "task_rows", "insert_rows"]
 
@@ -23,6 +24,10 @@ def registered(con, name: str, table: pa.Table):
 
 def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
     p = rec.provenance
+    lineage = {"weights_key": rec.weights_key, "parent_weights": rec.parent_weights,
+               "base_weights": rec.base_weights, "parent_stage": rec.parent_stage}
+    if rec.weights_key is None:  # written without lineage: by stage names
+        lineage = stage_lineage(rec.model_id, rec.stage)
     return {
         "cell_key": rec.cell_key,
         "kind": rec.kind,
@@ -33,6 +38,7 @@ def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
         "recipe": list(rec.recipe),
         "stage": rec.stage,
         "parent_key": rec.parent_key,
+        **lineage,
         "checkpoint": rec.checkpoint,
         "backend": rec.backend,
         "dtype": rec.dtype,
@@ -53,9 +59,23 @@ def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
     }
 
 
+def settings_key(rec: RunRecord, task: str) -> str:
+    """What a task's score was measured with, apart from the weights: cells that differ here are
+    two columns of the board, never one cell hiding the other."""
+    inputs = rec.inputs
+    if inputs:
+        same = {k: v for k, v in inputs.items() if k not in ("weights", "train", "tasks", "verifiers")}
+        same["verifiers"] = (inputs.get("verifiers") or {}).get(task)
+        return content_key(same, 8)
+    t = next(t for t in rec.tasks if t.name == task)  # schema v1: the prompt format it recorded
+    return content_key({"n_shot": t.n_shot, "chat": t.chat_template, "limit": t.limit, "seed": rec.seed,
+                        "backend": rec.backend}, 8)
+
+
 def task_rows(rec: RunRecord) -> list[dict]:
     rows = []
     for t in rec.tasks:
+        sig = settings_key(rec, t.name)
         for metric, m in t.metrics.items():
             rows.append(
                 {
@@ -74,6 +94,10 @@ def task_rows(rec: RunRecord) -> list[dict]:
                     "chat_template": t.chat_template,
                     "limit": t.limit,
                     "samples_file": t.samples_file,
+                    "settings_key": sig,
+                    "settings": t.settings or f"n≤{t.limit} {t.n_shot}-shot" if t.limit else t.settings,
+                    "truncated": t.truncated,
+                    "score_completed": t.score_completed,
                 }
             )
     return rows

@@ -70,6 +70,7 @@ class BoardCell:
     p_base: float | None = None  # exact McNemar vs base over shared doc_ids
     p_parent: float | None = None
     alpha: float = 0.05
+    truncated: float | None = None  # share of samples that hit the generation cap
 
     @property
     def sig_base(self) -> bool:
@@ -87,10 +88,11 @@ class BoardCell:
 @dataclass
 class BoardRow:
     model: str
-    stage: str
+    stage: str  # the stage label, with a short weights key when one (model, stage) has several
     depth: int
     parent: str | None
     cells: dict[str, BoardCell] = field(default_factory=dict)
+    weights: str = ""
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Board:
     columns: list[Column]
     rows: list[BoardRow]
     alpha: float = 0.05
+    analysis: dict | None = None  # bench analyze's panels, attached for HTML (analysis_store.board_panels)
 
     @property
     def legend(self) -> list[str]:
@@ -107,7 +110,8 @@ class Board:
             "(Δ vs base / Δ vs previous stage); one Δ when the previous stage is base",
             f"{SIG_BASE} differs from base at p < {a}; {SIG_PARENT} differs from the previous "
             f"stage at p < {a} (exact McNemar test on per-sample correctness, shared doc_ids)",
-            "columns are task@version: only equal task versions are compared",
+            "columns are task@version: only equal task versions are compared; "
+            "[...] names the eval settings when a task was measured more than one way",
         ]
 
 
@@ -130,7 +134,8 @@ def _keep(row: tuple, models, methods, tasks) -> bool:
 
 _COLS = (
     "model_id, stage, depth, parent_stage, task, task_version, label, metric, higher_is_better, "
-    "value, stderr, n, cell_key, base_cell, delta_base, parent_cell, delta_parent"
+    "value, stderr, n, cell_key, base_cell, delta_base, parent_cell, delta_parent, "
+    "weights_key, parent_weights, base_weights, truncated"
 )
 
 
@@ -152,11 +157,17 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
     ]
     pvals = _paired_pvalues(con, rows)
     columns: dict[str, Column] = {}
-    board_rows: dict[tuple[str, str], BoardRow] = {}
+    board_rows: dict[tuple[str, str, str], BoardRow] = {}
+    variants: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        variants.setdefault((r[0], r[1]), set()).add(r[17])
     for (model, stage, depth, parent, task, version, label, metric, hib, value, se, n,
-         cell, base_cell, d_base, parent_cell, d_parent) in rows:  # fmt: skip
+         cell, base_cell, d_base, parent_cell, d_parent, weights, parent_w, base_w, trunc) in rows:  # fmt: skip
         columns.setdefault(label, Column(label, task, version, metric, bool(hib)))
-        row = board_rows.setdefault((model, stage), BoardRow(model, stage, depth, parent))
+        # Two sets of weights under one (model, stage) label (a changed config, a re-trained
+        # stage) are two rows, told apart by their weights key: nothing is hidden.
+        shown = stage if len(variants[(model, stage)]) == 1 else f"{stage} #{weights.rsplit('#', 1)[-1][:6]}"
+        row = board_rows.setdefault((model, stage, weights), BoardRow(model, shown, depth, parent, weights=weights))
         row.cells[label] = BoardCell(
             value=value,
             stderr=None if se is None or math.isnan(se) else se,
@@ -166,9 +177,10 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
             delta_parent=d_parent,
             p_base=pvals.get((cell, base_cell, task)) if base_cell else None,
             p_parent=(
-                pvals.get((cell, parent_cell, task)) if parent_cell and parent != "base" else None
+                pvals.get((cell, parent_cell, task)) if parent_cell and parent_w != base_w else None
             ),
             alpha=alpha,
+            truncated=trunc,
         )
     return Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
 
@@ -177,10 +189,10 @@ def _paired_pvalues(con, rows: list[tuple]) -> dict[tuple[str, str, str], float]
     """Exact McNemar p for every (cell, reference cell, task) pair the board shows."""
     pairs = set()
     for r in rows:
-        cell, task, base_cell, parent, parent_cell = r[12], r[4], r[13], r[3], r[15]
+        cell, task, base_cell, parent_cell = r[12], r[4], r[13], r[15]
         if base_cell:
             pairs.add((cell, base_cell, task))
-        if parent_cell and parent != "base":
+        if parent_cell and r[18] != r[19]:
             pairs.add((cell, parent_cell, task))
     if not pairs:
         return {}

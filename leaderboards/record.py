@@ -25,9 +25,10 @@ __all__ = [
     "write_record",
     "load_record",
     "record_path",
+    "stage_lineage",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class MetricValue(BaseModel):
@@ -50,6 +51,9 @@ class TaskResult(BaseModel):
     chat_template: bool = True
     limit: int | None = None
     samples_file: str | None = None  # Parquet of per-sample rows, relative to the results dir
+    settings: str | None = None  # short label of the eval settings (limit, shots, template, sampling)
+    truncated: float | None = None  # share of samples that hit the generation cap
+    score_completed: float | None = None  # primary metric over samples that did not hit the cap
 
 
 class Provenance(BaseModel):
@@ -66,7 +70,7 @@ class RunRecord(BaseModel):
     """A finished cell. ``kind='train'`` records a stage, ``kind='eval'`` its scores."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["train", "eval"]
     cell_key: str
     grid: str | None = None
@@ -74,7 +78,14 @@ class RunRecord(BaseModel):
     model_revision: str | None = None
     recipe: list[str] = Field(default_factory=list)
     stage: str = "base"
-    parent_key: str | None = None
+    parent_key: str | None = None  # train: the parent stage's key; eval: the stage's train key
+    # What the key was computed from (harness.keys): a changed field is named by `bench grid show`.
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    # Lineage by weights, not by stage names: what is evaluated, its parent row and its root.
+    weights_key: str | None = None
+    parent_weights: str | None = None
+    base_weights: str | None = None
+    parent_stage: str | None = None
     method_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     checkpoint: str | None = None
     tasks: list[TaskResult] = Field(default_factory=list)
@@ -83,7 +94,8 @@ class RunRecord(BaseModel):
     target: str | None = None
     seed: int = 0
     wall_s: float | None = None
-    tokens_per_s: float | None = None
+    load_s: float | None = None  # model load, outside tokens_per_s
+    tokens_per_s: float | None = None  # eval: generated tokens per second of generation
     peak_memory_bytes: int | None = None
     train_metrics: dict[str, float] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
@@ -112,8 +124,25 @@ def write_record(record: RunRecord, results_dir: str | Path) -> Path:
     return path
 
 
+def stage_lineage(model: str, stage: str, prefix: str = "") -> dict[str, str | None]:
+    """Lineage by stage names, for records that carry none (schema v1, synthetic cells): a row is
+    (model, stage) and its parent drops the last method of the stage."""
+    parent = None if stage == "base" else stage.rsplit("+", 1)[0] if "+" in stage else "base"
+    return {"weights_key": f"{prefix}{model}/{stage}",
+            "parent_weights": f"{prefix}{model}/{parent}" if parent else None,
+            "base_weights": f"{prefix}{model}/base", "parent_stage": parent}
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "schema_version": 2, **stage_lineage(data["model_id"], data.get("stage", "base"), "v1:")}
+
+
+_UPGRADES = {1: _v1_to_v2}  # each schema version adds one step here (never edit old steps)
+
+
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    # Each future schema version adds one step here: v1 -> v2 -> ... (never edit old steps).
+    while data.get("schema_version", 1) in _UPGRADES:
+        data = _UPGRADES[data.get("schema_version", 1)](data)
     return data
 
 

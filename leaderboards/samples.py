@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "SAMPLES_SCHEMA",
+    "STORED_FIELDS",
     "CORRECT_THRESHOLD",
     "samples_path",
     "resolve_samples_file",
@@ -47,8 +48,14 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("prompt", pa.string()),
         pa.field("logprob", pa.float64()),
         pa.field("meta", pa.string()),  # JSON object of doc metadata
+        pa.field("repeat", pa.int64()),  # index of the sample among a prompt's repeats (0 when one)
+        pa.field("gen_tokens", pa.int64()),  # tokens generated
+        pa.field("truncated", pa.bool_()),  # the generation hit its token cap
     ]
 )
+# Columns the DuckDB store keeps; the rest stay in the Parquet files for `bench analyze`.
+STORED_FIELDS = ("cell_key", "task", "doc_id", "score", "correct", "answer", "target", "completion",
+                 "prompt", "logprob", "meta")
 _REQUIRED = ("cell_key", "task", "doc_id", "score")
 
 
@@ -104,22 +111,26 @@ def _normalize(row: Mapping[str, Any], i: int, path: Path) -> dict[str, Any]:
         "prompt": None if row.get("prompt") is None else str(row["prompt"]),
         "logprob": None if row.get("logprob") is None else float(row["logprob"]),
         "meta": _meta_json(row.get("meta")),
+        "repeat": int(row.get("repeat") or 0),
+        "gen_tokens": None if row.get("gen_tokens") is None else int(row["gen_tokens"]),
+        "truncated": None if row.get("truncated") is None else bool(row["truncated"]),
     }
 
 
 def write_samples(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Validate and write rows atomically (temp file + rename): readers never see half a file.
 
-    A (task, doc_id) pair must be unique: paired tests join two cells on it.
+    A (task, doc_id, repeat) triple must be unique: paired tests join two cells on it.
     """
     path = Path(path)
     norm = [_normalize(r, i, path) for i, r in enumerate(rows)]
     seen: set[tuple[str, int]] = set()
     for r in norm:
-        key = (r["task"], r["doc_id"])
+        key = (r["task"], r["doc_id"], r["repeat"])
         if key in seen:
             raise ValueError(
-                f"{path}: duplicate doc_id {key[1]} for task '{key[0]}'; doc_id must be unique"
+                f"{path}: duplicate doc_id {key[1]} (repeat {key[2]}) for task '{key[0]}'; "
+                "doc_id must be unique per repeat"
             )
         seen.add(key)
     table = pa.Table.from_pylist(norm, schema=SAMPLES_SCHEMA)

@@ -5,10 +5,13 @@ views are the leaderboard. A stage is the method path (``base``, ``distill``,
 ``distill+grpo``); its depth is the number of methods and its parent drops the last one.
 
 Version rule: a leaderboard column is a task *at one version* (``label`` =
-``task@vN``). Cells evaluated on different versions of a task land in different
-columns, so deltas and paired tests only ever compare equal versions. When one
-(model, stage) has several eval cells for the same task version, the most recently
-finished one is shown.
+``task@vN``) measured with one set of eval settings (``settings_key``: limit, shots,
+template, sampling, seed, packages; the label gains the settings when a task has
+several). A row is one set of weights (``weights_key``: a trained stage's key, or a
+zoo model's identity) labelled by model and stage; parents and bases are found by
+weights key, not by stage names, so a published stage is a row of its own beside the
+base it descends from. Nothing is hidden: the latest record wins only among records of
+the *same* cell key (a ``--force`` recompute).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ CREATE TABLE IF NOT EXISTS records (
     recipe VARCHAR[],
     stage VARCHAR NOT NULL,
     parent_key VARCHAR,
+    weights_key VARCHAR,
+    parent_weights VARCHAR,
+    base_weights VARCHAR,
+    parent_stage VARCHAR,
     checkpoint VARCHAR,
     backend VARCHAR,
     dtype VARCHAR,
@@ -59,7 +66,11 @@ CREATE TABLE IF NOT EXISTS task_results (
     n_shot INTEGER,
     chat_template BOOLEAN,
     "limit" BIGINT,
-    samples_file VARCHAR
+    samples_file VARCHAR,
+    settings_key VARCHAR,
+    settings VARCHAR,
+    truncated DOUBLE,
+    score_completed DOUBLE
 );
 -- Cache of paired correctness counts (cell vs reference cell on one task, shared doc_ids),
 -- filled at ingest for every pair the leaderboard shows; cells are immutable, so a pair's
@@ -87,12 +98,6 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 """
 
-_DEPTH = "CASE WHEN stage = 'base' THEN 0 ELSE len(string_split(stage, '+')) END"
-_PARENT = (
-    "CASE WHEN stage = 'base' THEN NULL "
-    "WHEN contains(stage, '+') THEN regexp_replace(stage, '\\+[^+]*$', '') "
-    "ELSE 'base' END"
-)
 _LABEL = (
     "task || '@' || CASE WHEN starts_with(task_version, 'v') THEN task_version "
     "ELSE 'v' || task_version END"
@@ -102,33 +107,51 @@ VIEWS = {
     # Primary metric of every eval cell × task, with the record's identity columns.
     "primary_results": """
         SELECT r.model_id, r.stage, r.grid, r.recipe, r.cell_key, r.finished_at, r.seed,
-               r.backend, t.task, t.task_version, t.metric, t.value, t.stderr,
-               t.stderr_source, t.n, t.higher_is_better, t.n_shot, t.chat_template
+               r.backend, r.weights_key, r.parent_weights, r.base_weights, r.parent_stage,
+               t.task, t.task_version, t.metric, t.value, t.stderr,
+               t.stderr_source, t.n, t.higher_is_better, t.n_shot, t.chat_template,
+               t.settings_key, t.settings, t.truncated, t.score_completed
         FROM task_results t JOIN records r USING (cell_key, kind)
         WHERE t.kind = 'eval' AND t.is_primary
     """,
-    # One row per model × stage × task@version (latest cell), with deltas vs base and parent.
+    # One row per weights × task@version × settings (latest record of one key), with deltas
+    # vs the lineage root and the parent row, found by weights key.
     "leaderboard_long": f"""
         WITH ranked AS (
             SELECT *, row_number() OVER (
-                PARTITION BY model_id, stage, task, task_version
-                ORDER BY finished_at DESC, cell_key) AS rn
+                PARTITION BY cell_key, task, task_version
+                ORDER BY finished_at DESC) AS rn
             FROM primary_results
-        ), cells AS (
-            SELECT model_id, stage, {_DEPTH} AS depth, {_PARENT} AS parent_stage,
-                   task, task_version, {_LABEL} AS label, metric, higher_is_better,
-                   value, stderr, stderr_source, n, cell_key, finished_at
+        ), latest AS (
+            SELECT *, count(*) OVER (PARTITION BY weights_key, task, task_version, settings_key) AS n_same
             FROM ranked WHERE rn = 1
+        ), one AS (
+            -- Records without lineage (schema v1) can share a row and column under two keys:
+            -- split them by key instead of letting one hide the other.
+            SELECT * REPLACE (CASE WHEN n_same > 1 THEN weights_key || '#' || cell_key
+                                   ELSE weights_key END AS weights_key)
+            FROM latest
+        ), variants AS (
+            SELECT task, task_version, count(DISTINCT settings_key) AS n_settings
+            FROM one GROUP BY task, task_version
+        ), cells AS (
+            SELECT o.model_id, o.stage, coalesce(len(o.recipe), 0) AS depth, o.parent_stage,
+                   o.weights_key, o.parent_weights, o.base_weights,
+                   o.task, o.task_version, o.settings_key, o.settings,
+                   {_LABEL} || CASE WHEN v.n_settings > 1 THEN ' [' || coalesce(o.settings, o.settings_key) || ']'
+                                    ELSE '' END AS label,
+                   o.metric, o.higher_is_better, o.value, o.stderr, o.stderr_source, o.n,
+                   o.truncated, o.score_completed, o.cell_key, o.finished_at
+            FROM one o JOIN variants v USING (task, task_version)
         )
         SELECT c.*,
                b.cell_key AS base_cell, b.value AS base_value, c.value - b.value AS delta_base,
                p.cell_key AS parent_cell, p.value AS parent_value,
                c.value - p.value AS delta_parent
         FROM cells c
-        LEFT JOIN cells b ON c.stage <> 'base' AND b.stage = 'base'
-            AND b.model_id = c.model_id AND b.task = c.task AND b.task_version = c.task_version
-        LEFT JOIN cells p ON p.stage = c.parent_stage
-            AND p.model_id = c.model_id AND p.task = c.task AND p.task_version = c.task_version
+        LEFT JOIN cells b ON c.weights_key <> c.base_weights AND b.weights_key = c.base_weights
+            AND b.label = c.label
+        LEFT JOIN cells p ON p.weights_key = c.parent_weights AND p.label = c.label
     """,
     # The (cell, reference, task) pairs whose significance the leaderboard marks.
     "leaderboard_pairs": """
@@ -136,19 +159,19 @@ VIEWS = {
         WHERE base_cell IS NOT NULL
         UNION
         SELECT cell_key, parent_cell, task FROM leaderboard_long
-        WHERE parent_cell IS NOT NULL AND parent_stage <> 'base'
+        WHERE parent_cell IS NOT NULL AND parent_weights <> base_weights
     """,
     # Rows model × stage; columns are keys of the maps (task@version). Renderers pivot
     # these into real columns (a data-driven PIVOT cannot live in a DuckDB view).
     "leaderboard": """
-        SELECT model_id, stage, any_value(depth) AS depth, any_value(parent_stage) AS parent_stage,
+        SELECT model_id, stage, weights_key, any_value(depth) AS depth, any_value(parent_stage) AS parent_stage,
                map_from_entries(list(struct_pack(k := label, v := value))) AS value,
                map_from_entries(list(struct_pack(k := label, v := stderr))) AS stderr,
                map_from_entries(list(struct_pack(k := label, v := delta_base))) AS delta_base,
                map_from_entries(list(struct_pack(k := label, v := delta_parent))) AS delta_parent
         FROM leaderboard_long
-        GROUP BY model_id, stage
-        ORDER BY model_id, depth, stage
+        GROUP BY model_id, stage, weights_key
+        ORDER BY model_id, depth, stage, weights_key
     """,
 }
 
@@ -172,8 +195,28 @@ def pair_counts_sql(pairs: str) -> str:
     """
 
 
+# Bumped when a table's columns change. The store is a cache of the files under results/, so
+# a store of another version is dropped and re-ingested rather than migrated.
+STORE_VERSION = 2
+_CACHED_TABLES = ("records", "task_results", "paired_counts", "samples")
+
+
+def _store_version(con) -> int | None:
+    try:
+        return con.execute("SELECT max(version) FROM store_meta").fetchall()[0][0]
+    except Exception:  # noqa: BLE001 - no store_meta table: a store from before versioning, or a new one
+        return None
+
+
 def create_schema(con) -> None:
     """Create tables (if absent) and (re)create views; safe to call on every connection."""
+    if _store_version(con) != STORE_VERSION:
+        for view in VIEWS:
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for table in _CACHED_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("CREATE OR REPLACE TABLE store_meta (version INTEGER)")
+        con.execute("INSERT INTO store_meta VALUES (?)", [STORE_VERSION])
     con.execute(TABLES)
     for name, body in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")

@@ -20,8 +20,9 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from leaderboards._rows import insert_rows, record_row, registered, task_rows
+from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
 from leaderboards.record import load_record
-from leaderboards.samples import SAMPLES_SCHEMA, resolve_samples_file
+from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
 from leaderboards.sql import create_schema, pair_counts_sql
 
 __all__ = ["IngestReport", "IngestWarning", "ingest", "connect", "default_db_path"]
@@ -72,6 +73,7 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     con.execute("SET enable_progress_bar = false")  # the CLI owns stdout
     if not read_only:
         create_schema(con)
+        create_analysis_schema(con)
     return con
 
 
@@ -96,7 +98,7 @@ def _sample_select() -> str:
         pa.bool_(): "BOOLEAN",
     }
     parts = []
-    for f in SAMPLES_SCHEMA:
+    for f in (f for f in SAMPLES_SCHEMA if f.name in STORED_FIELDS):
         parts.append(
             f"m.{f.name}"
             if f.name in ("cell_key", "task")
@@ -264,6 +266,7 @@ def ingest(results_dir: str | Path, db_path: str | Path | None = None) -> Ingest
                 raise
             plan.samples = [m for m in plan.samples if m["filename"] not in bad]
             report.sample_rows = _apply(con, plan)
+        ingest_analysis(con, results_dir)  # bench analyze's files under results/analysis/
     except BaseException:
         try:
             con.execute("ROLLBACK")

@@ -99,12 +99,22 @@ def test_data_file_content_is_part_of_the_key(tmp_path):
     assert keys(write(tmp_path, steps=steps))[("train", "sft")] != first[("train", "sft")]
 
 
-def test_published_lineage_becomes_stages_of_the_base():
+def test_published_stages_are_rows_of_their_own_beside_the_trained_ones():
     exp = expand(load_grid("all"))
+    rows = [(c.model, c.stage) for c in exp.eval]
+    assert len(rows) == len(set(rows))  # no two eval cells share a (model, stage) label
     published = {c.load: c for c in exp.eval if c.load.startswith("tulu")}
-    assert published["tulu-3-8b-sft"].model == "llama-3.1-8b" and published["tulu-3-8b-sft"].stage == "sft"
-    assert published["tulu-3-8b-dpo"].stage == "sft+dpo"
-    assert published["tulu-3-8b"].stage == "sft+dpo+rlvr"
+    assert {c.stage for c in published.values()} == {"tulu-3-8b-sft", "tulu-3-8b-dpo", "tulu-3-8b"}
+    assert all(c.model == "llama-3.1-8b" for c in published.values())
+    trained = {c.stage for c in exp.eval if c.model == "llama-3.1-8b" and c.load == "llama-3.1-8b"}
+    assert trained == {"base", "sft", "sft+dpo", "distill", "distill+grpo"}
+    base = next(c for c in exp.eval if c.model == "llama-3.1-8b" and c.stage == "base")
+    sft, dpo, rl = (published[n] for n in ("tulu-3-8b-sft", "tulu-3-8b-dpo", "tulu-3-8b"))
+    # lineage by weights: SFT's parent is the base, DPO's the SFT, RLVR's the DPO
+    assert sft.parent_weights == base.weights and dpo.parent_weights == sft.weights
+    assert rl.parent_weights == dpo.weights and rl.base_weights == base.weights
+    assert (sft.recipe, rl.recipe, rl.parent_stage) == (("sft",), ("sft", "dpo", "rlvr"), "tulu-3-8b-dpo")
+
 
 
 @pytest.mark.parametrize("over, field, fix", [

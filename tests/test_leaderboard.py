@@ -206,28 +206,35 @@ def test_different_task_versions_get_separate_columns(tmp_path):
     assert rows["sft+grpo"]["math@v1"]["delta_base"] == pytest.approx(0.2)
 
 
-def test_latest_cell_wins_for_the_same_model_stage_and_version(tmp_path):
+def test_two_keys_of_one_model_and_stage_are_two_rows_never_one_hiding_the_other(tmp_path):
     s = [1.0, 0.0]
-    write_eval_cell(
-        tmp_path,
-        "m",
-        "base",
-        {"math": {"version": "1", "scores": s, "value": 0.1}},
-        cell_key="old",
-        minutes=1,
-    )
-    write_eval_cell(
-        tmp_path,
-        "m",
-        "base",
-        {"math": {"version": "1", "scores": s, "value": 0.2}},
-        cell_key="new",
-        minutes=2,
-    )
+    for key, value, minute in (("old", 0.1, 1), ("new", 0.2, 2)):
+        write_eval_cell(tmp_path, "m", "base", {"math": {"version": "1", "scores": s, "value": value}},
+                        cell_key=key, minutes=minute)
     ingest(tmp_path)
-    cell = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"][0]["cells"]["math@v1"]
-    assert (cell["value"], cell["cell_key"]) == (0.2, "new")
+    rows = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
+    got = sorted((r["cells"]["math@v1"]["cell_key"], r["cells"]["math@v1"]["value"]) for r in rows)
+    assert got == [("new", 0.2), ("old", 0.1)]
+    assert len({r["stage"] for r in rows}) == 2  # told apart in the stage label
 
+
+def test_settings_that_differ_are_two_columns(tmp_path):
+    """A --limit 10 rerun of a full eval is its own column, not a replacement of the full run."""
+    from leaderboards.record import load_record, write_record
+
+    for key, limit, value in (("full", None, 0.3), ("quick", 10, 0.9)):
+        rec = write_eval_cell(tmp_path, "m", "base", {"math": {"version": "1", "scores": [1.0, 0.0], "value": value}},
+                              cell_key=key)
+        rec.tasks[0].limit = limit
+        rec.inputs = {"weights": "w", "eval": {"limit": limit}, "tasks": {"math": "1"}}
+        rec.weights_key, rec.base_weights = "w", "w"
+        write_record(rec, tmp_path)
+        assert load_record(tmp_path / "records" / f"eval-{key}.json").tasks[0].limit == limit
+    ingest(tmp_path)
+    data = json.loads(render(tmp_path / "bench.duckdb", "json"))
+    assert len(data["rows"]) == 1
+    values = sorted(c["value"] for c in data["rows"][0]["cells"].values())
+    assert values == [0.3, 0.9] and len(data["columns"]) == 2
 
 def _paired(pattern):
     a, b = [], []

@@ -35,7 +35,7 @@ def records(results: Path) -> dict[str, dict]:
 def test_second_run_runs_zero_cells_and_board_equals_records(tmp_path, tiny_llama, tiny_qwen2):
     grid, results = eval_grid(tmp_path), tmp_path / "results"
     plan, outcome = run_grid(grid, results=results)
-    assert len(plan.todo) == 2 and set(outcome.values()) == {"done"}
+    assert len(plan.todo) == 2 and {o.status for o in outcome.values()} == {"done"}
     again, outcome2 = run_grid(grid, results=results)
     assert again.todo == [] and outcome2 == {} and len(again.skipped) == 2
 
@@ -83,10 +83,11 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, tiny_llama):
     (broken / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')  # no weights, no tokenizer
     grid, results = eval_grid(tmp_path, models=[str(broken), "tiny-random-llama"]), tmp_path / "results"
     plan, outcome = run_grid(grid, results=results)
-    assert sorted(v.split(":")[0] for v in outcome.values()) == ["done", "failed"]
+    assert sorted(o.status for o in outcome.values()) == ["done", "failed"]
     failures = list((results / "failures").glob("*.json"))
     assert len(failures) == 1 and "broken-model" in json.loads(failures[0].read_text())["cell"]
-    status = {c.model: why for c, why in [(c, plan_grid(grid, results).reasons.get(c.key)) for c in plan.todo]}
+    again = plan_grid(load_grid(grid), results)
+    status = {c.model: again.status[c.key].why for c in plan.todo}
     assert status["broken-model"].startswith("failed before")
 
 
@@ -114,7 +115,33 @@ def test_dry_run_says_what_and_why(tmp_path):
 def test_eval_cells_in_two_processes(tmp_path, tiny_llama, tiny_qwen2):
     grid, results = eval_grid(tmp_path), tmp_path / "results"
     plan, outcome = run_grid(grid, results=results, workers=2)
-    assert len(plan.todo) == 2 and set(outcome.values()) == {"done"}
+    assert len(plan.todo) == 2 and {o.status for o in outcome.values()} == {"done"}
     assert len(list((results / "records").glob("*.json"))) == 2
     again, _ = run_grid(grid, results=results, workers=2)
     assert again.todo == []
+
+
+@pytest.mark.slow
+def test_eval_checkpoint_records_the_stage_model_and_parent_key(tmp_path, tiny_llama):
+    """`bench eval --checkpoint DIR` on a trained stage: the record names that stage, not the directory."""
+    from harness.api import eval_model
+    from harness.runner import stage_dir
+
+    steps = {"distill": {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 2},
+             "grpo": {"levels": "1", "n_prompts": 2, "max_steps": 1, "num_generations": 2, "effective_batch": 2,
+                      "max_completion_length": 4, "save_steps": 1}}
+    grid = eval_grid(tmp_path, models=["tiny-random-llama"], recipes=[["distill", "grpo"]], steps=steps)
+    results = tmp_path / "results"
+    plan, outcome = run_grid(grid, results=results, kind="train")
+    assert {o.status for o in outcome.values()} == {"done"}, outcome
+    distill, grpo = sorted(plan.expansion.train, key=lambda c: c.stage)
+    record = eval_model(checkpoint=stage_dir(results, grpo.key), tasks=["math_arith"], limit=2, max_gen_toks=4,
+                        results=tmp_path / "eval")
+    assert (record.model_id, record.stage, record.recipe) == ("tiny-random-llama", "distill+grpo", ["distill", "grpo"])
+    assert record.parent_key == grpo.key and grpo.parent_key == distill.key
+    assert record.inputs["weights"].startswith("stage:")
+    # the identity is the content of the weights it loads: another stage's weights, another key
+    other = eval_model(checkpoint=stage_dir(results, distill.key), tasks=["math_arith"], limit=2, max_gen_toks=4,
+                       results=tmp_path / "eval")
+    assert other.stage == "distill" and other.cell_key != record.cell_key
+    assert other.inputs["weights"] != record.inputs["weights"]

@@ -138,7 +138,7 @@ def base_run(cluster, results, tmp_path_factory):
     grid = write_grid(tmp_path_factory.mktemp("grids") / "tiny.yaml", name="slurm-tiny")
     plan = plan_grid(grid, results)
     box: dict = {}
-    waiter = threading.Thread(target=lambda: box.update(run_slurm(plan, grid, results, poll_s=1, max_wait_s=600)))
+    waiter = threading.Thread(target=lambda: box.update(run_slurm(plan, results, poll_s=1, max_wait_s=600)))
     waiter.start()
     lock = results / "locks" / f"{plan.todo[0].key}.lock"
     deadline = time.monotonic() + 300
@@ -174,7 +174,7 @@ def test_check_slurm_and_submission_errors(cluster, tmp_path, monkeypatch):
     grid = write_grid(tmp_path / "tiny.yaml", name="slurm-tiny")
     plan = plan_grid(grid, tmp_path / "results")
     with pytest.raises(BenchError) as err:  # sbatch refuses: one line, nothing runs
-        run_slurm(plan, grid, tmp_path / "results", partition="no-such-partition")
+        run_slurm(plan, tmp_path / "results", partition="no-such-partition")
     assert "\n" not in str(err.value) and "sbatch refused wave 0 (eval)" in str(err.value)
     assert "already submitted: none" in str(err.value)
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
@@ -194,7 +194,7 @@ def test_tasks_that_cannot_give_a_result_are_failed(cluster, tmp_path, monkeypat
     box: dict = {}
     held = {"additional_parameters": {"begin": "now+1hour"}}  # pending until we cancel it
     waiter = threading.Thread(target=lambda: box.update(
-        run_slurm(plan, grid, tmp_path / "results", poll_s=0.5, max_wait_s=120, slurm_options=held)))
+        run_slurm(plan, tmp_path / "results", poll_s=0.5, max_wait_s=120, slurm_options=held)))
     waiter.start()
     deadline = time.monotonic() + 60
     while not list((tmp_path / "results").glob("slurm/*/*_submission.sh")) and time.monotonic() < deadline:
@@ -203,11 +203,11 @@ def test_tasks_that_cannot_give_a_result_are_failed(cluster, tmp_path, monkeypat
     subprocess.run(["scancel", job_id], check=True)
     waiter.join()
     assert list(box) == [plan.todo[0].key]
-    assert box[plan.todo[0].key].startswith(f"failed: job {job_id} ended (CANCELLED) without a result")
+    assert str(box[plan.todo[0].key]).startswith(f"failed: job {job_id} ended (CANCELLED) without a result")
     # a request the partition can never satisfy (the node has 2 CPUs) is cancelled, not waited on
-    out = run_slurm(plan, grid, tmp_path / "results", poll_s=0.5, max_wait_s=120,
+    out = run_slurm(plan, tmp_path / "results", poll_s=0.5, max_wait_s=120,
                     slurm_options={"cpus_per_task": 64})
-    assert re.fullmatch(r"failed: job \d+ can never start \(PartitionConfig\); cancelled it: .*", out[plan.todo[0].key])
+    assert re.fullmatch(r"failed: job \d+ can never start \(PartitionConfig\); cancelled it: .*", str(out[plan.todo[0].key]))
     assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == ""
 
 
@@ -217,7 +217,7 @@ def test_eval_grid_runs_as_a_slurm_job(base_run, results):
     grid, plan, outcome = base_run
     assert by_id(plan.todo) == [("eval", "tiny-random-llama/base")]
     key = plan.todo[0].key
-    assert outcome == {key: "done"}
+    assert {k: o.status for k, o in outcome.items()} == {key: "done"}
     record = json.loads(record_file(results, "eval", key).read_text())
     assert record["cell_key"] == key and record["tasks"][0]["metrics"]["exact_match"]["n"] == 2
     assert len(list((results / "records").glob("*.json"))) == 1  # ran once, one record
@@ -238,7 +238,7 @@ def test_preempted_task_requeues_and_finishes(base_run, results):
     log = "".join(p.read_text() for p in results.glob("slurm/*/*_log.*"))
     assert "this job is preempted" in log and "Requeued job" in log  # submitit's checkpoint path
     assert log.count("Starting with JobEnvironment") == 2 and log.count("Job completed successfully") == 1
-    assert outcome == {plan.todo[0].key: "done"}
+    assert {k: o.status for k, o in outcome.items()} == {plan.todo[0].key: "done"}
     assert len(list((results / "records").glob("*.json"))) == 1
     assert plan_grid(grid, results).todo == []  # nothing left to do
 
@@ -260,14 +260,14 @@ def test_failed_training_blocks_its_evals_through_array_dependencies(base_run, r
         [("eval", f"{m}/sft"), ("eval", f"{m}/sft2"), ("train", f"{m}/sft+sft3")],
         [("eval", f"{m}/sft+sft3")],
     ]
-    outcome = run_slurm(plan, grid, results, poll_s=1, max_wait_s=300)
+    outcome = run_slurm(plan, results, poll_s=1, max_wait_s=300)
     cell = {c.cell_id + ":" + c.kind: c.key for c in plan.todo}
     for name in ("sft", "sft2"):
-        assert outcome[cell[f"{m}/{name}:train"]].startswith("failed: "), outcome
+        assert outcome[cell[f"{m}/{name}:train"]].status == "failed", outcome
         assert failure_path(results, "train", cell[f"{m}/{name}:train"]).exists()  # run_cell recorded why
     for name in ("sft+sft3:train", "sft:eval", "sft2:eval", "sft+sft3:eval"):
         key = cell[f"{m}/{name}"]
-        assert outcome[key] == "blocked" and not failure_path(results, name.split(":")[1], key).exists()
+        assert outcome[key].status == "blocked" and not failure_path(results, name.split(":")[1], key).exists()
     new = {k: v for k, v in submission_scripts(results).items() if k not in before}
     names = {re.search(r"--job-name=(\S+)", v).group(1): k for k, v in new.items()}
     assert sorted(names) == ["bench-slurm-wiring-w0-train", "bench-slurm-wiring-w1-eval",
@@ -297,8 +297,8 @@ def test_train_then_eval_chain(base_run, results, tmp_path):
     plan = plan_grid(grid, results)
     assert by_id(plan.todo) == [("train", "tiny-random-llama/sft"), ("eval", "tiny-random-llama/sft")]
     train, ev = plan.todo
-    outcome = run_slurm(plan, grid, results, poll_s=1, max_wait_s=600)
-    assert outcome == {train.key: "done", ev.key: "done"}
+    outcome = run_slurm(plan, results, poll_s=1, max_wait_s=600)
+    assert {k: o.status for k, o in outcome.items()} == {train.key: "done", ev.key: "done"}
     t = json.loads(record_file(results, "train", train.key).read_text())
     e = json.loads(record_file(results, "eval", ev.key).read_text())
     assert e["parent_key"] == train.key

@@ -12,7 +12,7 @@ adapter, relative to one set of full weights named in its manifest (``base_weigh
 and a child's training never depends on peft's multi-adapter machinery. The parent's
 ``merged/`` is written when the child first needs it (or at once with ``merge=true``);
 a stage without children keeps only its adapter. Eval loads a stage by path
-(``trainers._model.load_model(stage_dir)``): its ``merged/`` when present, else
+(``trainers.model.load_model(stage_dir)``): its ``merged/`` when present, else
 ``base_weights`` + ``adapter/``. ``full`` mode stages hold ``merged/`` only.
 
 Importing this package imports no torch: ``METHODS`` names modules, loaded on use.
@@ -25,14 +25,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METHODS", "method_config", "train_stage"]
+from trainers.methods import METHODS
 
-METHODS: dict[str, str] = {
-    "sft": "trainers.sft:SFTConfig",
-    "distill": "trainers.distill:DistillConfig",
-    "dpo": "trainers.dpo:DPOConfig",
-    "grpo": "trainers.grpo:GRPOConfig",
-}
+__all__ = ["METHODS", "method_config", "method_version", "resolved_config", "train_stage"]
 
 
 def _unknown(method: str) -> ValueError:
@@ -45,6 +40,20 @@ def method_config(method: str) -> type:
         raise _unknown(method)
     module, _, name = METHODS[method].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def method_version(method: str) -> str:
+    """The method module's ``VERSION``: bumped when it trains differently for the same config."""
+    if method not in METHODS:
+        raise _unknown(method)
+    return str(importlib.import_module(METHODS[method].partition(":")[0]).VERSION)
+
+
+def resolved_config(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Every field of ``method``'s config dataclass with its effective value for ``config``."""
+    from trainers._config import config_dict, resolve
+
+    return config_dict(resolve(method_config(method), config))
 
 
 def train_stage(

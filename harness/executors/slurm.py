@@ -9,7 +9,9 @@ starts as soon as its own training ends, and ``afterany`` so one failure never c
 its siblings. A task whose parent ended without a record returns 'blocked' (the local
 executor's word) without loading anything.
 
-Every task calls :func:`harness.runner.run_cell`, which is idempotent (a record means
+Every task calls :func:`harness.runner.run_cell` with the planned cell itself (pickled by
+submitit: the job never re-loads the grid, so a job inside a container with other
+package pins runs exactly the cell that was planned). run_cell is idempotent (a record means
 done) and resumes a training stage from its newest checkpoint, so requeue is simply
 "call it again": :class:`CellTask` is a submitit ``Checkpointable``, so on preemption or
 timeout (SIGUSR2 ahead of the limit) submitit requeues the same task, up to
@@ -94,14 +96,15 @@ def _weights_gb(model: str, dtype: str) -> float:
 def _train_plan(cell, target: str):
     """The memory planner's plan for a train cell, or None (planner absent or unsure)."""
     try:
+        from harness.zoo import planner_facts
         from trainers.planner import plan
     except ImportError:
         return None
-    cfg = cell.config
+    cfg = cell.resolved  # every field with its effective value: the trainer's defaults, not guesses
     try:
-        return plan(cell.model, cell.method, target, seq_len=int(cfg.get("max_length", 1024)),
-                    mode=cfg.get("mode", "lora"), effective_batch=int(cfg.get("effective_batch", 8)),
-                    lora_r=int(cfg.get("lora_r", 16)), num_generations=int(cfg.get("num_generations", 8)))
+        return plan(planner_facts(cell.model), cell.method, target, seq_len=int(cfg["max_length"]),
+                    mode=cfg["mode"], effective_batch=int(cfg["effective_batch"]),
+                    lora_r=int(cfg["lora_r"]), num_generations=int(cfg.get("num_generations", 8)))
     except Exception:
         return None
 
@@ -120,7 +123,7 @@ def resources(cell, grid) -> dict[str, Any]:
     if cell.kind == "train":
         p = _train_plan(cell, target.name)
         if target.is_gpu:
-            gpus = min(max(p.gpus if p else 1, int(cell.config.get("nproc", 1))), target.gpus_per_node)
+            gpus = min(max(p.gpus if p else 1, int(cell.resolved["nproc"])), target.gpus_per_node)
             mem = 8 + 2 * weights * gpus  # every rank loads the weights; a merge needs a full copy
         elif p is not None:
             mem += p.total_gb  # on CPU the training state lives in host memory
@@ -128,15 +131,11 @@ def resources(cell, grid) -> dict[str, Any]:
             "gpus": gpus, "timeout_min": TIMEOUT_MIN[cell.kind]}
 
 
-def _needs(cell) -> str | None:
-    return cell.parent_key if cell.kind == "train" else cell.train_key
-
-
 def waves(cells: Sequence) -> list[list]:
     """Cells (parents first, as Plan.todo is) grouped by the wave they can start in."""
     wave: dict[str, int] = {}
     for cell in cells:
-        parent = _needs(cell)
+        parent = cell.needs
         wave[cell.key] = wave[parent] + 1 if parent in wave else 0
     out: list[list] = [[] for _ in range(max(wave.values(), default=-1) + 1)]
     for cell in cells:
@@ -147,19 +146,15 @@ def waves(cells: Sequence) -> list[list]:
 class CellTask(Checkpointable):
     """One array task: run one cell. Checkpointable: a requeued task just runs it again."""
 
-    def __call__(self, grid_ref: str, key: str, results_dir: str, needs: tuple[str, str] | None,
-                 backend: str | None, limit: int | None, force: bool) -> str:
+    def __call__(self, cell, exp, results_dir: str, needs: tuple[str, str] | None, force: bool):
+        from harness.runner import Outcome, run_cell
+
         if needs is not None:  # the parent ran in this submission: did it leave a good record?
             kind, parent = needs
             if not record_file(Path(results_dir), kind, parent).exists() or failure_path(
                     Path(results_dir), kind, parent).exists():
-                return "blocked"
-        from harness.runner import CellBusy, run_cell
-
-        try:
-            return run_cell(grid_ref, key, results_dir, backend=backend, limit=limit, force=force)
-        except CellBusy:
-            return "busy"
+                return Outcome("blocked", f"needs {parent}, which left no record")
+        return run_cell(cell, exp, results_dir, force=force)
 
 
 def python_command(container: str | None, binds: Sequence[Path], gpus: int) -> str:
@@ -177,13 +172,15 @@ def python_command(container: str | None, binds: Sequence[Path], gpus: int) -> s
     return shlex.join(args)
 
 
-def _outcome_from_pickle(job) -> str:
+def _outcome_from_pickle(job):
     from submitit.core import utils
+
+    from harness.runner import Outcome
 
     status, value = utils.pickle_load(job.paths.result_pickle)
     if status == "success":
-        return str(value)
-    return f"failed: {_first_line(str(value))}"[:200]
+        return value
+    return Outcome("failed", _first_line(str(value))[:300])
 
 
 def _squeue_states() -> dict[str, tuple[str, str]] | None:
@@ -219,32 +216,31 @@ def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -
         res = resources(cell, exp.grid)
         groups.setdefault((cell.kind, *sorted(res.items())), []).append(cell)
     for (kind, *res_items), group in groups.items():
-        parents = {jobs[_needs(c)].job_id for c in group if _needs(c) in jobs}
+        parents = {jobs[c.needs].job_id for c in group if c.needs in jobs}
         submit(wave_no, kind, dict(res_items), _dependency(parents, [j.job_id for j in jobs.values()]), group)
 
 
-def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | None = None,
-              limit: int | None = None, force: bool = False, container: str | None = None,
+def run_slurm(plan, results_dir: str | Path, *, force: bool = False, container: str | None = None,
               partition: str | None = None, wait: bool = True, poll_s: float = 5,
               slurm_options: dict[str, Any] | None = None, progress=None,
               max_wait_s: float | None = None) -> dict[str, str]:
     """Submit ``plan.todo`` as dependent job arrays; with ``wait``, poll until every task ended.
 
-    Returns cell key -> 'done' | 'skipped' | 'blocked' | 'busy' | 'failed: ...' (with
-    ``wait=False``: 'submitted: <job id>'; past ``max_wait_s``: 'unfinished: ...').
+    Returns cell key -> :class:`harness.runner.Outcome` (with ``wait=False``: 'submitted';
+    past ``max_wait_s``: 'unfinished').
     ``slurm_options`` are extra submitit SlurmExecutor parameters (account, qos, time, ...).
     """
     import submitit
 
+    from harness.runner import Outcome
+
     results_dir = Path(results_dir).resolve()
-    if Path(grid_ref).suffix in (".yaml", ".yml") and Path(grid_ref).exists():
-        grid_ref = str(Path(grid_ref).resolve())  # tasks may start in another directory
     if not plan.todo:
         return {}
     exp = plan.expansion
     folder = results_dir / "slurm" / f"{datetime.now():%Y%m%d-%H%M%S}-{exp.grid.name}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
-    binds = [results_dir] + ([Path(grid_ref).parent] if Path(grid_ref).is_absolute() else [])
+    binds = [results_dir]
     if os.environ.get("BENCH_CACHE"):
         binds.append(Path(os.environ["BENCH_CACHE"]).expanduser().resolve())
     todo_kind = {c.key: c.kind for c in plan.todo}
@@ -264,9 +260,9 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
         ex.update_parameters(**{**params, **(slurm_options or {})})
         try:
             with ex.batch():
-                submitted = [ex.submit(CellTask(), grid_ref, c.key, str(results_dir),
-                                       (todo_kind[_needs(c)], _needs(c)) if _needs(c) in todo_kind else None,
-                                       backend, limit, force) for c in group]
+                submitted = [ex.submit(CellTask(), c, exp, str(results_dir),
+                                       (todo_kind[c.needs], c.needs) if c.needs in todo_kind else None,
+                                       force) for c in group]
         except Exception as e:
             done = ", ".join(sorted({j.job_id.split("_")[0] for j in jobs.values()})) or "none"
             raise BenchError(f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
@@ -274,17 +270,19 @@ def run_slurm(plan, grid_ref: str, results_dir: str | Path, *, backend: str | No
         for cell, job in zip(group, submitted, strict=True):
             jobs[cell.key] = job
             if progress is not None:
-                progress(cell, f"submitted: {job.job_id}")
+                progress(cell, Outcome("submitted", job.job_id))
 
     for wave_no, cells in enumerate(waves(plan.todo)):
         _submit_wave(wave_no, cells, exp, jobs, submit)
     if not wait:
-        return {key: f"submitted: {job.job_id}" for key, job in jobs.items()}
+        return {key: Outcome("submitted", job.job_id) for key, job in jobs.items()}
     return _wait(plan, jobs, poll_s, progress, max_wait_s)
 
 
-def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -> dict[str, str]:
-    outcome: dict[str, str] = {}
+def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -> dict:
+    from harness.runner import Outcome
+
+    outcome: dict = {}
     ended: dict[str, float] = {}  # key -> when squeue first showed its job ended without a result
     cells = {c.key: c for c in plan.todo}
     start = time.monotonic()
@@ -302,12 +300,13 @@ def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -
                 continue
             elif state == "PENDING" and reason in NEVER_STARTS:
                 subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
-                outcome[key] = (f"failed: job {job.job_id} can never start ({reason}); cancelled it: fix the "
-                                "SLURM options (partition, resources, account)")
+                outcome[key] = Outcome("failed", f"job {job.job_id} can never start ({reason}); cancelled it: "
+                                       "fix the SLURM options (partition, resources, account)")
             elif state in TERMINAL:
                 if time.monotonic() - ended.setdefault(key, time.monotonic()) >= GRACE_S:
                     state = "no longer in squeue" if state == "GONE" else state
-                    outcome[key] = f"failed: job {job.job_id} ended ({state}) without a result; see {job.paths.stderr}"
+                    outcome[key] = Outcome("failed", f"job {job.job_id} ended ({state}) without a result; "
+                                                     f"see {job.paths.stderr}")
             else:
                 ended.pop(key, None)  # requeued, pending or running again
             if key in outcome and progress is not None:
@@ -316,7 +315,7 @@ def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -
             if max_wait_s is not None and time.monotonic() - start > max_wait_s:
                 for key, job in jobs.items():
                     state = (states or {}).get(job.job_id, ("queued",))[0]
-                    outcome.setdefault(key, f"unfinished: job {job.job_id} still {state} after {max_wait_s:.0f}s")
+                    outcome.setdefault(key, Outcome("unfinished", f"job {job.job_id} still {state} after {max_wait_s:.0f}s"))
                 break
             time.sleep(poll_s)
     return outcome

@@ -1,0 +1,89 @@
+"""Eval settings: what a grid (or the CLI) asks for, and what a model actually gets.
+
+A grid states deltas (``EvalSettings``); :func:`resolve_eval` fills every field from the
+model's zoo entry, so the key and the record hold the effective values: whether the chat
+template is used, the generation budget, the context, the sampling and the number of
+samples per prompt. Zoo → grid → CLI: a value the grid or CLI sets wins over the zoo's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EvalSettings", "ResolvedEval", "resolve_eval", "THINKING_GEN_TOKS"]
+
+THINKING_GEN_TOKS = 32768  # reasoning models' authors' budget, bounded by the context
+DEFAULT_CONTEXT = 4096  # when the zoo does not know a model's context
+
+
+class EvalSettings(BaseModel):
+    """A grid's ``eval:`` block. ``None`` means: the zoo decides for each model."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["hf", "vllm"] = "hf"
+    limit: int | None = Field(default=None, ge=1)
+    num_fewshot: int | None = Field(default=None, ge=0)
+    apply_chat_template: bool | None = None
+    max_gen_toks: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=16)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    repeats: int | None = Field(default=None, ge=1)
+    gen_kwargs: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int | Literal["auto"] = 8  # a speed knob: not part of the cell key
+
+
+class ResolvedEval(BaseModel):
+    """Every setting with its effective value for one model: part of the eval cell's key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    backend: str
+    limit: int | None
+    num_fewshot: int
+    apply_chat_template: bool
+    max_gen_toks: int | None  # None: each task's own budget (its version covers it)
+    max_model_len: int
+    temperature: float
+    top_p: float
+    repeats: int
+    gen_kwargs: dict[str, Any]
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """lm-eval ``gen_kwargs``: the budget and the sampling, over the grid's extra kwargs."""
+        sampling = {"do_sample": self.temperature > 0}
+        if self.temperature > 0:
+            sampling |= {"temperature": self.temperature, "top_p": self.top_p}
+        budget = {"max_gen_toks": self.max_gen_toks} if self.max_gen_toks else {}
+        return {**self.gen_kwargs, **budget, **sampling}
+
+    def tag(self) -> str:
+        """A short label of what a board column was measured with (limit, shots, template, sampling)."""
+        parts = [f"n≤{self.limit}" if self.limit else "full", f"{self.num_fewshot}-shot",
+                 "chat" if self.apply_chat_template else "plain"]
+        if self.max_gen_toks:
+            parts.append(f"{self.max_gen_toks}tok")
+        if self.temperature > 0:
+            parts.append(f"T{self.temperature:g}×{self.repeats}")
+        return " ".join(parts)
+
+
+def resolve_eval(spec, settings: EvalSettings) -> ResolvedEval:
+    """Zoo entry ``spec`` (a harness.zoo.ModelSpec) + grid/CLI ``settings`` → effective settings."""
+    context = spec.context_length or DEFAULT_CONTEXT
+    chat = spec.chat_template_required if settings.apply_chat_template is None else settings.apply_chat_template
+    thinks = spec.thinks
+    budget = settings.max_gen_toks or settings.gen_kwargs.get("max_gen_toks")
+    budget = budget or (THINKING_GEN_TOKS if thinks else None)
+    max_len = settings.max_model_len or context
+    temperature = settings.temperature if settings.temperature is not None else (0.6 if thinks else 0.0)
+    top_p = settings.top_p if settings.top_p is not None else (0.95 if thinks else 1.0)
+    repeats = settings.repeats if settings.repeats is not None else (4 if thinks and temperature > 0 else 1)
+    extra = {k: v for k, v in settings.gen_kwargs.items() if k not in ("max_gen_toks", "do_sample", "temperature", "top_p")}
+    return ResolvedEval(
+        backend=settings.backend, limit=settings.limit, num_fewshot=settings.num_fewshot or 0,
+        apply_chat_template=chat, max_gen_toks=min(int(budget), max(max_len - 256, 16)) if budget else None,
+        max_model_len=min(max_len, context), temperature=float(temperature), top_p=float(top_p),
+        repeats=int(repeats), gen_kwargs=extra,
+    )
