@@ -147,7 +147,7 @@ class Behavior:
 
     def to_dict(self) -> dict:
         return {"cell_key": self.cell_key, "task": self.task, "length_unit": self.length_unit,
-                **self.figures, "pass_at_k": {str(k): v for k, v in self.pass_at.items()}}  # fmt: skip
+                "figures": self.figures, "pass_at_k": {str(k): v for k, v in self.pass_at.items()}}  # fmt: skip
 
 
 def _lengths(s: dict) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import base64
 import io
 from html import escape
 
+from leaderboards.analysis_render import panels_html
 from leaderboards.board import Board, BoardRow, parent_stage, stage_depth
 from leaderboards.rendering import _deltas, _num
 
@@ -221,6 +222,6 @@ def to_html(board: Board, title: str = "bench leaderboard") -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{escape(title)}</h1><div class="meta">{escape(meta)}</div>'
-        f'{_table(board)}<div class="legend">{legend}</div>{_plots(board)}'
+        f'{_table(board)}<div class="legend">{legend}</div>{_plots(board)}{panels_html(board.analysis)}'
         f"<script>{_JS}</script></body></html>\n"
     )

@@ -252,15 +252,24 @@ def render(
     formatter = _format(fmt)
     filters = {"models": models, "methods": methods, "tasks": tasks, "alpha": alpha}
     if not isinstance(db_path_or_conn, str | Path):
-        return formatter(build_board(db_path_or_conn, **filters))
+        return formatter(_board(db_path_or_conn, formatter, filters))
     from leaderboards.store import connect
 
     con = connect(db_path_or_conn, read_only=True)
     try:
-        board = build_board(con, **filters)
+        board = _board(con, formatter, filters)
     finally:
         con.close()
     return formatter(board)
+
+
+def _board(con, formatter, filters) -> Board:
+    board = build_board(con, **filters)
+    if formatter is _html:  # only the HTML page shows bench analyze's panels
+        from leaderboards.analysis_store import board_panels
+
+        board.analysis = board_panels(con, board)
+    return board
 
 
 def write(db_path_or_conn, fmt: str, out: str | Path, **filters) -> Path:

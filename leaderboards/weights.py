@@ -153,17 +153,6 @@ class WeightDiff:
         present = [m for m in MODULE_ORDER if any(t.module == m for t in self.tensors)]
         return [{"module": m, **_group([t for t in self.tensors if t.module == m], self.tols)} for m in present]
 
-    def heat(self, field_: str = "rel_norm", tol: str | None = None) -> tuple[list[str], list[str], list[list]]:
-        """(row labels, module labels, values): layer × module means; non-layer tensors in row '-'."""
-        mods = [m for m in MODULE_ORDER if any(t.module == m for t in self.tensors)]
-        layers = sorted({t.layer for t in self.tensors if t.layer is not None})
-        rows: list[int | None] = ([None] if any(t.layer is None for t in self.tensors) else []) + layers
-        def value(t: TensorDiff):  # noqa: E306
-            return t.sparsity[tol or self.tols[0]] if field_ == "sparsity" else getattr(t, field_)
-        grid = [[_mean(value(t) for t in self.tensors if t.layer == r and t.module == m) for m in mods]
-                for r in rows]  # fmt: skip
-        return ["-" if r is None else str(r) for r in rows], mods, grid
-
     def to_dict(self) -> dict:
         keep = ("name", "layer", "module", "numel", "shape", "sparsity", "rel_norm", "rank_ratio",
                 "spectral_drift", "overlap", "note")  # fmt: skip

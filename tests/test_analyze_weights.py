@@ -180,3 +180,65 @@ def test_json_keys_tolerances_as_written(tmp_path):
     assert doc["modules"][0]["module"] == "q" and doc["layers"][0]["layer"] == 0
     with pytest.raises(ValueError, match="dtype 'int8'"):
         compare_weights(a, b, dtype="int8")
+
+
+def _trained_stage(tmp_path: Path) -> tuple[Path, Path]:
+    """A results dir whose train record m/sft points at a stage: adapter/ over base, merged/."""
+    from leaderboards.record import RunRecord, write_record
+
+    base = _ckpt(tmp_path / "base", {Q: [[1, 1, 1], [1, 1, 1]], NORM: [1, 1]})
+    stage = tmp_path / "stage"
+    _adapter(stage / "adapter", [[1.0, 0.0, 2.0]], [[1.0], [3.0]])
+    _ckpt(stage / "merged", {Q: [[3, 1, 5], [7, 1, 13]], NORM: [1, 1]})
+    (stage / "merged" / "config.json").write_text("{}")
+    (stage / "manifest.json").write_text(json.dumps({"base_weights": str(base)}))
+    results = tmp_path / "results"
+    write_record(RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft", checkpoint=str(stage)), results)
+    return base, results
+
+
+def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path):
+    from harness.analyze import analyze_weights
+    from leaderboards.store import connect, ingest
+
+    base, results = _trained_stage(tmp_path)
+    low = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, store=True)
+    full = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, merged=True)
+    assert low.mode == "lowrank" and full.mode == "full"  # the adapter was trained on A: low-rank by default
+    for d in (low, full):
+        assert {t.name: t.sparsity["0"] for t in d.tensors} == {Q: pytest.approx(2 / 6), NORM: 1.0}
+    assert low.meta["model_id"] == "m" and low.meta["stage_b"] == "sft"
+    ingest(results)  # again: nothing changes
+    con = connect(results / "bench.duckdb", read_only=True)
+    rows = con.execute("SELECT label, mode, rel_norm, sparsity FROM weight_analysis").fetchall()
+    con.close()
+    assert len(rows) == 1 and rows[0][:2] == (f"{base} → m/sft", "lowrank")
+    # ‖ΔW‖ = √200 over ‖W‖ = √(6 + 2); unchanged: 2 of q's 6 and both norm weights
+    assert rows[0][2] == pytest.approx(math.sqrt(200 / 8)) and json.loads(rows[0][3])["0"] == pytest.approx(4 / 8)
+    for f in (results / "analysis").glob("weights-*.json"):
+        f.unlink()
+    ingest(results)
+    con = connect(results / "bench.duckdb", read_only=True)
+    assert con.execute("SELECT count(*) FROM weight_analysis").fetchall() == [(0,)]  # the file is the truth
+    con.close()
+
+
+def test_cli_weights_json_heatmap_and_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.errors import BenchError
+
+    base, results = _trained_stage(tmp_path)
+    png = tmp_path / "heat.png"
+    res = CliRunner().invoke(app, ["analyze", "weights", str(base), "m/sft", "--results", str(results),
+                                   "--dtype", "fp32", "--tol", "0,1e-3", "--json", "--heatmap", str(png)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["summary"]["sparsity"] == {"0": pytest.approx(4 / 8), "1e-3": pytest.approx(4 / 8)}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = CliRunner().invoke(app, ["analyze", "weights", str(base), "m/dpo", "--results", str(results)])
+    assert isinstance(res.exception, BenchError) and "no train record" in str(res.exception)
+    res = CliRunner().invoke(app, ["analyze", "weights", str(tmp_path / "stage" / "merged"), "m/sft",
+                                   "--results", str(results), "--lowrank"])  # fmt: skip
+    assert isinstance(res.exception, BenchError) and "not on A" in str(res.exception)

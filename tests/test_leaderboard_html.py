@@ -109,3 +109,87 @@ def test_sorting_by_a_column(page, tmp_path):
     assert 'aria-sort="descending"' in dom
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#sort=2:asc").stdout
     assert [float(r[1]) for r in _rows(dom)] == sorted(before)
+
+
+# --- bench analyze's panels: a weight heatmap per stage transition, behaviour per cell ----------
+
+
+def _analysis_results(root: Path) -> Path:
+    """Two eval cells of one model (base, distill) with 4 samples per prompt, and a weight analysis."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    from safetensors.torch import save_file
+
+    from leaderboards.analysis_store import write_analysis
+    from leaderboards.record import MetricValue, RunRecord, TaskResult, write_record
+    from leaderboards.weights import compare_weights
+
+    for m, (stage, right) in enumerate([("base", lambda d, r: r == d % 4), ("distill", lambda d, r: d % 3 > 0)]):
+        key = f"cell-{stage}"
+        rows = [{"cell_key": key, "task": "math", "doc_id": d, "repeat": r, "score": float(right(d, r)),
+                 "correct": bool(right(d, r)), "answer": str(right(d, r) * 7 + r), "gen_tokens": 20 + 10 * m,
+                 "truncated": r == 3 and m == 0, "completion": f"<think>{'step ' * (3 + m)}</think> {r}",
+                 "target": "7", "prompt": f"q{d}", "logprob": -1.0, "meta": "{}"}
+                for d in range(12) for r in range(4)]  # fmt: skip
+        path = root / "samples" / key / "math.parquet"
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        score = sum(x["score"] for x in rows) / len(rows)
+        write_record(RunRecord(kind="eval", cell_key=key, model_id="smol", stage=stage, recipe=[] if m == 0 else [stage],
+                               tasks=[TaskResult(name="math", version="1", primary_metric="acc", samples_file=str(path.relative_to(root)),
+                                                 metrics={"acc": MetricValue(value=score, n=len(rows))})]), root)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    names = [f"model.layers.{i}.{m}.weight" for i in range(4) for m in
+             ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")]
+    wa = {n: torch.randn(8, 8, generator=g) for n in names}
+    for d, ws in (("a", wa), ("b", {n: w + (i % 5) * 0.05 * torch.randn(8, 8, generator=g) for i, (n, w) in enumerate(wa.items())})):
+        (root / d).mkdir()
+        save_file(ws, str(root / d / "model.safetensors"))
+    diff = compare_weights(root / "a", root / "b")
+    diff.meta = {"label": "smol/base → smol/distill", "model_id": "smol", "stage_a": "base", "stage_b": "distill"}
+    write_analysis(root, "weights-test", diff.to_dict())
+    return root
+
+
+@pytest.fixture(scope="module")
+def analysis_page(tmp_path_factory) -> Path:
+    from harness.analyze import analyze_behavior
+
+    root = _analysis_results(tmp_path_factory.mktemp("analysis"))
+    docs = analyze_behavior(root, store=True)  # writes results/analysis/behavior-*.json and ingests
+    assert [d["stage"] for d in docs] == ["base", "distill"] and docs[1]["vs_parent"]["parent"] == "cell-base"
+    out = root / "leaderboard.html"
+    out.write_text(render(root / "bench.duckdb", "html"))
+    return out
+
+
+def test_html_has_weight_and_behaviour_panels(analysis_page):
+    html = analysis_page.read_text()
+    assert 'id="weights"' in html and 'id="behavior"' in html and 'id="passk"' in html
+    # the board's own plots (1 task + 1 model), one heatmap, one pass@k plot (distill vs base)
+    assert html.count('src="data:image/png;base64,') == 2 + 1 + 1
+    body = re.search(r'<table id="behavior">.*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    assert body.count("<tr>") == 2  # base and distill on math
+    # base: sample r of prompt d right when r == d % 4 -> pass@1 = 1/4, pass@4 = 1; truncation 1/4
+    base = re.findall(r"<td>([^<]*)</td>", body.split("</tr>")[0])
+    assert base[:4] == ["smol", "base", "math", "4"] and base[5] == "0.250" and base[6] == "1.000" and base[9] == "0.250"
+
+
+@needs_chromium
+def test_screenshot_shows_the_analysis_panels(analysis_page, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2600", analysis_page.as_uri())
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    panels = img[900:]  # below the board's table and its two plots
+
+    def near(rgb, tol=12) -> int:
+        return int((np.abs(panels - np.array(rgb)).max(axis=2) <= tol).sum())
+
+    # the heatmap's colormaps reach their ends (viridis yellow, magma black/cream); the pass@k lines are blue/orange
+    assert near((253, 231, 37)) > 50 or near((68, 1, 84)) > 50
+    assert near((31, 119, 180), 0) > 100 and near((255, 127, 14), 0) > 100
+    dom = _chromium(tmp_path, "--dump-dom", analysis_page.as_uri()).stdout
+    assert 'data-ready="yes"' in dom and dom.count("<figure>") == 4

@@ -1,0 +1,153 @@
+"""``bench analyze`` results as files and as store tables.
+
+Each analysis is one JSON document under ``results/analysis/`` (``weights-<id>.json`` per
+A → B transition, ``behavior-<cell>-<task>.json`` per cell × task), written atomically. Like
+records, the files are the truth: ingest mirrors the folder into ``weight_analysis`` and
+``behavior_metrics`` by path and sha256 (unchanged files skipped, changed ones replaced,
+deleted ones removed), so a repeated ingest changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from leaderboards._rows import insert_rows
+
+__all__ = ["ANALYSIS_DIR", "ANALYSIS_TABLES", "json_safe", "write_analysis", "create_analysis_schema", "ingest_analysis",
+           "board_panels"]  # fmt: skip
+
+ANALYSIS_DIR = "analysis"
+ANALYSIS_TABLES = """
+CREATE TABLE IF NOT EXISTS weight_analysis (
+    source_path VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    a VARCHAR, b VARCHAR, label VARCHAR,
+    model_id VARCHAR, stage_a VARCHAR, stage_b VARCHAR,
+    dtype VARCHAR, mode VARCHAR,
+    n_tensors BIGINT, numel BIGINT, rel_norm DOUBLE,
+    sparsity VARCHAR,       -- JSON {tol as written: share}
+    doc VARCHAR NOT NULL    -- the whole WeightDiff.to_dict()
+);
+CREATE TABLE IF NOT EXISTS behavior_metrics (
+    source_path VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    cell_key VARCHAR NOT NULL, task VARCHAR NOT NULL,
+    model_id VARCHAR, stage VARCHAR, parent_cell VARCHAR,
+    samples_per_prompt BIGINT, score DOUBLE, pass_at_1 DOUBLE, pass_at_n DOUBLE,
+    reasoning_len_mean DOUBLE, truncation_rate DOUBLE, distinct_answers DOUBLE,
+    sc_confidence DOUBLE, ece DOUBLE, repetition DOUBLE,
+    doc VARCHAR NOT NULL    -- figures, pass@k and the comparison with the parent stage
+);
+"""
+
+
+def json_safe(x):
+    """NaN/inf -> None and numpy scalars -> Python numbers: the documents are strict JSON."""
+    if hasattr(x, "item") and not isinstance(x, (list, dict, str)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def write_analysis(results_dir: str | Path, name: str, doc: dict) -> Path:
+    """Write ``results/analysis/<name>.json`` atomically (temp file + rename)."""
+    path = Path(results_dir) / ANALYSIS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(json_safe(doc), f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def create_analysis_schema(con) -> None:
+    con.execute(ANALYSIS_TABLES)
+
+
+def _weight_row(doc: dict) -> dict:
+    meta, s = doc.get("meta") or {}, doc["summary"]
+    return {"a": doc["a"], "b": doc["b"], "label": meta.get("label"), "model_id": meta.get("model_id"),
+            "stage_a": meta.get("stage_a"), "stage_b": meta.get("stage_b"), "dtype": doc["dtype"],
+            "mode": doc["mode"], "n_tensors": s["n_tensors"], "numel": s["numel"], "rel_norm": s["rel_norm"],
+            "sparsity": json.dumps(s["sparsity"])}  # fmt: skip
+
+
+def _behavior_row(doc: dict) -> dict:
+    f, pk = doc["figures"], doc["pass_at_k"]
+    return {"cell_key": doc["cell_key"], "task": doc["task"], "model_id": doc.get("model_id"),
+            "stage": doc.get("stage"), "parent_cell": (doc.get("vs_parent") or {}).get("parent"),
+            "samples_per_prompt": f["samples_per_prompt"], "score": f["score"], "pass_at_1": pk.get("1"),
+            "pass_at_n": pk[max(pk, key=int)] if pk else None, "reasoning_len_mean": f["reasoning_len_mean"],
+            "truncation_rate": f["truncation_rate"], "distinct_answers": f["distinct_answers"],
+            "sc_confidence": f["sc_confidence"], "ece": f["ece"], "repetition": f["repetition"]}  # fmt: skip
+
+
+_KINDS = {"weights": ("weight_analysis", _weight_row), "behavior": ("behavior_metrics", _behavior_row)}
+
+
+def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
+    """Mirror ``results_dir/analysis/*.json`` into the tables; runs in the caller's transaction."""
+    from leaderboards.store import IngestWarning
+
+    folder = Path(results_dir).resolve() / ANALYSIS_DIR
+    counts = {"loaded": 0, "unchanged": 0, "removed": 0}
+    known = {}
+    for table, _ in _KINDS.values():
+        known.update({src: (table, h) for src, h in con.execute(f"SELECT source_path, content_hash FROM {table}").fetchall()})
+    seen = set()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        kind = path.name.split("-", 1)[0]
+        if kind not in _KINDS or path.name.startswith("."):
+            continue
+        src, data = str(path), path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        seen.add(src)
+        if src in known and known[src][1] == digest:
+            counts["unchanged"] += 1
+            continue
+        table, to_row = _KINDS[kind]
+        try:
+            doc = json.loads(data)
+            row = {"source_path": src, "content_hash": digest, **to_row(doc), "doc": json.dumps(doc)}
+        except (ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{path}: analysis skipped: {type(e).__name__}: {e}", IngestWarning, stacklevel=2)
+            continue
+        con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
+        insert_rows(con, table, [row])
+        counts["loaded"] += 1
+    prefix = str(folder) + "/"
+    for src, (table, _) in known.items():
+        if src.startswith(prefix) and src not in seen:
+            con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
+            counts["removed"] += 1
+    return counts
+
+
+def board_panels(con, board) -> dict:
+    """The analyses of the models on the board: weight transitions and behaviour per cell × task."""
+    models = sorted({r.model for r in board.rows})
+    if not models:
+        return {}
+    weights = [json.loads(d) for (d,) in con.execute(
+        "SELECT doc FROM weight_analysis WHERE model_id IS NULL OR list_contains($m, model_id) "
+        "ORDER BY model_id, stage_b, label", {"m": models}).fetchall()]  # fmt: skip
+    cells = sorted({c.cell_key for r in board.rows for c in r.cells.values()})
+    behavior = [json.loads(d) for (d,) in con.execute(
+        "SELECT doc FROM behavior_metrics WHERE list_contains($c, cell_key) ORDER BY model_id, stage, task",
+        {"c": cells}).fetchall()]  # fmt: skip
+    return {"weights": weights, "behavior": behavior}
