@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app
+from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app
 from harness.errors import BenchError
 
 analyze_app = typer.Typer(no_args_is_help=True, help="How stages change weights and behaviour, stage against stage.")

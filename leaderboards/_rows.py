@@ -10,7 +10,11 @@ import pyarrow as pa
 from bench_core.hashing import content_key
 from leaderboards.record import RunRecord, stage_lineage
 
-__all__ = ["registered", "record_row", "task_rows", "insert_rows"]
+__all__ = ["IngestWarning", "registered", "record_row", "task_rows", "insert_rows"]
+
+
+class IngestWarning(UserWarning):
+    """A record, samples or analysis file that could not be loaded (the rest of the ingest goes on)."""
 
 
 @contextmanager

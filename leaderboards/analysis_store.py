@@ -102,7 +102,7 @@ _KINDS = {"weights": ("weight_analysis", _weight_row), "behavior": ("behavior_me
 
 def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
     """Mirror ``results_dir/analysis/*.json`` into the tables; runs in the caller's transaction."""
-    from leaderboards.store import IngestWarning
+    from leaderboards._rows import IngestWarning
 
     folder = Path(results_dir).resolve() / ANALYSIS_DIR
     counts = {"loaded": 0, "unchanged": 0, "removed": 0}

@@ -12,9 +12,10 @@ import base64
 import io
 from html import escape
 
+from leaderboards._cells import deltas as _deltas
+from leaderboards._cells import num as _num
 from leaderboards.analysis_render import panels_html
 from leaderboards.board import Board, BoardRow, parent_stage, stage_depth
-from leaderboards.rendering import _deltas, _num
 
 __all__ = ["to_html", "MAX_PLOTS", "MAX_SERIES"]
 

@@ -14,25 +14,12 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from leaderboards._cells import DASH, deltas, num
 from leaderboards.board import Board, BoardCell, build_board
 
 __all__ = ["FORMATS", "render", "write", "to_rich", "render_board"]
 
-_DASH = "—"
-
-
-def _num(x: float | None, sign: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return _DASH
-    return f"{x:+.4f}" if sign else f"{x:.4f}"
-
-
-def _deltas(cell: BoardCell, parent: str | None) -> str:
-    if parent is None or cell.delta_base is None and cell.delta_parent is None:
-        return ""
-    if parent == "base" or cell.delta_parent is None:
-        return f"({_num(cell.delta_base, True)})"
-    return f"({_num(cell.delta_base, True)} / {_num(cell.delta_parent, True)})"
+_DASH, _num, _deltas = DASH, num, deltas  # the names this module's renderers use
 
 
 def _cell_text(cell: BoardCell | None, parent: str | None, pm: str = "±") -> str:

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
-from leaderboards._rows import insert_rows, record_row, registered, task_rows
+from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
 from leaderboards.record import load_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
@@ -28,10 +28,6 @@ from leaderboards.sql import create_schema, pair_counts_sql
 __all__ = ["IngestReport", "IngestWarning", "ingest", "connect", "default_db_path"]
 
 _BATCH = 2000  # samples files per read_parquet call
-
-
-class IngestWarning(UserWarning):
-    """A record or samples file that could not be loaded (the rest of the ingest goes on)."""
 
 
 @dataclass
