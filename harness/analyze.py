@@ -188,7 +188,8 @@ def analyze_behavior(results: str | Path = "results", cells: list[str] | None = 
 
     def measured(key, task):
         if (key, task.name) not in cache:
-            path = resolve_samples_file(results, latest[key][1], task.samples_file) if task.samples_file else None
+            rel = task.repeats_file or task.samples_file  # every sample of every prompt, when repeated
+            path = resolve_samples_file(results, latest[key][1], rel) if rel else None
             try:
                 cache[(key, task.name)] = behavior(load_samples(path), ks=ks) if path else None
             except ValueError as e:
@@ -197,7 +198,8 @@ def analyze_behavior(results: str | Path = "results", cells: list[str] | None = 
 
     docs = []
     for key in sorted(chosen):
-        rec, parent = latest[key][0], parent_stage(key[1])
+        rec = latest[key][0]
+        parent = rec.parent_stage if rec.weights_key else parent_stage(key[1])  # published rows name theirs
         for task in rec.tasks:
             b = measured(key, task)
             if b is None:

@@ -59,13 +59,46 @@ class EvalRequest:
                    parent_stage=cell.parent_stage)
 
 
-def _task_manager():
+def _task_manager(repeats: int = 1):
     from lm_eval.tasks import TaskManager
 
     from tasks import TASKS_DIR
 
+    class Repeating(TaskManager):
+        """Sets every loaded task's ``repeats`` (samples per prompt) from the resolved settings."""
+
+        def load(self, *args, **kwargs):
+            loaded = super().load(*args, **kwargs)
+            if repeats > 1:
+                for task in loaded["tasks"].values():
+                    task.set_config(key="repeats", value=repeats)
+            return loaded
+
     # Only bench's tasks: indexing lm-eval's ~14k built-in YAMLs costs ~50 s per process.
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    return Repeating(include_path=str(TASKS_DIR), include_defaults=False)
+
+
+THINK_OPEN = "<think>"
+
+
+def _keep_prompt_opener(lm) -> None:
+    """Reasoning as the model emits it: when the chat template ends the prompt with ``<think>``
+    (DeepSeek-R1 distills), the completion continues inside the reasoning block, so the opener
+    is put back in front of it before any verifier reads it."""
+    generate = lm.generate_until
+
+    def generate_until(requests, *args, **kwargs):
+        outs = generate(requests, *args, **kwargs)
+        return [THINK_OPEN + out if _opens_thinking(req.args[0]) and THINK_OPEN not in out else out
+                for req, out in zip(requests, outs, strict=True)]
+
+    lm.generate_until = generate_until
+
+
+def _opens_thinking(context) -> bool:
+    text = context if isinstance(context, str) else str(context)
+    tail = text.rstrip()
+    return tail.endswith(THINK_OPEN) and tail.rfind(THINK_OPEN) > tail.rfind("</think>")
 
 
 def build_lm(req: EvalRequest, results_dir: Path):
@@ -139,23 +172,39 @@ def _meta(doc: dict) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 40)}
 
 
+def _completions(sample: dict) -> list[str]:
+    """Every repeat's completion of one doc (lm-eval keeps them all in ``resps``)."""
+    resps = sample.get("resps") or []
+    if len(resps) == 1 and isinstance(resps[0], list):  # one request per doc, its repeats inside
+        resps = resps[0]
+    texts = [r if isinstance(r, str) else (r[0] if r else "") for r in resps]
+    if len(texts) <= 1:  # one sample per prompt: what the metric saw, after the task's filters
+        resp = sample.get("filtered_resps") or resps or [""]
+        texts = [resp[0] if isinstance(resp[0], str) else (resp[0][0] if resp[0] else "")]
+    return texts
+
+
 def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fields_hook) -> list[dict]:
+    """One row per doc and repeat. Repeat 0 carries the metric's score; the other repeats are
+    scored by the task's ``sample_fields`` (the same verifier, remembered per completion)."""
     rows = []
     for s in samples:
-        resp = s.get("filtered_resps") or s.get("resps") or [""]
-        completion = resp[0] if isinstance(resp[0], str) else (resp[0][0] if resp[0] else "")
-        score = s.get(primary)
-        score = float(score) if isinstance(score, int | float) else 0.0
-        row = {"cell_key": cell_key, "task": task, "doc_id": int(s["doc_id"]), "score": min(max(score, 0.0), 1.0),
-               "target": str(s.get("target", "")), "completion": completion,
-               "prompt": json.dumps(s.get("arguments"), default=str)[:20000], "meta": _meta(s.get("doc", {}))}
-        if fields_hook is not None:
-            extra = dict(fields_hook(s.get("doc", {}), completion))
-            for key in ("answer", "correct", "target", "logprob"):
-                if key in extra:
-                    row[key] = extra.pop(key)
-            row["meta"].update(extra)  # anything else a task reports stays with the doc metadata
-        rows.append(row)
+        for repeat, completion in enumerate(_completions(s)):
+            score = s.get(primary) if repeat == 0 else None
+            row = {"cell_key": cell_key, "task": task, "doc_id": int(s["doc_id"]), "repeat": repeat,
+                   "target": str(s.get("target", "")), "completion": completion,
+                   "prompt": json.dumps(s.get("arguments"), default=str)[:20000], "meta": _meta(s.get("doc", {}))}
+            if fields_hook is not None:
+                extra = dict(fields_hook(s.get("doc", {}), completion))
+                hook_score = extra.pop("score", None)
+                score = hook_score if score is None else score
+                for key in ("answer", "correct", "target", "logprob"):
+                    if key in extra:
+                        row[key] = extra.pop(key)
+                row["meta"].update(extra)  # anything else a task reports stays with the doc metadata
+            score = float(score) if isinstance(score, int | float) else 0.0
+            row["score"] = min(max(score, 0.0), 1.0)
+            rows.append(row)
     return rows
 
 
@@ -201,6 +250,18 @@ def _truncation(rows: list[dict]) -> tuple[float | None, float | None]:
     return 1 - len(done) / len(rows), (sum(done) / len(done) if done else None)
 
 
+def _with_mean_of_repeats(metrics: dict, primary: str, rows: list[dict], repeats: int) -> dict:
+    from leaderboards.stats import stderr_mean
+
+    per_doc: dict[int, list[float]] = {}
+    for r in rows:
+        per_doc.setdefault(r["doc_id"], []).append(r["score"])
+    means = [sum(v) / len(v) for v in per_doc.values()]  # clustered by prompt: the stderr is over docs
+    return {**metrics, f"{primary}@mean{repeats}": MetricValue(
+        value=sum(means) / len(means) if means else 0.0, stderr=stderr_mean(means) if len(means) > 1 else None,
+        n=len(means))}
+
+
 def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     import lm_eval
 
@@ -214,8 +275,9 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     started, t0 = datetime.now(UTC), time.perf_counter()
     reset_peak_memory()
     lm, dtype = build_lm(req, results_dir)
+    _keep_prompt_opener(lm)
     load_s = time.perf_counter() - t0
-    tm = _task_manager()
+    tm = _task_manager(s.repeats)
     try:
         out = lm_eval.simple_evaluate(
             model=lm, tasks=leaves, num_fewshot=s.num_fewshot, limit=s.limit, log_samples=True,
@@ -235,13 +297,22 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
         _count_tokens(rows, tok, budgets[task])
         generated += sum(r.get("gen_tokens") or 0 for r in rows)
         truncated, completed = _truncation(rows)
-        path = write_samples(rows, samples_path(results_dir, req.cell_key, task))
+        if s.repeats > 1:  # lm-eval's metric saw the first sample of each doc; pass@1 is the mean of all
+            metrics = _with_mean_of_repeats(metrics, primary, rows, s.repeats)
+            primary = f"{primary}@mean{s.repeats}"
+        # The first sample per doc is what lm-eval's metric and the paired tests see; with repeats, every
+        # sample goes to a second file for pass@k and self-consistency (bench analyze behavior).
+        path = write_samples([r for r in rows if r["repeat"] == 0], samples_path(results_dir, req.cell_key, task))
+        every = None
+        if s.repeats > 1:
+            every = write_samples(rows, samples_path(results_dir, req.cell_key, f"{task}.repeats"))
         hib = out.get("higher_is_better", {}).get(task, {}).get(primary, True)
         results.append(TaskResult(
             name=task, version=str(out.get("versions", {}).get(task, "0")), primary_metric=primary,
             higher_is_better=bool(hib), metrics=metrics, n_shot=s.num_fewshot,
             chat_template=s.apply_chat_template, limit=s.limit, settings=s.tag(),
             samples_file=str(path.relative_to(results_dir)), truncated=truncated, score_completed=completed,
+            repeats_file=str(every.relative_to(results_dir)) if every else None,
         ))
     gen_s = wall - load_s
     record = RunRecord(

@@ -8,7 +8,7 @@ samples per prompt. Zoo → grid → CLI: a value the grid or CLI sets wins over
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +32,7 @@ class EvalSettings(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     repeats: int | None = Field(default=None, ge=1)
     gen_kwargs: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int | Literal["auto"] = 8  # a speed knob: not part of the cell key
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8  # a speed knob: not part of the cell key
 
 
 class ResolvedEval(BaseModel):

@@ -10,6 +10,7 @@ that differs from its previous stage (the parent, e.g. ``distill`` for
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -33,6 +34,8 @@ __all__ = [
 
 SIG_BASE = "*"
 SIG_PARENT = "†"
+TRUNCATED = "‡"
+TRUNCATION_LIMIT = 0.05  # a cell with more cap-hitting samples than this is marked: its score is cut short
 
 
 def task_label(task: str, version: str) -> str:
@@ -82,7 +85,8 @@ class BoardCell:
 
     @property
     def marks(self) -> str:
-        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "")
+        truncated = TRUNCATED if self.truncated is not None and self.truncated > TRUNCATION_LIMIT else ""
+        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "") + truncated
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Board:
             "(Δ vs base / Δ vs previous stage); one Δ when the previous stage is base",
             f"{SIG_BASE} differs from base at p < {a}; {SIG_PARENT} differs from the previous "
             f"stage at p < {a} (exact McNemar test on per-sample correctness, shared doc_ids)",
+            f"{TRUNCATED} more than {TRUNCATION_LIMIT:.0%} of the samples hit the generation cap (truncated "
+            "reasoning has no answer): raise max_gen_toks",
             "columns are task@version: only equal task versions are compared; "
             "[...] names the eval settings when a task was measured more than one way",
         ]
@@ -148,13 +154,16 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
     computed before filtering, so hiding the base row keeps its deltas.
     """
     models, methods, tasks = (_as_list(x) for x in (models, methods, tasks))
-    rows = [
-        r
-        for r in con.execute(
-            f"SELECT {_COLS} FROM leaderboard_long ORDER BY model_id, depth, stage, label"
-        ).fetchall()
-        if _keep(r, models, methods, tasks)
-    ]
+    every = con.execute(
+        f"SELECT {_COLS} FROM leaderboard_long ORDER BY model_id, depth, stage, label"
+    ).fetchall()
+    rows = [r for r in every if _keep(r, models, methods, tasks)]
+    if every and not rows:  # an empty board would read as "no results", not "a filter typo"
+        asked = " ".join(f"--{k} {','.join(v)}" for k, v in
+                         (("model", models), ("method", methods), ("task", tasks)) if v)  # fmt: skip
+        warnings.warn(f"no leaderboard rows match {asked}; models: "
+                      f"{', '.join(sorted({r[0] for r in every}))}; tasks: "
+                      f"{', '.join(sorted({r[4] for r in every}))}", stacklevel=2)  # fmt: skip
     pvals = _paired_pvalues(con, rows)
     columns: dict[str, Column] = {}
     board_rows: dict[tuple[str, str, str], BoardRow] = {}

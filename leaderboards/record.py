@@ -51,6 +51,7 @@ class TaskResult(BaseModel):
     chat_template: bool = True
     limit: int | None = None
     samples_file: str | None = None  # Parquet of per-sample rows, relative to the results dir
+    repeats_file: str | None = None  # with repeats > 1: every sample of every prompt (samples_file: the first)
     settings: str | None = None  # short label of the eval settings (limit, shots, template, sampling)
     truncated: float | None = None  # share of samples that hit the generation cap
     score_completed: float | None = None  # primary metric over samples that did not hit the cap

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Score", "Verifier", "CheckReport", "as_reward", "completion_text"]
+__all__ = ["Score", "Verifier", "CheckReport", "as_reward", "completion_text", "score_once"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,30 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, Sequence) and completion and isinstance(completion[-1], dict):
         return str(completion[-1].get("content", ""))
     return str(completion)
+
+
+def score_once(verify: Callable[..., Any], maxsize: int = 1 << 16) -> Callable[..., Any]:
+    """``verify`` remembered per (completion, reference, ...): lm-eval's metric hook and the
+    harness's per-sample rows ask about the same sample, and it is verified once for both."""
+    import functools
+
+    @functools.lru_cache(maxsize=maxsize)
+    def cached(completion: str, reference_repr: str, *rest: Any) -> Any:
+        return verify(completion, _references.pop(reference_repr, None), *rest)
+
+    _references: dict[str, Any] = {}
+
+    @functools.wraps(verify)
+    def once(completion: str, reference: Any, *rest: Any) -> Any:
+        key = repr(reference)
+        _references[key] = reference
+        try:
+            return cached(completion, key, *rest)
+        finally:
+            _references.pop(key, None)
+
+    once.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return once
 
 
 def as_reward(verify: Verifier, reference_column: str = "reference") -> Callable[..., list[float]]:

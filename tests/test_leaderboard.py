@@ -307,3 +307,19 @@ def test_paired_counts_are_cached_at_ingest_and_invalidated_on_replace(tmp_path)
     board = build_board(con)
     con.close()
     assert board.rows[1].cells["t@v1"].p_base == pytest.approx(2 * (1 + 20 + 190) / 2**20)
+
+
+def test_a_cell_whose_samples_hit_the_cap_is_marked(tmp_path):
+    from leaderboards.record import write_record
+
+    for key, truncated in (("cut", 0.2), ("fine", 0.05)):
+        rec = write_eval_cell(tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key)
+        rec.tasks[0].truncated = truncated
+        write_record(rec, tmp_path)
+    ingest(tmp_path)
+    md = render(tmp_path / "bench.duckdb", "md")
+    rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| cut") or ln.startswith("| fine")}
+    assert "‡" in rows["cut"] and "‡" not in rows["fine"]  # 20 % > 5 %; exactly 5 % is not over the limit
+    assert "‡" in render(tmp_path / "bench.duckdb", "latex").replace(r"\ddagger", "‡")
+    cells = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
+    assert sorted(r["cells"]["math@v1"]["truncated"] for r in cells) == [0.05, 0.2]

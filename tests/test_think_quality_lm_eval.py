@@ -101,7 +101,7 @@ def test_think_quality_group_covers_math_and_causal_prompts(include_path):
 
     from tasks.think_quality import utils
 
-    assert utils.sample_fields(doc, good) == {"answer": "valid", "correct": True}
+    assert utils.sample_fields(doc, good) == {"answer": "valid", "correct": True, "score": 1.0}
 
 
 REAL_CAUSAL = tasks.TASKS_DIR / "causal_nli" / "causal_nli.yaml"

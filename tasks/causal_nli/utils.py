@@ -15,6 +15,9 @@ from tasks.causal_nli.check import read_rows
 from tasks.causal_nli.generator import generate
 from tasks.causal_nli.language import ParseError, parse_input
 from tasks.causal_nli.verifier import f1_valid, normalize_label, verify
+from tasks.scoring import score_once
+
+_verify = score_once(verify)  # process_results and sample_fields see the same samples
 
 __all__ = [
     "load_generated",
@@ -132,7 +135,7 @@ def doc_to_target(doc: dict[str, Any]) -> str:
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
     """``acc`` = the verifier's score; ``f1`` = (gold, pred) with pred -1 when unparseable."""
-    score = verify(results[0], doc["label"])
+    score = _verify(results[0], doc["label"])
     gold = int(doc["label"] == "valid")
     pred = {"valid": 1, "invalid": 0}.get(score.answer or "", -1)
     return {"acc": score.value, "f1": (gold, pred)}
@@ -140,5 +143,5 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
 
 def sample_fields(doc: dict[str, Any], completion: str) -> dict[str, Any]:
     """Per-sample row fields for the harness: the parsed verdict and whether it was right."""
-    score = verify(completion, doc["label"])
-    return {"answer": score.answer, "correct": score.value == 1.0}
+    score = _verify(completion, doc["label"])
+    return {"answer": score.answer, "correct": score.value == 1.0, "score": score.value}

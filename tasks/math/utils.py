@@ -13,6 +13,9 @@ from typing import Any
 from tasks.math.generate import generate
 from tasks.math.gsm8k import gsm8k_gold, gsm8k_solution, load_gsm8k
 from tasks.math.verifier import verify
+from tasks.scoring import score_once
+
+_verify = score_once(verify)  # process_results and sample_fields see the same samples
 
 __all__ = [
     "MATH_SOURCES",
@@ -86,10 +89,10 @@ def doc_to_text(doc: dict) -> str:
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    return {"exact_match": verify(results[0], doc["reference"]).value}
+    return {"exact_match": _verify(results[0], doc["reference"]).value}
 
 
 def sample_fields(doc: dict, completion: str) -> dict[str, Any]:
     """Per-sample row fields for the harness: the parsed answer and whether it was right."""
-    score = verify(completion, doc["reference"])
-    return {"answer": score.answer, "correct": score.value == 1.0}
+    score = _verify(completion, doc["reference"])
+    return {"answer": score.answer, "correct": score.value == 1.0, "score": score.value}

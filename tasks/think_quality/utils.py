@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.math.utils import MATH_SOURCES
-from tasks.think_quality.scorer import score
+from tasks.scoring import score_once
+from tasks.think_quality.scorer import score as _score
+
+score = score_once(_score)  # process_results and sample_fields see the same samples
 
 __all__ = ["process_results_math", "process_results_causal", "sample_fields"]
 
@@ -37,4 +40,4 @@ def sample_fields(doc: dict, completion: str) -> dict[str, Any]:
         doc["reference"] if math_doc else _causal_reference(doc),
         "math" if math_doc else "causal_nli",
     )
-    return {"answer": s.answer, "correct": s.correct == 1.0}
+    return {"answer": s.answer, "correct": s.correct == 1.0, "score": s.composite}
