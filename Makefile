@@ -12,7 +12,7 @@ MARKS_OFF := not gpu and not vllm and not container
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast test-gpu lint setup-vllm test-vllm perf-vllm container-test learn perf clean
+.PHONY: setup system-deps demo test test-fast test-gpu lint setup-vllm test-vllm perf-vllm container-test learn perf clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml ci/constraints/cpu.txt
 	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt -e '.[dev]'
 	touch $(STAMP)
+
+# System packages the tests run for real: headless Chromium (the HTML board's screenshot) and
+# SLURM + munge (a real slurmctld/slurmd on localhost). One list: .ci/run calls this target.
+SYSTEM_DEPS := chromium slurm-wlm munge
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_DEPS)
 
 demo: setup
 	$(BIN)/bench train+eval --grid smoke

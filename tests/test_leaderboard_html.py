@@ -8,16 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs
 
 from leaderboards import render
 from leaderboards._synthetic import write_eval_cell
 from leaderboards.store import ingest
 
 CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium not installed (apt-get install -y chromium; ci installs it)",
-)
+needs_chromium = needs("chromium", [] if CHROMIUM.exists() else [str(CHROMIUM)], "make system-deps")
 STAGES = [("base", 0.3), ("sft", 0.35), ("distill", 0.5), ("distill+grpo", 0.7)]
 MODELS = ["smol-135m", "qwen-0.5b"]
 TASKS = ["math_gsm8k", "causal_nli"]

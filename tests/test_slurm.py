@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _slurm_cluster import LocalSlurm, kill_stale, missing_binaries
+from conftest import needs
 
 from harness.errors import BenchError
 from harness.executors.slurm import (
@@ -102,8 +103,7 @@ def test_python_command_wraps_apptainer_only_with_a_container(tmp_path):
 
 # --- a real cluster ----------------------------------------------------------------------
 
-needs_slurm = pytest.mark.skipif(bool(missing_binaries()), reason=(
-    f"SLURM/munge not installed ({', '.join(missing_binaries())} missing): apt-get install -y slurm-wlm munge"))
+needs_slurm = needs("slurm", missing_binaries(), "make system-deps")
 
 
 @pytest.fixture(scope="module")
