@@ -17,6 +17,9 @@ BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump the suffix whenever the conversion changes what it writes: it is part of cell keys.
 BUNDLED_IDENTITY = f"{BUNDLED_WHEEL}/{BUNDLED_GGUF}/convert-v1"
 TINY_IDENTITY = "hidden64-layers2-seed0-v1"
+TEMPLATES = Path(__file__).with_name("templates")  # chat templates of tiny quirk models
+TINY_CONTEXT = 2048  # max_position_embeddings when the zoo entry states no context
+TINY_TYPES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "GPT2LMHeadModel": "gpt2"}
 
 
 def atomic_build(target: Path, build: Callable[[Path], None], marker: str) -> None:
@@ -92,29 +95,63 @@ def build_bundled(spec, out: Path, downloads: Path) -> None:
         raise BenchError(f"{gguf.name}: the GGUF carried no chat template; the bundled model needs one")
 
 
+def tiny_identity(spec) -> str:
+    """What a tiny build writes: the shared recipe, plus its context and template when they
+    differ from tiny-random-llama's (so those keys stay as they were)."""
+    import hashlib
+
+    ident = TINY_IDENTITY
+    if (spec.context_length or TINY_CONTEXT) != TINY_CONTEXT:
+        ident += f"-ctx{spec.context_length}"
+    if spec.build_template == "none":
+        ident += "-notemplate"
+    elif spec.build_template:
+        ident += "-template" + hashlib.sha256(_template(spec).encode()).hexdigest()[:12]
+    return ident
+
+
+def _template(spec) -> str:
+    path = TEMPLATES / spec.build_template
+    if not path.is_file():
+        raise BenchError(f"harness/models.yaml: models.{spec.name}.build_template: no file {path}; "
+                         f"use one of {', '.join(p.name for p in sorted(TEMPLATES.glob('*.jinja')))} or none")
+    return path.read_text()
+
+
 def build_tiny(spec, out: Path, tokenizer_dir: Path) -> None:
-    """2 layers, hidden 64, seeded random weights, the tokenizer and template of ``tokenizer_dir``
-    (the bundled model's, built by the zoo first)."""
+    """2 layers, hidden 64, seeded random weights, the tokenizer of ``tokenizer_dir`` (the
+    bundled model's, built by the zoo first) with the entry's ``build_template`` (or none)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if spec.architecture not in TINY_TYPES:
+        raise BenchError(f"harness/models.yaml: models.{spec.name}.architecture {spec.architecture}: "
+                         f"tiny models build {', '.join(TINY_TYPES)}")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model_type = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}[spec.architecture]
-    config = AutoConfig.for_model(
-        model_type,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    if spec.build_template:
+        tok.chat_template = None if spec.build_template == "none" else _template(spec)
+    model_type = TINY_TYPES[spec.architecture]
+    context = spec.context_length or TINY_CONTEXT
+    special = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if model_type == "gpt2":
+        config = AutoConfig.for_model("gpt2", n_embd=64, n_layer=2, n_head=4, n_inner=128, n_positions=context,
+                                      vocab_size=len(tok), tie_word_embeddings=True, **special)
+    else:
+        config = AutoConfig.for_model(
+            model_type,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tok),
+            max_position_embeddings=context,
+            tie_word_embeddings=True,
+            **special,
+        )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    if spec.build_template == "none":  # save_pretrained keeps no template; be sure no file lingers
+        (out / "chat_template.jinja").unlink(missing_ok=True)

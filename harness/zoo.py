@@ -1,9 +1,15 @@
 """The model zoo: ``harness/models.yaml`` (deltas) and model resolution.
 
-Resolution of a name: an existing local directory → a zoo entry (bundled and tiny models
+Resolution of a name: an existing local directory → a zoo entry, by its name or by its
+``hub`` id (case-insensitive; researchers type hub ids) → a raw ``org/name`` hub id. A
+``@rev`` suffix (``Qwen/Qwen2.5-1.5B@<commit>``) pins a revision. Bundled and tiny models
 are built locally; hub models come from the HF cache, then the hub unless
-``HF_HUB_OFFLINE`` is set) → a raw ``org/name`` hub id. Built models live under
-``$BENCH_CACHE/models/<name>`` (default ``~/.cache/bench``).
+``HF_HUB_OFFLINE`` is set. Built models live under ``$BENCH_CACHE/models/<name>`` (default
+``~/.cache/bench``).
+
+An unpinned hub model that is in the HF cache resolves to the cached commit
+(``refs/main``): its spec carries that hash as ``revision``, so the record's
+``model_revision`` and the key's weights identity name the snapshot actually used.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +40,7 @@ __all__ = [
     "materialize",
     "is_materialized",
     "planner_facts",
+    "cached_revision",
 ]
 
 ZOO_FILE = Path(__file__).with_name("models.yaml")
@@ -65,6 +73,12 @@ class ModelSpec(BaseModel):
     num_layers: int | None = None
     context_length: int | None = None
     vocab_size: int | None = None
+    # Mixture of experts: every expert's weights are held, only experts_per_token compute
+    num_experts: int | None = None
+    experts_per_token: int | None = None
+    # tiny models only: the chat template the build gives the tokenizer (a file under
+    # harness/templates/, or "none" for a tokenizer without one); unset: the bundled one's
+    build_template: str | None = None
     chat_template_required: bool = False
     thinks: bool = False
     trust_remote_code: bool = False
@@ -112,19 +126,68 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
 
 
 def get_model(name: str) -> ModelSpec:
-    """A zoo entry; a local directory or an ``org/name`` hub id becomes an ad-hoc entry."""
+    """A zoo entry (by name or hub id, ``@rev`` pins a revision); a local directory or an
+    ``org/name`` hub id the zoo lacks becomes an ad-hoc entry."""
     zoo = load_zoo()
     if name in zoo:
-        return zoo[name]
+        return _with_cached_revision(zoo[name])
     if Path(name).expanduser().is_dir():
         path = Path(name).expanduser().resolve()
         return ModelSpec(name=path.name, source="local", path=str(path))
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        return ModelSpec(name=name.replace("/", "--").lower(), hub=name)
+    base, at, rev = name.partition("@")
+    if at and not rev:
+        raise BenchError(f"model '{name}': empty revision after '@'; write ORG/NAME@COMMIT or drop the '@'")
+    spec = zoo.get(base) or _by_hub(zoo).get(base.lower())
+    if spec is not None:
+        if rev and rev != spec.revision:  # another revision is other weights: its own row
+            spec = spec.model_copy(update={"name": f"{spec.name}@{rev}", "revision": rev})
+        return _with_cached_revision(spec)
+    if base.count("/") == 1 and not base.startswith((".", "/")):
+        label = base.replace("/", "--").lower() + (f"@{rev}" if rev else "")
+        return _with_cached_revision(ModelSpec(name=label, hub=base, revision=rev or None))
     raise BenchError(
         f"unknown model '{name}'{closest(name, zoo)}: list them with `bench models`, "
         f"or add an entry to {ZOO_FILE.name} (or a file named by $BENCH_MODELS)"
     )
+
+
+def _by_hub(zoo: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+    """Zoo entries by lower-cased hub id; the first entry naming a hub wins."""
+    index: dict[str, ModelSpec] = {}
+    for spec in zoo.values():
+        if spec.hub and spec.source == "hub":
+            index.setdefault(spec.hub.lower(), spec)
+    return index
+
+
+def _hub_cache() -> Path:
+    # read from the environment on every call: huggingface_hub fixes its constants at import
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def cached_revision(hub: str, revision: str | None = None) -> str | None:
+    """The commit hash the HF cache holds for ``hub`` at ``revision`` (a branch or tag,
+    default main, or a commit); None when that snapshot is not cached."""
+    repo = _hub_cache() / ("models--" + hub.replace("/", "--"))
+    ref = revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        return ref if (repo / "snapshots" / ref).is_dir() else None
+    ref_file = repo / "refs" / ref
+    if not ref_file.is_file():
+        return None
+    commit = ref_file.read_text().strip()
+    return commit if commit and (repo / "snapshots" / commit).is_dir() else None
+
+
+def _with_cached_revision(spec: ModelSpec) -> ModelSpec:
+    """A hub spec with the commit of its cached snapshot as revision (unchanged if uncached)."""
+    if spec.source != "hub" or not spec.hub:
+        return spec
+    commit = cached_revision(spec.hub, spec.revision)
+    return spec if commit is None or commit == spec.revision else spec.model_copy(update={"revision": commit})
 
 
 def model_identity(spec: ModelSpec) -> str:
@@ -134,10 +197,12 @@ def model_identity(spec: ModelSpec) -> str:
     if spec.source == "bundled":
         return f"bundled:{_build.BUNDLED_IDENTITY}"
     if spec.source == "tiny":
-        return f"tiny:{spec.architecture}:{_build.TINY_IDENTITY}"
+        return f"tiny:{spec.architecture}:{_build.tiny_identity(spec)}"
     if spec.source == "local":
         return f"local:{_dir_fingerprint(Path(spec.path or ''))}"
-    return f"hub:{spec.hub}@{spec.revision or 'main'}"
+    # the cached snapshot's commit when there is one: the key names the weights actually used
+    revision = cached_revision(spec.hub or "", spec.revision) or spec.revision or "main"
+    return f"hub:{spec.hub}@{revision}"
 
 
 def _dir_fingerprint(path: Path) -> str:
@@ -165,7 +230,7 @@ def _hf_cached(spec: ModelSpec) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(spec.hub, revision=spec.revision, local_files_only=True))
+        return Path(snapshot_download(spec.hub, revision=spec.revision, local_files_only=True, cache_dir=_hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
 
@@ -207,7 +272,7 @@ def materialize(name: str) -> Path:
         )
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(spec.hub, revision=spec.revision))
+    return Path(snapshot_download(spec.hub, revision=spec.revision, cache_dir=_hub_cache()))
 
 
 def planner_facts(model: str) -> Path | dict[str, Any]:
@@ -221,6 +286,8 @@ def planner_facts(model: str) -> Path | dict[str, Any]:
         return materialize(model)
     facts = {"name": spec.name, "params": spec.params, "hidden_size": spec.hidden_size,
              "num_layers": spec.num_layers, "vocab_size": spec.vocab_size}
+    if spec.num_experts:
+        facts |= {"num_experts": spec.num_experts, "experts_per_token": spec.experts_per_token or 1}
     missing = [k for k in ("params", "hidden_size", "num_layers") if not facts[k]]
     if missing:
         raise BenchError(

@@ -94,3 +94,109 @@ def test_tiny_models_are_seeded_and_small(tiny_llama, tiny_qwen2):
     assert cfg["num_hidden_layers"] == 2 and cfg["hidden_size"] == 64 and cfg["model_type"] == "llama"
     assert json.loads((tiny_qwen2 / "config.json").read_text())["model_type"] == "qwen2"
     assert (tiny_llama / "chat_template.jinja").exists()
+
+
+# --- hub ids, revisions, new entries ---------------------------------------------------------
+
+DPO_SEED_MODELS = {
+    "meta-llama/Meta-Llama-3-8B-Instruct": (8.03e9, 4096, 32, 8192, 128256),
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": (46.70e9, 4096, 32, 32768, 32000),
+    "meta-llama/Meta-Llama-3-70B-Instruct": (70.55e9, 8192, 80, 8192, 128256),
+    "Qwen/Qwen2-72B-Instruct": (72.71e9, 8192, 80, 32768, 152064),
+    "01-ai/Yi-34B-Chat": (34.39e9, 7168, 60, 4096, 64000),
+    "CohereForAI/c4ai-command-r-v01": (34.98e9, 8192, 40, 8192, 256000),
+}
+
+
+def test_hub_ids_resolve_to_zoo_entries():
+    zoo = load_zoo()
+    assert get_model("Qwen/Qwen2.5-1.5B") == zoo["qwen2.5-1.5b"]
+    assert get_model("qwen/qwen2.5-1.5b-INSTRUCT") == zoo["qwen2.5-1.5b-instruct"]  # case-insensitive
+    pinned = get_model("Qwen/Qwen2.5-1.5B@0123abc")
+    assert (pinned.name, pinned.revision, pinned.hidden_size) == ("qwen2.5-1.5b@0123abc", "0123abc", 1536)
+    assert model_identity(pinned) == "hub:Qwen/Qwen2.5-1.5B@0123abc"
+    assert get_model(pinned.name) == pinned  # the row's name resolves back to the same spec
+    unknown = get_model("Org/Other@v2")
+    assert (unknown.name, unknown.hub, unknown.revision) == ("org--other@v2", "Org/Other", "v2")
+    hubs = [s.hub.lower() for s in zoo.values() if s.hub and s.source == "hub"]
+    assert len(hubs) == len(set(hubs))  # one entry per hub id: resolution is unambiguous
+
+
+def test_dpo_seed_models_are_in_the_zoo_with_their_config_facts():
+    for hub, (params, hidden, layers, context, vocab) in DPO_SEED_MODELS.items():
+        spec = get_model(hub)
+        assert spec.source == "hub" and spec.hub == hub and spec.chat_template_required, hub
+        assert (spec.params, spec.hidden_size, spec.num_layers, spec.context_length, spec.vocab_size) == (
+            params, hidden, layers, context, vocab), hub
+    mixtral = get_model("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    assert (mixtral.num_experts, mixtral.experts_per_token, mixtral.architecture) == (8, 2, "MixtralForCausalLM")
+
+
+def test_bench_plan_answers_for_a_hub_id():
+    code = "from harness.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", code, "plan", "--model", "Qwen/Qwen2.5-1.5B", "--method", "sft",
+                           "--target", "rtx2080ti", "--qlora", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    p = json.loads(proc.stdout)
+    assert p["model"] == "qwen2.5-1.5b" and p["params"] == 1.54e9 and p["mode"] == "qlora" and p["fits"]
+
+
+def test_bench_eval_with_a_hub_id_uses_the_zoo_entry(monkeypatch, tmp_path):
+    import harness.evaluate
+    import harness.zoo
+    from harness.api import eval_model
+    from harness.settings import EvalSettings, resolve_eval
+
+    monkeypatch.setattr(harness.zoo, "materialize", lambda name: tmp_path)  # resolution only
+    monkeypatch.setattr(harness.evaluate, "run_eval", lambda req, results: req)
+    req = eval_model(model="Qwen/Qwen2.5-1.5B", tasks=["math"], target="cpu", results=tmp_path)
+    zoo = load_zoo()["qwen2.5-1.5b"]
+    assert req.model_id == "qwen2.5-1.5b" and req.settings == resolve_eval(zoo, EvalSettings(batch_size=8))
+    assert req.inputs["weights"] == model_identity(zoo) == "hub:Qwen/Qwen2.5-1.5B@main"
+
+
+def fake_hf_cache(home, hub: str, commit: str) -> None:
+    repo = home / "hub" / ("models--" + hub.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+
+
+def test_the_cached_revision_is_recorded_and_enters_the_key(monkeypatch, tmp_path):
+    import harness.evaluate
+    from harness.api import eval_model
+
+    commit = "a" * 40
+    fake_hf_cache(tmp_path / "hf", "Qwen/Qwen2.5-0.5B", commit)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    spec = get_model("qwen2.5-0.5b")
+    assert spec.revision == commit and model_identity(spec) == f"hub:Qwen/Qwen2.5-0.5B@{commit}"
+    assert get_model("qwen2.5-1.5b").revision is None  # not cached: unpinned, identity @main
+    assert model_identity(get_model("qwen2.5-1.5b")) == "hub:Qwen/Qwen2.5-1.5B@main"
+    assert materialize("qwen2.5-0.5b").name == commit  # the snapshot the revision names
+
+    monkeypatch.setattr(harness.evaluate, "run_eval", lambda req, results: req)
+    req = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
+    assert req.model_revision == commit and req.inputs["weights"] == f"hub:Qwen/Qwen2.5-0.5B@{commit}"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    moved = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
+    assert moved.cell_key != req.cell_key  # another snapshot is another key
+
+
+def test_tiny_quirk_models_build_offline_in_seconds():
+    import json
+
+    from transformers import AutoTokenizer
+
+    r1, gpt2, base = (materialize(n) for n in ("tiny-random-r1", "tiny-random-gpt2", "tiny-random-base"))
+    assert get_model("tiny-random-r1").thinks and "<think>" in AutoTokenizer.from_pretrained(r1).chat_template
+    assert AutoTokenizer.from_pretrained(gpt2).chat_template is None
+    assert json.loads((gpt2 / "config.json").read_text())["n_positions"] == 1024
+    assert get_model("tiny-random-base").chat_template_required is False
+    assert AutoTokenizer.from_pretrained(base).chat_template  # a base model's tokenizer may carry one
+    identities = {model_identity(get_model(n)) for n in ("tiny-random-llama", "tiny-random-r1", "tiny-random-gpt2")}
+    assert len(identities) == 3
