@@ -173,6 +173,7 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
 
 def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
     """``bench grid show --json``: per cell its kind, key, row, status, why and key payload (inputs);
+    train cells their nproc and the planner's topology and GPU count on the grid's target;
     eval cells also carry their resolved settings (zoo -> grid -> CLI)."""
     plan = load_plan(grid, results)
     rows = []
@@ -181,7 +182,10 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
         row = {"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
                "status": st.status, "why": st.why}
         if cell.kind == "train":
-            row |= {"method": cell.method, "parent_stage": cell.parent_stage, "parent_key": cell.parent_key}
+            p = _cell_plan(cell, plan.expansion.grid.target)
+            row |= {"method": cell.method, "parent_stage": cell.parent_stage, "parent_key": cell.parent_key,
+                    "nproc": cell.resolved["nproc"], "topology": p.topology if p else None,
+                    "gpus": p.gpus if p else None}
         else:
             s = cell.settings
             row |= {"load": cell.load, "parent_stage": cell.parent_stage, "chat_template": s.apply_chat_template,
@@ -189,6 +193,18 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
                     "temperature": s.temperature, "top_p": s.top_p, "repeats": s.repeats}
         rows.append(row | {"inputs": cell.inputs})
     return rows
+
+
+def _cell_plan(cell, target: str):
+    """The memory planner's plan of a train cell on the grid's target; None when the model
+    lacks the facts to plan it (bench plan says which)."""
+    from harness.zoo import planner_facts
+    from trainers.planner import plan_config
+
+    try:
+        return plan_config(planner_facts(cell.model), cell.method, target, cell.resolved)
+    except (BenchError, ValueError):
+        return None
 
 
 def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None = None, models=None,

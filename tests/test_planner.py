@@ -151,3 +151,94 @@ def test_plan_renders_as_text_and_rich():
     console = Console(record=True, width=120)
     console.print(p)
     assert "optimizer states" in console.export_text()
+
+
+# --- distill's KL logits and mixture of experts ------------------------------------------------
+
+SMALL = dict(name="small", params=1e6, hidden_size=64, num_layers=2, vocab_size=1000,
+             intermediate_size=128, kv_ratio=1.0)
+
+
+def test_distill_kl_counts_five_full_vocabulary_fp32_tensors():
+    # fp32 on cpu (4 bytes a value), no checkpointing, seq 512 (> the fused head's 256-row tile)
+    layers = 2 * 512 * 4 * (8 * 64 + 2 * 64 + 4 * 128)  # 2 layers x seq x bytes x values/token
+    kl = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False, kl=True)
+    assert kl.activations_per_sample_gb * 1e9 == layers + 512 * 1000 * 4 * 5
+    sft = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False)  # fused head, tiled
+    assert sft.activations_per_sample_gb * 1e9 == layers + 256 * 1000 * 4 * 2
+    assert plan(SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False, kl=True).activations_per_sample_gb \
+        * 1e9 == 2 * (layers + 512 * 1000 * 4 * 2)  # kl means nothing outside distill
+    # full fine-tuning with KL keeps a frozen reference copy of the weights
+    full = plan(SMALL, "distill", "cpu", seq_len=512, mode="full", kl=True)
+    assert full.extra_gb == full.weights_gb == 1e6 * 4 / 1e9
+
+
+def test_plan_config_reads_a_resolved_stage_config():
+    from trainers import resolved_config
+    from trainers.planner import plan_config
+
+    cfg = resolved_config("distill", {"kl_coef": 0.05, "max_length": 512, "nproc": 2})
+    p = plan_config(SMALL, "distill", "cpu", cfg)
+    assert p.seq_len == 512 and p.gpus == 2 and any("kl" in n for n in p.notes)
+
+
+MIXTRAL = dict(name="mixtral", params=46.70e9, hidden_size=4096, num_layers=32, vocab_size=32000,
+               intermediate_size=14336, kv_ratio=8 / 32, tied_embeddings=False, num_experts=8,
+               experts_per_token=2)
+
+
+def test_moe_holds_all_experts_and_computes_with_the_active_ones():
+    dense = {**MIXTRAL, "num_experts": 1, "experts_per_token": 1}
+    moe = plan(MIXTRAL, "dpo", "a100", seq_len=2048, gpus=8, effective_batch=64)
+    assert moe.weights_gb == 46.70e9 * 2 / 1e9  # every expert's weights, bf16
+    experts = 8 * 32 * 3 * 4096 * 14336
+    assert moe.active_params == 46.70e9 - experts * 6 / 8  # 2 of 8 experts per token
+    assert 12.5e9 < moe.active_params < 13.2e9  # Mixtral's published 12.9B active
+    # activations: per token and layer the 2 routed experts keep 4i values each
+    h, kv, i = 4096, 1024, 14336
+    layer = 2048 * 2 * (8 * h + 2 * kv + 4 * i * 2)
+    per_sample = 2 * (32 * 2048 * h * 2 + layer + 2048 * 32000 * 4 * 2)  # dpo: chosen + rejected
+    assert moe.activations_per_sample_gb * 1e9 == per_sample
+    assert moe.topology == "fsdp" and moe.gpus == 8 and moe.fits
+    # LoRA all-linear adapts attention only (the experts are fused parameters, not Linear)
+    assert moe.adapter_gb * 1e9 == 16 * 32 * (6 * h + 2 * kv) * 4
+    # qlora leaves the fused experts in bf16: only attention (and nothing else) is 4-bit
+    q = plan(MIXTRAL, "sft", "a100", mode="qlora")
+    kept = 2 * 32000 * 4096 + experts
+    assert q.weights_gb == pytest.approx((kept * 2 + (46.70e9 - kept) * 0.516) / 1e9)
+    assert plan(dense, "dpo", "a100", seq_len=2048, gpus=8).activations_per_sample_gb < moe.activations_per_sample_gb
+
+
+def test_moe_facts_from_the_zoo_and_a_config(tmp_path):
+    import json
+
+    from harness.zoo import planner_facts
+
+    f = model_facts(planner_facts("mistralai/Mixtral-8x7B-Instruct-v0.1"))
+    assert (f.num_experts, f.experts_per_token, f.params) == (8, 2, 46.70e9)
+    cfg = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "intermediate_size": 14336, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    f = model_facts(tmp_path)
+    # no weights: counted from the shapes, all 8 experts' MLPs in every layer
+    per_layer = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 8 * 3 * 4096 * 14336 + 2 * 4096
+    assert f.params == 32 * per_layer + 2 * 32000 * 4096 + 4096
+    assert 46.6e9 < f.params < 46.8e9 and (f.num_experts, f.experts_per_token) == (8, 2)
+    with pytest.raises(ValueError, match="experts_per_token 3 must be between 1 and num_experts 2"):
+        model_facts({**SMALL, "num_experts": 2, "experts_per_token": 3})
+
+
+def test_dpo_models_grid_shows_each_train_cell_topology_and_gpus(tmp_path):
+    from harness.api import grid_rows
+    from harness.zoo import planner_facts
+    from trainers.planner import plan_config
+
+    train = {r["model"]: r for r in grid_rows("dpo-models", tmp_path) if r["kind"] == "train"}
+    assert (train["llama-3-8b-instruct"]["topology"], train["llama-3-8b-instruct"]["gpus"]) == ("single", 1)
+    for name in ("mixtral-8x7b-instruct-v0.1", "llama-3-70b-instruct", "qwen2-72b-instruct", "yi-34b-chat",
+                 "command-r-v01"):
+        row = train[name]
+        assert (row["nproc"], row["topology"], row["gpus"]) == (8, "fsdp", 8), name
+        cfg = row["inputs"]["dpo"]
+        p = plan_config(planner_facts(name), "dpo", "a100", {**cfg, "nproc": row["nproc"]})
+        assert p.fits and p.total_gb <= 80 * 0.9, name

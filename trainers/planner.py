@@ -8,6 +8,14 @@ is sharded (``fsdp`` for adapters, ``deepspeed-zero3`` for full fine-tuning) ove
 of the node's GPUs as fit. Estimates are deliberately simple (formulas below, checked
 against measured peaks in the stage manifests), not a simulator.
 
+Mixture-of-experts models (``num_experts`` > 1) hold every expert's weights, so weights,
+their sharding and a full fine-tune's gradients and optimizer states count all experts;
+a token passes through ``experts_per_token`` of them, so stored activations and the
+compute estimate (``active_params``: 6 × active params FLOPs per trained token) count the
+active ones only. transformers keeps the experts as fused 3-D parameters, not ``Linear``
+layers: peft's all-linear adapts attention only, and bitsandbytes leaves the experts in
+the compute dtype under qlora.
+
 Model facts come from, in order: a ``ModelFacts``; a mapping of numbers; a model
 directory (config.json plus the safetensors headers, exact); an object with
 ``params``/``hidden_size``/``num_layers``. The planner knows no zoo names (trainers do
@@ -27,7 +35,7 @@ from typing import Any
 
 from trainers.methods import METHODS
 
-__all__ = ["ModelFacts", "Plan", "plan", "model_facts", "TOPOLOGIES", "MODES"]
+__all__ = ["ModelFacts", "Plan", "plan", "plan_config", "model_facts", "TOPOLOGIES", "MODES"]
 
 TOPOLOGIES = ("single", "ddp", "fsdp", "deepspeed-zero3")
 MODES = ("lora", "qlora", "full")
@@ -36,6 +44,16 @@ NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/pa
 FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
 CUDA_OVERHEAD_GB = 0.5  # context, cuBLAS workspace, allocator slack
 GB = 1e9
+# Full-vocabulary fp32 tensors per position that the LM-head loss keeps at its peak: the
+# logits and their gradient (trl's losses, a fused head's tile).
+LOGIT_TENSORS = 2
+# distill's KL loss (trainers/distill.py KLSFTTrainer.compute_loss) at its peak, the `kl =`
+# line: the student's log-probs (saved by log_softmax), the reference's log-probs,
+# p = exp(logp) and logp - ref_logp (both saved by the product) and their elementwise
+# product before the sum; the backward holds as many (logp, p, and the two products'
+# gradients plus the gradient being accumulated into logp). The fp32 casts of the logits
+# are freed once log_softmax returns (it saves its output only).
+KL_LOGIT_TENSORS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +66,8 @@ class ModelFacts:
     intermediate_size: int | None = None
     kv_ratio: float = 1.0  # num_key_value_heads / num_attention_heads (GQA); 1 when unknown
     tied_embeddings: bool = True
+    num_experts: int = 1  # MoE: experts per layer (all held in memory)
+    experts_per_token: int = 1  # MoE: experts each token is routed through
 
     @property
     def embedding_params(self) -> float:
@@ -63,7 +83,21 @@ class ModelFacts:
         h = self.hidden_size
         per_layer = (self.params - self.embedding_params) / self.num_layers
         attn = 2 * h * h + 2 * h * h * self.kv_ratio
-        return max(int((per_layer - attn) / (3 * h)), h)
+        return max(int((per_layer - attn) / (3 * h * self.num_experts)), h)
+
+    @property
+    def expert_params(self) -> float:
+        """Weights of all experts' MLPs (0 for a dense model)."""
+        if self.num_experts <= 1:
+            return 0.0
+        return self.num_experts * self.num_layers * 3 * self.hidden_size * self.mlp_size
+
+    @property
+    def active_params(self) -> float:
+        """Parameters one token passes through: the routed experts of each layer, not all."""
+        if self.num_experts <= 1:
+            return self.params
+        return self.params - self.expert_params * (1 - self.experts_per_token / self.num_experts)
 
 
 def _safetensors_params(directory: Path) -> float | None:
@@ -85,23 +119,27 @@ def _safetensors_params(directory: Path) -> float | None:
 def _facts_from_config(directory: Path) -> ModelFacts:
     cfg = json.loads((directory / "config.json").read_text())
     cfg = cfg.get("text_config", cfg)
-    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
-    heads = cfg.get("num_attention_heads") or 1
+    # gpt2-style configs name them n_embd, n_layer, n_head, n_inner
+    h, layers = cfg.get("hidden_size") or cfg["n_embd"], cfg.get("num_hidden_layers") or cfg["n_layer"]
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head") or 1
     kv = cfg.get("num_key_value_heads") or heads
     params = _safetensors_params(directory)
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
     facts = ModelFacts(
         name=directory.name,
         params=params or 0.0,
         hidden_size=h,
         num_layers=layers,
         vocab_size=cfg.get("vocab_size"),
-        intermediate_size=cfg.get("intermediate_size"),
+        intermediate_size=cfg.get("intermediate_size") or cfg.get("n_inner"),
         kv_ratio=kv / heads,
         tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_experts=int(experts),
+        experts_per_token=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
     )
     if params is None:  # no weights yet: count a llama-style decoder from its shapes
         i, kvd = facts.mlp_size, h * facts.kv_ratio
-        per_layer = 2 * h * h + 2 * h * kvd + 3 * h * i + 2 * h
+        per_layer = 2 * h * h + 2 * h * kvd + 3 * h * i * facts.num_experts + 2 * h
         facts = dataclasses.replace(facts, params=layers * per_layer + facts.embedding_params + h)
     return facts
 
@@ -119,6 +157,11 @@ def model_facts(model: Any) -> ModelFacts:
         if missing:
             raise ValueError(
                 f"planner: model facts lack {', '.join(missing)}; pass params, hidden_size, num_layers"
+            )
+        e, k = int(m.get("num_experts") or 1), int(m.get("experts_per_token") or 1)
+        if e < 1 or not 1 <= k <= e:
+            raise ValueError(
+                f"planner: {m['name']}: experts_per_token {k} must be between 1 and num_experts {e}"
             )
         return ModelFacts(**{k: v for k, v in m.items() if k in known})
     if isinstance(model, (str, Path)) and Path(model).expanduser().joinpath("config.json").exists():
@@ -166,6 +209,7 @@ class Plan:
     gradient_checkpointing: bool
     fits: bool
     notes: list[str] = dataclasses.field(default_factory=list)
+    active_params: float | None = None  # per token (MoE: routed experts only); compute ≈ 6× per token
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,7 +217,7 @@ class Plan:
     def rows(self) -> list[tuple[str, str]]:
         g = lambda x: f"{x:.2f} GB"  # noqa: E731
         return [
-            ("model", f"{self.model} ({self.params / 1e9:.2f}B params)"),
+            ("model", f"{self.model} ({self.params / 1e9:.2f}B params{self._active()})"),
             ("method / mode", f"{self.method} / {self.mode} ({self.dtype}, seq {self.seq_len})"),
             ("weights", g(self.weights_gb)),
             ("adapter", g(self.adapter_gb)),
@@ -196,6 +240,11 @@ class Plan:
             ),
             ("fits", "yes" if self.fits else "NO"),
         ]
+
+    def _active(self) -> str:
+        if not self.active_params or self.active_params == self.params:
+            return ""
+        return f", {self.active_params / 1e9:.2f}B active: {6 * self.active_params / 1e9:.0f} GFLOP/token"
 
     def __str__(self) -> str:
         width = max(len(k) for k, _ in self.rows())
@@ -222,23 +271,30 @@ def _host_memory_gb() -> float:
 
 
 def _lora_params(f: ModelFacts, r: int) -> float:
-    """all-linear: q, o (h→h), k, v (h→kv), gate, up (h→i), down (i→h): r·(in+out) each."""
+    """all-linear: q, o (h→h), k, v (h→kv), gate, up (h→i), down (i→h): r·(in+out) each.
+    MoE experts are fused parameters, not Linear layers: attention only."""
     h, i, kv = f.hidden_size, f.mlp_size, f.hidden_size * f.kv_ratio
+    if f.num_experts > 1:
+        return r * f.num_layers * (6 * h + 2 * kv)
     return r * f.num_layers * (9 * h + 2 * kv + 3 * i)
 
 
-def _activation_bytes(f: ModelFacts, seq: int, b: int, ckpt: bool, fused_head: bool) -> float:
-    """One sequence: stored layer activations plus the LM-head logits (fp32, with their grad).
+def _activation_bytes(
+    f: ModelFacts, seq: int, b: int, ckpt: bool, fused_head: bool, logit_tensors: int = LOGIT_TENSORS
+) -> float:
+    """One sequence: stored layer activations plus ``logit_tensors`` full-vocabulary fp32
+    tensors per scored position (the logits and their grad; more for distill's KL).
 
     Per token and layer a pre-norm decoder keeps ~(8h + 2kv + 4i) values (norm inputs in
-    fp32, q/k/v/o inputs, the SwiGLU gate/up/product); flash/sdpa attention stores no
-    seq² scores. Checkpointing keeps only each layer's input plus one layer recomputed.
+    fp32, q/k/v/o inputs, the SwiGLU gate/up/product; a MoE token's k routed experts each
+    keep their own 4i); flash/sdpa attention stores no seq² scores. Checkpointing keeps
+    only each layer's input plus one layer recomputed. ``b`` is bytes per value.
     """
     h, i, kv = f.hidden_size, f.mlp_size, f.hidden_size * f.kv_ratio
-    layer = seq * b * (8 * h + 2 * kv + 4 * i)
+    layer = seq * b * (8 * h + 2 * kv + 4 * i * f.experts_per_token)
     layers = f.num_layers * seq * h * b + layer if ckpt else f.num_layers * layer
     positions = min(seq, FUSED_TILE) if fused_head else seq
-    logits = positions * (f.vocab_size or 32000) * 4 * 2
+    logits = positions * (f.vocab_size or 32000) * 4 * logit_tensors
     return layers + logits
 
 
@@ -275,8 +331,9 @@ def plan(
     ckpt = t.is_gpu if gradient_checkpointing is None else gradient_checkpointing
     notes: list[str] = []
 
-    if mode == "qlora":
-        weights = f.embedding_params * b + (f.params - f.embedding_params) * NF4_BYTES
+    if mode == "qlora":  # bitsandbytes quantizes Linear layers: not embeddings, not fused experts
+        kept = f.embedding_params + f.expert_params
+        weights = kept * b + (f.params - kept) * NF4_BYTES
     else:
         weights = f.params * b
     if mode == "full":
@@ -285,13 +342,23 @@ def plan(
         n = _lora_params(f, lora_r)
         adapter, grads, optim = n * 4, n * 4, n * 8
 
+    kl = kl and method == "distill"
     fused = method in ("sft", "distill") and not kl
-    per_sample = _activation_bytes(f, seq_len, b, ckpt, fused)
+    per_sample = _activation_bytes(
+        f, seq_len, b, ckpt, fused, KL_LOGIT_TENSORS if kl else LOGIT_TENSORS
+    )
     if method == "dpo":
         per_sample *= 2  # chosen and rejected in one forward
     extra = 0.0
-    if method == "dpo" and mode == "full":
+    if mode == "full" and (method == "dpo" or kl):
         extra += weights  # a frozen reference copy; adapters use the adapter-disabled base
+    if kl:
+        notes.append(f"distill kl: {KL_LOGIT_TENSORS} full-vocabulary fp32 tensors per position")
+    if f.num_experts > 1:
+        notes.append(
+            f"MoE: weights of all {f.num_experts} experts, activations of {f.experts_per_token} per token; "
+            "LoRA on attention only (experts are fused parameters)"
+        )
     if method == "grpo" and t.is_gpu:
         # vLLM (colocate) holds its own weight copy and the KV cache of a generation batch
         kv_cache = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq_len * b * num_generations
@@ -364,4 +431,23 @@ def plan(
         gradient_checkpointing=ckpt,
         fits=fits,
         notes=notes,
+        active_params=f.active_params,
+    )
+
+
+def plan_config(model: Any, method: str, target: str, config: Mapping[str, Any]) -> Plan:
+    """The plan of a stage from its method's resolved config (a mapping of its fields):
+    ``nproc`` GPUs, distill's ``kl_coef``, grpo's ``num_generations``."""
+    return plan(
+        model,
+        method,
+        target,
+        seq_len=int(config["max_length"]),
+        mode=config["mode"],
+        effective_batch=int(config["effective_batch"]),
+        gpus=int(config.get("nproc") or 1),
+        lora_r=int(config["lora_r"]),
+        gradient_checkpointing=config.get("gradient_checkpointing"),
+        kl=float(config.get("kl_coef") or 0) > 0,
+        num_generations=int(config.get("num_generations") or 8),
     )
