@@ -21,6 +21,8 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", help="Override the grid
 ContainerOpt = Annotated[str | None, typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Local: run eval cells in N processes.")]
 PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream third-party output (lm-eval, trl, "
+                                          "transformers) too; it always goes to results/logs/KIND-KEY.log.")]
 
 
 def _print_plan(plan) -> None:
@@ -46,44 +48,27 @@ def _failure_tail(results: Path, cell) -> str:
 
 
 def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
-         render_after: bool, workers: int = 1) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+         render_after: bool, workers: int = 1, verbose: bool = False) -> None:
+    from harness._live import LiveView
     from harness.api import load_plan, run_plan
 
     plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
     if dry_run:
         _print_plan(plan)
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        job = bar.add_task("cells", total=len(plan.todo))
-
-        def progress(cell, state):
-            if state == "start":
-                bar.update(job, description=f"{cell.kind} {cell.cell_id} [{cell.key}]")
-            else:
-                bar.advance(job)
-                console.print(f"  {cell.kind:5} {cell.cell_id:40} {escape(str(state))}")
-
+    with LiveView(plan.todo, results, console, verbose=verbose) as view:
         outcome = run_plan(plan, results=results, executor=executor, force=force, container=container,
-                           partition=partition, progress=progress, workers=workers)
+                           partition=partition, progress=view, workers=workers)
+    if view.rows:
+        console.print(view.summary())
     cells = {c.key: c for c in plan.todo}
     failed = {k: o for k, o in outcome.items() if not o.ok}
     ran = sum(1 for o in outcome.values() if o.status == "done")
     for key, o in failed.items():
         if o.status == "failed":
-            console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
             tail = _failure_tail(results, cells[key])
             if tail:
+                console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
                 console.print(escape(tail), highlight=False)
     console.print(f"ran {ran} cells, {len(failed)} failed, blocked or busy; {len(plan.skipped)} already done "
                   "(record exists)")
@@ -97,17 +82,19 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
 def train_eval(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
                only: OnlyOpt = None, backend: BackendOpt = None, limit: LimitOpt = None,
                container: ContainerOpt = None, partition: PartitionOpt = None, workers: WorkersOpt = 1,
-               results: ResultsOpt = DEFAULT_RESULTS) -> None:
+               results: ResultsOpt = DEFAULT_RESULTS, verbose: VerboseOpt = False) -> None:
     """Train every stage of a grid and evaluate every checkpoint; then print the leaderboard."""
-    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True, workers)
+    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True, workers,
+         verbose)
 
 
 @app.command("train")
 def train(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
           only: OnlyOpt = None, container: ContainerOpt = None, partition: PartitionOpt = None,
-          results: ResultsOpt = DEFAULT_RESULTS) -> None:
+          results: ResultsOpt = DEFAULT_RESULTS, verbose: VerboseOpt = False) -> None:
     """Train the stages of a grid (no evaluation)."""
-    _run(grid, "train", executor, dry_run, force, only, None, None, container, partition, results, False)
+    _run(grid, "train", executor, dry_run, force, only, None, None, container, partition, results, False,
+         verbose=verbose)
 
 
 @app.command("leaderboard")
@@ -118,9 +105,17 @@ def leaderboard(
     model: Annotated[list[str] | None, typer.Option("--model", help="Filter rows by model (glob).")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", help="Keep stages containing this method.")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="Keep these task columns.")] = None,
+    publish: Annotated[Path | None, typer.Option("--publish", help="Write a static site to this folder.")] = None,
+    diff_scorer: Annotated[bool, typer.Option("--diff-scorer", help="What `bench rescore` changed.")] = False,
 ) -> None:
     """Ingest records into results/bench.duckdb and render the leaderboard."""
     from harness.api import render_leaderboard
+
+    if publish is not None or diff_scorer:  # harness/_cli_ci.py: the site and the re-scoring diff
+        from harness._cli_ci import leaderboard_extras
+
+        leaderboard_extras(results, publish, diff_scorer)
+        return
 
     text = render_leaderboard(results, fmt=fmt, out=out, models=model, methods=method, tasks=task)
     if out is None:

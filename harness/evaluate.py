@@ -96,6 +96,33 @@ def _keep_prompt_opener(lm) -> None:
 
 
 def _opens_thinking(context) -> bool:
+def _report_requests(lm) -> None:
+    """The live view's "generating j/m requests": m from each generate_until call, j from the HF
+    model's batched generate calls (vLLM answers a call at once, so j jumps to m)."""
+    from harness._live import report
+
+    generate = lm.generate_until
+    batched = getattr(lm, "_model_generate", None)
+    state = {"done": 0, "total": 0}
+
+    def generate_until(requests, *args, **kwargs):
+        state.update(done=0, total=len(requests))
+        report(f"generating 0/{len(requests)} requests")
+        outs = generate(requests, *args, **kwargs)
+        report(f"generating {len(requests)}/{len(requests)} requests")
+        return outs
+
+    def model_generate(context, *args, **kwargs):
+        out = batched(context, *args, **kwargs)
+        state["done"] = min(state["done"] + len(context), state["total"])
+        report(f"generating {state['done']}/{state['total']} requests")
+        return out
+
+    lm.generate_until = generate_until
+    if batched is not None:
+        lm._model_generate = model_generate
+
+
     text = context if isinstance(context, str) else str(context)
     tail = text.rstrip()
     return tail.endswith(THINK_OPEN) and tail.rfind(THINK_OPEN) > tail.rfind("</think>")
@@ -280,6 +307,7 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     tm = _task_manager(s.repeats)
     try:
         out = lm_eval.simple_evaluate(
+    _report_requests(lm)
             model=lm, tasks=leaves, num_fewshot=s.num_fewshot, limit=s.limit, log_samples=True,
             apply_chat_template=s.apply_chat_template, gen_kwargs=s.generation_kwargs(), task_manager=tm,
             random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed,

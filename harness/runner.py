@@ -129,6 +129,7 @@ def _peak_bytes(peak) -> int | None:
 
 
 def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
+    from harness._live import train_progress
     from harness.provenance import provenance
     from harness.zoo import get_model, materialize
     from trainers import train_stage
@@ -143,7 +144,7 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
     started, t0 = datetime.now(UTC), time.perf_counter()
     config = {**cell.config, "trust_remote_code": spec.trust_remote_code}
     manifest = train_stage(cell.method, config, base_model=materialize(cell.model), parent=parent, output_dir=out,
-                           target=grid.target, seed=grid.seed)
+                           target=grid.target, seed=grid.seed, progress=train_progress)
     metrics = {k: float(v) for k, v in manifest.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     record = RunRecord(
         kind="train", cell_key=cell.key, grid=grid.name, model_id=cell.model, model_revision=spec.revision,

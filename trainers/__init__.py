@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,15 @@ def train_stage(
     output_dir: Path,
     target: str = "cpu",
     seed: int = 0,
+    progress: Callable[[int, int, float | None], None] | None = None,
 ) -> dict[str, Any]:
     """Train one stage and return its manifest (also written to ``output_dir/manifest.json``).
 
     ``config`` holds the method's fields (a grid's method config); ``base_model`` is the
     root model directory, ``parent`` the previous stage directory (its merged weights are
     the starting point). With ``nproc > 1`` in ``config`` the stage runs in subprocesses
-    under the planner's topology (see :mod:`trainers.launch`); otherwise in-process.
+    under the planner's topology (see :mod:`trainers.launch`); otherwise in-process, and
+    ``progress(step, max_steps, loss)`` is called as training goes (loss: the last logged).
     """
     from trainers._config import resolve, save_config
 
@@ -93,8 +96,14 @@ def train_stage(
         )
     cfg = resolve(cls, {**config, **fixed})
     if cfg.nproc <= 1:
+        from trainers._stage import STEP_PROGRESS
+
         main = importlib.import_module(f"trainers.{method}").main
-        return main(cfg).to_dict()
+        token = STEP_PROGRESS.set(progress)
+        try:
+            return main(cfg).to_dict()
+        finally:
+            STEP_PROGRESS.reset(token)
     return _launch(method, cfg, save_config)
 
 

@@ -24,6 +24,8 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,30 @@ def _callbacks_module():
             self.t1 = time.time()
 
     return DivergenceGuard, RunStats
+
+
+# Whoever runs the stage may watch it: a plain callable (step, max_steps, loss | None) set by
+# trainers.train_stage(progress=...) for the stage in flight (a ContextVar, so no method
+# module has to pass it along; the harness's live view is one such caller).
+STEP_PROGRESS: ContextVar[Callable[[int, int, float | None], None] | None] = ContextVar("step_progress",
+                                                                                        default=None)
+
+
+def _step_progress_callback(progress: Callable[[int, int, float | None], None]):
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def __init__(self):
+            self.loss = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.loss = (logs or {}).get("loss", self.loss)
+            progress(state.global_step, state.max_steps, self.loss)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress(state.global_step, state.max_steps, self.loss)
+
+    return StepProgress()
 
 
 class Stage:
@@ -281,6 +307,8 @@ class Stage:
 
     def callbacks(self) -> list:
         cbs = [self.guard, self.stats]
+        if STEP_PROGRESS.get() is not None:
+            cbs.append(_step_progress_callback(STEP_PROGRESS.get()))
         if self.cfg.early_stopping_patience:
             from transformers import EarlyStoppingCallback
 

@@ -58,6 +58,8 @@ def _write_cell(args: tuple[str, int, int]) -> None:
                 pa.array(score >= 0.5), pa.array((doc % 10).astype(str)), pa.array(["7"] * per_task),
                 pa.array(_COMPLETIONS[doc % 64], type=pa.string()), pa.nulls(per_task, pa.string()),
                 pa.array(-rng.random(per_task) * 50), pa.array(['{"level": 1}'] * per_task),
+                pa.array(np.zeros(per_task, dtype=np.int64)), pa.array(doc % 64 + 20),
+                pa.array(doc % 50 == 0),
             ],
             schema=SAMPLES_SCHEMA,
         )  # fmt: skip
