@@ -30,15 +30,19 @@ def _cell_text(cell: BoardCell | None, parent: str | None, pm: str = "±") -> st
     return f"{_num(cell.value)}{se}{cell.marks}" + (f" {d}" if d else "")
 
 
-def to_rich(board: Board):
-    """A rich Table (the CLI prints it with colour; :func:`to_terminal` renders it to text)."""
+def to_rich(board: Board, stacked: bool = False, short: dict[str, str] | None = None):
+    """A rich Table (the CLI prints it with colour; :func:`to_terminal` renders it to text).
+    ``stacked`` puts a cell's deltas on a second line; ``short`` maps column labels to the
+    abbreviations shown in the header (the legend spells them out)."""
     from rich.table import Table
 
-    table = Table(title="Leaderboard", caption="\n".join(board.legend), caption_justify="left")
+    short = short or {}
+    legend = [*(f"{a} = {label}" for label, a in short.items()), *board.legend]
+    table = Table(title="Leaderboard", caption="\n".join(legend), caption_justify="left")
     table.add_column("model", style="bold")
     table.add_column("stage")
     for col in board.columns:
-        table.add_column(col.label, justify="right")
+        table.add_column(short.get(col.label, col.label), justify="right")
     prev_model = None
     for row in board.rows:
         if prev_model is not None and row.model != prev_model:
@@ -48,6 +52,8 @@ def to_rich(board: Board):
         for col in board.columns:
             cell = row.cells.get(col.label)
             text = _cell_text(cell, row.parent) if cell else _DASH
+            if stacked:
+                text = text.replace(" (", "\n(", 1)
             if cell and cell.delta_base is not None and cell.delta_base != 0:
                 better = (cell.delta_base > 0) == col.higher_is_better
                 text = f"[{'green' if better else 'red'}]{text}[/]"
@@ -56,6 +62,7 @@ def to_rich(board: Board):
     return table
 
 
+TERMINAL_WIDTH = 120  # the board fits a 120-column terminal
 RICH_MAX_ROWS = 2000  # rich lays out ~3 ms per row; beyond this a plain aligned table
 
 
@@ -70,10 +77,19 @@ def to_terminal(board: Board) -> str:
         return _plain(heads, texts, widths, board.legend)
     from rich.console import Console
 
-    # Wide enough that rich never wraps a cell: the longest text per column plus borders.
-    width = max(80, sum(widths) + 3 * len(widths) + 1)
+    # Wide enough that rich never wraps a cell: the longest text per column plus borders; past
+    # TERMINAL_WIDTH the deltas go to a second line, then long task names to abbreviations.
+    stacked = sum(widths) + 3 * len(widths) + 1 > TERMINAL_WIDTH
+    short = {}
+    if stacked:
+        widths = widths[:2] + [max([len(h), *(len(ln) for t in texts for ln in t[i].split(" (", 1))])
+                               for i, h in enumerate(heads) if i >= 2]
+        if sum(widths) + 3 * len(widths) + 1 > TERMINAL_WIDTH:
+            short = {c.label: f"t{i + 1}" for i, c in enumerate(board.columns)}
+    width = max(80, min(TERMINAL_WIDTH, sum(widths) + 3 * len(widths) + 1)) if stacked else \
+        max(80, sum(widths) + 3 * len(widths) + 1)
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    console.print(to_rich(board))
+    console.print(to_rich(board, stacked=stacked, short=short))
     return console.file.getvalue()
 
 
