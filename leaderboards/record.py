@@ -87,6 +87,8 @@ class RunRecord(BaseModel):
     parent_weights: str | None = None
     base_weights: str | None = None
     parent_stage: str | None = None
+    # bench rescore: the eval record whose stored completions this one scored again (no generation).
+    rescored_from: str | None = None
     method_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     checkpoint: str | None = None
     tasks: list[TaskResult] = Field(default_factory=list)

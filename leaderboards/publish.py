@@ -1,0 +1,99 @@
+"""A static site of the board (``bench leaderboard --publish DIR``) that a CI job can publish as is.
+
+The folder holds ``index.html`` (the board with its plots and analysis panels), each view as
+Markdown, LaTeX (booktabs) and CSV under ``views/`` (the whole board, then one view per task),
+every record as JSON under ``records/`` plus ``records.json`` (all of them, one list), and a
+provenance footer on every page: bench version, git commit, container digests, date.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from leaderboards.record import load_record
+from leaderboards.rendering import render
+from leaderboards.store import connect, default_db_path, ingest
+
+__all__ = ["VIEW_FORMATS", "provenance_lines", "publish"]
+
+VIEW_FORMATS = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def _bench_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def provenance_lines(records: list, now: datetime | None = None) -> list[str]:
+    """What produced the site: bench version and commit, the records' commits and container digests."""
+    from bench_core.gitinfo import git_state
+
+    commit, dirty = git_state()
+    commits = sorted({r.provenance.git_commit[:12] for r in records if r.provenance.git_commit})
+    digests = sorted({r.provenance.container_digest or r.provenance.container_image
+                      for r in records if r.provenance.container_digest or r.provenance.container_image})
+    return [
+        f"bench {_bench_version()}, published from commit {(commit or 'unknown')[:12]}{' (dirty)' if dirty else ''}",
+        f"records from commits: {', '.join(commits) or 'unknown'}",
+        f"container digests: {', '.join(digests) or 'none (run outside a container)'}",
+        f"published {(now or datetime.now(UTC)).strftime('%Y-%m-%d %H:%M UTC')} from {len(records)} records",
+    ]
+
+
+def _views(con) -> list[tuple[str, list[str] | None]]:
+    """(file stem, task filter): the whole board, then one view per task."""
+    tasks = [r[0] for r in con.execute("SELECT DISTINCT task FROM leaderboard_long ORDER BY task").fetchall()]
+    return [("leaderboard", None)] + [(t, [t]) for t in tasks]
+
+
+def publish(results_dir: str | Path, out_dir: str | Path, db_path: str | Path | None = None) -> list[Path]:
+    """Write the site; returns the files written (the folder is refreshed, never appended to)."""
+    results_dir, out = Path(results_dir), Path(out_dir)
+    db = Path(db_path) if db_path is not None else default_db_path(results_dir)
+    ingest(results_dir, db)
+    paths = sorted((results_dir / "records").glob("*.json"))
+    records = [load_record(p) for p in paths]
+    footer = provenance_lines(records)
+    for sub in ("views", "records"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "views").mkdir(parents=True, exist_ok=True)
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    written = []
+    con = connect(db, read_only=True)
+    try:
+        page = render(con, "html")
+        for stem, tasks in _views(con):
+            for fmt, ext in VIEW_FORMATS.items():
+                text = render(con, fmt, tasks=tasks)
+                if fmt == "md":
+                    text += "\n" + "\n".join(f"- {line}" for line in footer) + "\n"
+                elif fmt == "latex":
+                    text += "".join(f"% {line}\n" for line in footer)
+                written.append(_write(out / "views" / f"{stem}.{ext}", text))
+    finally:
+        con.close()
+    links = "".join(f'<a href="views/{p.name}">{html.escape(p.name)}</a> ' for p in written)
+    foot = "".join(f"<div>{html.escape(line)}</div>" for line in footer)
+    extra = (f'<footer class="provenance"><h2>Downloads</h2><div>{links}<a href="records.json">records.json</a>'
+             f'</div><h2>Provenance</h2>{foot}</footer>')
+    written.append(_write(out / "index.html", page.replace("</body>", extra + "</body>", 1)))
+    for p in paths:
+        shutil.copyfile(p, out / "records" / p.name)
+        written.append(out / "records" / p.name)
+    all_records = [json.loads(rec.model_dump_json()) for rec in records]
+    written.append(_write(out / "records.json", json.dumps(all_records, indent=1) + "\n"))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
