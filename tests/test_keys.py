@@ -57,7 +57,7 @@ def test_a_method_version_bump_moves_its_cells(tmp_path, monkeypatch):
 
     path = write(tmp_path)
     before = keys(path)
-    monkeypatch.setattr(sft, "VERSION", "2")
+    monkeypatch.setattr(sft, "VERSION", sft.VERSION + "-bumped")
     after = keys(path)
     assert after[("train", "sft")] != before[("train", "sft")]
     assert after[("train", "distill")] == before[("train", "distill")]  # distill has its own VERSION
@@ -89,7 +89,7 @@ def test_the_payload_holds_the_resolved_config_not_the_delta(tmp_path):
                                                                     "seed", "trust_remote_code"}
     assert set(payload) == names
     assert payload["learning_rate"] == 2.0e-4 and payload["kl_coef"] == DistillConfig().kl_coef
-    assert distill.inputs["method_version"] == "1" and distill.inputs["key_schema"] == 2
+    assert distill.inputs["method_version"] == "2" and distill.inputs["key_schema"] == 2
 
 
 def test_first_difference_names_the_field_with_both_values():

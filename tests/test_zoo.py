@@ -167,6 +167,7 @@ def fake_hf_cache(home, hub: str, commit: str) -> None:
 
 def test_the_cached_revision_is_recorded_and_enters_the_key(monkeypatch, tmp_path):
     import harness.evaluate
+    import harness.zoo
     from harness.api import eval_model
 
     commit = "a" * 40
@@ -183,6 +184,7 @@ def test_the_cached_revision_is_recorded_and_enters_the_key(monkeypatch, tmp_pat
     req = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
     assert req.model_revision == commit and req.inputs["weights"] == f"hub:Qwen/Qwen2.5-0.5B@{commit}"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(harness.zoo, "materialize", lambda name: tmp_path)  # not cached now: resolution only
     moved = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
     assert moved.cell_key != req.cell_key  # another snapshot is another key
 

@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "read_rows",
+    "sample_rows",
     "require_columns",
     "data_identity",
     "split_eval",
@@ -103,6 +104,18 @@ def data_identity(rows: Sequence[dict], source: str) -> dict[str, Any]:
         h.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
         h.update(b"\n")
     return {"source": source, "rows": len(rows), "sha256": h.hexdigest()}
+
+
+def sample_rows(rows: list[dict], n: int | None, seed: int) -> list[dict]:
+    """A seeded sample of ``n`` rows (in their original order), or all rows when ``n`` is
+    unset or not smaller: a hub mixture is concatenated by source, so its first N rows
+    would be one source."""
+    if not n or n >= len(rows):
+        return rows
+    if n < 0:
+        raise ValueError(f"limit {n}: must be a positive number of rows")
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
 
 
 def split_eval(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

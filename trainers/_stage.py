@@ -19,6 +19,7 @@ Stage directory layout::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -43,7 +44,9 @@ from trainers._model import (
 )
 from trainers.manifest import Manifest, git_state, package_versions, read_manifest, write_manifest
 
-__all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints"]
+__all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints", "model_context"]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"  # the resolved config, also what a resume is checked against
@@ -65,6 +68,17 @@ def last_checkpoint(directory: Path) -> Path | None:
     done = [p for p in directory.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     done = [p for p in done if (p / "trainer_state.json").exists()]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def model_context(weights: Path) -> int | None:
+    """The longest sequence the model's config allows (max_position_embeddings; gpt2's
+    n_positions), None when its config states none."""
+    file = Path(weights) / "config.json"
+    if not file.is_file():
+        return None
+    cfg = json.loads(file.read_text())
+    cfg = cfg.get("text_config", cfg)
+    return cfg.get("max_position_embeddings") or cfg.get("n_positions")
 
 
 def _callbacks_module():
@@ -180,13 +194,20 @@ class Stage:
             self.base_model, self.weights = str(cfg.model), Path(cfg.model)
             self.trust_remote_code = cfg.trust_remote_code
 
+        # sequences past the model's positions would index off its position table: clip them
+        self.max_length, context = cfg.max_length, model_context(self.weights)
+        if context and cfg.max_length > context:
+            log.warning("%s: max_length %d exceeds %s's context %d; clipped to %d",
+                        method, cfg.max_length, self.weights.name, context, context)
+            self.max_length = context
+
         from trainers.planner import plan
 
         self.plan = plan(
             self.weights,
             method,
             cfg.target,
-            cfg.max_length,
+            self.max_length,
             cfg.mode,
             cfg.effective_batch,
             gpus=self.world_size,

@@ -35,7 +35,7 @@ __all__ = ["VERSION", "DistillConfig", "main", "distill_rows", "kl_trainer_class
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "1"
+VERSION = "2"  # 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates
 
 SOURCES = ("arithmetic", "gsm8k", "openthoughts")
 
@@ -75,9 +75,12 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
             rows += gsm8k_sft_rows(cfg.n_gsm8k, cfg.item_seed)
             names.append(f"gsm8k_train(n={cfg.n_gsm8k},seed={cfg.item_seed})")
         elif source == "openthoughts":
-            hub = read_rows(f"hub:{cfg.hub_dataset}")[: cfg.n_hub]
+            from trainers._data import sample_rows
+
+            # a seeded sample: the hub set is concatenated by source (domain)
+            hub = sample_rows(read_rows(f"hub:{cfg.hub_dataset}"), cfg.n_hub, cfg.item_seed)
             rows += [openthoughts_row(r) for r in hub]
-            names.append(f"{cfg.hub_dataset}(n={cfg.n_hub})")
+            names.append(f"{cfg.hub_dataset}(n={cfg.n_hub},seed={cfg.item_seed})")
         else:
             raise ValueError(
                 f"distill config: sources has unknown {source!r}; use {', '.join(SOURCES)}"
@@ -159,7 +162,9 @@ def main(cfg: DistillConfig) -> Manifest:
             stage.weights, target=cfg.target, trust_remote_code=stage.trust_remote_code
         )
         trainer.ref_model = ref.to(trainer.args.device).requires_grad_(False)
-    return stage.train(trainer, data_identity(rows[: cfg.limit] if cfg.limit else rows, source))
+    from trainers._data import sample_rows
+
+    return stage.train(trainer, data_identity(sample_rows(rows, cfg.limit, cfg.seed), source))
 
 
 if __name__ == "__main__":

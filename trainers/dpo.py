@@ -23,13 +23,15 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "COLUMNS"]
+__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "preference_rows", "COLUMNS"]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "1"
+VERSION = "2"  # 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt
 
-COLUMNS = (("prompt", "chosen", "rejected"),)
+# (prompt, chosen, rejected) strings or messages; or conversational chosen/rejected that
+# hold the prompt themselves (then a prompt column beside them is dropped: preference_rows)
+COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
 
 
 @dataclass
@@ -45,6 +47,42 @@ class DPOConfig(TrainConfig):
     sample_max_new_tokens: int = 128
     sample_temperature: float = 1.0
     teacher_fallback: bool = True
+
+
+def preference_rows(rows: list[dict], source: str) -> list[dict]:
+    """Rows as (prompt, chosen, rejected), the prompt stated once.
+
+    Conversational ``chosen``/``rejected`` that hold the prompt (the Tulu 3 preference
+    mixture; it also keeps the user turn as a string ``prompt`` beside them) become the
+    turns both share as ``prompt`` and the rest as chosen/rejected, as trl's extract_prompt
+    does; trl itself keeps a ``prompt`` column as it is, and would render it twice.
+    """
+    out = []
+    for k, row in enumerate(rows):
+        prompt, chosen, rejected = row.get("prompt"), row["chosen"], row["rejected"]
+        if isinstance(chosen, list) and isinstance(rejected, list):
+            if isinstance(prompt, list) and chosen[: len(prompt)] == prompt == rejected[: len(prompt)]:
+                chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]  # both repeat it
+            elif not isinstance(prompt, list):  # a string prompt (or none) beside conversations
+                shared = 0
+                while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+                    shared += 1
+                if shared:
+                    prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+                elif isinstance(prompt, str):  # assistant-only lists: the string is the user turn
+                    prompt = [{"role": "user", "content": prompt}]
+            if not prompt or not chosen or not rejected:
+                raise ValueError(
+                    f"dataset {source}: row {k}: chosen and rejected share no prompt turns or differ in "
+                    "none; give a prompt column, or messages that start with the same user turn"
+                )
+        elif not all(isinstance(x, str) for x in (prompt, chosen, rejected)):
+            raise ValueError(
+                f"dataset {source}: row {k}: prompt, chosen and rejected must be all strings or "
+                "chosen/rejected message lists; convert the row to one layout"
+            )
+        out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return out
 
 
 def build_pairs(model, tokenizer, items: list[dict], cfg: DPOConfig) -> list[dict]:
@@ -90,7 +128,7 @@ def main(cfg: DPOConfig) -> Manifest:
     if cfg.dataset:
         rows = read_rows(cfg.dataset)
         require_columns(rows, COLUMNS, cfg.dataset)
-        rows = [{c: r[c] for c in COLUMNS[0]} for r in rows]
+        rows = preference_rows(rows, cfg.dataset)
         source = cfg.dataset
     stage = Stage("dpo", cfg)
     model, tokenizer = stage.load()
@@ -102,12 +140,14 @@ def main(cfg: DPOConfig) -> Manifest:
             raise ValueError(
                 "dpo: every sampled completion was correct, no preference pairs; raise levels"
             )
-    if cfg.limit:
-        rows = rows[: cfg.limit]
-    train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
+    from trainers._data import sample_rows
+    from trainers._templates import template_preferences
+
+    rows = sample_rows(rows, cfg.limit, cfg.seed)
+    train, held = split_eval(template_preferences(rows, tokenizer)[0], cfg.eval_fraction, cfg.seed)
     args = trl.DPOConfig(
         **stage.trainer_args(has_eval=bool(held)),
-        max_length=cfg.max_length,
+        max_length=stage.max_length,
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
     )

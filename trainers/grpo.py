@@ -28,7 +28,7 @@ __all__ = ["VERSION", "GRPOConfig", "main", "no_signal_warning", "reward_functio
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "1"
+VERSION = "2"  # 2: limit is a seeded sample
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,10 @@ def main(cfg: GRPOConfig) -> Manifest:
             f"grpo config: effective_batch {cfg.effective_batch} must be a multiple of num_generations "
             f"{cfg.num_generations} (each prompt's group of completions trains together)"
         )
+    from trainers._data import sample_rows
+
     rows, source = prompt_rows(cfg)
-    if cfg.limit:
-        rows = rows[: cfg.limit]
+    rows = sample_rows(rows, cfg.limit, cfg.seed)
     funcs, weights = reward_functions(cfg)
     vllm = _use_vllm(cfg.use_vllm)
     stage = Stage("grpo", cfg)

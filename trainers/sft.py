@@ -3,7 +3,10 @@
 Data: a file (``dataset=``) of trl conversational rows — ``messages`` — or
 prompt/completion rows; the tokenizer's chat template renders them. Sequences are
 packed (best-fit decreasing, padding-free batches with per-sequence position ids, so
-packed examples never attend to each other under sdpa or flash-attention).
+packed examples never attend to each other under sdpa or flash-attention). ``limit`` is
+a seeded sample (``seed``), not the first rows. A template that strips the reasoning from
+assistant turns, or a tokenizer without one, trains on plain prompt/completion text
+(:mod:`trainers._templates`), so ``<think>`` traces are kept.
 
 Padding-free batches flatten every packed row of a batch into one long row. Flash-
 attention's varlen kernels then attend within each sequence; sdpa builds a dense mask
@@ -18,6 +21,7 @@ effective batch (1.66x the padded speed at a third of its memory), unless
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from trainers._config import TrainConfig, cli
@@ -28,9 +32,11 @@ __all__ = ["VERSION", "SFTConfig", "main", "COLUMNS"]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "1"
+VERSION = "2"  # 2: rows are rendered for templates that strip reasoning or are missing
 
 COLUMNS = (("messages",), ("prompt", "completion"))
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,16 +63,21 @@ def build_trainer(stage, cfg: SFTConfig, rows: list[dict], trainer_cls=None):
     import trl
     from datasets import Dataset
 
-    if cfg.limit:
-        rows = rows[: cfg.limit]
-    train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
+    from trainers._data import sample_rows
+    from trainers._templates import KEEPS, template_rows
+
     model, tokenizer = stage.load()
+    rows, kind = template_rows(sample_rows(rows, cfg.limit, cfg.seed), tokenizer)
+    if kind != KEEPS:
+        log.info("%s: chat template is %s: training on the prompt it renders + the raw completion",
+                 stage.method, kind)
+    train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
     flash = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
     if cfg.packing and not flash and not cfg.per_device_batch:
         stage.set_per_device_batch(1)
     args = trl.SFTConfig(
         **stage.trainer_args(has_eval=bool(held)),
-        max_length=cfg.max_length,
+        max_length=stage.max_length,
         packing=cfg.packing,
         padding_free=cfg.padding_free,
         completion_only_loss=cfg.completion_only_loss,
@@ -90,7 +101,9 @@ def main(cfg: SFTConfig) -> Manifest:
     rows, source = load_sft_rows(cfg)
     stage = Stage("sft", cfg)
     trainer = build_trainer(stage, cfg, rows)
-    return stage.train(trainer, data_identity(rows[: cfg.limit] if cfg.limit else rows, source))
+    from trainers._data import sample_rows
+
+    return stage.train(trainer, data_identity(sample_rows(rows, cfg.limit, cfg.seed), source))
 
 
 if __name__ == "__main__":
