@@ -44,7 +44,7 @@ class TrainConfig:
 
     # Data.
     dataset: str = ""
-    limit: int | None = None  # use only the first N rows
+    limit: int | None = None  # a seeded sample of N rows (seed), not the first N
     eval_fraction: float = 0.0  # held out from the training rows for eval loss
 
     # Optimisation. per_device_batch/grad_accum None means: ask the memory planner.
