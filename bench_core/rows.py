@@ -22,12 +22,47 @@ def _json_lines(path: Path, text: str, strict: bool) -> list[Any]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_object(path, f"line {number}", json.loads(line), strict))
         except json.JSONDecodeError as err:
             if strict:
                 raise ValueError(f"{path}: line {number} is not JSON ({err.msg})") from None
             rows.append(None)
     return rows
+
+
+def _object(path: Path, where: str, row: Any, strict: bool) -> Any:
+    """A row is a JSON object (column -> value); anything else is a one-line error (or None)."""
+    if isinstance(row, dict):
+        return row
+    if strict:
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(row), "null")
+        raise ValueError(f"{path}: {where} is a JSON {kind}, not an object; "
+                         'write one {"column": value, ...} per row')
+    return None
+
+
+def _reason(err: Exception) -> str:
+    """pyarrow's message without the offending bytes it quotes (binary garbage in a terminal)."""
+    return ": ".join(str(err).splitlines()[0].split(": ")[:2])[:160]
+
+
+def _csv(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.csv
+
+    # quoted cells may span lines (Corr2Cause premises do)
+    options = pyarrow.csv.ParseOptions(newlines_in_values=True)
+    try:
+        return pyarrow.csv.read_csv(path, parse_options=options).to_pylist()
+    except pa.ArrowInvalid as err:
+        if "straddl" not in str(err):
+            raise ValueError(f"{path}: not a readable CSV ({_reason(err)})") from None
+    # a value longer than pyarrow's 1 MB block: read the file as one block
+    read = pyarrow.csv.ReadOptions(block_size=max(1 << 20, min(path.stat().st_size + 1, 1 << 31 - 1)))
+    try:
+        return pyarrow.csv.read_csv(path, read_options=read, parse_options=options).to_pylist()
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"{path}: not a readable CSV ({_reason(err)})") from None
 
 
 def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
@@ -42,7 +77,10 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); a {suffix} file is JSON text") from None
         if suffix == ".jsonl":
             return _json_lines(path, text, strict)
         try:
@@ -51,15 +89,15 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
             return _json_lines(path, text, strict)
         if not isinstance(data, list):
             raise ValueError(f"{path}: top level is not a list of rows; give a JSON list or JSON lines")
-        return data
+        return [_object(path, f"row {i}", row, strict) for i, row in enumerate(data)]
     if suffix == ".csv":
-        import pyarrow.csv
-
-        # quoted cells may span lines (Corr2Cause premises do)
-        options = pyarrow.csv.ParseOptions(newlines_in_values=True)
-        return pyarrow.csv.read_csv(path, parse_options=options).to_pylist()
+        return _csv(path)
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet
 
-        return pyarrow.parquet.read_table(path).to_pylist()
+        try:
+            return pyarrow.parquet.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ValueError(f"{path}: not a readable Parquet file ({_reason(err)})") from None
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use {', '.join(ROW_SUFFIXES)}")

@@ -50,8 +50,9 @@ def _failure_tail(results: Path, cell) -> str:
 def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
          render_after: bool, workers: int = 1, verbose: bool = False) -> None:
     from harness._live import LiveView
-    from harness.api import load_plan, run_plan
+    from harness.api import check_run_options, load_plan, run_plan
 
+    check_run_options(executor, container, workers)
     plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
     if dry_run:
         _print_plan(plan)
@@ -62,19 +63,30 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
     if view.rows:
         console.print(view.summary())
     cells = {c.key: c for c in plan.todo}
-    failed = {k: o for k, o in outcome.items() if not o.ok}
-    ran = sum(1 for o in outcome.values() if o.status == "done")
-    for key, o in failed.items():
+    count = {s: sum(o.status == s for o in outcome.values()) for s in ("done", "failed", "blocked", "busy")}
+    if render_after:  # first: the failures and the summary must be the last lines a user reads
+        if count["done"] or plan.skipped:
+            from harness.errors import BenchError
+
+            try:
+                leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
+            except BenchError as e:
+                console.print(f"leaderboard: {escape(str(e))}")
+        else:
+            console.print("leaderboard: no finished cells yet")
+    for key, o in outcome.items():
         if o.status == "failed":
+            console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
             tail = _failure_tail(results, cells[key])
             if tail:
-                console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
                 console.print(escape(tail), highlight=False)
-    console.print(f"ran {ran} cells, {len(failed)} failed, blocked or busy; {len(plan.skipped)} already done "
-                  "(record exists)")
-    if render_after and (Path(results) / "records").exists():
-        leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
-    if failed:
+        elif o.status in ("blocked", "busy", "unfinished"):
+            console.print(f"{o.status} {cells[key].cell_id} [{key}]: {escape(o.detail)}")
+    busy = f", {count['busy']} busy (another runner holds them; run again when it is done)" if count["busy"] else ""
+    console.print(f"ran {count['done']} cells, {count['failed']} failed, {count['blocked']} blocked by a failure"
+                  f"{busy}; {len(plan.skipped)} already done (record exists)")
+    # a cell another runner holds is not a failure of this run; the exit code says only what failed
+    if count["failed"] or count["blocked"] or any(o.status == "unfinished" for o in outcome.values()):
         raise typer.Exit(1)
 
 

@@ -34,14 +34,34 @@ def plan_cmd(
     if sum((lora, qlora, full)) > 1:
         raise BenchError("bench plan: choose one of --lora, --qlora, --full")
     mode = "qlora" if qlora else "full" if full else "lora"
+    facts = planner_facts(model)
+    context = _context_length(model, facts)
+    if context and seq > context:  # a plan for a length the model cannot take is no plan
+        raise BenchError(f"--seq {seq}: beyond {model}'s context of {context} tokens; use --seq {context} or less")
     try:
-        p = plan(planner_facts(model), method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
+        p = plan(facts, method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
     except ValueError as e:
         raise BenchError(str(e)) from None
     if as_json:
         _print_json(p.to_dict())
     else:
         console.print(p)
+
+
+def _context_length(model: str, facts) -> int | None:
+    """The model's context in tokens: the zoo's number, else its config.json's, else unknown."""
+    import json
+    from pathlib import Path
+
+    from harness.zoo import get_model
+
+    context = get_model(model).context_length
+    if context is None and isinstance(facts, Path):
+        try:
+            context = json.loads((facts / "config.json").read_text()).get("max_position_embeddings")
+        except (OSError, ValueError, AttributeError):
+            context = None
+    return int(context) if isinstance(context, int) else None
 
 
 @containers_app.command("list")

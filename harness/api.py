@@ -9,7 +9,7 @@ from harness.errors import BenchError
 from harness.keys import content_key
 from leaderboards.record import RunRecord
 
-__all__ = ["eval_model", "default_target", "load_plan", "run_plan", "run_grid", "render_leaderboard", "grid_rows"]
+__all__ = ["eval_model", "default_target", "load_plan", "check_run_options", "run_plan", "run_grid", "render_leaderboard", "grid_rows"]
 
 
 def default_target() -> str:
@@ -33,6 +33,9 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
         if not (checkpoint / "config.json").exists():
             raise BenchError(f"--checkpoint {checkpoint}: no manifest.json or config.json there; "
                              "pass a trained stage directory (results/checkpoints/KEY) or a model directory")
+        from harness.zoo import _local_dir
+
+        _local_dir(checkpoint)  # its config.json checked: one line, not transformers' traceback
         return checkpoint.name, "base", [], None, f"local:{_weights_digest(checkpoint, file_digest)}", checkpoint
     try:
         manifest = Manifest(**read_manifest(checkpoint))
@@ -73,6 +76,7 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     """``bench eval``: one model or stage checkpoint, all tasks in one lm-eval call."""
     from pydantic import ValidationError
 
+    from bench_core.errors import pydantic_reason
     from harness.evaluate import EvalRequest, run_eval
     from harness.grid import weights_key
     from harness.keys import eval_inputs
@@ -90,7 +94,7 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     except ValidationError as e:
         err = e.errors()[0]
         name = str(err["loc"][0])
-        raise BenchError(f"--{name.replace('_', '-')} {asked.get(name)!r}: {err['msg']}") from None
+        raise BenchError(f"--{name.replace('_', '-')} {asked.get(name)}: {pydantic_reason(err)}") from None
     target = target or default_target()
     parent_key = None
     if checkpoint is not None:
@@ -131,15 +135,20 @@ def load_plan(grid: str, results: Path, *, only: str | None = None, force: bool 
     return plan_grid(load_grid(grid, backend=backend, limit=limit), results, only=only, force=force, kind=kind)
 
 
-def run_plan(plan, *, results: Path = Path("results"), executor: str = "local", force: bool = False,
-             container: str | None = None, partition: str | None = None, progress=None, workers: int = 1):
-    """Run a plan's cells on an executor; returns cell key -> Outcome."""
+def check_run_options(executor: str = "local", container: str | None = None, workers: int = 1) -> None:
+    """The run options' one-line refusals, before planning: a dry run must refuse them too."""
     if executor not in ("local", "slurm"):
         raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
     if container and executor != "slurm":
         raise BenchError("--container: only with --executor slurm (locally, run bench inside the image instead)")
     if workers < 1:
         raise BenchError(f"--workers {workers}: must be at least 1")
+
+
+def run_plan(plan, *, results: Path = Path("results"), executor: str = "local", force: bool = False,
+             container: str | None = None, partition: str | None = None, progress=None, workers: int = 1):
+    """Run a plan's cells on an executor; returns cell key -> Outcome."""
+    check_run_options(executor, container, workers)
     if not plan.todo:
         return {}
     if executor == "slurm":
@@ -160,10 +169,7 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
 
     Returns (plan, outcome): outcome maps cell key -> Outcome; empty on a dry run.
     """
-    if executor not in ("local", "slurm"):  # checked before planning: a dry run must refuse it too
-        raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
-    if container and executor != "slurm":
-        raise BenchError("--container: only with --executor slurm (locally, run bench inside the image instead)")
+    check_run_options(executor, container, workers)
     plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
     if dry_run:
         return plan, {}
@@ -218,6 +224,8 @@ def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None
     formats = ("terminal", "md", "markdown", "latex", "csv", "json", "html")
     if fmt not in formats:
         raise BenchError(f"--format: unknown format '{fmt}'; use one of {', '.join(formats)}")
+    if out is not None and Path(out).is_dir():
+        raise BenchError(f"--out {out}: is a directory; name a file, e.g. {Path(out) / 'leaderboard'}.{fmt}")
     if not (Path(results) / "records").exists():
         raise BenchError(f"--results {results}: no records/ there; run `bench train+eval --grid smoke` first")
     with warnings.catch_warnings(record=True) as caught:

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bench_core.errors import pydantic_reason
+from bench_core.yamlio import DuplicateKeyError, load_strict
 from harness.errors import BenchError, closest
 from harness.keys import content_key, eval_inputs, train_inputs
 from harness.settings import EvalSettings, ResolvedEval, resolve_eval
@@ -56,8 +58,8 @@ class GridSpec(BaseModel):
     per_model: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # model -> step -> delta
     tasks: list[str]
     eval: EvalSettings = EvalSettings()
-    target: str = "cpu"
-    seed: int = 0
+    target: str = "cpu"  # checked against containers/targets.yaml at load (_check_references)
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("models", "tasks")
     @classmethod
@@ -159,7 +161,11 @@ def load_grid(name_or_path: str, **eval_overrides: Any) -> GridSpec:
     """
     path = _grid_file(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_strict(path.read_text()) or {}
+    except DuplicateKeyError as e:  # safe_load would keep the last one silently
+        raise BenchError(f"{path}: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read the grid ({e.strerror})") from None
     except yaml.YAMLError as e:
         raise BenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
     except UnicodeDecodeError:
@@ -177,12 +183,12 @@ def load_grid(name_or_path: str, **eval_overrides: Any) -> GridSpec:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if loc.startswith("eval.") and loc.split(".", 1)[1] in overrides:
             where = f"--{loc.split('.', 1)[1].replace('_', '-')}"
-            raise BenchError(f"{where} {overrides[loc.split('.', 1)[1]]!r}: {err['msg']}") from None
+            raise BenchError(f"{where} {overrides[loc.split('.', 1)[1]]}: {pydantic_reason(err)}") from None
         fix = {
             "extra_forbidden": "remove it or check its spelling",
             "missing": "add it",
         }.get(err["type"], "see harness/grids/smoke.yaml for a valid grid")
-        raise BenchError(f"{path}: field '{loc}': {err['msg']}; {fix}") from None
+        raise BenchError(f"{path}: field '{loc}': {pydantic_reason(err)}; {fix}") from None
     _check_references(grid, path)
     return grid
 
@@ -197,6 +203,12 @@ def _check_references(grid: GridSpec, path: Path) -> None:
             get_model(name)
         except BenchError as e:
             raise BenchError(f"{path}: field 'models.{i}': {e}") from None
+    from containers.targets import load_targets
+
+    targets = load_targets()
+    if grid.target not in targets:  # else every cell would fail on it after its model loaded
+        raise BenchError(f"{path}: field 'target': unknown hardware target '{grid.target}'"
+                         f"{closest(grid.target, targets)}; targets (containers/targets.yaml): {', '.join(targets)}")
     zoo = load_zoo()
     for i, name in enumerate(grid.published):
         if name not in zoo or zoo[name].lineage is None:
@@ -247,7 +259,7 @@ def _step_config(grid: GridSpec, model: str, step: str, path: Path | None = None
                              "(harness/models.yaml or $BENCH_MODELS); remove it from the grid")
     import dataclasses
 
-    from trainers import method_config
+    from trainers import FieldError, method_config
 
     fields = {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS - _ZOO_FIELDS
     for key in delta:
@@ -256,6 +268,8 @@ def _step_config(grid: GridSpec, model: str, step: str, path: Path | None = None
                              f"see trainers/{method}.py for its config fields")
     try:
         resolved = resolved_config(method, delta)
+    except FieldError as e:  # type or range of one field: name it as the grid spells it
+        raise BenchError(f"{where}.{e.field}': {e.reason}; see trainers/{method}.py for its config fields") from None
     except (ValueError, TypeError) as e:
         raise BenchError(f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields") from None
     return method, delta, resolved

@@ -23,7 +23,14 @@ from typing import Literal
 
 from harness.errors import BenchError
 from harness.grid import EvalCell, Expansion, GridSpec, TrainCell, expand
-from harness.status import CellStatus, cell_status, failure_path, previous_records, record_file
+from harness.status import (
+    CellStatus,
+    cell_status,
+    failure_path,
+    is_finished,
+    previous_records,
+    record_file,
+)
 from leaderboards.record import RunRecord, write_record
 
 __all__ = ["Cell", "Outcome", "Plan", "plan_grid", "run_cell", "stage_dir", "CellBusy", "STAGE_CELL_FILE"]
@@ -95,7 +102,13 @@ def plan_grid(grid: GridSpec | str, results_dir: Path, *, only: str | None = Non
     status: dict[str, CellStatus] = {}
     todo, skipped = [], []
     for cell in _ordered(exp):
-        status[cell.key] = cell_status(cell, results_dir, previous, status.get(cell.needs or ""))
+        parent = status.get(cell.needs or "")
+        status[cell.key] = cell_status(cell, results_dir, previous, parent)
+        if cell.kind == "train" and status[cell.key].done and parent is not None and not parent.done:
+            # a child's adapter is relative to its parent's merged weights: a parent trained
+            # again makes its children stale (trainers/__init__: merge, then a fresh adapter)
+            status[cell.key] = CellStatus("changed", f"parent {cell.parent_stage} will be trained again "
+                                                     f"({parent.why})"[:200])
         if (kind and cell.kind != kind) or not _matches(cell, only):
             continue
         if status[cell.key].done and not force:
@@ -151,7 +164,9 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
         recipe=cell.stage.split("+"), stage=cell.stage, parent_key=cell.parent_key, inputs=cell.inputs,
         method_configs={cell.step: {"method": cell.method, **cell.resolved}}, checkpoint=str(out),
         weights_key=cell.key, parent_stage=cell.parent_stage,
-        target=grid.target, seed=grid.seed, wall_s=time.perf_counter() - t0,
+        target=grid.target, seed=grid.seed,
+        # a stage resumed from a checkpoint: the parts before the resume count too
+        wall_s=time.perf_counter() - t0 + float((manifest.get("resumed_cost") or {}).get("wall_s", 0)),
         tokens_per_s=manifest.get("tokens_per_s"), peak_memory_bytes=_peak_bytes(manifest.get("peak_memory_gb")),
         train_metrics=metrics, started_at=started, provenance=provenance(),
     )
@@ -189,11 +204,11 @@ def run_cell(cell: Cell, exp: Expansion, results_dir: str | Path, *, force: bool
     """Run one cell (the unit an executor schedules). A user mistake raises BenchError; any
     other error is written to ``results/failures/`` first and returned as a failed outcome."""
     results_dir = Path(results_dir)
-    if record_file(results_dir, cell.kind, cell.key).exists() and not force:
+    if not force and is_finished(cell, results_dir):
         return Outcome("skipped")
     try:
         with _cell_lock(results_dir, cell.key):
-            if record_file(results_dir, cell.kind, cell.key).exists() and not force:
+            if not force and is_finished(cell, results_dir):
                 return Outcome("skipped", "another runner finished it")
             try:
                 if cell.kind == "train":

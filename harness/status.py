@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.keys import first_difference
 
-__all__ = ["CellStatus", "Previous", "cell_status", "previous_records", "failure_path", "record_file"]
+__all__ = ["CellStatus", "Previous", "cell_status", "is_finished", "previous_records", "failure_path", "record_file"]
 
 
 def record_file(results_dir: Path, kind: str, key: str) -> Path:
@@ -66,6 +66,19 @@ def _loads(path: Path) -> str | None:
     except Exception as e:  # noqa: BLE001 - any unreadable record means: not done
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:100]
     return None
+
+
+def is_finished(cell, results_dir: str | Path) -> bool:
+    """A record that loads, and for a train cell its checkpoint: what lets a runner skip a cell.
+
+    The same test as :func:`cell_status`'s ``done``, so a cell planned to run again (a corrupt
+    record, a deleted checkpoint) is not skipped at run time because its record file exists.
+    """
+    results_dir = Path(results_dir)
+    record = record_file(results_dir, cell.kind, cell.key)
+    if not record.exists() or _loads(record) is not None:
+        return False
+    return cell.kind != "train" or (results_dir / "checkpoints" / cell.key / "manifest.json").exists()
 
 
 def cell_status(cell, results_dir: str | Path, previous: dict | None = None,

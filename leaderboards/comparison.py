@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_core.errors import closest
 from leaderboards.board import task_label
 from leaderboards.stats import McNemar, PairedBootstrap, mcnemar, paired_bootstrap
 
@@ -237,6 +238,10 @@ def compare(
     try:
         (ka, la), (kb, lb) = src.resolve(cell_a), src.resolve(cell_b)
         ta, tb = src.tasks(ka), src.tasks(kb)
+        if task is not None and task not in ta and task not in tb:  # else: exit 0, empty tables
+            known = sorted(set(ta) | set(tb))
+            raise ValueError(f"--task {task}: neither cell has it{closest(task, known)}; "
+                             f"their tasks: {', '.join(known) or 'none'}")
         comp = Comparison(ka, kb, f"{la} [{ka[:12]}]", f"{lb} [{kb[:12]}]", alpha=alpha)
         names = sorted(set(ta) | set(tb)) if task is None else [task]
         for name in names:

@@ -106,7 +106,8 @@ def _plain(heads, texts, widths, legend) -> str:
 
 
 def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+    # Markdown renderers pass raw HTML through: a model named <script> must stay text
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def to_markdown(board: Board) -> str:

@@ -60,17 +60,37 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     try:
         con = duckdb.connect(str(db_path), read_only=read_only)
     except duckdb.IOException as e:
-        if "lock" not in str(e).lower():
-            raise
-        raise ValueError(
-            f"{db_path}: locked by another process (another `bench leaderboard`?); "
-            "retry when it has finished"
-        ) from None
+        if "lock" in str(e).lower():
+            raise ValueError(
+                f"{db_path}: locked by another process (another `bench leaderboard`?); "
+                "retry when it has finished"
+            ) from None
+        if "not a valid duckdb" not in str(e).lower() and "corrupt" not in str(e).lower():
+            raise ValueError(f"{db_path}: cannot open ({str(e).splitlines()[0]})") from None
+        if read_only:
+            raise ValueError(
+                f"{db_path}: corrupt; it is a cache of the records: delete it, or run "
+                "`bench leaderboard` to rebuild it"
+            ) from None
+        con = _rebuilt(Path(db_path))
     con.execute("SET enable_progress_bar = false")  # the CLI owns stdout
     if not read_only:
         create_schema(con)
         create_analysis_schema(con)
     return con
+
+
+def _rebuilt(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """A fresh store in place of a corrupt one: the records are the truth, the store a cache of
+    them, so ingest refills it. The corrupt file is kept beside it for a post-mortem."""
+    aside = db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}")
+    db_path.rename(aside)
+    wal = db_path.with_name(db_path.name + ".wal")
+    if wal.exists():
+        wal.rename(aside.with_name(aside.name + ".wal"))
+    warnings.warn(f"{db_path}: corrupt; moved to {aside.name} and rebuilt from the records",
+                  IngestWarning, stacklevel=3)  # fmt: skip
+    return duckdb.connect(str(db_path))
 
 
 def _warn(report: IngestReport, msg: str) -> None:

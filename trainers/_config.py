@@ -4,6 +4,11 @@ A method's config is a plain dataclass. :func:`resolve` layers a YAML file (or a
 as the harness passes) and ``key=value`` overrides on top of its defaults, checking every
 key against the dataclass so a typo is a one-line error, never a silently ignored field.
 The resolved config is written beside the checkpoint (:func:`save_config`).
+
+Every field is checked by type and, where ``RANGES`` names it, by range when the config
+is built (``__post_init__``), so the harness rejects ``max_steps: -5`` when a grid loads,
+not after a model has trained three epochs on it. A method's config adds its own fields'
+ranges as a ``RANGES`` class attribute of its own (a delta: the classes' tables merge).
 """
 
 from __future__ import annotations
@@ -13,13 +18,109 @@ import difflib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-__all__ = ["TrainConfig", "resolve", "parse_overrides", "save_config", "config_dict", "cli"]
+__all__ = [
+    "TrainConfig",
+    "FieldError",
+    "Allowed",
+    "at_least",
+    "positive",
+    "fraction",
+    "one_of",
+    "check_ranges",
+    "resolve",
+    "parse_overrides",
+    "save_config",
+    "config_dict",
+    "cli",
+]
 
 C = TypeVar("C")
+
+
+class FieldError(ValueError):
+    """One config field has a value of the wrong type or out of range.
+
+    ``field`` names it, so the harness can say ``steps.sft.max_steps`` instead of guessing
+    the field from the message text.
+    """
+
+    def __init__(self, field: str, reason: str, source: str = ""):
+        super().__init__(f"{source + ': ' if source else ''}field {field!r} {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Allowed:
+    """The values a field accepts: numbers in [lo, hi] (``lo_open``/``hi_open`` exclude the
+    end), or one of ``choices``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"must be one of {', '.join(self.choices)}"
+        if self.hi is None:
+            return f"must be {'greater than' if self.lo_open else 'at least'} {self.lo:g}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"must be in {left}{self.lo:g}, {self.hi:g}{right}"
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is allowed, else what is wrong with it."""
+        if self.choices:
+            return None if value in self.choices else f"{self.describe()}, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, got {value!r}"
+        low = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        high = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return None if low and high else f"{self.describe()}, got {value!r}"
+
+
+def at_least(lo: float) -> Allowed:
+    return Allowed(lo=lo)
+
+
+def positive() -> Allowed:
+    return Allowed(lo=0, lo_open=True)
+
+
+def fraction(*, hi_open: bool = False) -> Allowed:
+    return Allowed(lo=0, hi=1, hi_open=hi_open)
+
+
+def one_of(*choices: str) -> Allowed:
+    return Allowed(choices=choices)
+
+
+def check_ranges(cfg: Any) -> None:
+    """Raise :class:`FieldError` for the first field outside its ``RANGES`` entry.
+
+    The tables of every class in the config's MRO merge, so a method states only its own
+    fields. ``None`` passes where the field's default is ``None`` (``limit: null``: all rows).
+    """
+    ranges: dict[str, Allowed] = {}
+    for klass in reversed(type(cfg).__mro__):
+        ranges.update(vars(klass).get("RANGES", {}))
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for name, allowed in ranges.items():
+        if name not in defaults:
+            continue
+        value = getattr(cfg, name)
+        if value is None:
+            if defaults[name] is None:
+                continue
+            raise FieldError(name, f"cannot be null; it {allowed.describe()}")
+        problem = allowed.problem(value)
+        if problem:
+            raise FieldError(name, problem)
 
 
 @dataclasses.dataclass
@@ -69,6 +170,45 @@ class TrainConfig:
     divergence_factor: float = 10.0  # |loss| above factor × max(|first loss|, 1) stops the run
     resume: bool = True  # continue from the newest complete checkpoint in output_dir
     nproc: int = 1  # >1: train_stage runs the stage under torchrun/accelerate (see launch.py)
+
+    # Checked in __post_init__; trl/transformers would accept most of these and train on
+    # something else (max_steps <= 0 means "train by epochs" there).
+    RANGES: ClassVar[dict[str, Allowed]] = {
+        "seed": at_least(0),
+        "mode": one_of("lora", "qlora", "full"),
+        "lora_r": at_least(1),
+        "lora_alpha": positive(),
+        "lora_dropout": fraction(hi_open=True),
+        "limit": at_least(1),
+        "eval_fraction": fraction(hi_open=True),
+        "learning_rate": positive(),
+        "max_steps": at_least(1),
+        "effective_batch": at_least(1),
+        "per_device_batch": at_least(1),
+        "grad_accum": at_least(1),
+        "max_length": at_least(1),
+        "max_grad_norm": at_least(0),
+        "warmup_steps": at_least(0),
+        "lr_scheduler_type": one_of(
+            "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+            "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr",
+            "cosine_warmup_with_min_lr", "warmup_stable_decay",
+        ),
+        "weight_decay": at_least(0),
+        "logging_steps": at_least(1),
+        "save_steps": at_least(1),
+        "save_total_limit": at_least(1),
+        "eval_steps": at_least(1),
+        "early_stopping_patience": at_least(1),
+        "divergence_factor": positive(),
+        "nproc": at_least(1),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        parent = getattr(super(), "__post_init__", None)  # a mixin's own checks, if it has any
+        if parent is not None:
+            parent()
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
@@ -121,16 +261,16 @@ def _typed(cls: type, values: dict[str, Any], source: str) -> dict[str, Any]:
             continue
         want = type(default)
         if want is bool and not isinstance(value, bool):
-            raise ValueError(f"{source}: field {key!r} must be true or false, got {value!r}")
+            raise FieldError(key, f"must be true or false, got {value!r}", source)
+        if want is str and isinstance(value, list | dict):
+            raise FieldError(key, f"must be a string, got {value!r}", source)
         if want in (int, float) and not isinstance(value, bool):
             try:
                 cast = want(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{source}: field {key!r} must be a number, got {value!r}"
-                ) from None
+            except (TypeError, ValueError, OverflowError):
+                raise FieldError(key, f"must be a number, got {value!r}", source) from None
             if want is int and cast != float(value):
-                raise ValueError(f"{source}: field {key!r} must be an integer, got {value!r}")
+                raise FieldError(key, f"must be an integer, got {value!r}", source)
             values[key] = cast
     return values
 

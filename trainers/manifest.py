@@ -51,6 +51,9 @@ class Manifest:
     git_commit: str | None
     git_dirty: bool | None
     trust_remote_code: bool = False
+    # a resumed stage: what the parts before the resume cost (tokens, train_s, wall_s), already
+    # included in tokens and wall_s above
+    resumed_cost: dict[str, float] | None = None
     config_file: str = "config.yaml"
     manifest_version: int = MANIFEST_VERSION
     created_at: str = dataclasses.field(default_factory=lambda: datetime.now(UTC).isoformat())
