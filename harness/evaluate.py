@@ -59,12 +59,13 @@ class EvalRequest:
                    parent_stage=cell.parent_stage)
 
 
-def _task_manager(repeats: int = 1):
+def _task_manager(repeats: int = 1, builtin: bool = False):
     from lm_eval.tasks import TaskManager
 
+    from harness.lmeval_tasks import builtin_manager_class
     from tasks import TASKS_DIR
 
-    class Repeating(TaskManager):
+    class Repeating(builtin_manager_class(TaskManager) if builtin else TaskManager):
         """Sets every loaded task's ``repeats`` (samples per prompt) from the resolved settings."""
 
         def load(self, *args, **kwargs):
@@ -74,8 +75,8 @@ def _task_manager(repeats: int = 1):
                     task.set_config(key="repeats", value=repeats)
             return loaded
 
-    # Only bench's tasks: indexing lm-eval's ~14k built-in YAMLs costs ~50 s per process.
-    return Repeating(include_path=str(TASKS_DIR), include_defaults=False)
+    # lm-eval's ~14k built-in YAMLs only when a cell names one of them: indexing costs ~50 s per process.
+    return Repeating(include_path=str(TASKS_DIR), include_defaults=builtin)
 
 
 THINK_OPEN = "<think>"
@@ -215,6 +216,9 @@ def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fi
     """One row per doc and repeat. Repeat 0 carries the metric's score; the other repeats are
     scored by the task's ``sample_fields`` (the same verifier, remembered per completion)."""
     rows = []
+    metric, _, filt = primary.partition("/")
+    if filt:  # a task with several filters (lm-eval's gsm8k) lists each doc once per filter: the primary's
+        samples, primary = [s for s in samples if s.get("filter", filt) == filt], metric
     for s in samples:
         for repeat, completion in enumerate(_completions(s)):
             score = s.get(primary) if repeat == 0 else None
@@ -304,7 +308,9 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     lm, dtype = build_lm(req, results_dir)
     _keep_prompt_opener(lm)
     load_s = time.perf_counter() - t0
-    tm = _task_manager(s.repeats)
+    from harness.taskinfo import task_index
+
+    tm = _task_manager(s.repeats, builtin=any(t not in task_index() for t in leaves))
     try:
         out = lm_eval.simple_evaluate(
     _report_requests(lm)

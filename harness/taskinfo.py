@@ -77,8 +77,16 @@ def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
     index = task_index()
     out: list[TaskInfo] = []
     for name in names:
-        if name not in index:
-            raise BenchError(f"{where}: unknown task '{name}'{closest(name, index)}; see `bench tasks list`")
+        if name not in index:  # lm-eval's own library, indexed only now (it costs a minute)
+            from harness.lmeval_tasks import builtin_index, builtin_leaves
+
+            builtin = [TaskInfo(n, v, Path(f) if f else Path()) for n, v, f in builtin_leaves(name)]
+            if not builtin:
+                known = [*index, *builtin_index()]
+                raise BenchError(f"{where}: unknown task '{name}'{closest(name, known)}; see `bench tasks list` "
+                                 "(bench's tasks) or `lm-eval ls tasks`")
+            out.extend(t for t in builtin if t not in out)
+            continue
         info = index[name]
         leaves = resolve_tasks(list(info.members), where) if info.members else [info]
         out.extend(t for t in leaves if t not in out)
