@@ -22,8 +22,14 @@ TINY_CONTEXT = 2048  # max_position_embeddings when the zoo entry states no cont
 TINY_TYPES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "GPT2LMHeadModel": "gpt2"}
 
 
-def atomic_build(target: Path, build: Callable[[Path], None], marker: str) -> None:
-    """Build into a sibling temp dir and rename it into place: no half-built model is ever used."""
+def atomic_build(target: Path, build: Callable[[Path], None], marker: str, *, root: Path) -> None:
+    """Build into a sibling temp dir and rename it into place: no half-built model is ever used.
+
+    ``target`` must lie directly inside ``root`` (the cache's models/ folder): a previous build
+    there is deleted, so a name with path parts must never point elsewhere.
+    """
+    if target.resolve().parent != root.resolve():
+        raise BenchError(f"model cache path {target} is not directly inside {root}; refusing to build or delete there")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:

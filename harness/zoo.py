@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bench_core.errors import BenchError, closest
 from bench_core.extends import resolve_extends
 from bench_core.offline import hub_offline
+from bench_core.yamlio import DuplicateKeyError, load_strict
 
 __all__ = [
     "ZOO_FILE",
@@ -92,9 +93,18 @@ def cache_dir() -> Path:
 
 def _read_zoo(file: Path) -> tuple[dict, dict[str, dict]]:
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = load_strict(file.read_text()) or {}
+    except DuplicateKeyError as e:  # safe_load would keep the last entry silently
+        raise BenchError(f"{file}: {str(e).splitlines()[0]}") from None
+    except OSError as e:  # $BENCH_MODELS naming a missing file or a directory
+        raise BenchError(f"{file}: cannot read the model zoo ({e.strerror}); "
+                         "$BENCH_MODELS must name a models.yaml-like file") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{file}: not a text file; a model zoo is a YAML mapping with `models:`") from None
     except yaml.YAMLError as e:
         raise BenchError(f"{file}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+    if not isinstance(data, dict):
+        raise BenchError(f"{file}: a model zoo is a mapping with `models:` (and optional `defaults:`)")
     if not isinstance(data.get("models", {}), dict):
         raise BenchError(f"{file}: field 'models' must be a mapping of name -> entry")
     return data.get("defaults", {}) or {}, data.get("models", {}) or {}
@@ -113,6 +123,7 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
         files.update({name: Path(extra) for name in user_raw})
     zoo = {}
     for name in raw:
+        _check_name(name, files[name])
         # lineage is a fact of one published checkpoint, never inherited
         resolved = resolve_extends(name, raw, str(files[name]), "models", never_inherited=("lineage",))
         entry = {**defaults, **resolved, "name": name}
@@ -123,6 +134,24 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
             field = ".".join(str(p) for p in err["loc"])
             raise BenchError(f"{files[name]}: models.{name}.{field}: {err['msg']}") from e
     return zoo
+
+
+# A zoo name is a cache directory's name (and a row label): no path parts, no markup.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _check_name(name: Any, file: Path) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise BenchError(f"{file}: models.{name!r}: a model name is lowercase letters, digits, '.', '-' "
+                         "and '_' (no '/', '..', spaces or markup); rename the entry")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` resolved, refused unless it is an entry of ``root`` (a build deletes what is there)."""
+    resolved, top = path.resolve(), root.resolve()
+    if resolved.parent != top:
+        raise BenchError(f"model cache path {path} is outside {root}; refusing to build or delete there")
+    return resolved
 
 
 def get_model(name: str) -> ModelSpec:
@@ -241,25 +270,44 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
+def _local_dir(path: Path) -> Path:
+    """A local model directory, its config.json checked here: transformers' error for a broken
+    one is a traceback far from the user's path."""
+    config = path / "config.json"
+    try:
+        data = json.loads(config.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{path}: no config.json; a model directory is what save_pretrained writes") from None
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{config}: not valid JSON ({str(e).splitlines()[0]}); re-save the model") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{config}: not a JSON object; not a transformers model config, re-save the model")
+    return path
+
+
 def materialize(name: str) -> Path:
     """A local HF model directory for ``name``, building or downloading it once."""
     spec = get_model(name)
     if spec.source == "local":
-        return Path(spec.path or "")
+        return _local_dir(Path(spec.path or ""))
     if spec.source in ("bundled", "tiny"):
         from harness import _build
 
-        target = cache_dir() / "models" / spec.name
+        root = cache_dir() / "models"
+        target = _inside(root / spec.name, root)
         if not (target / COMPLETE).exists() and not _writable(cache_dir()):
             # e.g. an Apptainer image's read-only cache: build into the user's cache instead
-            target = Path.home() / ".cache" / "bench" / "models" / spec.name
+            root = Path.home() / ".cache" / "bench" / "models"
+            target = _inside(root / spec.name, root)
         if not (target / COMPLETE).exists():
             if spec.source == "bundled":
                 downloads = cache_dir() / "downloads"
-                _build.atomic_build(target, lambda tmp: _build.build_bundled(spec, tmp, downloads), COMPLETE)
+                _build.atomic_build(target, lambda tmp: _build.build_bundled(spec, tmp, downloads), COMPLETE,
+                                    root=root)
             else:  # tiny models borrow the bundled model's tokenizer
                 tokenizer = materialize("smollm2-135m-instruct")
-                _build.atomic_build(target, lambda tmp: _build.build_tiny(spec, tmp, tokenizer), COMPLETE)
+                _build.atomic_build(target, lambda tmp: _build.build_tiny(spec, tmp, tokenizer), COMPLETE,
+                                    root=root)
         return target
     cached = _hf_cached(spec)
     if cached is not None:

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"  # the resolved config, also what a resume is checked against
+# In every checkpoint: tokens and seconds the run had cost when it was saved. trl's token
+# counter restarts at 0 on a resume and the wall clock does, so a resumed stage adds these.
+RUN_COST = "bench_run_cost.json"
 # Fields a resumed run may change: how long it runs and how it logs, saves and stops.
 RESUMABLE = {
     "resume", "max_steps", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
@@ -117,6 +120,8 @@ def _callbacks_module():
 
         def __init__(self):
             self.losses, self.tokens, self.tokens_start, self.t0, self.t1 = [], 0, 0, None, None
+            self.earlier = {"tokens": 0, "train_s": 0.0, "wall_s": 0.0}  # parts before a resume
+            self.t_start = time.time()  # the Stage's start (set by it): wall time of this part
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t0 = time.time()
@@ -131,6 +136,18 @@ def _callbacks_module():
 
         def on_train_end(self, args, state, control, **kwargs):
             self.t1 = time.time()
+
+        def cost(self) -> dict[str, float]:
+            """What the whole run has cost so far: the earlier parts plus this one."""
+            now = time.time()
+            return {"tokens": self.earlier["tokens"] + self.tokens - self.tokens_start,
+                    "train_s": self.earlier["train_s"] + (self.t1 or now) - (self.t0 or now),
+                    "wall_s": self.earlier["wall_s"] + now - self.t_start}  # fmt: skip
+
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir():
+                (ckpt / RUN_COST).write_text(json.dumps(self.cost()))
 
     return DivergenceGuard, RunStats
 
@@ -341,6 +358,12 @@ class Stage:
     def train(self, trainer, data: dict[str, Any]) -> Manifest:
         """Run (or resume) ``trainer``, save the outputs and write the manifest."""
         resume = last_checkpoint(self.out / CHECKPOINTS) if self.cfg.resume else None
+        self.stats.t_start = self.t_start
+        if resume and (resume / RUN_COST).is_file():  # the record covers the whole run
+            try:
+                self.stats.earlier = {**self.stats.earlier, **json.loads((resume / RUN_COST).read_text())}
+            except ValueError:
+                log.warning("%s: unreadable; the resumed stage counts only its own part", resume / RUN_COST)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         step = trainer.state.global_step
         if self.guard.diverged:
@@ -365,9 +388,8 @@ class Stage:
                     self.weights, self.out / ADAPTER, self.out / MERGED, self.trust_remote_code
                 )
                 merged = MERGED
-        wall = time.time() - self.t_start
-        train_s = (self.stats.t1 or time.time()) - (self.stats.t0 or self.t_start)
-        tokens = self.stats.tokens - self.stats.tokens_start
+        cost = self.stats.cost()  # the whole run's, a resumed one's included
+        wall, train_s, tokens = cost["wall_s"], cost["train_s"], int(cost["tokens"])
         commit, dirty = git_state()
         manifest = Manifest(
             method=self.method,
@@ -392,6 +414,7 @@ class Stage:
             target=self.cfg.target,
             world_size=self.world_size,
             resumed_from=str(resume) if resume else None,
+            resumed_cost=dict(self.stats.earlier) if resume else None,
             stopped_early=step < self.cfg.max_steps,
             packages=package_versions(),
             git_commit=commit,
