@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers._config import cli
+from trainers._config import at_least, cli
 from trainers._data import (
     arithmetic_sft_rows,
     data_identity,
@@ -51,6 +51,9 @@ class DistillConfig(SFTConfig):
     n_hub: int = 1000
     kl_coef: float = 0.0
     direct_fraction: float = 0.0  # arithmetic: share of traces with the answer but no steps
+
+    # checked at construction with SFTConfig's and TrainConfig's (trainers/_config.py: check_ranges)
+    RANGES = {"n_per_level": at_least(1), "n_gsm8k": at_least(1), "n_hub": at_least(1), "kl_coef": at_least(0)}
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:

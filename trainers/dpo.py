@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers._config import TrainConfig, cli
+from trainers._config import TrainConfig, at_least, cli, positive
 from trainers._data import (
     arithmetic_prompts,
     data_identity,
@@ -47,6 +47,11 @@ class DPOConfig(TrainConfig):
     sample_max_new_tokens: int = 128
     sample_temperature: float = 1.0
     teacher_fallback: bool = True
+
+    # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
+    # a pair needs two samples of a prompt
+    RANGES = {"beta": positive(), "n_prompts": at_least(1), "item_seed": at_least(0), "samples_per_prompt": at_least(2),
+              "sample_max_new_tokens": at_least(1), "sample_temperature": positive()}
 
 
 def preference_rows(rows: list[dict], source: str) -> list[dict]:

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 
-from trainers._config import TrainConfig, cli
+from trainers._config import Allowed, TrainConfig, at_least, cli, positive
 from trainers._data import (
     arithmetic_prompts,
     data_identity,
@@ -54,6 +54,13 @@ class GRPOConfig(TrainConfig):
     use_vllm: str = "auto"  # auto | true | false
     vllm_gpu_memory_utilization: float = 0.3
     no_signal_patience: int = 3  # warn after this many steps with no reward variance; 0: off
+
+    # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
+    # a group advantage needs two generations of a prompt
+    RANGES = {"format_weight": at_least(0), "n_prompts": at_least(1), "item_seed": at_least(0),
+              "num_generations": at_least(2), "max_completion_length": at_least(1), "temperature": positive(),
+              "beta": at_least(0), "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
+              "no_signal_patience": at_least(0)}
 
 
 def think_format_reward(completions, **_columns) -> list[float]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from trainers._config import TrainConfig, cli
+from trainers._config import TrainConfig, at_least, cli, fraction
 from trainers._data import data_identity, read_rows, require_columns, split_eval
 from trainers.manifest import Manifest
 
@@ -46,6 +46,9 @@ class SFTConfig(TrainConfig):
     padding_free: bool = False  # without packing: flatten each batch (flash-attention only)
     completion_only_loss: bool | None = None  # None: on for prompt/completion rows
     assistant_only_loss: bool = False  # needs {% generation %} markers in the chat template
+
+    # checked at construction with TrainConfig's (trainers/_config.py: check_ranges)
+    RANGES = {"item_seed": at_least(0), "direct_fraction": fraction()}
 
 
 def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
