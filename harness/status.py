@@ -78,7 +78,27 @@ def is_finished(cell, results_dir: str | Path) -> bool:
     record = record_file(results_dir, cell.kind, cell.key)
     if not record.exists() or _loads(record) is not None:
         return False
-    return cell.kind != "train" or (results_dir / "checkpoints" / cell.key / "manifest.json").exists()
+    return cell.kind != "train" or (_checkpoint_ok(cell, results_dir) is None)
+
+
+def _checkpoint_ok(cell, results_dir: Path) -> str | None:
+    """None when a train cell's checkpoint stands, else why it must train again."""
+    own = results_dir / "checkpoints" / cell.key / "manifest.json"
+    if not own.exists():
+        return f"its checkpoint is missing (results/checkpoints/{cell.key}); it will be trained again"
+    parent = results_dir / "checkpoints" / str(cell.parent_key) / "manifest.json"
+    # its adapter is relative to the parent's merged weights: a parent trained after it is other
+    # weights. The manifests' own created_at, not file times, so a copied results/ stays done.
+    if cell.parent_key and parent.exists() and _created(parent) > _created(own):
+        return f"parent {cell.parent_stage} was trained again after it; it will be trained again"
+    return None
+
+
+def _created(manifest: Path) -> str:
+    try:
+        return str(json.loads(manifest.read_text()).get("created_at", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
@@ -88,9 +108,9 @@ def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
     if record.exists():
         broken = _loads(record)
         if broken is None:
-            if cell.kind == "train" and not (results_dir / "checkpoints" / cell.key / "manifest.json").exists():
-                return CellStatus("changed", "its checkpoint is missing (results/checkpoints/"
-                                             f"{cell.key}); it will be trained again")
+            stale = _checkpoint_ok(cell, results_dir) if cell.kind == "train" else None
+            if stale:
+                return CellStatus("changed", stale)
             return CellStatus("done", "record exists")
         return CellStatus("new", f"its record does not load ({broken}); it will run again")
     failed = failure_path(results_dir, cell.kind, cell.key)
