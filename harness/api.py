@@ -77,12 +77,13 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     from pydantic import ValidationError
 
     from bench_core.errors import pydantic_reason
-    from harness.evaluate import EvalRequest, run_eval
-    from harness.grid import weights_key
-    from harness.keys import eval_inputs
-    from harness.settings import EvalSettings, resolve_eval
+    from harness.grid import Expansion, GridSpec, eval_cell
+    from harness.runner import run_cell
+    from harness.settings import EvalSettings
+    from harness.status import record_file
     from harness.taskinfo import resolve_tasks
-    from harness.zoo import ModelSpec, get_model, materialize, model_identity
+    from harness.zoo import ModelSpec, get_model, model_identity
+    from leaderboards.record import load_record
 
     if (model is None) == (checkpoint is None):
         raise BenchError("bench eval: give exactly one of --model NAME or --checkpoint PATH")
@@ -100,20 +101,20 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     if checkpoint is not None:
         model_id, stage, recipe, parent_key, identity, weights = _checkpoint_row(Path(checkpoint))
         spec = _stage_spec(model_id) or ModelSpec(name=model_id, source="local", path=str(weights))
+        load = str(weights)
     else:
         spec = get_model(model)
-        model_id, stage, recipe, identity = spec.name, "base", [], model_identity(spec)
-        weights = materialize(model)
-    resolved = resolve_eval(spec, settings)
-    inputs = eval_inputs(weights=identity, train=None, tasks=leaves, settings=resolved.model_dump(),
-                         trust_remote_code=spec.trust_remote_code, seed=seed, target=target)
-    key = content_key(inputs)
-    req = EvalRequest(cell_key=key, model_id=model_id, weights=weights, tasks=list(leaves), settings=resolved,
-                      stage=stage, recipe=recipe, batch_size=batch_size, target=target, seed=seed,
-                      model_revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-                      parent_key=parent_key, inputs=inputs, weights_key=parent_key or weights_key(identity),
-                      parent_stage=None if stage == "base" else (stage.rsplit("+", 1)[0] if "+" in stage else "base"))
-    return run_eval(req, results)
+        model_id, stage, recipe, identity, load = spec.name, "base", [], model_identity(spec), model
+    grid = GridSpec(name="eval", models=[load], tasks=list(leaves), eval=settings, target=target, seed=seed)
+    parent = None if stage == "base" else (stage.rsplit("+", 1)[0] if "+" in stage else "base")
+    cell = eval_cell(grid, tuple(leaves.items()), spec, model_id, stage, tuple(recipe), load, parent_key, identity,
+                     None, None, parent)
+    outcome = run_cell(cell, Expansion(grid, [], [cell]), results, force=True, reraise=True)
+    return load_record(record_file(Path(results), "eval", cell.key)) if outcome.ok else _failed(outcome)
+
+
+def _failed(outcome):
+    raise BenchError(f"bench eval: {outcome}")
 
 
 def _stage_spec(model_id: str):

@@ -48,12 +48,12 @@ class EvalRequest:
     parent_stage: str | None = None
 
     @classmethod
-    def for_cell(cls, cell, grid, weights: Path, spec, method_configs: dict) -> EvalRequest:
+    def for_cell(cls, cell, grid, weights: Path, revision: str | None, method_configs: dict) -> EvalRequest:
         """The request of a planned eval cell (harness.grid.EvalCell): the one place it is built."""
         return cls(cell_key=cell.key, model_id=cell.model, weights=weights, tasks=[t for t, _ in cell.tasks],
                    settings=cell.settings, stage=cell.stage, grid=grid.name, recipe=list(cell.recipe),
                    batch_size=grid.eval.batch_size, target=grid.target, seed=grid.seed,
-                   model_revision=spec.revision, trust_remote_code=cell.trust_remote_code,
+                   model_revision=revision, trust_remote_code=cell.trust_remote_code,
                    method_configs=method_configs, parent_key=cell.train_key, inputs=cell.inputs,
                    weights_key=cell.weights, parent_weights=cell.parent_weights, base_weights=cell.base_weights,
                    parent_stage=cell.parent_stage)
@@ -96,7 +96,6 @@ def _keep_prompt_opener(lm) -> None:
     lm.generate_until = generate_until
 
 
-def _opens_thinking(context) -> bool:
 def _report_requests(lm) -> None:
     """The live view's "generating j/m requests": m from each generate_until call, j from the HF
     model's batched generate calls (vLLM answers a call at once, so j jumps to m)."""
@@ -124,6 +123,7 @@ def _report_requests(lm) -> None:
         lm._model_generate = model_generate
 
 
+def _opens_thinking(context) -> bool:
     text = context if isinstance(context, str) else str(context)
     tail = text.rstrip()
     return tail.endswith(THINK_OPEN) and tail.rfind(THINK_OPEN) > tail.rfind("</think>")
@@ -307,13 +307,13 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     reset_peak_memory()
     lm, dtype = build_lm(req, results_dir)
     _keep_prompt_opener(lm)
+    _report_requests(lm)
     load_s = time.perf_counter() - t0
     from harness.taskinfo import task_index
 
     tm = _task_manager(s.repeats, builtin=any(t not in task_index() for t in leaves))
     try:
         out = lm_eval.simple_evaluate(
-    _report_requests(lm)
             model=lm, tasks=leaves, num_fewshot=s.num_fewshot, limit=s.limit, log_samples=True,
             apply_chat_template=s.apply_chat_template, gen_kwargs=s.generation_kwargs(), task_manager=tm,
             random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed,

@@ -36,6 +36,7 @@ __all__ = [
     "list_grids",
     "load_grid",
     "expand",
+    "eval_cell",
     "weights_key",
 ]
 
@@ -280,6 +281,19 @@ def weights_key(identity: str) -> str:
     return content_key({"weights": identity})
 
 
+def eval_cell(grid: GridSpec, tasks: tuple[tuple[str, str], ...], spec, row_model: str, stage: str,
+              recipe: tuple[str, ...], load: str, train_key: str | None, identity: str | None,
+              parent_weights: str | None, base_weights: str | None, parent_stage: str | None) -> EvalCell:
+    """The one place an eval cell is made: settings resolved for ``spec`` (zoo -> grid), key payload, key."""
+    settings = resolve_eval(spec, grid.eval)
+    inputs = eval_inputs(weights=identity, train=train_key, tasks=dict(tasks), settings=settings.model_dump(),
+                         trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
+    key = content_key(inputs)
+    weights = train_key or weights_key(identity or "")
+    return EvalCell(key, row_model, stage, load, train_key, tasks, settings, recipe, weights, parent_weights,
+                    base_weights or weights, parent_stage, spec.trust_remote_code, inputs)
+
+
 def expand(grid: GridSpec) -> Expansion:
     from harness.taskinfo import resolve_tasks
     from harness.zoo import get_model, model_identity
@@ -288,16 +302,10 @@ def expand(grid: GridSpec) -> Expansion:
     train: dict[str, TrainCell] = {}
     evals: dict[str, EvalCell] = {}
 
-    def add_eval(spec, row_model: str, stage: str, recipe: tuple[str, ...], load: str, train_key: str | None,
-                 identity: str | None, parent_weights: str | None, base_weights: str, parent_stage: str | None):
-        settings = resolve_eval(spec, grid.eval)
-        inputs = eval_inputs(weights=identity, train=train_key, tasks=dict(tasks), settings=settings.model_dump(),
-                             trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
-        key = content_key(inputs)
-        weights = train_key or weights_key(identity or "")
-        evals.setdefault(key, EvalCell(key, row_model, stage, load, train_key, tasks, settings, recipe, weights,
-                                       parent_weights, base_weights, parent_stage, spec.trust_remote_code, inputs))
-        return weights
+    def add_eval(*args) -> str:
+        cell = eval_cell(grid, tasks, *args)
+        evals.setdefault(cell.key, cell)
+        return cell.weights
 
     for model in grid.models:
         spec = get_model(model)

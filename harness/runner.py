@@ -181,16 +181,18 @@ def _eval(cell: EvalCell, exp: Expansion, results_dir: Path) -> RunRecord:
     from harness.evaluate import EvalRequest, run_eval
     from harness.zoo import get_model, materialize
 
-    spec = get_model(cell.load)
-    if cell.train_key is not None:
+    revision = None
+    if Path(cell.load).is_dir() and (Path(cell.load) / "manifest.json").exists():  # bench eval --checkpoint
+        weights = Path(cell.load)
+    elif cell.train_key is not None:  # a grid's trained stage
         if not record_file(results_dir, "train", cell.train_key).exists():
             raise RuntimeError(f"stage {cell.model}/{cell.stage} ({cell.train_key}) has no train record")
-        weights = stage_dir(results_dir, cell.train_key)
+        weights, revision = stage_dir(results_dir, cell.train_key), get_model(cell.load).revision
     else:
-        weights = materialize(cell.load)
+        weights, revision = materialize(cell.load), get_model(cell.load).revision
     configs = {c.step: {"method": c.method, **c.resolved} for c in exp.train
                if c.model == cell.model and (cell.stage + "+").startswith(c.stage + "+")}
-    return run_eval(EvalRequest.for_cell(cell, exp.grid, weights, spec, configs), results_dir)
+    return run_eval(EvalRequest.for_cell(cell, exp.grid, weights, revision, configs), results_dir)
 
 
 def _record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
@@ -200,9 +202,11 @@ def _record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None
                                 "traceback": traceback.format_exc(), "at": datetime.now(UTC).isoformat()}))
 
 
-def run_cell(cell: Cell, exp: Expansion, results_dir: str | Path, *, force: bool = False) -> Outcome:
+def run_cell(cell: Cell, exp: Expansion, results_dir: str | Path, *, force: bool = False,
+             reraise: bool = False) -> Outcome:
     """Run one cell (the unit an executor schedules). A user mistake raises BenchError; any
-    other error is written to ``results/failures/`` first and returned as a failed outcome."""
+    other error is written to ``results/failures/`` first and returned as a failed outcome
+    (or, with ``reraise``, raised again: a single ``bench eval`` shows the bug's traceback)."""
     results_dir = Path(results_dir)
     if not force and is_finished(cell, results_dir):
         return Outcome("skipped")
@@ -219,6 +223,8 @@ def run_cell(cell: Cell, exp: Expansion, results_dir: str | Path, *, force: bool
                 raise
             except Exception as e:  # a bug or a runtime failure: recorded, the grid goes on
                 _record_failure(results_dir, cell, e)
+                if reraise:
+                    raise
                 return Outcome("failed", f"{type(e).__name__}: {e}"[:300])
             failure_path(results_dir, cell.kind, cell.key).unlink(missing_ok=True)
     except CellBusy:
