@@ -273,6 +273,12 @@ def _count_tokens(rows: list[dict], tok, budget: int | None) -> None:
         r["truncated"] = bool(budget) and r["gen_tokens"] >= budget - 1  # re-tokenizing may merge one token
 
 
+def _looping(rows: list[dict]) -> float | None:
+    from leaderboards.behavior import looping
+
+    return sum(looping(r["completion"]) for r in rows) / len(rows) if rows else None
+
+
 def _truncation(rows: list[dict]) -> tuple[float | None, float | None]:
     """(share of samples that hit the cap, mean score over the others)."""
     if not rows or rows[0].get("truncated") is None:
@@ -346,6 +352,7 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
             higher_is_better=bool(hib), metrics=metrics, n_shot=s.num_fewshot,
             chat_template=s.apply_chat_template, limit=s.limit, settings=s.tag(),
             samples_file=str(path.relative_to(results_dir)), truncated=truncated, score_completed=completed,
+            looping=_looping(rows),
             repeats_file=str(every.relative_to(results_dir)) if every else None,
         ))
     gen_s = wall - load_s

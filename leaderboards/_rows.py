@@ -102,6 +102,7 @@ def task_rows(rec: RunRecord) -> list[dict]:
                     "settings": t.settings or f"n≤{t.limit} {t.n_shot}-shot" if t.limit else t.settings,
                     "truncated": t.truncated,
                     "score_completed": t.score_completed,
+                    "looping": t.looping,
                 }
             )
     return rows

@@ -36,6 +36,7 @@ __all__ = [
     "compare_behavior",
     "pass_at_k",
     "default_ks",
+    "looping",
     "ece",
     "entropy_bits",
     "repetition",
@@ -103,6 +104,22 @@ def repetition(text: str | None, n: int = 4) -> float:
     words = (text or "").split()
     grams = list(zip(*(words[i:] for i in range(n)), strict=False))
     return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
+
+
+def looping(text: str | None, tail: int = 48, max_period: int = 16) -> bool:
+    """A degenerate loop: the completion's last ``tail`` characters are one unit of at most
+    ``max_period`` characters repeated (``<<<<…``, ``= 4 = 4 = 4…``), the failure mode of an
+    over-trained or broken stage that generates until the cap. Text that merely reuses words
+    is not periodic, so ordinary answers and step-by-step reasoning never count."""
+    t = (text or "").rstrip()
+    if len(t) < tail:
+        return False
+    end = t[-tail:]
+    for period in range(1, max_period + 1):
+        unit = end[-period:]
+        if unit.strip() and (unit * (tail // period + 1))[-tail:] == end:
+            return True
+    return False
 
 
 def split_think(text: str | None) -> tuple[str, str]:

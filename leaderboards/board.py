@@ -35,6 +35,7 @@ __all__ = [
 SIG_BASE = "*"
 SIG_PARENT = "†"
 TRUNCATED = "‡"
+LOOPING = "↻"  # any sample that ends in a degenerate loop (a broken stage, not a hard task)
 TRUNCATION_LIMIT = 0.05  # a cell with more cap-hitting samples than this is marked: its score is cut short
 
 
@@ -74,6 +75,7 @@ class BoardCell:
     p_parent: float | None = None
     alpha: float = 0.05
     truncated: float | None = None  # share of samples that hit the generation cap
+    looping: float | None = None  # share of samples that end in a degenerate loop
 
     @property
     def sig_base(self) -> bool:
@@ -86,7 +88,8 @@ class BoardCell:
     @property
     def marks(self) -> str:
         truncated = TRUNCATED if self.truncated is not None and self.truncated > TRUNCATION_LIMIT else ""
-        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "") + truncated
+        loops = LOOPING if self.looping else ""
+        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "") + truncated + loops
 
 
 @dataclass
@@ -115,7 +118,8 @@ class Board:
             f"{SIG_BASE} differs from base at p < {a}; {SIG_PARENT} differs from the previous "
             f"stage at p < {a} (exact McNemar test on per-sample correctness, shared doc_ids)",
             f"{TRUNCATED} more than {TRUNCATION_LIMIT:.0%} of the samples hit the generation cap (truncated "
-            "reasoning has no answer): raise max_gen_toks",
+            "reasoning has no answer): raise max_gen_toks; "
+            f"{LOOPING} some samples end in a degenerate loop (one short unit repeated to the end)",
             "columns are task@version: only equal task versions are compared; "
             "[...] names the eval settings when a task was measured more than one way",
         ]
@@ -141,7 +145,7 @@ def _keep(row: tuple, models, methods, tasks) -> bool:
 _COLS = (
     "model_id, stage, depth, parent_stage, task, task_version, label, metric, higher_is_better, "
     "value, stderr, n, cell_key, base_cell, delta_base, parent_cell, delta_parent, "
-    "weights_key, parent_weights, base_weights, truncated"
+    "weights_key, parent_weights, base_weights, truncated, looping"
 )
 
 
@@ -171,7 +175,7 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
     for r in rows:
         variants.setdefault((r[0], r[1]), set()).add(r[17])
     for (model, stage, depth, parent, task, version, label, metric, hib, value, se, n,
-         cell, base_cell, d_base, parent_cell, d_parent, weights, parent_w, base_w, trunc) in rows:  # fmt: skip
+         cell, base_cell, d_base, parent_cell, d_parent, weights, parent_w, base_w, trunc, loops) in rows:  # fmt: skip
         columns.setdefault(label, Column(label, task, version, metric, bool(hib)))
         # Two sets of weights under one (model, stage) label (a changed config, a re-trained
         # stage) are two rows, told apart by their weights key: nothing is hidden.
@@ -190,6 +194,7 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
             ),
             alpha=alpha,
             truncated=trunc,
+            looping=loops,
         )
     return Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
 

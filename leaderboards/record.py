@@ -55,6 +55,7 @@ class TaskResult(BaseModel):
     settings: str | None = None  # short label of the eval settings (limit, shots, template, sampling)
     truncated: float | None = None  # share of samples that hit the generation cap
     score_completed: float | None = None  # primary metric over samples that did not hit the cap
+    looping: float | None = None  # share of samples that end in a degenerate loop (leaderboards.behavior.looping)
 
 
 class Provenance(BaseModel):

@@ -138,7 +138,7 @@ def _tex_cell(cell: BoardCell | None, parent: str | None) -> str:
     if cell is None:
         return "--"
     se = rf" $\pm$ {_num(cell.stderr)}" if cell.stderr is not None else ""
-    marks = "".join({"*": "*", "†": r"\dagger", "‡": r"\ddagger"}[m] for m in cell.marks)
+    marks = "".join({"*": "*", "†": r"\dagger", "‡": r"\ddagger", "↻": r"\circlearrowleft"}[m] for m in cell.marks)
     sup = f"$^{{{marks}}}$" if marks else ""
     d = _deltas(cell, parent)
     return f"{_num(cell.value)}{se}{sup}" + (rf" {{\scriptsize {d}}}" if d else "")
@@ -161,7 +161,7 @@ def to_latex(board: Board) -> str:
         cells = [_tex_cell(row.cells.get(c.label), row.parent) for c in board.columns]
         out.append(" & ".join([latex_escape(row.model), latex_escape(row.stage), *cells]) + r" \\")
     out.append(r"\bottomrule")
-    legend = "; ".join(latex_escape(x).replace("±", r"$\pm$").replace("†", r"$\dagger$").replace("‡", r"$\ddagger$")
+    legend = "; ".join(latex_escape(x).replace("±", r"$\pm$").replace("†", r"$\dagger$").replace("‡", r"$\ddagger$").replace("↻", r"$\circlearrowleft$")
                        .replace("Δ", r"$\Delta$") for x in board.legend)  # fmt: skip
     out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\scriptsize {legend}}} \\")
     out.append(r"\end{tabular}")

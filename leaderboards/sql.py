@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS task_results (
     settings_key VARCHAR,
     settings VARCHAR,
     truncated DOUBLE,
-    score_completed DOUBLE
+    score_completed DOUBLE,
+    looping DOUBLE
 );
 -- Cache of paired correctness counts (cell vs reference cell on one task, shared doc_ids),
 -- filled at ingest for every pair the leaderboard shows; cells are immutable, so a pair's
@@ -110,7 +111,7 @@ VIEWS = {
                r.backend, r.weights_key, r.parent_weights, r.base_weights, r.parent_stage,
                t.task, t.task_version, t.metric, t.value, t.stderr,
                t.stderr_source, t.n, t.higher_is_better, t.n_shot, t.chat_template,
-               t.settings_key, t.settings, t.truncated, t.score_completed
+               t.settings_key, t.settings, t.truncated, t.score_completed, t.looping
         FROM task_results t JOIN records r USING (cell_key, kind)
         WHERE t.kind = 'eval' AND t.is_primary
     """,
@@ -141,7 +142,7 @@ VIEWS = {
                    {_LABEL} || CASE WHEN v.n_settings > 1 THEN ' [' || coalesce(o.settings, o.settings_key) || ']'
                                     ELSE '' END AS label,
                    o.metric, o.higher_is_better, o.value, o.stderr, o.stderr_source, o.n,
-                   o.truncated, o.score_completed, o.cell_key, o.finished_at
+                   o.truncated, o.score_completed, o.looping, o.cell_key, o.finished_at
             FROM one o JOIN variants v USING (task, task_version)
         )
         SELECT c.*,
@@ -197,7 +198,7 @@ def pair_counts_sql(pairs: str) -> str:
 
 # Bumped when a table's columns change. The store is a cache of the files under results/, so
 # a store of another version is dropped and re-ingested rather than migrated.
-STORE_VERSION = 2
+STORE_VERSION = 3
 _CACHED_TABLES = ("records", "task_results", "paired_counts", "samples")
 
 

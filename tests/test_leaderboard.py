@@ -323,3 +323,16 @@ def test_a_cell_whose_samples_hit_the_cap_is_marked(tmp_path):
     assert "‡" in render(tmp_path / "bench.duckdb", "latex").replace(r"\ddagger", "‡")
     cells = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
     assert sorted(r["cells"]["math@v1"]["truncated"] for r in cells) == [0.05, 0.2]
+
+
+def test_a_cell_with_a_looping_sample_is_marked(tmp_path):
+    from leaderboards.record import write_record
+
+    for key, loops in (("loops", 0.1), ("clean", 0.0)):
+        rec = write_eval_cell(tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key)
+        rec.tasks[0].looping = loops
+        write_record(rec, tmp_path)
+    ingest(tmp_path)
+    md = render(tmp_path / "bench.duckdb", "md")
+    line = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith(("| loops", "| clean"))}
+    assert "↻" in line["loops"] and "↻" not in line["clean"]

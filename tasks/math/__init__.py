@@ -30,10 +30,19 @@ __all__ = [
     "gsm8k_solution",
     "gsm8k_think_trace",
     "test_seed",
+    "test_questions",
 ]
 
 
 @cache
+def test_questions() -> frozenset[str]:
+    """The questions of math_arith's test items (every level): training sets leave them out, so
+    a generated training item never repeats a question the leaderboard tests on."""
+    from tasks.math.generate import generate
+
+    return frozenset(i["question"] for i in generate(100, test_seed()))
+
+
 def test_seed() -> int:
     """The seed of math_arith's test items (``dataset_kwargs.seed`` in math_arith.yaml, the
     one place it is written): the default of the loader, and the seed training must not use."""

@@ -69,16 +69,17 @@ def _arith_doc(item: dict) -> dict:
 
 
 def load_arith_docs(
-    seed: int | None = None, n_per_level: int = 100, fewshot_seed: int = 4321, **_metadata: Any
+    seed: int | None = None, n_per_level: int = 100, fewshot_seed: int = 4321, levels=None, **_metadata: Any
 ):
     """``custom_dataset`` of ``math_arith``: generated items, a test and a few-shot split
-    (``seed`` defaults to the YAML's, :func:`tasks.math.test_seed`)."""
-    from tasks.math import test_seed
+    (``seed`` defaults to the YAML's, :func:`tasks.math.test_seed`; ``levels``: all by default)."""
+    from tasks.math import LEVELS, test_seed
 
     seed = test_seed() if seed is None else int(seed)
+    levels = tuple(int(x) for x in levels) if levels else LEVELS
     return _dataset_dict(
         {
-            "test": [_arith_doc(i) for i in generate(n_per_level, seed)],
+            "test": [_arith_doc(i) for i in generate(n_per_level, seed, levels=levels)],
             "train": [_arith_doc(i) for i in generate(10, fewshot_seed)],
         }
     )
