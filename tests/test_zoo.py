@@ -150,11 +150,28 @@ def test_bench_eval_with_a_hub_id_uses_the_zoo_entry(monkeypatch, tmp_path):
     from harness.settings import EvalSettings, resolve_eval
 
     monkeypatch.setattr(harness.zoo, "materialize", lambda name: tmp_path)  # resolution only
-    monkeypatch.setattr(harness.evaluate, "run_eval", lambda req, results: req)
-    req = eval_model(model="Qwen/Qwen2.5-1.5B", tasks=["math"], target="cpu", results=tmp_path)
+    seen = capture_requests(monkeypatch)
+    eval_model(model="Qwen/Qwen2.5-1.5B", tasks=["math"], target="cpu", results=tmp_path)
+    (req,) = seen
     zoo = load_zoo()["qwen2.5-1.5b"]
     assert req.model_id == "qwen2.5-1.5b" and req.settings == resolve_eval(zoo, EvalSettings(batch_size=8))
     assert req.inputs["weights"] == model_identity(zoo) == "hub:Qwen/Qwen2.5-1.5B@main"
+
+
+def capture_requests(monkeypatch) -> list:
+    """bench eval as far as its request: run_eval records what it was asked and writes a stub record."""
+    import harness.evaluate
+    from leaderboards.record import RunRecord, write_record
+
+    seen: list = []
+
+    def fake(req, results):
+        seen.append(req)
+        return write_record(RunRecord(kind="eval", cell_key=req.cell_key, model_id=req.model_id,
+                                      model_revision=req.model_revision, inputs=req.inputs), results)
+
+    monkeypatch.setattr(harness.evaluate, "run_eval", fake)
+    return seen
 
 
 def fake_hf_cache(home, hub: str, commit: str) -> None:
@@ -180,13 +197,14 @@ def test_the_cached_revision_is_recorded_and_enters_the_key(monkeypatch, tmp_pat
     assert model_identity(get_model("qwen2.5-1.5b")) == "hub:Qwen/Qwen2.5-1.5B@main"
     assert materialize("qwen2.5-0.5b").name == commit  # the snapshot the revision names
 
-    monkeypatch.setattr(harness.evaluate, "run_eval", lambda req, results: req)
-    req = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
+    seen = capture_requests(monkeypatch)
+    eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
+    req = seen[-1]
     assert req.model_revision == commit and req.inputs["weights"] == f"hub:Qwen/Qwen2.5-0.5B@{commit}"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     monkeypatch.setattr(harness.zoo, "materialize", lambda name: tmp_path)  # not cached now: resolution only
-    moved = eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
-    assert moved.cell_key != req.cell_key  # another snapshot is another key
+    eval_model(model="Qwen/Qwen2.5-0.5B", tasks=["math"], target="cpu", results=tmp_path)
+    assert seen[-1].cell_key != req.cell_key  # another snapshot is another key
 
 
 def test_tiny_quirk_models_build_offline_in_seconds():
