@@ -5,8 +5,9 @@ An eval record's payload names the verifier versions that scored each task
 completions are scored again through the task's own hooks (``sample_fields`` for the rows,
 ``process_results`` and the YAML's aggregations for the metrics) and written as a NEW record:
 the same generation inputs with the current verifier versions, hence a new key, which is the
-key a fresh run of the same cell would get. The old record and its rows stay. A second run
-finds that key's record and re-scores nothing.
+key a fresh run of the same cell would get. The new record holds the re-scored tasks only; the
+old record and its rows stay (and still hold the tasks whose verifiers did not change). A second
+run finds that key's record and re-scores nothing.
 
 The docs a verifier needs come back from the rows' ``meta`` (the doc's short scalar fields:
 ``reference``, ``label``, ``source``...), which the harness stores with every sample.
@@ -142,18 +143,6 @@ def _rescore_task(t: TaskResult, record: RunRecord, results_dir: Path, new_key: 
     return new, len(every), flips
 
 
-def _copy_task(t: TaskResult, record: RunRecord, results_dir: Path, new_key: str) -> TaskResult:
-    """A task whose verifiers did not change: its rows under the new key, scores as they were."""
-    update = {}
-    for attr, suffix in (("samples_file", ""), ("repeats_file", ".repeats")):
-        rel = getattr(t, attr)
-        if rel:
-            rows = [r | {"cell_key": new_key} for r in _read(results_dir, record, rel)]
-            path = write_samples(rows, samples_path(results_dir, new_key, t.name + suffix))
-            update[attr] = str(path.relative_to(results_dir))
-    return t.model_copy(update=update)
-
-
 def rescore_record(record: RunRecord, results_dir: Path, dry_run: bool = False) -> Rescored | None:
     """The record re-scored (written unless ``dry_run``), or None when nothing is stale or done."""
     stale = stale_tasks(record)
@@ -167,14 +156,14 @@ def rescore_record(record: RunRecord, results_dir: Path, dry_run: bool = False) 
         return None  # re-scored before (or evaluated afresh with the current verifiers)
     if dry_run:
         return Rescored(cell, record.cell_key, new_key, tuple(stale), 0, 0)
+    # Only the re-scored tasks: the others' scores stand in the old record, and a copy beside them
+    # would be a second cell of the same weights, settings and scorer on the board.
     tasks, rows, flips = [], 0, 0
     for t in record.tasks:
         if t.name in stale:
             new, n, f = _rescore_task(t, record, results_dir, new_key, stale[t.name])
             tasks.append(new)
             rows, flips = rows + n, flips + f
-        else:
-            tasks.append(_copy_task(t, record, results_dir, new_key))
     now = datetime.now(UTC)
     write_record(record.model_copy(update={"cell_key": new_key, "inputs": inputs, "tasks": tasks,
                                            "rescored_from": record.cell_key, "started_at": now,

@@ -118,13 +118,19 @@ def _marks(results_dir: Path, world: list[RunRecord], alpha: float) -> dict[tupl
     return out
 
 
+def _merged(old: RunRecord, new: RunRecord) -> RunRecord:
+    rescored = {t.name for t in new.tasks}
+    return new.model_copy(update={"tasks": [*new.tasks, *(t for t in old.tasks if t.name not in rescored)]})
+
+
 def scorer_diff(results_dir: str | Path, alpha: float = 0.05) -> ScorerDiff:
     results_dir = Path(results_dir)
     records = [load_record(p) for p in sorted((results_dir / "records").glob("eval-*.json"))]
     by_key = {r.cell_key: r for r in records}
     new_of = {r.rescored_from: r for r in records if r.rescored_from in by_key}
     old_world = [r for r in records if r.rescored_from is None]
-    new_world = [new_of.get(r.cell_key, r) for r in old_world]
+    # A re-scoring holds only the re-scored tasks: the other tasks of its cell stand as they were.
+    new_world = [_merged(r, new_of[r.cell_key]) if r.cell_key in new_of else r for r in old_world]
     diff = ScorerDiff([(k, r.cell_key) for k, r in new_of.items()])
     for old_key, new in new_of.items():
         old = by_key[old_key]

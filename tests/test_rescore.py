@@ -114,3 +114,4 @@ def test_the_board_shows_both_scorings_as_columns(results):
     board = json.loads(res.output)
     labels = [c["label"] for c in board["columns"]]
     assert len(labels) == 2 and any("rescored math v2" in x for x in labels)
+    assert len(board["rows"]) == 2  # one row per model: old and new scorings are columns, not rows
