@@ -32,6 +32,8 @@ from tasks.causal_nli.language import Hypothesis, ParseError, Premise, parse_inp
 __all__ = [
     "Dag",
     "InconsistentPremise",
+    "skeleton",
+    "colliders",
     "equivalence_class",
     "holds",
     "entailed",
@@ -98,6 +100,25 @@ def _reproduces(
     return True
 
 
+def skeleton(premise: Premise) -> list[tuple[str, str]]:
+    """Step 1: the adjacent pairs (no statement separates them), in listed order."""
+    seps = _sepsets(premise)
+    return [p for p in itertools.combinations(premise.variables, 2) if frozenset(p) not in seps]
+
+
+def colliders(premise: Premise) -> set[tuple[frozenset[str], str]]:
+    """Step 2: the v-structures ({X, Y}, Z): X - Z - Y unshielded and Z in none of X, Y's given-sets."""
+    adjacent = {frozenset(p) for p in skeleton(premise)}
+    out = set()
+    for pair, given in _sepsets(premise).items():
+        x, y = sorted(pair)
+        for z in premise.variables:
+            unshielded = frozenset((x, z)) in adjacent and frozenset((y, z)) in adjacent
+            if unshielded and not any(z in s for s in given):
+                out.add((pair, z))
+    return out
+
+
 @lru_cache(maxsize=2048)
 def equivalence_class(premise: Premise) -> tuple[Dag, ...]:
     """Every DAG whose d-separations are exactly the stated independences (sorted, never empty)."""
@@ -107,22 +128,14 @@ def equivalence_class(premise: Premise) -> tuple[Dag, ...]:
             f"{len(variables)} variables; the oracle enumerates at most {MAX_VARIABLES}"
         )
     seps = _sepsets(premise)
-    adjacent = {
-        frozenset(p) for p in itertools.combinations(variables, 2) if frozenset(p) not in seps
-    }
-    skeleton = sorted(tuple(sorted(p)) for p in adjacent)
-    colliders = set()
-    for pair, given in seps.items():
-        x, y = sorted(pair)
-        for z in variables:
-            unshielded = frozenset((x, z)) in adjacent and frozenset((y, z)) in adjacent
-            if unshielded and not any(z in s for s in given):
-                colliders.add((pair, z))
+    edges = skeleton(premise)
+    adjacent = {frozenset(p) for p in edges}
+    wanted = colliders(premise)
     members: set[Dag] = set()
     for order in itertools.permutations(variables):
         pos = {v: i for i, v in enumerate(order)}
-        dag = frozenset((a, b) if pos[a] < pos[b] else (b, a) for a, b in skeleton)
-        if dag not in members and _v_structures(dag, adjacent) == colliders:
+        dag = frozenset((a, b) if pos[a] < pos[b] else (b, a) for a, b in edges)
+        if dag not in members and _v_structures(dag, adjacent) == wanted:
             members.add(dag)
     verified = tuple(sorted((d for d in members if _reproduces(premise, d, seps)), key=sorted))
     if not verified:
