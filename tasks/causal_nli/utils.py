@@ -14,6 +14,7 @@ from typing import Any
 from tasks.causal_nli.check import read_rows
 from tasks.causal_nli.generator import generate
 from tasks.causal_nli.language import ParseError, parse_input
+from tasks.causal_nli.variants import paraphrased_rows, renamed_rows
 from tasks.causal_nli.verifier import f1_valid, normalize_label, verify
 from tasks.scoring import score_once
 
@@ -22,6 +23,9 @@ _verify = score_once(verify)  # process_results and sample_fields see the same s
 __all__ = [
     "load_generated",
     "load_corr2cause",
+    "load_renamed",
+    "load_paraphrased",
+    "variant_docs",
     "to_doc",
     "doc_to_text",
     "doc_to_target",
@@ -94,6 +98,53 @@ def load_generated(
     """The default test set: ``generate(n_items, data_seed)``, balanced over kinds and N."""
     test = list(_generated(int(n_items), int(data_seed), _sizes(num_variables)))
     return _splits(test, int(fewshot_seed), int(n_fewshot_items))
+
+
+def variant_docs(
+    variant: str, n_items: int, seed: int, num_variables: Any, names: str = "mixed"
+) -> list[dict[str, Any]]:
+    """Generated items under a perturbation (``renamed`` or ``paraphrased``, see
+    :mod:`tasks.causal_nli.variants`): the same problems as ``generate(n_items, seed)``,
+    asked differently. ``kind`` stays the generator's template, so breakdowns pair up."""
+    rows = generate(int(n_items), int(seed), num_variables=_sizes(num_variables))
+    if variant == "renamed":
+        rows = renamed_rows(rows, names, int(seed))
+    elif variant == "paraphrased":
+        rows = paraphrased_rows(rows)
+    else:
+        raise ValueError(f"causal_nli variant {variant!r}: use renamed or paraphrased")
+    return [{**to_doc(r, k), "kind": r["template"]} for k, r in enumerate(rows)]
+
+
+def _variant_splits(variant: str, meta: dict[str, Any]) -> dict[str, Any]:
+    from datasets import Dataset
+
+    sizes, names = meta.get("num_variables", (2, 3, 4, 5, 6)), str(meta.get("names", "mixed"))
+    test = variant_docs(
+        variant, meta.get("n_items", 240), meta.get("data_seed", 1234), sizes, names
+    )
+    seen = {d["input"] for d in test}
+    shots = variant_docs(
+        variant,
+        meta.get("n_fewshot_items", 24),
+        meta.get("fewshot_seed", 4321),
+        (2, 3, 4, 5, 6),
+        names,
+    )
+    return {
+        "test": Dataset.from_list(test),
+        "train": Dataset.from_list([d for d in shots if d["input"] not in seen]),
+    }
+
+
+def load_renamed(**metadata: Any) -> dict[str, Any]:
+    """causal_nli's items with the variables renamed (``names``: letters, words or mixed)."""
+    return _variant_splits("renamed", metadata)
+
+
+def load_paraphrased(**metadata: Any) -> dict[str, Any]:
+    """causal_nli's items with the hypotheses in the paraphrased wording."""
+    return _variant_splits("paraphrased", metadata)
 
 
 def _offline() -> bool:
