@@ -3,8 +3,14 @@
 Rows are plain dicts in trl's dataset types: conversational ``messages``, or
 ``prompt``/``completion``, ``prompt``/``chosen``/``rejected`` (preferences), ``prompt`` +
 a reference column (GRPO). Task-built sets use the task's own eval prompt
-(``tasks.math.utils.doc_to_text``) as the user turn, so training and evaluation ask the
-same question; the tokenizer's chat template renders it (never a hand-written string).
+(``tasks.math.utils.doc_to_text``, ``tasks.causal_nli.utils.doc_to_text``) as the user
+turn, so training and evaluation ask the same question; the tokenizer's chat template
+renders it (never a hand-written string).
+
+The causal source (``sources=causal``, fields of :class:`CausalData`) reads Corr2Cause
+rows from a file or the hub, or generates them with the oracle, and never keeps an item
+whose text is one of causal_nli's test items: at 3 variables the generator has only a
+few hundred distinct items, so fresh seeds alone would not keep them apart.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ import os
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from bench_core.offline import hub_offline
+from trainers._config import Allowed, at_least
 
 __all__ = [
     "read_rows",
@@ -32,6 +43,13 @@ __all__ = [
     "gsm8k_sft_rows",
     "openthoughts_row",
     "EVAL_ITEM_SEED",
+    "CausalData",
+    "CAUSAL_HUB",
+    "causal_items",
+    "causal_source",
+    "causal_messages",
+    "causal_sft_rows",
+    "causal_prompts",
 ]
 
 EVAL_ITEM_SEED = 1234  # tasks/math/math_arith.yaml: the generated items the leaderboard tests on
@@ -231,3 +249,183 @@ def openthoughts_row(row: dict) -> dict:
             text = f"<think>\n{thought.group(1).strip()}\n</think>\n{answer}"
         messages.append({"role": role, "content": text})
     return {"messages": messages}
+
+
+# --- causal_nli -----------------------------------------------------------------------------
+
+CAUSAL_HUB = "causal-nlp/corr2cause"
+# tasks/causal_nli/causal_nli.yaml: the generated items the leaderboard tests on
+CAUSAL_EVAL = {"n_items": 240, "seed": 1234, "num_variables": (2, 3, 4, 5, 6)}
+
+
+@dataclass
+class CausalData:
+    """Fields of the causal source, shared by every method's config (``sources=causal``)."""
+
+    causal_file: str = ""  # Corr2Cause CSV/JSONL, or hub:causal-nlp/corr2cause; empty: generated
+    causal_n: int = 1000  # rows: generated, or kept from the file after filtering
+    num_variables: str = "2,3,4,5,6"  # generated sizes; a file's rows are filtered to these
+    kinds: str = ""  # comma-separated hypothesis kinds (tasks.causal_nli.KINDS); empty: all
+    label_balance: bool = True  # half valid per (N, kind); from a file, valid and invalid alternate
+
+    RANGES: ClassVar[dict[str, Allowed]] = {"causal_n": at_least(1)}
+
+
+def _causal_choices(cfg) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    from tasks.causal_nli import KINDS
+
+    value = cfg.num_variables
+    text = (
+        ",".join(map(str, value))
+        if isinstance(value, list | tuple)
+        else str(value).replace(" ", "")
+    )
+    if not all(p.isdigit() and 2 <= int(p) <= 8 for p in text.split(",")):
+        raise ValueError(
+            f"num_variables {cfg.num_variables!r}: write sizes 2..8 separated by commas, e.g. 3,4"
+        )
+    kinds = tuple(k.strip() for k in str(cfg.kinds).split(",") if k.strip()) or KINDS
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"kinds {unknown[0]!r} unknown; use some of {', '.join(KINDS)}")
+    return tuple(sorted({int(p) for p in text.split(",")})), kinds
+
+
+def _causal_file_rows(spec: str) -> list[dict]:
+    """Rows of a Corr2Cause file (the released layout), or of the hub's train.csv when online."""
+    if spec.startswith("hub:"):
+        name = spec.removeprefix("hub:")
+        if hub_offline(datasets=True):
+            raise ValueError(
+                f"causal_file {spec}: HF_HUB_OFFLINE is set; point causal_file at a local Corr2Cause CSV"
+            )
+        import datasets
+
+        # name the one CSV: the repo's default config would also fetch dev and test
+        return [
+            dict(r)
+            for r in datasets.load_dataset(name, data_files={"data": "train.csv"}, split="data")
+        ]
+    from tasks.causal_nli.check import read_rows as read_corr2cause
+
+    return read_corr2cause(Path(spec).expanduser())
+
+
+@cache
+def _test_inputs() -> frozenset[str]:
+    from tasks.causal_nli import generate
+
+    rows = generate(
+        CAUSAL_EVAL["n_items"], CAUSAL_EVAL["seed"], num_variables=CAUSAL_EVAL["num_variables"]
+    )
+    return frozenset(r["input"] for r in rows)
+
+
+def causal_items(cfg, seed: int) -> list[dict]:
+    """Corr2Cause rows (``input``, ``label`` 0/1, ``num_variables``, ``template``, ``id``) of
+    ``cfg``'s causal fields, without causal_nli's test items."""
+    from tasks.causal_nli import ParseError, generate, normalize_label, parse_input
+
+    sizes, kinds = _causal_choices(cfg)
+    if cfg.causal_n < 1:
+        raise ValueError(f"causal_n {cfg.causal_n}: must be at least 1")
+    held = _test_inputs()
+    if not cfg.causal_file:
+        if seed == CAUSAL_EVAL["seed"]:
+            raise ValueError(
+                f"item_seed {seed} generates the causal_nli test items (tasks/causal_nli/causal_nli.yaml); "
+                "train on another seed"
+            )
+        try:
+            rows = generate(
+                cfg.causal_n, seed, num_variables=sizes, kinds=kinds, balance=cfg.label_balance
+            )
+        except ValueError as err:  # too few distinct problems at these sizes and kinds
+            raise ValueError(
+                f"causal_n {cfg.causal_n}: {err}; lower causal_n or widen num_variables/kinds"
+            ) from None
+        return [r for r in rows if r["input"] not in held]
+    rows = []
+    for k, row in enumerate(_causal_file_rows(cfg.causal_file)):
+        try:
+            premise, hypothesis = parse_input(str(row["input"]))
+            label = int(normalize_label(row["label"]) == "valid")
+        except (ParseError, ValueError) as err:
+            raise ValueError(f"causal_file {cfg.causal_file}: row {k}: {err}") from None
+        n = len(premise.variables)
+        if n in sizes and hypothesis.kind in kinds and row["input"] not in held:
+            rows.append(
+                {
+                    "input": row["input"],
+                    "label": label,
+                    "num_variables": n,
+                    "template": hypothesis.kind,
+                    "id": str(row.get("id") or f"row-{k}"),
+                }
+            )
+    random.Random(seed).shuffle(rows)
+    if cfg.label_balance:  # valid and invalid alternate while both last
+        by = [[r for r in rows if r["label"] == v] for v in (1, 0)]
+        rows = (
+            [r for pair in zip(*by, strict=False) for r in pair]
+            + by[0][len(by[1]) :]
+            + by[1][len(by[0]) :]
+        )
+    if not rows:
+        raise ValueError(
+            f"causal_file {cfg.causal_file}: no row with num_variables in {cfg.num_variables} and kinds "
+            f"{cfg.kinds or 'all'}; widen num_variables or kinds"
+        )
+    return rows[: cfg.causal_n]
+
+
+def causal_source(cfg, seed: int, direct_fraction: float | None = None) -> str:
+    """A name for the causal rows that states every field they came from."""
+    origin = f"file={cfg.causal_file}" if cfg.causal_file else "generated"
+    direct = "" if direct_fraction is None else f",direct={direct_fraction}"
+    return (
+        f"causal({origin},n={cfg.causal_n},num_variables={cfg.num_variables},kinds={cfg.kinds or 'all'},"
+        f"balance={cfg.label_balance},seed={seed}{direct})"
+    )
+
+
+def causal_messages(text: str) -> list[dict[str, str]]:
+    """causal_nli's eval prompt for a Corr2Cause ``input`` as the user turn."""
+    from tasks.causal_nli.utils import doc_to_text, to_doc
+
+    return [{"role": "user", "content": doc_to_text(to_doc({"input": text, "label": 0}, 0))}]
+
+
+def causal_sft_rows(cfg, seed: int, direct_fraction: float) -> list[dict]:
+    """The causal teacher's ``<think>`` traces (tasks.causal_nli.teacher); a seeded
+    ``direct_fraction`` of the items get the verdict alone (1.0: verdict-only SFT)."""
+    from tasks.causal_nli.teacher import trace_for_input
+
+    if not 0.0 <= direct_fraction <= 1.0:
+        raise ValueError(f"direct_fraction {direct_fraction} must be between 0 and 1")
+    rows = []
+    for it in causal_items(cfg, seed):
+        direct = random.Random(f"direct:{it['input']}").random() < direct_fraction
+        answer = trace_for_input(it["input"], direct=direct)
+        rows.append(
+            {
+                "prompt": causal_messages(it["input"]),
+                "completion": [{"role": "assistant", "content": answer}],
+            }
+        )
+    return rows
+
+
+def causal_prompts(cfg, seed: int) -> list[dict]:
+    """Items with their eval prompt (``prompt``), gold verdict (``reference``) and the
+    teacher's trace (``teacher``), for methods that sample: dpo pairs, grpo rollouts."""
+    from tasks.causal_nli.teacher import trace_for_input
+
+    return [
+        {
+            "prompt": causal_messages(it["input"]),
+            "reference": "valid" if it["label"] else "invalid",
+            "teacher": trace_for_input(it["input"]),
+        }
+        for it in causal_items(cfg, seed)
+    ]

@@ -6,7 +6,9 @@ Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversati
 ``item_seed``, never the test items' seed; ``direct_fraction`` of them state the answer
 without the steps, a mix of reasoning and non-reasoning answers that GRPO can then sort);
 ``gsm8k`` — GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
-``openthoughts`` — an OpenThoughts-style hub dataset, when online.
+``openthoughts`` — an OpenThoughts-style hub dataset, when online;
+``causal`` — the causal teacher's traces for Corr2Cause problems (the causal fields of
+:class:`trainers._data.CausalData`; ``direct_fraction`` of them give the verdict alone).
 
 With ``kl_coef > 0`` the loss is ``NLL + kl_coef · KL(π_θ ‖ π_ref)`` averaged over the
 trained tokens, where π_ref is the frozen starting model: under LoRA the same network
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from trainers._config import at_least, cli
 from trainers._data import (
     arithmetic_sft_rows,
+    causal_sft_rows,
+    causal_source,
     data_identity,
     gsm8k_sft_rows,
     openthoughts_row,
@@ -37,7 +41,7 @@ __all__ = ["VERSION", "DistillConfig", "main", "distill_rows", "kl_trainer_class
 # meaning): it is part of every train cell's key, like a task's metadata.version.
 VERSION = "2"  # 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates
 
-SOURCES = ("arithmetic", "gsm8k", "openthoughts")
+SOURCES = ("arithmetic", "gsm8k", "openthoughts", "causal")
 
 
 @dataclass
@@ -50,7 +54,7 @@ class DistillConfig(SFTConfig):
     hub_dataset: str = "open-thoughts/OpenThoughts-114k"
     n_hub: int = 1000
     kl_coef: float = 0.0
-    direct_fraction: float = 0.0  # arithmetic: share of traces with the answer but no steps
+    direct_fraction: float = 0.0  # arithmetic, causal: share of traces with the answer but no steps
 
     # checked at construction with SFTConfig's and TrainConfig's (trainers/_config.py: check_ranges)
     RANGES = {"n_per_level": at_least(1), "n_gsm8k": at_least(1), "n_hub": at_least(1), "kl_coef": at_least(0)}
@@ -77,6 +81,9 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
         elif source == "gsm8k":
             rows += gsm8k_sft_rows(cfg.n_gsm8k, cfg.item_seed)
             names.append(f"gsm8k_train(n={cfg.n_gsm8k},seed={cfg.item_seed})")
+        elif source == "causal":
+            rows += causal_sft_rows(cfg, cfg.item_seed, cfg.direct_fraction)
+            names.append(causal_source(cfg, cfg.item_seed, cfg.direct_fraction))
         elif source == "openthoughts":
             from trainers._data import sample_rows
 

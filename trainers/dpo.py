@@ -1,11 +1,13 @@
 """Direct preference optimisation (trl ``DPOTrainer``).
 
 Pairs come from a file (``dataset=``: prompt/chosen/rejected, conversational or plain)
-or are built by the task verifier: for generated arithmetic prompts the starting model
-samples ``samples_per_prompt`` completions; chosen is one the verifier accepts, rejected
-one it refuses. When no sample is correct, the programmatic teacher's trace (correct by
-construction) is chosen if ``teacher_fallback``; a prompt whose samples are all correct
-gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
+or are built by the task verifier: for generated prompts (``sources=arithmetic`` at
+``levels``, judged by tasks.math.verify; or ``sources=causal``, Corr2Cause problems from
+the fields of :class:`trainers._data.CausalData`, judged by tasks.causal_nli.verify) the
+starting model samples ``samples_per_prompt`` completions; chosen is one the verifier
+accepts, rejected one it refuses. When no sample is correct, the programmatic teacher's
+trace (correct by construction) is chosen if ``teacher_fallback``; a prompt whose samples
+are all correct gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from dataclasses import dataclass
 
 from trainers._config import TrainConfig, at_least, cli, positive
 from trainers._data import (
+    CausalData,
     arithmetic_prompts,
+    causal_prompts,
+    causal_source,
     data_identity,
     prompt_messages,
     read_rows,
@@ -23,7 +28,7 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "preference_rows", "COLUMNS"]
+__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "task_prompts", "preference_rows", "COLUMNS"]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
@@ -35,8 +40,9 @@ COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
 
 
 @dataclass
-class DPOConfig(TrainConfig):
+class DPOConfig(TrainConfig, CausalData):
     dataset: str = ""  # prompt/chosen/rejected rows; empty: build pairs with the verifier
+    sources: str = "arithmetic"  # arithmetic | causal: the prompts pairs are built for
     learning_rate: float = 2e-5
     beta: float = 0.1
     loss_type: str = "sigmoid"
@@ -52,6 +58,27 @@ class DPOConfig(TrainConfig):
     # a pair needs two samples of a prompt
     RANGES = {"beta": positive(), "n_prompts": at_least(1), "item_seed": at_least(0), "samples_per_prompt": at_least(2),
               "sample_max_new_tokens": at_least(1), "sample_temperature": positive()}
+
+
+def task_prompts(cfg: DPOConfig) -> tuple[list[dict], str, str]:
+    """Prompts with ``prompt`` (messages), ``reference`` and ``teacher`` (a correct trace),
+    the task that judges them, and a name for the source."""
+    if cfg.sources == "causal":
+        items = causal_prompts(cfg, cfg.item_seed)[: cfg.n_prompts]
+        return items, "causal_nli", f"{causal_source(cfg, cfg.item_seed)} n_prompts={cfg.n_prompts}"
+    if cfg.sources != "arithmetic":
+        raise ValueError(f"dpo config: sources {cfg.sources!r} unknown; use arithmetic or causal")
+    from tasks.math import think_trace
+
+    items = [
+        {
+            "prompt": prompt_messages(it["question"]),
+            "reference": it["answer"],
+            "teacher": think_trace(it),
+        }
+        for it in arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
+    ]
+    return items, "math", f"levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed}"
 
 
 def preference_rows(rows: list[dict], source: str) -> list[dict]:
@@ -90,33 +117,36 @@ def preference_rows(rows: list[dict], source: str) -> list[dict]:
     return out
 
 
-def build_pairs(model, tokenizer, items: list[dict], cfg: DPOConfig) -> list[dict]:
-    """Preference rows from sampled completions judged by tasks.math.verify."""
-    from tasks.math import think_trace, verify
+def build_pairs(
+    model, tokenizer, items: list[dict], cfg: DPOConfig, task: str = "math"
+) -> list[dict]:
+    """Preference rows from sampled completions judged by ``task``'s verifier."""
+    import importlib
+
     from trainers._generate import generate_completions
 
-    prompts = [prompt_messages(it["question"]) for it in items]
+    verify = importlib.import_module(f"tasks.{task}").verify
     samples = generate_completions(
         model,
         tokenizer,
-        prompts,
+        [it["prompt"] for it in items],
         max_new_tokens=cfg.sample_max_new_tokens,
         temperature=cfg.sample_temperature,
         num_return_sequences=cfg.samples_per_prompt,
         seed=cfg.seed,
     )
     rows = []
-    for item, prompt, completions in zip(items, prompts, samples, strict=True):
-        right = [c for c in completions if verify(c, item["answer"]).value == 1.0]
-        wrong = [c for c in completions if verify(c, item["answer"]).value < 1.0]
+    for item, completions in zip(items, samples, strict=True):
+        right = [c for c in completions if verify(c, item["reference"]).value == 1.0]
+        wrong = [c for c in completions if verify(c, item["reference"]).value < 1.0]
         if not wrong:
             continue
         if not right and not cfg.teacher_fallback:
             continue
-        chosen = right[0] if right else think_trace(item)
+        chosen = right[0] if right else item["teacher"]
         rows.append(
             {
-                "prompt": prompt,
+                "prompt": item["prompt"],
                 "chosen": [{"role": "assistant", "content": chosen}],
                 "rejected": [{"role": "assistant", "content": wrong[0]}],
             }
@@ -138,12 +168,13 @@ def main(cfg: DPOConfig) -> Manifest:
     stage = Stage("dpo", cfg)
     model, tokenizer = stage.load()
     if not cfg.dataset:
-        items = arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
-        rows = build_pairs(model, tokenizer, items, cfg)
-        source = f"pairs(math verifier, levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed})"
+        items, task, name = task_prompts(cfg)
+        rows = build_pairs(model, tokenizer, items, cfg, task)
+        source = f"pairs({task} verifier, {name})"
         if not rows:
             raise ValueError(
-                "dpo: every sampled completion was correct, no preference pairs; raise levels"
+                "dpo: every sampled completion was correct, no preference pairs; raise levels "
+                "(arithmetic) or num_variables (causal)"
             )
     from trainers._data import sample_rows
     from trainers._templates import template_preferences

@@ -1,9 +1,11 @@
 """Group relative policy optimisation (trl ``GRPOTrainer``) with task verifiers as rewards.
 
 Rewards are exactly what the leaderboard measures: the task's ``verify`` wrapped by
-``tasks.scoring.as_reward`` (``reward=math`` or ``think_quality``), optionally plus
-``format_weight`` × the ``<think>`` format check. Prompts: a file (``dataset=``) with a
-``prompt`` column and a reference column, or generated arithmetic at ``levels``.
+``tasks.scoring.as_reward`` (``reward=math``, ``think_quality`` or ``causal_nli``),
+optionally plus ``format_weight`` × the ``<think>`` format check. Prompts: a file
+(``dataset=``) with a ``prompt`` column and a reference column; else ``sources=arithmetic``
+(generated at ``levels``) or ``sources=causal`` (Corr2Cause problems from the fields of
+:class:`trainers._data.CausalData`, with causal_nli's eval prompt and the gold verdict).
 Rollouts use vLLM in colocate mode when vLLM is importable and CUDA is present
 (``use_vllm=auto``), HF generation otherwise.
 """
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 
 from trainers._config import Allowed, TrainConfig, at_least, cli, positive
 from trainers._data import (
+    CausalData,
     arithmetic_prompts,
+    causal_prompts,
+    causal_source,
     data_identity,
     prompt_messages,
     read_rows,
@@ -32,12 +37,19 @@ VERSION = "2"  # 2: limit is a seeded sample
 
 log = logging.getLogger(__name__)
 
-VERIFIERS = {"math": "tasks.math:verify", "think_quality": "tasks.think_quality:verify"}
+VERIFIERS = {
+    "math": "tasks.math:verify",
+    "think_quality": "tasks.think_quality:verify",
+    "causal_nli": "tasks.causal_nli:verify",
+}
+# the generated prompts each reward can score (think_quality's verify checks math answers)
+REWARD_SOURCES = {"math": "arithmetic", "think_quality": "arithmetic", "causal_nli": "causal"}
 
 
 @dataclass
-class GRPOConfig(TrainConfig):
-    dataset: str = ""  # rows with prompt + reference_column; empty: generated arithmetic
+class GRPOConfig(TrainConfig, CausalData):
+    dataset: str = ""  # rows with prompt + reference_column; empty: prompts from sources
+    sources: str = "arithmetic"  # arithmetic | causal
     reference_column: str = "reference"
     reward: str = "math"
     format_weight: float = 0.0
@@ -140,6 +152,15 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
         return [
             {"prompt": r["prompt"], cfg.reference_column: r[cfg.reference_column]} for r in rows
         ], cfg.dataset
+    if REWARD_SOURCES.get(cfg.reward) != cfg.sources:
+        raise ValueError(
+            f"grpo config: reward {cfg.reward} cannot score sources={cfg.sources} prompts; "
+            f"set sources={REWARD_SOURCES.get(cfg.reward)} (causal prompts: reward=causal_nli)"
+        )
+    if cfg.sources == "causal":
+        items = causal_prompts(cfg, cfg.item_seed)[: cfg.n_prompts]
+        rows = [{"prompt": it["prompt"], cfg.reference_column: it["reference"]} for it in items]
+        return rows, f"{causal_source(cfg, cfg.item_seed)} prompts(n={cfg.n_prompts})"
     items = arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
     rows = [
         {"prompt": prompt_messages(it["question"]), cfg.reference_column: it["answer"]}

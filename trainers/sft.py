@@ -1,7 +1,12 @@
 """Supervised fine-tuning on conversations (trl ``SFTTrainer``).
 
 Data: a file (``dataset=``) of trl conversational rows — ``messages`` — or
-prompt/completion rows; the tokenizer's chat template renders them. Sequences are
+prompt/completion rows; the tokenizer's chat template renders them. Without a file,
+``sources=causal`` builds rows from Corr2Cause problems (the fields of
+:class:`trainers._data.CausalData`: a Corr2Cause CSV, the hub dataset, or the oracle's
+generator seeded by ``item_seed``) with causal_nli's eval prompt as the user turn: the
+verdict alone, or with ``direct_fraction < 1`` the causal teacher's ``<think>`` trace
+for a seeded share of the items. Sequences are
 packed (best-fit decreasing, padding-free batches with per-sequence position ids, so
 packed examples never attend to each other under sdpa or flash-attention). ``limit`` is
 a seeded sample (``seed``), not the first rows. A template that strips the reasoning from
@@ -25,7 +30,15 @@ import logging
 from dataclasses import dataclass
 
 from trainers._config import TrainConfig, at_least, cli, fraction
-from trainers._data import data_identity, read_rows, require_columns, split_eval
+from trainers._data import (
+    CausalData,
+    causal_sft_rows,
+    causal_source,
+    data_identity,
+    read_rows,
+    require_columns,
+    split_eval,
+)
 from trainers.manifest import Manifest
 
 __all__ = ["VERSION", "SFTConfig", "main", "COLUMNS"]
@@ -40,8 +53,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig(TrainConfig):
+class SFTConfig(TrainConfig, CausalData):
     dataset: str = ""  # .jsonl/.json/.parquet/.csv with messages, or prompt + completion
+    sources: str = ""  # used when dataset is empty: causal
+    item_seed: int = 0  # seeds the generated items (and a file's shuffle)
+    direct_fraction: float = 1.0  # causal: share of items whose target is the verdict alone
     packing: bool = True
     padding_free: bool = False  # without packing: flatten each batch (flash-attention only)
     completion_only_loss: bool | None = None  # None: on for prompt/completion rows
@@ -53,8 +69,13 @@ class SFTConfig(TrainConfig):
 
 def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
     if not cfg.dataset:
+        sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
+        if sources == ["causal"]:
+            rows = causal_sft_rows(cfg, cfg.item_seed, cfg.direct_fraction)
+            return rows, causal_source(cfg, cfg.item_seed, cfg.direct_fraction)
         raise ValueError(
-            "sft config: dataset is empty; set dataset=<file with messages or prompt+completion>"
+            "sft config: dataset is empty; set dataset=<file with messages or prompt+completion> "
+            "or sources=causal"
         )
     rows = read_rows(cfg.dataset)
     columns = require_columns(rows, COLUMNS, cfg.dataset)
