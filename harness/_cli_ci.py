@@ -36,7 +36,7 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
              results: CiResultsOpt = Path("results/ci"), no_run: NoRunOpt = False,
              alpha: Annotated[float, typer.Option("--alpha", help="McNemar level of a regression.")] = 0.01) -> None:
     """Run the regression grid afresh and compare its per-sample outcomes with the baselines; exit 1 on a regression."""
-    from harness.regression import BASELINES_DIR, check_records, load_baselines
+    from harness.regression import BASELINES_DIR, POOLED, check_records, load_baselines
 
     directory = baselines or BASELINES_DIR
     base = load_baselines(directory)
@@ -44,13 +44,14 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
         raise BenchError(f"--baselines {directory}: no baseline files; write them with `bench ci update`")
     report = check_records(_records(grid, results, no_run), results, base, alpha)
     table = Table(title=f"bench ci check: {len(report.checks)} cell x task checks (exact McNemar, alpha {alpha:g})")
-    for col in ("cell", "task", "n", "baseline", "now", "Δ", "lost", "won", "p", "status"):
+    for col in ("cell", "task", "n", "baseline", "now", "Δ", "lost", "won", "p", "answers moved", "status"):
         table.add_column(col, overflow="fold")
     for c in report.checks:
         style = {"regression": "red", "missing docs": "red", "changed inputs": "yellow", "flips": "yellow"}.get(c.status)
         status = f"[{style}]{c.status}[/]" if style else c.status
         table.add_row(c.cell, c.task, str(c.n), f"{c.old_mean:.3f}", f"{c.new_mean:.3f}", f"{c.delta:+.3f}",
-                      str(c.losses), str(c.gains), f"{c.p_value:.3g}", status)
+                      str(c.losses), str(c.gains), f"{c.p_value:.3g}", "" if c.task == POOLED else str(c.answers_moved),
+                      status)
     console.print(table)
     for c in report.checks:
         for change in c.changed:

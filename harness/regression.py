@@ -60,6 +60,7 @@ class TaskCheck:
     flips: list[Flip] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # key inputs that moved
     missing: int = 0  # baseline docs the fresh run lacks
+    answers_moved: int = 0  # docs whose parsed answer changed, flipped or not (greedy: should be 0)
 
     @property
     def delta(self) -> float:
@@ -204,9 +205,11 @@ def compare_cell(baseline: dict[str, Any], record: RunRecord, results_dir: Path,
         flips = [Flip(d, bool(old[d][1]), bool(rows[d]["correct"]), old[d][3], _answer(rows[d].get("answer")))
                  for d in shared if bool(old[d][1]) != bool(rows[d]["correct"])]
         olds, news = [float(old[d][2]) for d in shared], [float(rows[d]["score"]) for d in shared]
+        # A tiny random model is wrong everywhere, so only its answers can show that generation moved.
+        moved = sum(old[d][3] != _answer(rows[d].get("answer")) for d in shared)
         checks.append(TaskCheck(
             baseline["cell"], task, len(shared), _mean(olds), _mean(news), test.a_wins, test.b_wins, test.p_value,
-            float(base.get("delta", DEFAULT_DELTA)), alpha, flips, changed, len(set(old) - set(rows))))
+            float(base.get("delta", DEFAULT_DELTA)), alpha, flips, changed, len(set(old) - set(rows)), moved))
         if not changed:
             pooled.append((a, b, olds, news, float(base.get("delta", DEFAULT_DELTA))))
     if len(pooled) > 1:

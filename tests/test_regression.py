@@ -90,6 +90,7 @@ def test_eight_flips_one_way_is_a_regression_with_the_flips_listed(tmp_path, bas
     assert math.status == "regression" and report.failed
     assert [f.doc_id for f in math.flips] == planted
     assert (math.flips[0].old_answer, math.flips[0].new_answer) == ("1-0", "0-0")
+    assert math.answers_moved == 8  # the fixture's answers encode the outcome
     assert next(c for c in report.checks if c.task == "causal_nli").status == "ok"
 
 
