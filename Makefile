@@ -12,7 +12,7 @@ MARKS_OFF := not gpu and not vllm and not container
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps demo test test-fast test-gpu lint setup-vllm test-vllm perf-vllm container-test learn perf ci-check clean
+.PHONY: setup system-deps demo test test-fast test-gpu lint setup-vllm test-vllm perf-vllm container-test learn learn-causal perf ci-check clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,9 @@ perf: setup
 
 learn: setup
 	$(BIN)/python ci/perf/learning.py
+
+learn-causal: setup
+	$(BIN)/python ci/perf/learning_causal.py
 
 # The CI regression check: the regression grid run afresh, compared per sample with ci/baselines/
 # (exit 1 on a regression). `bench ci update` rewrites the baselines after an intended change.
