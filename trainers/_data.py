@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench_core.offline import hub_offline
+from bench_core.rows import read_rows as read_file
 from trainers._config import Allowed, at_least
 
 __all__ = [
@@ -52,18 +52,16 @@ __all__ = [
     "causal_prompts",
 ]
 
-EVAL_ITEM_SEED = 1234  # tasks/math/math_arith.yaml: the generated items the leaderboard tests on
+from tasks.math import test_seed
 
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+EVAL_ITEM_SEED = test_seed()  # the generated items the leaderboard tests on (math_arith.yaml)
 
 
 def read_rows(spec: str, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local .jsonl/.json/.parquet/.csv file, or ``hub:org/name`` when online."""
+    """Rows of a local .jsonl/.json/.parquet/.csv file (bench_core.rows), or ``hub:org/name`` when online."""
     if spec.startswith("hub:"):
         name = spec.removeprefix("hub:")
-        if _offline():
+        if hub_offline(datasets=True):
             raise ValueError(
                 f"dataset {name}: HF_HUB_OFFLINE is set; point dataset= at a local file instead"
             )
@@ -75,26 +73,7 @@ def read_rows(spec: str, split: str = "train") -> list[dict[str, Any]]:
         raise ValueError(
             f"dataset {spec}: file not found; pass a .jsonl/.json/.parquet/.csv path or hub:org/name"
         )
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise ValueError(f"dataset {spec}: a .json file must hold a list of rows")
-        return data
-    if suffix in (".parquet", ".csv"):
-        import pyarrow.csv
-        import pyarrow.parquet
-
-        table = (
-            pyarrow.parquet.read_table(path) if suffix == ".parquet" else pyarrow.csv.read_csv(path)
-        )
-        return table.to_pylist()
-    raise ValueError(
-        f"dataset {spec}: unsupported file type {suffix!r}; use .jsonl, .json, .parquet or .csv"
-    )
+    return read_file(path)
 
 
 def require_columns(
@@ -183,7 +162,11 @@ def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: 
             f"item_seed {EVAL_ITEM_SEED} generates the math_arith test items (tasks/math/math_arith.yaml); "
             "train on another seed"
         )
-    return generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
+    from tasks.math import test_questions
+
+    held_out = test_questions()  # another seed can still draw a test question (2 of 100 at level 2)
+    return [i for i in generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
+            if i["question"] not in held_out]
 
 
 def arithmetic_prompts(levels: str | int | Sequence[int], n: int, seed: int) -> list[dict]:

@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from bench_core.offline import hub_offline
 from tasks.causal_nli.check import read_rows
 from tasks.causal_nli.generator import generate
 from tasks.causal_nli.language import ParseError, parse_input
@@ -147,13 +148,6 @@ def load_paraphrased(**metadata: Any) -> dict[str, Any]:
     return _variant_splits("paraphrased", metadata)
 
 
-def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
 def load_corr2cause(
     split: str = "test", fewshot_seed: int = 4321, n_fewshot_items: int = 24, **_: Any
 ) -> dict[str, Any]:
@@ -161,7 +155,7 @@ def load_corr2cause(
     ``{split}.csv`` (train, dev or test) when online."""
     if path := os.environ.get(FILE_ENV):
         rows = read_rows(path)
-    elif not _offline():
+    elif not hub_offline(datasets=True):
         import datasets
 
         # name the one CSV: the repo's train.csv alone is ~750 MB
