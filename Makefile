@@ -34,6 +34,7 @@ demo: setup
 	$(BIN)/bench train+eval --grid smoke
 	$(BIN)/bench leaderboard --format md --out results/leaderboard.md
 	$(BIN)/bench leaderboard --format html --out results/leaderboard.html
+	$(BIN)/python ci/demo_check.py results
 
 test: setup
 	$(BIN)/pytest -m "$(MARKS_OFF)" -q
