@@ -99,7 +99,7 @@ def task_rows(rec: RunRecord) -> list[dict]:
                     "limit": t.limit,
                     "samples_file": t.samples_file,
                     "settings_key": sig,
-                    "settings": t.settings or f"n≤{t.limit} {t.n_shot}-shot" if t.limit else t.settings,
+                    "settings": t.settings or (f"n≤{t.limit} {t.n_shot}-shot" if t.limit else None),
                     "truncated": t.truncated,
                     "score_completed": t.score_completed,
                     "looping": t.looping,

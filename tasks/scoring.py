@@ -45,22 +45,17 @@ def score_once(verify: Callable[..., Any], maxsize: int = 1 << 16) -> Callable[.
     harness's per-sample rows ask about the same sample, and it is verified once for both."""
     import functools
 
-    @functools.lru_cache(maxsize=maxsize)
-    def cached(completion: str, reference_repr: str, *rest: Any) -> Any:
-        return verify(completion, _references.pop(reference_repr, None), *rest)
-
-    _references: dict[str, Any] = {}
+    cache: dict[tuple, Any] = {}
 
     @functools.wraps(verify)
     def once(completion: str, reference: Any, *rest: Any) -> Any:
-        key = repr(reference)
-        _references[key] = reference
-        try:
-            return cached(completion, key, *rest)
-        finally:
-            _references.pop(key, None)
+        key = (completion, repr(reference), rest)  # references may be unhashable (dicts, lists)
+        if key not in cache:
+            if len(cache) >= maxsize:
+                cache.clear()
+            cache[key] = verify(completion, reference, *rest)
+        return cache[key]
 
-    once.cache_info = cached.cache_info  # type: ignore[attr-defined]
     return once
 
 
