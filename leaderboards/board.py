@@ -91,6 +91,13 @@ class BoardCell:
         loops = LOOPING if self.looping else ""
         return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "") + truncated + loops
 
+    @property
+    def tails(self) -> str:
+        """The shares behind ‡ and ↻, shown whenever any sample hit the cap or looped
+        (``cut 78%``, ``cut 5% loop 10%``): a mark alone does not say how much to trust a value."""
+        parts = [f"{name} {share:.0%}" for name, share in (("cut", self.truncated), ("loop", self.looping)) if share]
+        return " ".join(parts)
+
 
 @dataclass
 class BoardRow:
@@ -119,7 +126,8 @@ class Board:
             f"stage at p < {a} (exact McNemar test on per-sample correctness, shared doc_ids)",
             f"{TRUNCATED} more than {TRUNCATION_LIMIT:.0%} of the samples hit the generation cap (truncated "
             "reasoning has no answer): raise max_gen_toks; "
-            f"{LOOPING} some samples end in a degenerate loop (one short unit repeated to the end)",
+            f"{LOOPING} some samples end in a degenerate loop (one short unit repeated to the end); "
+            "cut N% / loop N%: the share of samples that hit the cap / loop, when any did",
             "columns are task@version: only equal task versions are compared; "
             "[...] names the eval settings when a task was measured more than one way",
         ]

@@ -32,7 +32,7 @@ th{background:#22314d;color:#fff;cursor:pointer;user-select:none;position:sticky
 th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tbody tr:nth-child(even){background:#f3f6fb}tbody tr:hover{background:#fff4d6}
-.se{color:#6b7385}.up{color:#13795b}.down{color:#b42318}.sig{color:#7a3ed8;font-weight:700}
+.se{color:#6b7385}.up{color:#13795b}.down{color:#b42318}.sig{color:#7a3ed8;font-weight:700}.tail{color:#b54708;font-size:.85em}
 .d{font-size:12px}.legend{color:#4a5163;font-size:13px;margin-top:10px}
 .plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;border:1px solid #dfe3ea;padding:8px}
 figcaption{font-size:12px;color:#5b6475}
@@ -80,7 +80,8 @@ def _td(row: BoardRow, label: str, higher_is_better: bool) -> str:
         d = f' <span class="d {cls}">{escape(d)}</span>'
     se = f' <span class="se">± {_num(cell.stderr)}</span>' if cell.stderr is not None else ""
     marks = f'<span class="sig">{cell.marks}</span>' if cell.marks else ""
-    return f'<td data-v="{cell.value!r}" title="{escape(cell.cell_key)}">{_num(cell.value)}{se}{marks}{d}</td>'
+    tails = f' <span class="tail">{escape(cell.tails)}</span>' if cell.tails else ""
+    return f'<td data-v="{cell.value!r}" title="{escape(cell.cell_key)}">{_num(cell.value)}{se}{marks}{d}{tails}</td>'
 
 
 def _table(board: Board) -> str:

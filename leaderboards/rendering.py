@@ -27,7 +27,7 @@ def _cell_text(cell: BoardCell | None, parent: str | None, pm: str = "±") -> st
         return _DASH
     se = f" {pm} {_num(cell.stderr)}" if cell.stderr is not None else ""
     d = _deltas(cell, parent)
-    return f"{_num(cell.value)}{se}{cell.marks}" + (f" {d}" if d else "")
+    return f"{_num(cell.value)}{se}{cell.marks}" + (f" {d}" if d else "") + (f" {cell.tails}" if cell.tails else "")
 
 
 def to_rich(board: Board, stacked: bool = False, short: dict[str, str] | None = None):
@@ -141,7 +141,8 @@ def _tex_cell(cell: BoardCell | None, parent: str | None) -> str:
     marks = "".join({"*": "*", "†": r"\dagger", "‡": r"\ddagger", "↻": r"\circlearrowleft"}[m] for m in cell.marks)
     sup = f"$^{{{marks}}}$" if marks else ""
     d = _deltas(cell, parent)
-    return f"{_num(cell.value)}{se}{sup}" + (rf" {{\scriptsize {d}}}" if d else "")
+    tails = rf" {{\scriptsize {latex_escape(cell.tails)}}}" if cell.tails else ""
+    return f"{_num(cell.value)}{se}{sup}" + (rf" {{\scriptsize {d}}}" if d else "") + tails
 
 
 def to_latex(board: Board) -> str:

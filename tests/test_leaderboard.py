@@ -320,6 +320,8 @@ def test_a_cell_whose_samples_hit_the_cap_is_marked(tmp_path):
     md = render(tmp_path / "bench.duckdb", "md")
     rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| cut") or ln.startswith("| fine")}
     assert "‡" in rows["cut"] and "‡" not in rows["fine"]  # 20 % > 5 %; exactly 5 % is not over the limit
+    assert "cut 20%" in rows["cut"] and "cut 5%" in rows["fine"]  # the share itself, whenever any sample hit the cap
+    assert "cut 20%" in render(tmp_path / "bench.duckdb", "html")
     assert "‡" in render(tmp_path / "bench.duckdb", "latex").replace(r"\ddagger", "‡")
     cells = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
     assert sorted(r["cells"]["math@v1"]["truncated"] for r in cells) == [0.05, 0.2]
@@ -336,3 +338,4 @@ def test_a_cell_with_a_looping_sample_is_marked(tmp_path):
     md = render(tmp_path / "bench.duckdb", "md")
     line = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith(("| loops", "| clean"))}
     assert "↻" in line["loops"] and "↻" not in line["clean"]
+    assert "loop 10%" in line["loops"] and "loop" not in line["clean"]
