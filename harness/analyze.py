@@ -79,6 +79,15 @@ def _train_records(results: Path) -> list:
     return out
 
 
+def _checkpoint_dir(results: Path, checkpoint: str) -> Path:
+    """A train record's checkpoint as written (relative to the run's working directory, e.g.
+    ``results/checkpoints/KEY``), or the same key under ``results`` when the results directory
+    was moved or is read from elsewhere (``--results /other/results``)."""
+    written = Path(checkpoint)
+    moved = results / "checkpoints" / written.name
+    return written if (written / "manifest.json").exists() or not (moved / "manifest.json").exists() else moved
+
+
 def resolve_checkpoint(name: str, results: str | Path = "results") -> Checkpoint:
     from harness.zoo import load_zoo
 
@@ -92,7 +101,7 @@ def resolve_checkpoint(name: str, results: str | Path = "results") -> Checkpoint
     trained = [r for r in _train_records(Path(results)) if r.model_id == model and r.checkpoint] if stage else []
     recs = [r for r in trained if r.stage == stage]
     if recs:
-        return _stage_dir(Path(max(recs, key=lambda r: r.finished_at).checkpoint), name, model, stage)
+        return _stage_dir(_checkpoint_dir(Path(results), max(recs, key=lambda r: r.finished_at).checkpoint), name, model, stage)
     if model in zoo or trained:
         if stage == "base":
             return _zoo_checkpoint(model, name, model, "base")

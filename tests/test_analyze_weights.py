@@ -242,3 +242,21 @@ def test_cli_weights_json_heatmap_and_errors(tmp_path):
     res = CliRunner().invoke(app, ["analyze", "weights", str(tmp_path / "stage" / "merged"), "m/sft",
                                    "--results", str(results), "--lowrank"])  # fmt: skip
     assert isinstance(res.exception, BenchError) and "not on A" in str(res.exception)
+
+
+def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, monkeypatch):
+    """Train records name their checkpoint relative to the run's working directory
+    (``results/checkpoints/KEY``); ``--results /elsewhere/results`` still finds it there."""
+    import shutil
+
+    from harness.analyze import analyze_weights
+    from leaderboards.record import RunRecord, write_record
+
+    base, results = _trained_stage(tmp_path)
+    shutil.move(tmp_path / "stage", results / "checkpoints" / "k-sft")
+    write_record(RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft",
+                           checkpoint="results/checkpoints/k-sft"), results)  # fmt: skip
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where results/checkpoints/k-sft does not exist
+    doc = analyze_weights(str(base), "m/sft", dtype="fp32", results=results)
+    assert {t.name: t.sparsity["0"] for t in doc.tensors} == {Q: pytest.approx(2 / 6), NORM: 1.0}
