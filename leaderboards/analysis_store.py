@@ -3,7 +3,7 @@
 Each analysis is one JSON document under ``results/analysis/`` (``weights-<id>.json`` per
 A → B transition, ``behavior-<cell>-<task>.json`` per cell × task), written atomically. Like
 records, the files are the truth: ingest mirrors the folder into ``weight_analysis`` and
-``behavior_metrics`` by path and sha256 (unchanged files skipped, changed ones replaced,
+``behavior_metrics`` by file name and sha256 (unchanged files skipped, changed ones replaced,
 deleted ones removed), so a repeated ingest changes nothing.
 """
 
@@ -114,7 +114,7 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
         kind = path.name.split("-", 1)[0]
         if kind not in _KINDS or path.name.startswith("."):
             continue
-        src, data = str(path), path.read_bytes()
+        src, data = path.name, path.read_bytes()  # by name: a moved results dir is the same store
         digest = hashlib.sha256(data).hexdigest()
         seen.add(src)
         if src in known and known[src][1] == digest:
@@ -130,9 +130,8 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
         con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
         insert_rows(con, table, [row])
         counts["loaded"] += 1
-    prefix = str(folder) + "/"
-    for src, (table, _) in known.items():
-        if src.startswith(prefix) and src not in seen:
+    for src, (table, _) in known.items():  # the folder is the truth: older stores keyed by absolute path too
+        if src not in seen:
             con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
             counts["removed"] += 1
     return counts

@@ -260,3 +260,20 @@ def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, mon
     monkeypatch.chdir(tmp_path / "elsewhere")  # where results/checkpoints/k-sft does not exist
     doc = analyze_weights(str(base), "m/sft", dtype="fp32", results=results)
     assert {t.name: t.sparsity["0"] for t in doc.tensors} == {Q: pytest.approx(2 / 6), NORM: 1.0}
+
+
+def test_a_moved_results_dir_keeps_one_row_per_analysis_file(tmp_path):
+    """The store mirrors results/analysis/ by file name: after ``mv results elsewhere`` the
+    stage transition is still one panel, not one per place the directory has been."""
+    import shutil
+
+    from harness.analyze import analyze_weights
+    from leaderboards.store import connect, ingest
+
+    base, results = _trained_stage(tmp_path)
+    analyze_weights(str(base), "m/sft", dtype="fp32", results=results, store=True)
+    moved = shutil.move(results, tmp_path / "moved")
+    ingest(moved)
+    con = connect(Path(moved) / "bench.duckdb", read_only=True)
+    assert con.execute("SELECT count(*) FROM weight_analysis").fetchall() == [(1,)]
+    con.close()
