@@ -24,6 +24,7 @@ __all__ = [
     "RunRecord",
     "write_record",
     "load_record",
+    "parse_record",
     "record_path",
     "stage_lineage",
 ]
@@ -151,5 +152,9 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_record(path: str | Path) -> RunRecord:
-    data = json.loads(Path(path).read_text())
-    return RunRecord.model_validate(_upgrade(data))
+    return parse_record(Path(path).read_bytes())
+
+
+def parse_record(data: bytes | str) -> RunRecord:
+    """A record from a file's bytes: ingest reads each file once, to hash it and to parse it."""
+    return RunRecord.model_validate(_upgrade(json.loads(data)))

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
-from leaderboards.record import load_record
+from leaderboards.record import parse_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
 from leaderboards.sql import create_schema, pair_counts_sql
 
@@ -194,12 +194,13 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
     plan, seen, parsed = _Plan(), {}, set()
     for path in files:
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            data = path.read_bytes()  # once: hashed, and parsed when it changed
+            digest = hashlib.sha256(data).hexdigest()
             if str(path) in known and known[str(path)][1] == digest:
                 report.unchanged += 1
                 seen[known[str(path)][0]] = path
                 continue
-            rec = load_record(path)
+            rec = parse_record(data)
         except (OSError, ValueError) as e:  # JSON, UTF-8 and pydantic errors are ValueErrors
             _warn(report, f"{path}: record skipped: {_one_line(e)}")
             continue
