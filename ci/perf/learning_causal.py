@@ -60,7 +60,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TRAIN_SEED = 0
 VALIDATION_SEED = 11  # hyperparameters were chosen on this seed's problems
-TEST_SEED = 2027  # fixed before any tuning; only the reported figures use it
+# Fixed before this round of tuning (2026-12-02), never evaluated before the final run. The first
+# test seed, 2027, was spent on the untuned defaults (FAIL, below) and is not reused.
+TEST_SEED = 5151  # only the reported figures use it
 
 
 def evaluate(path: Path, docs: list[dict], *, max_new_tokens: int, batch_size: int) -> list[dict]:
