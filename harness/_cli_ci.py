@@ -28,7 +28,23 @@ def _records(grid: str, results: Path, no_run: bool):
         if not (results / "records").is_dir():
             raise BenchError(f"--results {results}: no records/ there; drop --no-run to run the grid")
         return eval_records(results)
-    return run_grid_fresh(grid, results)
+    from harness._live import LiveView
+
+    return run_grid_fresh(grid, results, view=lambda cells: LiveView(cells, results, console))
+
+
+def _failures(results: Path) -> dict[str, str]:
+    """cell -> the first line of its eval failure under ``results/failures/`` (what a missing cell hit)."""
+    import json
+
+    out = {}
+    for path in sorted((Path(results) / "failures").glob("eval-*.json")):
+        try:
+            failure = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        out[failure.get("cell", path.stem)] = f"{str(failure.get('error', '')).splitlines()[0]} ({path})"
+    return out
 
 
 @ci_app.command("check")
@@ -52,7 +68,8 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
         table.add_row(c.cell, c.task, str(c.n), f"{c.old_mean:.3f}", f"{c.new_mean:.3f}", f"{c.delta:+.3f}",
                       str(c.losses), str(c.gains), f"{c.p_value:.3g}", "" if c.task == POOLED else str(c.answers_moved),
                       status)
-    console.print(table)
+    # a CI log is no terminal: rich would fold the table into 80 columns, one word per line
+    console.print(table, width=None if console.is_terminal else 160)
     for c in report.checks:
         for change in c.changed:
             console.print(f"changed input {c.cell} {c.task}: {escape(change)} (not a regression; "
@@ -61,8 +78,11 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
             console.print(f"flip {c.cell} {c.task} doc {f.doc_id}: {'right' if f.old_correct else 'wrong'} -> "
                           f"{'right' if f.new_correct else 'wrong'} (answer {escape(repr(f.old_answer))} -> "
                           f"{escape(repr(f.new_answer))})", highlight=False)
+    errors = _failures(results)
     for cell in report.missing_cells:
-        console.print(f"[red]missing[/] {cell}: a baseline without a fresh record (the cell failed?)")
+        why = f"it failed: {errors[cell]}" if cell in errors else "no record and no failure file"
+        console.print(f"[red]missing[/] {cell}: a baseline without a fresh record; {escape(why)}", highlight=False,
+                      soft_wrap=True)
     for cell in report.new_cells:
         console.print(f"new cell {cell}: no baseline yet (`bench ci update`)")
     bad = report.regressions

@@ -253,10 +253,16 @@ def check_records(records: list[RunRecord], results_dir: Path, baselines: dict[s
     return CheckReport(checks, sorted(set(baselines) - set(fresh)), sorted(set(fresh) - set(baselines)))
 
 
-def run_grid_fresh(grid: str, results_dir: Path, progress=None) -> list[RunRecord]:
+def run_grid_fresh(grid: str, results_dir: Path, view=None) -> list[RunRecord]:
     """Run every eval cell of ``grid`` again (a check must not reuse cached outcomes) and return
-    the records it wrote; a cell that failed has none, and its baseline shows as missing."""
-    from harness.api import run_grid
+    the records it wrote; a cell that failed has none, and its baseline shows as missing.
+    ``view(cells)``, when given, is a context manager yielding the run's progress callback
+    (the CLI's live view, which also sends third-party output to ``results/logs/``)."""
+    import contextlib
 
-    plan, _ = run_grid(grid, results=results_dir, force=True, progress=progress)
+    from harness.api import load_plan, run_plan
+
+    plan = load_plan(grid, results_dir, force=True)
+    with view(plan.todo) if view else contextlib.nullcontext() as progress:
+        run_plan(plan, results=results_dir, force=True, progress=progress)
     return eval_records(results_dir, [c.key for c in plan.expansion.eval])

@@ -152,6 +152,18 @@ def test_a_missing_cell_fails(tmp_path, baselines):
     assert report.missing_cells == ["m/base"] and report.failed
 
 
+def test_cli_check_names_why_a_missing_cell_failed(tmp_path, baselines):
+    fresh = tmp_path / "fresh"
+    (fresh / "records").mkdir(parents=True)
+    (fresh / "failures").mkdir()
+    error = "ValueError: GSM8K: gsm8k_test.jsonl not found; set BENCH_DATA_DIR"
+    (fresh / "failures" / "eval-k9.json").write_text(json.dumps({"cell": "m/base", "key": "k9", "error": error}))
+    res = CliRunner().invoke(app, ["ci", "check", "--no-run", "--results", str(fresh), "--baselines", str(baselines)])
+    assert res.exit_code == 1
+    out = " ".join(res.output.split())
+    assert "missing m/base" in out and "it failed: " + error in out and "eval-k9.json" in out
+
+
 def test_committed_baselines_are_small_and_match_the_regression_grid():
     from harness.grid import expand, load_grid
     from harness.regression import BASELINES_DIR
