@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -69,7 +70,8 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
                       str(c.losses), str(c.gains), f"{c.p_value:.3g}", "" if c.task == POOLED else str(c.answers_moved),
                       status)
     # a CI log is no terminal: rich would fold the table into 80 columns, one word per line
-    console.print(table, width=None if console.is_terminal else 160)
+    wide = console if console.is_terminal else Console(width=160, file=console.file, highlight=False)
+    wide.print(table)
     for c in report.checks:
         for change in c.changed:
             console.print(f"changed input {c.cell} {c.task}: {escape(change)} (not a regression; "
