@@ -35,17 +35,17 @@ def _records(grid: str, results: Path, no_run: bool):
 
 
 def _failures(results: Path) -> dict[str, str]:
-    """cell -> the first line of its eval failure under ``results/failures/`` (what a missing cell hit)."""
-    import json
+    """cell -> the first line of its newest eval failure under ``results/failures/`` and the file."""
+    from harness.status import read_failure
 
-    out = {}
-    for path in sorted((Path(results) / "failures").glob("eval-*.json")):
-        try:
-            failure = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        out[failure.get("cell", path.stem)] = f"{str(failure.get('error', '')).splitlines()[0]} ({path})"
-    return out
+    newest: dict[str, tuple[str, str]] = {}
+    for path in (Path(results) / "failures").glob("eval-*.json"):
+        failure = read_failure(path)
+        cell, at = failure.get("cell", path.stem), str(failure.get("at", ""))
+        if cell not in newest or at > newest[cell][0]:
+            first = (str(failure.get("error", "")).splitlines() or ["(no error text)"])[0]
+            newest[cell] = (at, f"{first} ({path})")
+    return {cell: why for cell, (_, why) in newest.items()}
 
 
 @ci_app.command("check")
@@ -80,7 +80,7 @@ def ci_check(grid: GridOpt = "regression", baselines: BaselinesOpt = None,
             console.print(f"flip {c.cell} {c.task} doc {f.doc_id}: {'right' if f.old_correct else 'wrong'} -> "
                           f"{'right' if f.new_correct else 'wrong'} (answer {escape(repr(f.old_answer))} -> "
                           f"{escape(repr(f.new_answer))})", highlight=False)
-    errors = _failures(results)
+    errors = _failures(results) if report.missing_cells else {}
     for cell in report.missing_cells:
         why = f"it failed: {errors[cell]}" if cell in errors else "no record and no failure file"
         console.print(f"[red]missing[/] {cell}: a baseline without a fresh record; {escape(why)}", highlight=False,

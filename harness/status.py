@@ -25,6 +25,14 @@ def failure_path(results_dir: Path, kind: str, key: str) -> Path:
     return Path(results_dir) / "failures" / f"{kind}-{key}.json"
 
 
+def read_failure(path: Path) -> dict:
+    """A failure file's fields (cell, key, error, traceback, at); {} when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError:
+        return {}
+
+
 @dataclass(frozen=True)
 class CellStatus:
     status: str  # done | failed | changed | new
@@ -115,10 +123,7 @@ def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
         return CellStatus("new", f"its record does not load ({broken}); it will run again")
     failed = failure_path(results_dir, cell.kind, cell.key)
     if failed.exists():
-        try:
-            reason = json.loads(failed.read_text()).get("error", "")
-        except ValueError:
-            reason = ""
+        reason = read_failure(failed).get("error", "")
         return CellStatus("failed", f"failed before: {reason}"[:160])
     previous = previous_records(results_dir) if previous is None else previous
     prev = previous.get((cell.kind, cell.model, cell.stage))

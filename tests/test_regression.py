@@ -157,11 +157,16 @@ def test_cli_check_names_why_a_missing_cell_failed(tmp_path, baselines):
     (fresh / "records").mkdir(parents=True)
     (fresh / "failures").mkdir()
     error = "ValueError: GSM8K: gsm8k_test.jsonl not found; set BENCH_DATA_DIR"
-    (fresh / "failures" / "eval-k9.json").write_text(json.dumps({"cell": "m/base", "key": "k9", "error": error}))
+    (fresh / "failures" / "eval-k9.json").write_text(json.dumps({"cell": "m/base", "key": "k9", "error": error,
+                                                                 "at": "2026-12-02T10:00:00+00:00"}))
+    # an older failure of the same cell under a key it no longer has: not the one to show
+    (fresh / "failures" / "eval-kz.json").write_text(json.dumps({"cell": "m/base", "key": "kz", "error": "OldError",
+                                                                 "at": "2026-11-01T10:00:00+00:00"}))
     res = CliRunner().invoke(app, ["ci", "check", "--no-run", "--results", str(fresh), "--baselines", str(baselines)])
     assert res.exit_code == 1
     out = " ".join(res.output.split())
     assert "missing m/base" in out and "it failed: " + error in out and "eval-k9.json" in out
+    assert "OldError" not in out
 
 
 def test_committed_baselines_are_small_and_match_the_regression_grid():
