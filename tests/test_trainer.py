@@ -571,3 +571,22 @@ def test_direct_fraction_drops_the_steps_of_a_seeded_share_of_traces():
     ] == think_trace(items[0], direct=True)
     with pytest.raises(ValueError, match="direct_fraction 1.5 must be between 0 and 1"):
         arithmetic_sft_rows("2", 3, seed=0, direct_fraction=1.5)
+
+
+def test_bf16_mixed_precision_autocasts_cpu_training_and_fp16_needs_cuda(tmp_path, tiny_llama):
+    import torch
+
+    assert not sft_trainer(tmp_path / "auto", tiny_llama).args.bf16  # auto on CPU: fp32
+    trainer = sft_trainer(tmp_path / "bf16", tiny_llama, mixed_precision="bf16", max_steps=2)
+    assert trainer.args.bf16 and trainer.accelerator.mixed_precision == "bf16"
+    seen: list[torch.dtype] = []
+    linear = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    b_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    # the matmuls ran in bf16 while the weights, and so the update, stay fp32
+    assert seen and set(seen) == {torch.bfloat16}
+    moved = [n for n, p in trainer.model.named_parameters() if "lora_B" in n and not torch.equal(p, b_before[n])]
+    assert moved and all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    with pytest.raises(ValueError, match="mixed_precision fp16 needs CUDA"):
+        sft_trainer(tmp_path / "fp16", tiny_llama, mixed_precision="fp16")

@@ -299,6 +299,11 @@ class Stage:
 
         c, cuda = self.cfg, torch.cuda.is_available()
         dtype = get_target(c.target).dtype
+        precision = c.mixed_precision if c.mixed_precision != "auto" else (dtype if cuda else "no")
+        if precision == "fp16" and not cuda:
+            raise ValueError(
+                f"{self.method} config: mixed_precision fp16 needs CUDA; on CPU use bf16 or no"
+            )
         ckpt = (
             self.plan.gradient_checkpointing
             if c.gradient_checkpointing is None
@@ -325,8 +330,8 @@ class Stage:
             report_to=[],
             disable_tqdm=True,
             use_cpu=not cuda,
-            bf16=cuda and dtype == "bf16",
-            fp16=cuda and dtype == "fp16",
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
             gradient_checkpointing=bool(ckpt),
             dataloader_num_workers=0,
         )
