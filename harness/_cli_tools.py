@@ -16,7 +16,7 @@ EngineOpt = Annotated[str, typer.Option("--engine", help="apptainer, docker or p
 
 @app.command("plan")
 def plan_cmd(
-    model: Annotated[str, typer.Option("--model", help="Zoo name, hub id or model directory.")],
+    model: Annotated[str, typer.Option("--model", help="Zoo name, hub id or model directory.")] = "",
     method: Annotated[str, typer.Option("--method", help="sft, distill, dpo or grpo.")] = "sft",
     target: Annotated[str, typer.Option("--target", help="Hardware target (containers/targets.yaml).")] = "h100",
     seq: Annotated[int, typer.Option("--seq", help="Sequence length.")] = 1024,
@@ -25,11 +25,17 @@ def plan_cmd(
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning.")] = False,
     effective_batch: Annotated[int, typer.Option("--effective-batch")] = 8,
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs available.")] = 1,
+    grid: Annotated[str | None, typer.Option("--grid", help="Plan every train cell of this grid instead.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Memory plan: weights, gradients, optimizer states, activations; batch and accumulation."""
     from harness.zoo import planner_facts
     from trainers.planner import plan
+
+    if grid:
+        return _plan_grid(grid, as_json)
+    if not model:
+        raise BenchError("bench plan: name a --model (zoo name, hub id or directory) or a --grid")
 
     if sum((lora, qlora, full)) > 1:
         raise BenchError("bench plan: choose one of --lora, --qlora, --full")
@@ -46,6 +52,37 @@ def plan_cmd(
         _print_json(p.to_dict())
     else:
         console.print(p)
+
+
+def _plan_grid(grid: str, as_json: bool) -> None:
+    """Every train cell of ``grid`` planned as it will run: its resolved config (mode, max_length,
+    effective batch, nproc, per_device_batch, use_vllm) on the grid's target."""
+    from rich.table import Table
+
+    from harness.api import grid_rows
+
+    rows = [r for r in grid_rows(grid) if r["kind"] == "train"]
+    if as_json:
+        _print_json([{k: r[k] for k in ("key", "model", "stage", "method", "plan")} for r in rows])
+        return
+    target = rows[0]["inputs"]["target"] if rows else ""
+    table = Table(title=f"grid {grid}: train cells planned on {target}")
+    for col in ("model", "stage", "mode", "seq", "GPUs", "batch × accum", "GB per GPU", "fits"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        p = r["plan"]
+        if p is None:
+            table.add_row(r["model"], r["stage"], "-", "-", "-", "-", "no facts: bench plan --model", "?")
+            continue
+        table.add_row(
+            r["model"], r["stage"], p["mode"], str(p["seq_len"]), f"{p['gpus']} {p['topology']}",
+            f"{p['per_device_batch']} × {p['grad_accum']}",
+            f"{p['total_gb']:.2f} of {p['device_memory_gb']:g}", "yes" if p["fits"] else "NO",
+        )
+    console.print(table)
+    for r in rows:
+        for note in (r["plan"] or {}).get("notes", []):
+            console.print(f"  {r['model']} {r['stage']}: {note}")
 
 
 def _context_length(model: str, facts) -> int | None:

@@ -180,7 +180,8 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
 
 def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
     """``bench grid show --json``: per cell its kind, key, row, status, why and key payload (inputs);
-    train cells their nproc and the planner's topology and GPU count on the grid's target;
+    train cells their nproc and the planner's plan on the grid's target (topology, GPUs, batch,
+    accumulation, GB per device, fits);
     eval cells also carry their resolved settings (zoo -> grid -> CLI)."""
     plan = load_plan(grid, results)
     rows = []
@@ -192,7 +193,7 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
             p = _cell_plan(cell, plan.expansion.grid.target)
             row |= {"method": cell.method, "parent_stage": cell.parent_stage, "parent_key": cell.parent_key,
                     "nproc": cell.resolved["nproc"], "topology": p.topology if p else None,
-                    "gpus": p.gpus if p else None}
+                    "gpus": p.gpus if p else None, "plan": p.to_dict() if p else None}
         else:
             s = cell.settings
             row |= {"load": cell.load, "parent_stage": cell.parent_stage, "chat_template": s.apply_chat_template,

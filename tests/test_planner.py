@@ -242,3 +242,46 @@ def test_dpo_models_grid_shows_each_train_cell_topology_and_gpus(tmp_path):
         cfg = row["inputs"]["dpo"]
         p = plan_config(planner_facts(name), "dpo", "a100", {**cfg, "nproc": row["nproc"]})
         assert p.fits and p.total_gb <= 80 * 0.9, name
+
+
+def test_grpo_without_vllm_plans_no_engine_copy_and_a_set_batch_is_planned_as_set():
+    from trainers.planner import plan_config
+
+    colocate = plan(QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8)
+    hf = plan(QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8, vllm=False)
+    # vLLM's fp16 weight copy plus the KV cache of 8 sequences of 1536 tokens, by hand
+    kv = 2 * 28 * 1536 * (2 / 12) * 1536 * 2 * 8
+    assert colocate.extra_gb * 1e9 == pytest.approx(1.54e9 * 2 + kv) and hf.extra_gb == 0
+    # the planner alone takes the largest batch that fits; a stage's per_device_batch is kept
+    free = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=1536, mode="qlora", effective_batch=32)
+    one = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=1536, mode="qlora", effective_batch=32, per_device_batch=1)
+    assert free.per_device_batch > 1 and (one.per_device_batch, one.grad_accum) == (1, 32)
+    assert one.total_gb == pytest.approx(one.min_total_gb)
+    cfg = {"max_length": 1536, "mode": "qlora", "effective_batch": 32, "lora_r": 32, "nproc": 2,
+           "use_vllm": "false", "per_device_batch": 1}
+    p = plan_config(QWEN25_15B, "grpo", "rtx2080ti", cfg)
+    assert (p.extra_gb, p.per_device_batch, p.grad_accum, p.gpus) == (0, 1, 16, 2)
+
+
+def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["plan", "--grid", "rlcausality", "--json"])
+    assert out.exit_code == 0, out.output
+    cells = json.loads(out.output)
+    assert {(c["model"], c["stage"]) for c in cells} == {
+        (m, s) for m in ("qwen2.5-1.5b", "phi-3.5-mini-instruct", "deepseek-r1-distill-qwen-7b")
+        for s in ("sft", "sft+grpo")
+    }
+    for c in cells:
+        p = c["plan"]
+        # as the grid sets them: 2 GPUs, batch 1, the seed's accumulation, under 11 GB x 0.9
+        assert p["fits"] and p["gpus"] == 2 and p["per_device_batch"] == 1, c
+        assert p["total_gb"] <= 11 * 0.9 and p["device_memory_gb"] == 11, c
+    accum = {(c["model"], c["stage"]): c["plan"]["grad_accum"] for c in cells}
+    assert accum[("qwen2.5-1.5b", "sft")] == 16 and accum[("deepseek-r1-distill-qwen-7b", "sft+grpo")] == 32

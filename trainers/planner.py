@@ -311,8 +311,12 @@ def plan(
     gradient_checkpointing: bool | None = None,
     kl: bool = False,
     num_generations: int = 8,
+    vllm: bool | None = None,
+    per_device_batch: int | None = None,
 ) -> Plan:
-    """Estimate per-device memory and choose batch, accumulation and topology."""
+    """Estimate per-device memory and choose batch, accumulation and topology. ``vllm``: grpo
+    rollouts from a vLLM colocate engine (None: on GPU targets, as ``use_vllm=auto``);
+    ``per_device_batch``: the stage's own batch, planned as set instead of chosen."""
     from containers.targets import get_target
 
     if method not in METHODS:
@@ -359,7 +363,9 @@ def plan(
             f"MoE: weights of all {f.num_experts} experts, activations of {f.experts_per_token} per token; "
             "LoRA on attention only (experts are fused parameters)"
         )
-    if method == "grpo" and t.is_gpu:
+    if method == "grpo" and t.is_gpu and vllm is False:
+        notes.append("grpo: HF rollouts on the training model (use_vllm false): no vLLM copy")
+    elif method == "grpo" and t.is_gpu:
         # vLLM (colocate) holds its own weight copy and the KV cache of a generation batch
         kv_cache = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq_len * b * num_generations
         extra += f.params * b + kv_cache
@@ -398,6 +404,11 @@ def plan(
     batch = 1
     while batch * 2 <= per_rank and fixed + per_sample * batch * 2 <= budget:
         batch *= 2
+    if per_device_batch:  # the stage's setting: planned as it will run
+        batch = min(per_device_batch, per_rank)
+        if fits and fixed + per_sample * batch > budget:
+            fits = False
+            notes.append(f"per_device_batch {batch} does not fit; the planner's largest is lower")
     accum = math.ceil(per_rank / batch)
     if batch * accum * n_gpus != effective_batch:
         notes.append(
@@ -437,7 +448,8 @@ def plan(
 
 def plan_config(model: Any, method: str, target: str, config: Mapping[str, Any]) -> Plan:
     """The plan of a stage from its method's resolved config (a mapping of its fields):
-    ``nproc`` GPUs, distill's ``kl_coef``, grpo's ``num_generations``."""
+    ``nproc`` GPUs, its ``per_device_batch`` when set, distill's ``kl_coef``, grpo's
+    ``num_generations`` and ``use_vllm``."""
     return plan(
         model,
         method,
@@ -450,4 +462,6 @@ def plan_config(model: Any, method: str, target: str, config: Mapping[str, Any])
         gradient_checkpointing=config.get("gradient_checkpointing"),
         kl=float(config.get("kl_coef") or 0) > 0,
         num_generations=int(config.get("num_generations") or 8),
+        vllm={"true": True, "false": False}.get(str(config.get("use_vllm", "auto")).lower()),
+        per_device_batch=config.get("per_device_batch"),
     )
