@@ -357,6 +357,142 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
     assert len(caplog.records) == 1
 
 
+
+# --- grpo rollouts from a merged copy (trainers/_rollout.py) ---------------------------------
+
+
+def test_rollout_draw_samples_the_softmax_and_never_a_masked_token():
+    import torch
+
+    from trainers._rollout import draw
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    freq = torch.bincount(draw(probs.log().expand(20_000, 4)), minlength=4) / 20_000
+    assert freq[3] == 0  # log(0) = -inf: never drawn
+    assert torch.allclose(freq[:3], probs[:3], atol=0.015)  # ~4 sd of a binomial(20000, 0.5)
+
+
+def test_rollout_sampler_at_top_k_1_is_greedy_generate(tiny_llama):
+    """Left padding, a prompt repeated (its prefill shared) and the first EOS ending a row:
+    with top_k=1 every draw is the argmax, so the loop must reproduce HF greedy generate."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainers._rollout import sample
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    prompts = [[1, 5, 9, 13, 17], [1, 6, 2000], [1, 5, 9, 13, 17], [1, 700, 8, 9]]
+    width = max(map(len, prompts))
+
+    def greedy(eos: int) -> list[list[int]]:
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                                 eos_token_id=eos, pad_token_id=0, top_k=None, top_p=None, temperature=None)
+        rows = out[:, width:].tolist()
+        return [r[: r.index(eos) + 1] if eos in r else r for r in rows]
+
+    eos = greedy(eos=2)[0][3]  # a token the first row emits: that row ends there
+    expected = greedy(eos)
+    got = sample(model, prompts, max_new_tokens=12, eos_token_ids=[eos], pad_token_id=0, top_k=1)
+    assert got == expected
+    assert got[0] == got[2] and got[0][-1] == eos and len(got[0]) <= 4
+    assert any(len(r) == 12 for r in got)  # and a row without EOS keeps all its tokens
+
+
+def test_rollout_copy_is_the_policy_with_its_lora_delta_folded_in(tiny_llama):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainers._rollout import merged_copy, sync
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear",
+                      init_lora_weights=False)  # random B: a nonzero delta from the start
+    policy = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), lora)
+    name = "model.layers.1.mlp.down_proj"
+    layer = policy.get_base_model().get_submodule(name)
+
+    def merged() -> torch.Tensor:  # by hand: W + B A alpha / r
+        return (layer.base_layer.weight + layer.lora_B["default"].weight @ layer.lora_A["default"].weight * 2.0).detach()
+
+    gen = merged_copy(policy, torch.float32)
+    assert not any("lora" in n for n, _ in gen.named_parameters()) and not gen.training
+    torch.testing.assert_close(gen.get_submodule(name).weight, merged())
+    assert not layer.merged  # the training model keeps its adapter apart
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    policy.eval()  # the copy has no dropout; compare with the policy's dropout off too
+    with torch.no_grad():
+        torch.testing.assert_close(gen(ids).logits, policy(ids).logits, atol=1e-5, rtol=1e-4)
+    # an update to the adapter reaches the copy at the next sync
+    with torch.no_grad():
+        layer.lora_B["default"].weight.add_(0.5)
+    sync(gen, policy)
+    torch.testing.assert_close(gen.get_submodule(name).weight, merged())
+    bf16 = merged_copy(policy, torch.bfloat16)
+    assert torch.equal(bf16.get_submodule(name).weight, merged().to(torch.bfloat16))
+
+
+def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_llama, monkeypatch):
+    import torch
+
+    import trainers.grpo as grpo
+    from trainers._rollout import cpu_has_bf16, trainer_class
+
+    def length(completions, **_):
+        return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
+
+    monkeypatch.setattr(grpo, "reward_functions", lambda cfg: ([length], [1.0]))
+    cls, name, seen = trainer_class(), "model.layers.0.self_attn.q_proj", []
+    generate = cls._generate_single_turn
+
+    def recording(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        layer = self.model.get_base_model().get_submodule(name)
+        delta = layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]
+        copy_weight = self.rollout_model.get_submodule(name).weight
+        seen.append((self.state.global_step, copy_weight.clone(), (layer.base_layer.weight + delta).detach(), out))
+        return out
+
+    monkeypatch.setattr(cls, "_generate_single_turn", recording)
+    config = {**FAST, "max_steps": 3, "n_prompts": 2, "num_generations": 4,
+              "max_completion_length": 8, "temperature": 1.5}  # fmt: skip
+    m = train_stage("grpo", config, base_model=tiny_llama, parent=None, output_dir=tmp_path)
+    assert_trained(m, 3)
+    assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
+    dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
+    for _, copy_weight, policy_weight, (completions, logprobs) in seen:
+        # synced: the copy is the policy's merged weights as they are after the last update
+        assert copy_weight.dtype == dtype
+        torch.testing.assert_close(copy_weight, policy_weight.to(dtype))
+        assert logprobs is None and len(completions) == 4 and all(1 <= len(c) <= 8 for c in completions)
+    # not stale: the updates moved the policy well past bf16 rounding, and the copy with it
+    assert (seen[2][1].float() - seen[0][1].float()).abs().max() > 1e-3
+    logs = json.loads((tmp_path / "log_history.json").read_text())
+    rewards = [r["reward"] for r in logs if "reward" in r]
+    assert len(rewards) == 3 and all(0 <= r <= 1 for r in rewards) and max(rewards) > 0
+
+
+def test_rollout_dtype_is_checked_and_resolved():
+    import torch
+
+    from trainers._config import FieldError
+    from trainers._rollout import copy_dtype, cpu_has_bf16
+    from trainers.grpo import GRPOConfig
+
+    with pytest.raises(FieldError, match="rollout_dtype.*auto, bf16, fp32, train"):
+        GRPOConfig(rollout_dtype="fp16")
+    assert copy_dtype("auto", vllm=False, cuda=False) == (torch.bfloat16 if cpu_has_bf16() else "model")
+    assert copy_dtype("auto", vllm=False, cuda=True) is None  # CUDA without vLLM: trl's own path
+    assert copy_dtype("train", vllm=False, cuda=False) is None
+    assert copy_dtype("auto", vllm=True, cuda=True) is None
+    assert copy_dtype("fp32", vllm=False, cuda=True) is torch.float32
+    with pytest.raises(ValueError, match="set use_vllm=false or rollout_dtype=auto"):
+        copy_dtype("bf16", vllm=True, cuda=True)
+
 # --- stopping -------------------------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ optionally plus ``format_weight`` × the ``<think>`` format check. Prompts: a fi
 (generated at ``levels``) or ``sources=causal`` (Corr2Cause problems from the fields of
 :class:`trainers._data.CausalData`, with causal_nli's eval prompt and the gold verdict).
 Rollouts use vLLM in colocate mode when vLLM is importable and CUDA is present
-(``use_vllm=auto``), HF generation otherwise.
+(``use_vllm=auto``), HF generation otherwise; on a CPU they are sampled from a merged bf16 copy
+of the policy re-synced after every optimizer step (``rollout_dtype``, trainers/_rollout.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 
-from trainers._config import Allowed, TrainConfig, at_least, cli, positive
+from trainers._config import Allowed, TrainConfig, at_least, cli, one_of, positive
 from trainers._data import (
     CausalData,
     arithmetic_prompts,
@@ -27,13 +28,16 @@ from trainers._data import (
     read_rows,
     require_columns,
 )
+from trainers._rollout import ROLLOUT_DTYPES
 from trainers.manifest import Manifest
 
 __all__ = ["VERSION", "GRPOConfig", "main", "no_signal_warning", "reward_functions", "think_format_reward"]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "2"  # 2: limit is a seeded sample
+# 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
+# LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path)
+VERSION = "3"
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,10 @@ class GRPOConfig(TrainConfig, CausalData):
     scale_rewards: str = "group"
     use_vllm: str = "auto"  # auto | true | false
     vllm_gpu_memory_utilization: float = 0.3
+    # HF-path rollouts: auto: from a merged copy in bf16 on a CPU with bf16 matmuls (else in the
+    # model's dtype), trl's own path on CUDA; bf16 | fp32: from such a copy; train: trl's path,
+    # the training model itself (fp32, adapter unmerged, train mode), about 3x slower on CPU
+    rollout_dtype: str = "auto"
     no_signal_patience: int = 3  # warn after this many steps with no reward variance; 0: off
 
     # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
@@ -72,7 +80,7 @@ class GRPOConfig(TrainConfig, CausalData):
     RANGES = {"format_weight": at_least(0), "n_prompts": at_least(1), "item_seed": at_least(0),
               "num_generations": at_least(2), "max_completion_length": at_least(1), "temperature": positive(),
               "beta": at_least(0), "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
-              "no_signal_patience": at_least(0)}
+              "no_signal_patience": at_least(0), "rollout_dtype": one_of(*ROLLOUT_DTYPES)}
 
 
 def think_format_reward(completions, **_columns) -> list[float]:
@@ -170,9 +178,11 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
 
 
 def main(cfg: GRPOConfig) -> Manifest:
+    import torch
     import trl
     from datasets import Dataset
 
+    from trainers._rollout import copy_dtype, trainer_class
     from trainers._stage import Stage
 
     if cfg.effective_batch % cfg.num_generations:
@@ -186,6 +196,7 @@ def main(cfg: GRPOConfig) -> Manifest:
     rows = sample_rows(rows, cfg.limit, cfg.seed)
     funcs, weights = reward_functions(cfg)
     vllm = _use_vllm(cfg.use_vllm)
+    rollout = copy_dtype(cfg.rollout_dtype, vllm, torch.cuda.is_available())
     stage = Stage("grpo", cfg)
     model, tokenizer = stage.load()
     shared = stage.trainer_args()
@@ -202,7 +213,8 @@ def main(cfg: GRPOConfig) -> Manifest:
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
     )
-    trainer = trl.GRPOTrainer(
+    trainer = trainer_class()(
+        rollout_dtype=rollout,
         model=model,
         reward_funcs=funcs,
         args=args,
