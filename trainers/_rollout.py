@@ -51,10 +51,7 @@ def copy_dtype(setting: str, vllm: bool, cuda: bool):
     model's), or None when trl generates itself (vLLM, CUDA under auto, or ``train``)."""
     import torch
 
-    if setting not in ROLLOUT_DTYPES:
-        raise ValueError(
-            f"grpo config: rollout_dtype {setting!r}; use one of {', '.join(ROLLOUT_DTYPES)}"
-        )
+    # ``setting`` is one of ROLLOUT_DTYPES: GRPOConfig's RANGES check it at construction
     if setting in ("bf16", "fp32") and vllm:
         raise ValueError(
             f"grpo config: rollout_dtype={setting} is for HF generation, but vLLM generates "
