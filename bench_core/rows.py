@@ -35,9 +35,13 @@ def _object(path: Path, where: str, row: Any, strict: bool) -> Any:
     if isinstance(row, dict):
         return row
     if strict:
-        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(row), "null")
-        raise ValueError(f"{path}: {where} is a JSON {kind}, not an object; "
-                         'write one {"column": value, ...} per row')
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+            type(row), "null"
+        )
+        raise ValueError(
+            f"{path}: {where} is a JSON {kind}, not an object; "
+            'write one {"column": value, ...} per row'
+        )
     return None
 
 
@@ -58,7 +62,9 @@ def _csv(path: Path) -> list[dict[str, Any]]:
         if "straddl" not in str(err):
             raise ValueError(f"{path}: not a readable CSV ({_reason(err)})") from None
     # a value longer than pyarrow's 1 MB block: read the file as one block
-    read = pyarrow.csv.ReadOptions(block_size=max(1 << 20, min(path.stat().st_size + 1, 1 << 31 - 1)))
+    read = pyarrow.csv.ReadOptions(
+        block_size=max(1 << 20, min(path.stat().st_size + 1, 1 << 31 - 1))
+    )
     try:
         return pyarrow.csv.read_csv(path, read_options=read, parse_options=options).to_pylist()
     except pa.ArrowInvalid as err:
@@ -80,7 +86,9 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); a {suffix} file is JSON text") from None
+            raise ValueError(
+                f"{path}: not UTF-8 text (byte {err.start}); a {suffix} file is JSON text"
+            ) from None
         if suffix == ".jsonl":
             return _json_lines(path, text, strict)
         try:
@@ -88,7 +96,9 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
         except json.JSONDecodeError:
             return _json_lines(path, text, strict)
         if not isinstance(data, list):
-            raise ValueError(f"{path}: top level is not a list of rows; give a JSON list or JSON lines")
+            raise ValueError(
+                f"{path}: top level is not a list of rows; give a JSON list or JSON lines"
+            )
         return [_object(path, f"row {i}", row, strict) for i, row in enumerate(data)]
     if suffix == ".csv":
         return _csv(path)

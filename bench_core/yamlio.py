@@ -31,7 +31,8 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # the base class reports an unhashable key
             if key in seen:
                 raise DuplicateKeyError(
-                    None, None,
+                    None,
+                    None,
                     f"duplicate key {key!r} (line {key_node.start_mark.line + 1}; first on line {seen[key]}); "
                     "keep one of them",
                     key_node.start_mark,

@@ -22,9 +22,11 @@ def main(results: Path) -> int:
     for row in board["rows"]:
         for label, cell in row["cells"].items():
             p = cell.get("p_base")
-            print(f"{row['model']} / {row['stage']:14s} {label:24s} {cell['value']:.3f}"
-                  f"  p vs base {'-' if p is None else f'{p:.2g}'}"
-                  f"  truncated {cell.get('truncated') or 0:.0%}  looping {cell.get('looping') or 0:.0%}")
+            print(
+                f"{row['model']} / {row['stage']:14s} {label:24s} {cell['value']:.3f}"
+                f"  p vs base {'-' if p is None else f'{p:.2g}'}"
+                f"  truncated {cell.get('truncated') or 0:.0%}  looping {cell.get('looping') or 0:.0%}"
+            )
             if row["stage"] != "base" and p is not None and p < 0.05 and cell["delta_base"] > 0:
                 significant.append((row["stage"], label))
             if cell.get("looping"):

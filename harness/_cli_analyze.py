@@ -11,7 +11,9 @@ import typer
 from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app
 from harness.errors import BenchError
 
-analyze_app = typer.Typer(no_args_is_help=True, help="How stages change weights and behaviour, stage against stage.")
+analyze_app = typer.Typer(
+    no_args_is_help=True, help="How stages change weights and behaviour, stage against stage."
+)
 app.add_typer(analyze_app, name="analyze")
 
 
@@ -26,26 +28,59 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 @analyze_app.command("weights")
 def weights_cmd(
-    a: Annotated[str, typer.Argument(help="Before: zoo name, hub id, model/stage dir, or grid cell model/stage.")],
+    a: Annotated[
+        str,
+        typer.Argument(help="Before: zoo name, hub id, model/stage dir, or grid cell model/stage."),
+    ],
     b: Annotated[str, typer.Argument(help="After: the same kinds of name.")],
-    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16 or fp32: both cast to it, Δ taken in it.")] = "bf16",
-    tol: Annotated[str, typer.Option("--tol", help="Sparsity tolerances, comma-separated, keyed as written.")] = "0,1e-5,1e-4",
-    rank: Annotated[bool, typer.Option("--rank", help="Also rank(ΔW), spectral drift, subspace overlap (slow).")] = False,
-    top_k: Annotated[int, typer.Option("--top-k", help="Singular subspace size for the overlap.")] = 16,
-    merged: Annotated[bool | None, typer.Option("--merged/--lowrank", help="B's merged weights, or its LoRA ΔW "
-                                                "(default: low-rank when B's adapter was trained on A).")] = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="bf16, fp16 or fp32: both cast to it, Δ taken in it.")
+    ] = "bf16",
+    tol: Annotated[
+        str, typer.Option("--tol", help="Sparsity tolerances, comma-separated, keyed as written.")
+    ] = "0,1e-5,1e-4",
+    rank: Annotated[
+        bool, typer.Option("--rank", help="Also rank(ΔW), spectral drift, subspace overlap (slow).")
+    ] = False,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Singular subspace size for the overlap.")
+    ] = 16,
+    merged: Annotated[
+        bool | None,
+        typer.Option(
+            "--merged/--lowrank",
+            help="B's merged weights, or its LoRA ΔW "
+            "(default: low-rank when B's adapter was trained on A).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON document to FILE.")] = None,
-    heatmap: Annotated[Path | None, typer.Option("--heatmap", help="Write the layer x module heatmap PNG.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON document to FILE.")
+    ] = None,
+    heatmap: Annotated[
+        Path | None, typer.Option("--heatmap", help="Write the layer x module heatmap PNG.")
+    ] = None,
     results: ResultsOpt = DEFAULT_RESULTS,
-    store: Annotated[bool, typer.Option("--store", help="Keep the result under results/analysis/ for the board.")] = False,
+    store: Annotated[
+        bool, typer.Option("--store", help="Keep the result under results/analysis/ for the board.")
+    ] = False,
 ) -> None:
     """Per tensor, layer and module: relative ‖ΔW‖, update sparsity, optional rank and spectra."""
     from harness.analyze import analyze_weights
 
     tols = [t.strip() for t in tol.split(",") if t.strip()]
-    diff = analyze_weights(a, b, dtype=dtype, tols=tols, rank=rank, top_k=top_k, merged=merged,
-                           results=results, store=store, heatmap=heatmap)  # fmt: skip
+    diff = analyze_weights(
+        a,
+        b,
+        dtype=dtype,
+        tols=tols,
+        rank=rank,
+        top_k=top_k,
+        merged=merged,
+        results=results,
+        store=store,
+        heatmap=heatmap,
+    )
     text = diff.to_json()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -61,9 +96,18 @@ def weights_cmd(
 @analyze_app.command("behavior")
 def behavior_cmd(
     results: ResultsOpt = DEFAULT_RESULTS,
-    cell: Annotated[list[str] | None, typer.Option("--cell", help="Cell key (prefix) or model/stage; repeatable.")] = None,
-    k: Annotated[str | None, typer.Option("--k", help="pass@k values, e.g. 1,2,4,8 (default powers of 2 to n).")] = None,
-    store: Annotated[bool, typer.Option("--store", help="Keep the results under results/analysis/ for the board.")] = False,
+    cell: Annotated[
+        list[str] | None,
+        typer.Option("--cell", help="Cell key (prefix) or model/stage; repeatable."),
+    ] = None,
+    k: Annotated[
+        str | None,
+        typer.Option("--k", help="pass@k values, e.g. 1,2,4,8 (default powers of 2 to n)."),
+    ] = None,
+    store: Annotated[
+        bool,
+        typer.Option("--store", help="Keep the results under results/analysis/ for the board."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """From stored samples: lengths, truncation, pass@k, answer diversity, calibration, repetition; vs parent."""

@@ -17,13 +17,19 @@ from rich.console import Console
 
 __all__ = ["app", "console", "ResultsOpt", "JsonOpt", "DEFAULT_RESULTS", "_print_json"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="bench: train and evaluate post-training grids; render leaderboards.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="bench: train and evaluate post-training grids; render leaderboards.",
+)
 
 console = Console()
 
 # Options shared by several commands, declared once.
-ResultsOpt = Annotated[Path, typer.Option("--results", envvar="BENCH_RESULTS", help="Results directory.")]
+ResultsOpt = Annotated[
+    Path, typer.Option("--results", envvar="BENCH_RESULTS", help="Results directory.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_RESULTS = Path("results")
 

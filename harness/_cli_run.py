@@ -11,18 +11,38 @@ from rich.table import Table
 
 from harness._cli_common import DEFAULT_RESULTS, ResultsOpt, app, console
 
-GridOpt = Annotated[str, typer.Option("--grid", help="Grid name (bench grid list) or a grid YAML path.")]
+GridOpt = Annotated[
+    str, typer.Option("--grid", help="Grid name (bench grid list) or a grid YAML path.")
+]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local or slurm.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute cells that already have a record.")]
-OnlyOpt = Annotated[str | None, typer.Option("--only", help="Glob(s) over model/stage, key, kind or stage.")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="Override the grid's eval backend: hf or vllm.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Recompute cells that already have a record.")
+]
+OnlyOpt = Annotated[
+    str | None, typer.Option("--only", help="Glob(s) over model/stage, key, kind or stage.")
+]
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help="Override the grid's eval backend: hf or vllm.")
+]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Override the grid's docs per task.")]
-ContainerOpt = Annotated[str | None, typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE.")]
+ContainerOpt = Annotated[
+    str | None,
+    typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE."),
+]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Local: run eval cells in N processes.")]
 PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Stream third-party output (lm-eval, trl, "
-                                          "transformers) too; it always goes to results/logs/KIND-KEY.log.")]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Stream third-party output (lm-eval, trl, "
+        "transformers) too; it always goes to results/logs/KIND-KEY.log.",
+    ),
+]
 
 
 def _print_plan(plan) -> None:
@@ -30,7 +50,9 @@ def _print_plan(plan) -> None:
     for col in ("kind", "key", "model", "stage", "why"):
         table.add_column(col)
     for cell in plan.todo:
-        table.add_row(cell.kind, cell.key, cell.model, cell.stage, escape(plan.status[cell.key].why))
+        table.add_row(
+            cell.kind, cell.key, cell.model, cell.stage, escape(plan.status[cell.key].why)
+        )
     console.print(table)
 
 
@@ -47,8 +69,22 @@ def _failure_tail(results: Path, cell) -> str:
     return "\n".join(tb.strip().splitlines()[-6:])
 
 
-def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, partition, results,
-         render_after: bool, workers: int = 1, verbose: bool = False) -> None:
+def _run(
+    grid,
+    kind,
+    executor,
+    dry_run,
+    force,
+    only,
+    backend,
+    limit,
+    container,
+    partition,
+    results,
+    render_after: bool,
+    workers: int = 1,
+    verbose: bool = False,
+) -> None:
     from harness._live import LiveView
     from harness.api import check_run_options, load_plan, run_plan
 
@@ -58,18 +94,31 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
         _print_plan(plan)
         return
     with LiveView(plan.todo, results, console, verbose=verbose) as view:
-        outcome = run_plan(plan, results=results, executor=executor, force=force, container=container,
-                           partition=partition, progress=view, workers=workers)
+        outcome = run_plan(
+            plan,
+            results=results,
+            executor=executor,
+            force=force,
+            container=container,
+            partition=partition,
+            progress=view,
+            workers=workers,
+        )
     if view.rows:
         console.print(view.summary())
     cells = {c.key: c for c in plan.todo}
-    count = {s: sum(o.status == s for o in outcome.values()) for s in ("done", "failed", "blocked", "busy")}
+    count = {
+        s: sum(o.status == s for o in outcome.values())
+        for s in ("done", "failed", "blocked", "busy")
+    }
     if render_after:  # first: the failures and the summary must be the last lines a user reads
         if count["done"] or plan.skipped:
             from harness.errors import BenchError
 
             try:
-                leaderboard(results=results, fmt="terminal", out=None, model=None, method=None, task=None)
+                leaderboard(
+                    results=results, fmt="terminal", out=None, model=None, method=None, task=None
+                )
             except BenchError as e:
                 console.print(f"leaderboard: {escape(str(e))}")
         else:
@@ -82,43 +131,110 @@ def _run(grid, kind, executor, dry_run, force, only, backend, limit, container, 
                 console.print(escape(tail), highlight=False)
         elif o.status in ("blocked", "busy", "unfinished"):
             console.print(f"{o.status} {cells[key].cell_id} [{key}]: {escape(o.detail)}")
-    busy = f", {count['busy']} busy (another runner holds them; run again when it is done)" if count["busy"] else ""
-    console.print(f"ran {count['done']} cells, {count['failed']} failed, {count['blocked']} blocked by a failure"
-                  f"{busy}; {len(plan.skipped)} already done (record exists)")
+    busy = (
+        f", {count['busy']} busy (another runner holds them; run again when it is done)"
+        if count["busy"]
+        else ""
+    )
+    console.print(
+        f"ran {count['done']} cells, {count['failed']} failed, {count['blocked']} blocked by a failure"
+        f"{busy}; {len(plan.skipped)} already done (record exists)"
+    )
     # a cell another runner holds is not a failure of this run; the exit code says only what failed
-    if count["failed"] or count["blocked"] or any(o.status == "unfinished" for o in outcome.values()):
+    if (
+        count["failed"]
+        or count["blocked"]
+        or any(o.status == "unfinished" for o in outcome.values())
+    ):
         raise typer.Exit(1)
 
 
 @app.command("train+eval")
-def train_eval(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
-               only: OnlyOpt = None, backend: BackendOpt = None, limit: LimitOpt = None,
-               container: ContainerOpt = None, partition: PartitionOpt = None, workers: WorkersOpt = 1,
-               results: ResultsOpt = DEFAULT_RESULTS, verbose: VerboseOpt = False) -> None:
+def train_eval(
+    grid: GridOpt,
+    executor: ExecutorOpt = "local",
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+    only: OnlyOpt = None,
+    backend: BackendOpt = None,
+    limit: LimitOpt = None,
+    container: ContainerOpt = None,
+    partition: PartitionOpt = None,
+    workers: WorkersOpt = 1,
+    results: ResultsOpt = DEFAULT_RESULTS,
+    verbose: VerboseOpt = False,
+) -> None:
     """Train every stage of a grid and evaluate every checkpoint; then print the leaderboard."""
-    _run(grid, None, executor, dry_run, force, only, backend, limit, container, partition, results, True, workers,
-         verbose)
+    _run(
+        grid,
+        None,
+        executor,
+        dry_run,
+        force,
+        only,
+        backend,
+        limit,
+        container,
+        partition,
+        results,
+        True,
+        workers,
+        verbose,
+    )
 
 
 @app.command("train")
-def train(grid: GridOpt, executor: ExecutorOpt = "local", dry_run: DryRunOpt = False, force: ForceOpt = False,
-          only: OnlyOpt = None, container: ContainerOpt = None, partition: PartitionOpt = None,
-          results: ResultsOpt = DEFAULT_RESULTS, verbose: VerboseOpt = False) -> None:
+def train(
+    grid: GridOpt,
+    executor: ExecutorOpt = "local",
+    dry_run: DryRunOpt = False,
+    force: ForceOpt = False,
+    only: OnlyOpt = None,
+    container: ContainerOpt = None,
+    partition: PartitionOpt = None,
+    results: ResultsOpt = DEFAULT_RESULTS,
+    verbose: VerboseOpt = False,
+) -> None:
     """Train the stages of a grid (no evaluation)."""
-    _run(grid, "train", executor, dry_run, force, only, None, None, container, partition, results, False,
-         verbose=verbose)
+    _run(
+        grid,
+        "train",
+        executor,
+        dry_run,
+        force,
+        only,
+        None,
+        None,
+        container,
+        partition,
+        results,
+        False,
+        verbose=verbose,
+    )
 
 
 @app.command("leaderboard")
 def leaderboard(
     results: ResultsOpt = DEFAULT_RESULTS,
-    fmt: Annotated[str, typer.Option("--format", help="terminal, md, latex, csv, json or html.")] = "terminal",
+    fmt: Annotated[
+        str, typer.Option("--format", help="terminal, md, latex, csv, json or html.")
+    ] = "terminal",
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Filter rows by model (glob).")] = None,
-    method: Annotated[list[str] | None, typer.Option("--method", help="Keep stages containing this method.")] = None,
-    task: Annotated[list[str] | None, typer.Option("--task", help="Keep these task columns.")] = None,
-    publish: Annotated[Path | None, typer.Option("--publish", help="Write a static site to this folder.")] = None,
-    diff_scorer: Annotated[bool, typer.Option("--diff-scorer", help="What `bench rescore` changed.")] = False,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Filter rows by model (glob).")
+    ] = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="Keep stages containing this method.")
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Keep these task columns.")
+    ] = None,
+    publish: Annotated[
+        Path | None, typer.Option("--publish", help="Write a static site to this folder.")
+    ] = None,
+    diff_scorer: Annotated[
+        bool, typer.Option("--diff-scorer", help="What `bench rescore` changed.")
+    ] = False,
 ) -> None:
     """Ingest records into results/bench.duckdb and render the leaderboard."""
     from harness.api import render_leaderboard
@@ -137,9 +253,12 @@ def leaderboard(
 
 
 @app.command("compare")
-def compare(cell_a: str, cell_b: str,
-            task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
-            results: ResultsOpt = DEFAULT_RESULTS) -> None:
+def compare(
+    cell_a: str,
+    cell_b: str,
+    task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
+    results: ResultsOpt = DEFAULT_RESULTS,
+) -> None:
     """Paired test (exact McNemar / paired bootstrap) between two eval cells, per shared task."""
     from harness.errors import BenchError
     from leaderboards import compare_cells

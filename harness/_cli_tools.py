@@ -9,23 +9,31 @@ import typer
 from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
 from harness.errors import BenchError
 
-containers_app = typer.Typer(no_args_is_help=True, help="Images per hardware target (Docker/podman/Apptainer).")
+containers_app = typer.Typer(
+    no_args_is_help=True, help="Images per hardware target (Docker/podman/Apptainer)."
+)
 app.add_typer(containers_app, name="containers")
 EngineOpt = Annotated[str, typer.Option("--engine", help="apptainer, docker or podman.")]
 
 
 @app.command("plan")
 def plan_cmd(
-    model: Annotated[str, typer.Option("--model", help="Zoo name, hub id or model directory.")] = "",
+    model: Annotated[
+        str, typer.Option("--model", help="Zoo name, hub id or model directory.")
+    ] = "",
     method: Annotated[str, typer.Option("--method", help="sft, distill, dpo or grpo.")] = "sft",
-    target: Annotated[str, typer.Option("--target", help="Hardware target (containers/targets.yaml).")] = "h100",
+    target: Annotated[
+        str, typer.Option("--target", help="Hardware target (containers/targets.yaml).")
+    ] = "h100",
     seq: Annotated[int, typer.Option("--seq", help="Sequence length.")] = 1024,
     lora: Annotated[bool, typer.Option("--lora", help="LoRA adapters (default).")] = False,
     qlora: Annotated[bool, typer.Option("--qlora", help="4-bit base + LoRA.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning.")] = False,
     effective_batch: Annotated[int, typer.Option("--effective-batch")] = 8,
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs available.")] = 1,
-    grid: Annotated[str | None, typer.Option("--grid", help="Plan every train cell of this grid instead.")] = None,
+    grid: Annotated[
+        str | None, typer.Option("--grid", help="Plan every train cell of this grid instead.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Memory plan: weights, gradients, optimizer states, activations; batch and accumulation."""
@@ -43,9 +51,19 @@ def plan_cmd(
     facts = planner_facts(model)
     context = _context_length(model, facts)
     if context and seq > context:  # a plan for a length the model cannot take is no plan
-        raise BenchError(f"--seq {seq}: beyond {model}'s context of {context} tokens; use --seq {context} or less")
+        raise BenchError(
+            f"--seq {seq}: beyond {model}'s context of {context} tokens; use --seq {context} or less"
+        )
     try:
-        p = plan(facts, method, target, seq_len=seq, mode=mode, effective_batch=effective_batch, gpus=gpus)
+        p = plan(
+            facts,
+            method,
+            target,
+            seq_len=seq,
+            mode=mode,
+            effective_batch=effective_batch,
+            gpus=gpus,
+        )
     except ValueError as e:
         raise BenchError(str(e)) from None
     if as_json:
@@ -72,12 +90,19 @@ def _plan_grid(grid: str, as_json: bool) -> None:
     for r in rows:
         p = r["plan"]
         if p is None:
-            table.add_row(r["model"], r["stage"], "-", "-", "-", "-", "no facts: bench plan --model", "?")
+            table.add_row(
+                r["model"], r["stage"], "-", "-", "-", "-", "no facts: bench plan --model", "?"
+            )
             continue
         table.add_row(
-            r["model"], r["stage"], p["mode"], str(p["seq_len"]), f"{p['gpus']} {p['topology']}",
+            r["model"],
+            r["stage"],
+            p["mode"],
+            str(p["seq_len"]),
+            f"{p['gpus']} {p['topology']}",
             f"{p['per_device_batch']} × {p['grad_accum']}",
-            f"{p['total_gb']:.2f} of {p['device_memory_gb']:g}", "yes" if p["fits"] else "NO",
+            f"{p['total_gb']:.2f} of {p['device_memory_gb']:g}",
+            "yes" if p["fits"] else "NO",
         )
     console.print(table)
     for r in rows:
@@ -116,16 +141,27 @@ def containers_list(as_json: JsonOpt = False) -> None:
     for col in ("target", "base image", "torch", "cc", "dtype", "attention", "quant", "GPU GB"):
         table.add_column(col, overflow="fold")
     for t in targets:
-        table.add_row(t.name, t.base_image, str(t.torch), str(t.compute_capability or "-"), t.dtype,
-                      t.attn_implementation, ",".join(t.quantization) or "-", str(t.gpu_memory_gb or "-"))
+        table.add_row(
+            t.name,
+            t.base_image,
+            str(t.torch),
+            str(t.compute_capability or "-"),
+            t.dtype,
+            t.attn_implementation,
+            ",".join(t.quantization) or "-",
+            str(t.gpu_memory_gb or "-"),
+        )
     console.print(table)
 
 
 @containers_app.command("build")
-def containers_build(target: str, engine: EngineOpt = "apptainer",
-                     tag: Annotated[str | None, typer.Option("--tag")] = None,
-                     base_image: Annotated[str | None, typer.Option("--base-image")] = None,
-                     print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
+def containers_build(
+    target: str,
+    engine: EngineOpt = "apptainer",
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    base_image: Annotated[str | None, typer.Option("--base-image")] = None,
+    print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False,
+) -> None:
     """Build TARGET's image (Apptainer .sif, or a Docker/podman image)."""
     import subprocess
 
@@ -140,10 +176,17 @@ def containers_build(target: str, engine: EngineOpt = "apptainer",
     console.print(" ".join(cmd), highlight=False, soft_wrap=True)
 
 
-@containers_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def containers_run(ctx: typer.Context, target: str, engine: EngineOpt = "apptainer",
-                   tag: Annotated[str | None, typer.Option("--tag")] = None, results: ResultsOpt = DEFAULT_RESULTS,
-                   print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False) -> None:
+@containers_app.command(
+    "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def containers_run(
+    ctx: typer.Context,
+    target: str,
+    engine: EngineOpt = "apptainer",
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    results: ResultsOpt = DEFAULT_RESULTS,
+    print_only: Annotated[bool, typer.Option("--print", help="Print the command only.")] = False,
+) -> None:
     """Run `bench ARGS` inside TARGET's image: bench containers run cpu -- eval --model ..."""
     import subprocess
 

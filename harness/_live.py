@@ -90,7 +90,9 @@ def capture(path: Path, verbose: bool = False) -> Iterator[None]:
         level = root.level
         root.addHandler(mine)
         root.setLevel(min(level, logging.INFO))
-        logging.captureWarnings(True)  # warnings through the root logger, whoever replaced showwarning
+        logging.captureWarnings(
+            True
+        )  # warnings through the root logger, whoever replaced showwarning
         try:
             with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                 yield
@@ -104,14 +106,21 @@ def capture(path: Path, verbose: bool = False) -> Iterator[None]:
 
 def _clock(s: float) -> str:
     s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 class LiveView:
     """The progress callback of one run: ``view(cell, "start" | Outcome)``."""
 
     def __init__(self, cells: list, results: Path, console: Console, verbose: bool = False):
-        self.total, self.results, self.console, self.verbose = len(cells), Path(results), console, verbose
+        self.total, self.results, self.console, self.verbose = (
+            len(cells),
+            Path(results),
+            console,
+            verbose,
+        )
         self.live_mode = console.is_terminal and not verbose
         self.t0 = time.monotonic()
         self.rows: list[tuple] = []  # (cell, outcome, seconds)
@@ -124,8 +133,14 @@ class LiveView:
         global _sink
         _sink = self._set_phase
         if self.live_mode:
-            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4,
-                              transient=True, redirect_stdout=False, redirect_stderr=False)
+            self._live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
         return self
 
@@ -168,8 +183,11 @@ class LiveView:
         if self.live_mode and event == "start":
             return  # the live view shows the running cell
         n = self.done + (event == "start")
-        self.console.print(escape(f"[{n}/{self.total}] {cell.kind:5} {cell.cell_id} [{cell.key}] {event}"),
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            escape(f"[{n}/{self.total}] {cell.kind:5} {cell.cell_id} [{cell.key}] {event}"),
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def _show_tail(self, cell) -> None:
         path = log_path(self.results, cell)
@@ -186,28 +204,44 @@ class LiveView:
         if not ran:
             return None
         left = self.total - self.done - (self.current is not None)
-        current_left = max(sum(ran) / len(ran) - (time.monotonic() - self.cell_t0), 0) if self.current else 0
+        current_left = (
+            max(sum(ran) / len(ran) - (time.monotonic() - self.cell_t0), 0) if self.current else 0
+        )
         return left * sum(ran) / len(ran) + current_left
 
     def _render(self):
         elapsed = time.monotonic() - self.t0
         eta = self.eta()
         failed = sum(1 for _, o, _ in self.rows if not o.ok and o.status != "submitted")
-        head = Text(f"cells {self.done}/{self.total}" + (f", {failed} not ok" if failed else "")
-                    + f"   elapsed {_clock(elapsed)}   ETA {_clock(eta) if eta is not None else '?'}", style="bold")
+        head = Text(
+            f"cells {self.done}/{self.total}"
+            + (f", {failed} not ok" if failed else "")
+            + f"   elapsed {_clock(elapsed)}   ETA {_clock(eta) if eta is not None else '?'}",
+            style="bold",
+        )
         if self.current is None:
             return head
         c = self.current
-        now = Text(f"{c.kind} {c.cell_id} [{c.key}]  {self.phase}  ({_clock(time.monotonic() - self.cell_t0)})")
+        now = Text(
+            f"{c.kind} {c.cell_id} [{c.key}]  {self.phase}  ({_clock(time.monotonic() - self.cell_t0)})"
+        )
         log = Text(f"third-party output: {log_path(self.results, c)}  (-v streams it)", style="dim")
         return Group(head, now, log)
 
     def summary(self) -> Table:
-        table = Table(title=f"{self.done} of {self.total} cells, {_clock(time.monotonic() - self.t0)}")
+        table = Table(
+            title=f"{self.done} of {self.total} cells, {_clock(time.monotonic() - self.t0)}"
+        )
         for col in ("kind", "cell", "key", "outcome", "time"):
             table.add_column(col)
         for cell, o, s in self.rows:
             style = "" if o.ok or o.status == "submitted" else "red"
-            table.add_row(cell.kind, cell.cell_id, cell.key, escape(str(o))[:80], _clock(s) if s else "",
-                          style=style)
+            table.add_row(
+                cell.kind,
+                cell.cell_id,
+                cell.key,
+                escape(str(o))[:80],
+                _clock(s) if s else "",
+                style=style,
+            )
         return table

@@ -40,14 +40,19 @@ def _stage_dir(path: Path, label: str, model_id=None, stage=None) -> Checkpoint:
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise BenchError(f"{path / 'manifest.json'}: unreadable stage manifest ({e}); retrain the stage") from None
+        raise BenchError(
+            f"{path / 'manifest.json'}: unreadable stage manifest ({e}); retrain the stage"
+        ) from None
     merged = path / "merged"
     adapter = path / "adapter"
     return Checkpoint(
-        label, merged if (merged / "config.json").exists() else None,
+        label,
+        merged if (merged / "config.json").exists() else None,
         adapter if (adapter / "adapter_config.json").exists() else None,
-        Path(manifest["base_weights"]) if manifest.get("base_weights") else None, model_id, stage,
-    )  # fmt: skip
+        Path(manifest["base_weights"]) if manifest.get("base_weights") else None,
+        model_id,
+        stage,
+    )
 
 
 def _zoo_checkpoint(name: str, label: str, model_id=None, stage=None) -> Checkpoint:
@@ -85,7 +90,11 @@ def _checkpoint_dir(results: Path, checkpoint: str) -> Path:
     was moved or is read from elsewhere (``--results /other/results``)."""
     written = Path(checkpoint)
     moved = results / "checkpoints" / written.name
-    return written if (written / "manifest.json").exists() or not (moved / "manifest.json").exists() else moved
+    return (
+        written
+        if (written / "manifest.json").exists() or not (moved / "manifest.json").exists()
+        else moved
+    )
 
 
 def resolve_checkpoint(name: str, results: str | Path = "results") -> Checkpoint:
@@ -93,29 +102,52 @@ def resolve_checkpoint(name: str, results: str | Path = "results") -> Checkpoint
 
     path = Path(name).expanduser()
     if path.is_dir():
-        return _stage_dir(path, name) if (path / "manifest.json").exists() else Checkpoint(name, path)
+        return (
+            _stage_dir(path, name) if (path / "manifest.json").exists() else Checkpoint(name, path)
+        )
     zoo = load_zoo()
     if name in zoo:
         return _zoo_checkpoint(name, name, *_lineage(name))
     model, _, stage = name.partition("/")
-    trained = [r for r in _train_records(Path(results)) if r.model_id == model and r.checkpoint] if stage else []
+    trained = (
+        [r for r in _train_records(Path(results)) if r.model_id == model and r.checkpoint]
+        if stage
+        else []
+    )
     recs = [r for r in trained if r.stage == stage]
     if recs:
-        return _stage_dir(_checkpoint_dir(Path(results), max(recs, key=lambda r: r.finished_at).checkpoint), name, model, stage)
+        return _stage_dir(
+            _checkpoint_dir(Path(results), max(recs, key=lambda r: r.finished_at).checkpoint),
+            name,
+            model,
+            stage,
+        )
     if model in zoo or trained:
         if stage == "base":
             return _zoo_checkpoint(model, name, model, "base")
-        published = [n for n in zoo if n == stage or _lineage(n) == (model, stage)]  # by name or method path
+        published = [
+            n for n in zoo if n == stage or _lineage(n) == (model, stage)
+        ]  # by name or method path
         if published:
             return _zoo_checkpoint(published[0], name, *_lineage(published[0]))
-        raise BenchError(f"{name}: no train record with model_id '{model}' and stage '{stage}' in "
-                         f"{Path(results) / 'records'}; train it (bench train+eval) or pass --results DIR")  # fmt: skip
+        raise BenchError(
+            f"{name}: no train record with model_id '{model}' and stage '{stage}' in "
+            f"{Path(results) / 'records'}; train it (bench train+eval) or pass --results DIR"
+        )
     return _zoo_checkpoint(name, name)  # a hub id (or the zoo's 'unknown model' error)
 
 
 def analyze_weights(
-    a: str, b: str, *, dtype: str = "bf16", tols=("0", "1e-5", "1e-4"), rank: bool = False, top_k: int = 16,
-    merged: bool | None = None, results: str | Path = "results", store: bool = False,
+    a: str,
+    b: str,
+    *,
+    dtype: str = "bf16",
+    tols=("0", "1e-5", "1e-4"),
+    rank: bool = False,
+    top_k: int = 16,
+    merged: bool | None = None,
+    results: str | Path = "results",
+    store: bool = False,
     heatmap: str | Path | None = None,
 ):
     """Compare A (before) with B (after); ``merged`` None: B's LoRA adapter when its base is A, else
@@ -124,23 +156,48 @@ def analyze_weights(
 
     ca, cb = resolve_checkpoint(a, results), resolve_checkpoint(b, results)
     if ca.weights is None:
-        raise BenchError(f"A={a}: a stage without merged/ weights; name its parent as A and analyse the pair "
-                         "low-rank, or merge it first")  # fmt: skip
-    lowrank = cb.adapter is not None and _same(cb.adapter_base, ca.weights) if merged is None else not merged
+        raise BenchError(
+            f"A={a}: a stage without merged/ weights; name its parent as A and analyse the pair "
+            "low-rank, or merge it first"
+        )
+    lowrank = (
+        cb.adapter is not None and _same(cb.adapter_base, ca.weights)
+        if merged is None
+        else not merged
+    )
     if lowrank and cb.adapter is None:
-        raise BenchError(f"B={b}: --lowrank needs a stage with an adapter/; this one has full weights only")
+        raise BenchError(
+            f"B={b}: --lowrank needs a stage with an adapter/; this one has full weights only"
+        )
     if lowrank and not _same(cb.adapter_base, ca.weights):
-        raise BenchError(f"B={b}: its adapter was trained on {cb.adapter_base}, not on A ({ca.weights}); "
-                         "name that checkpoint as A, or use --merged")  # fmt: skip
+        raise BenchError(
+            f"B={b}: its adapter was trained on {cb.adapter_base}, not on A ({ca.weights}); "
+            "name that checkpoint as A, or use --merged"
+        )
     if not lowrank and cb.weights is None:
-        raise BenchError(f"B={b}: no merged/ weights in the stage; use --lowrank (A must be its parent) or merge it")
+        raise BenchError(
+            f"B={b}: no merged/ weights in the stage; use --lowrank (A must be its parent) or merge it"
+        )
     try:
-        diff = compare_weights(ca.weights, None if lowrank else cb.weights, adapter=cb.adapter if lowrank else None,
-                               dtype=dtype, tols=list(tols), rank=rank, top_k=top_k)  # fmt: skip
+        diff = compare_weights(
+            ca.weights,
+            None if lowrank else cb.weights,
+            adapter=cb.adapter if lowrank else None,
+            dtype=dtype,
+            tols=list(tols),
+            rank=rank,
+            top_k=top_k,
+        )
     except ValueError as e:
         raise BenchError(str(e)) from None
-    diff.meta = {"label": f"{a} → {b}", "a": a, "b": b, "model_id": cb.model_id or ca.model_id,
-                 "stage_a": ca.stage, "stage_b": cb.stage}  # fmt: skip
+    diff.meta = {
+        "label": f"{a} → {b}",
+        "a": a,
+        "b": b,
+        "model_id": cb.model_id or ca.model_id,
+        "stage_a": ca.stage,
+        "stage_b": cb.stage,
+    }
     doc = diff.to_dict()
     if heatmap is not None:
         from leaderboards.analysis_render import heatmap_png
@@ -157,7 +214,9 @@ def _store(results: Path, name: str, doc: dict) -> None:
     from leaderboards.store import ingest
 
     write_analysis(results, name, doc)
-    (results / "records").mkdir(parents=True, exist_ok=True)  # ingest's root, even before any cell ran
+    (results / "records").mkdir(
+        parents=True, exist_ok=True
+    )  # ingest's root, even before any cell ran
     ingest(results)
 
 
@@ -177,8 +236,14 @@ def _eval_cells(results: Path) -> dict[tuple[str, str], tuple]:
     return latest
 
 
-def analyze_behavior(results: str | Path = "results", cells: list[str] | None = None, *, ks: list[int] | None = None,
-                     store: bool = False, seed: int = 0) -> list[dict]:
+def analyze_behavior(
+    results: str | Path = "results",
+    cells: list[str] | None = None,
+    *,
+    ks: list[int] | None = None,
+    store: bool = False,
+    seed: int = 0,
+) -> list[dict]:
     """Behaviour documents per selected cell × task, each with its comparison to the parent stage."""
     from leaderboards.behavior import behavior, compare_behavior, load_samples
     from leaderboards.board import parent_stage
@@ -188,16 +253,23 @@ def analyze_behavior(results: str | Path = "results", cells: list[str] | None = 
     if not (results / "records").is_dir():
         raise BenchError(f"{results / 'records'}: no records; pass --results DIR of a grid run")
     latest = _eval_cells(results)
-    chosen = [k for k, (r, _) in latest.items()
-              if not cells or f"{k[0]}/{k[1]}" in cells or any(r.cell_key.startswith(c) for c in cells)]  # fmt: skip
+    chosen = [
+        k
+        for k, (r, _) in latest.items()
+        if not cells or f"{k[0]}/{k[1]}" in cells or any(r.cell_key.startswith(c) for c in cells)
+    ]
     if cells and not chosen:
-        raise BenchError(f"--cell {', '.join(cells)}: no eval cell in {results / 'records'} matches; give a cell "
-                         "key (prefix) or model/stage")  # fmt: skip
+        raise BenchError(
+            f"--cell {', '.join(cells)}: no eval cell in {results / 'records'} matches; give a cell "
+            "key (prefix) or model/stage"
+        )
     cache: dict = {}
 
     def measured(key, task):
         if (key, task.name) not in cache:
-            rel = task.repeats_file or task.samples_file  # every sample of every prompt, when repeated
+            rel = (
+                task.repeats_file or task.samples_file
+            )  # every sample of every prompt, when repeated
             path = resolve_samples_file(results, latest[key][1], rel) if rel else None
             try:
                 cache[(key, task.name)] = behavior(load_samples(path), ks=ks) if path else None
@@ -208,15 +280,30 @@ def analyze_behavior(results: str | Path = "results", cells: list[str] | None = 
     docs = []
     for key in sorted(chosen):
         rec = latest[key][0]
-        parent = rec.parent_stage if rec.weights_key else parent_stage(key[1])  # published rows name theirs
+        parent = (
+            rec.parent_stage if rec.weights_key else parent_stage(key[1])
+        )  # published rows name theirs
         for task in rec.tasks:
             b = measured(key, task)
             if b is None:
                 continue
-            doc = {"kind": "behavior", "model_id": key[0], "stage": key[1], "task_version": task.version,
-                   **b.to_dict(), "vs_parent": None}
+            doc = {
+                "kind": "behavior",
+                "model_id": key[0],
+                "stage": key[1],
+                "task_version": task.version,
+                **b.to_dict(),
+                "vs_parent": None,
+            }
             prec = latest[(key[0], parent)][0] if parent and (key[0], parent) in latest else None
-            ptask = next((t for t in prec.tasks if t.name == task.name and t.version == task.version), None) if prec else None
+            ptask = (
+                next(
+                    (t for t in prec.tasks if t.name == task.name and t.version == task.version),
+                    None,
+                )
+                if prec
+                else None
+            )
             pb = measured((key[0], parent), ptask) if ptask else None
             if pb is not None:
                 try:

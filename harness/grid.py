@@ -56,7 +56,9 @@ class GridSpec(BaseModel):
     published: list[str] = Field(default_factory=list)  # eval-only published stages (zoo lineage)
     recipes: list[list[str]] = Field(default_factory=list)
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    per_model: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)  # model -> step -> delta
+    per_model: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict
+    )  # model -> step -> delta
     tasks: list[str]
     eval: EvalSettings = EvalSettings()
     target: str = "cpu"  # checked against containers/targets.yaml at load (_check_references)
@@ -147,7 +149,11 @@ def _grid_file(name_or_path: str) -> Path:
     candidate = GRIDS_DIR / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate
-    what = f"grid path '{name_or_path}' is not a file" if path.exists() else f"unknown grid '{name_or_path}'"
+    what = (
+        f"grid path '{name_or_path}' is not a file"
+        if path.exists()
+        else f"unknown grid '{name_or_path}'"
+    )
     raise BenchError(
         f"{what}{closest(name_or_path, list_grids())}: "
         f"known grids: {', '.join(list_grids())}; or pass a path to a grid YAML file"
@@ -168,7 +174,9 @@ def load_grid(name_or_path: str, **eval_overrides: Any) -> GridSpec:
     except OSError as e:
         raise BenchError(f"{path}: cannot read the grid ({e.strerror})") from None
     except yaml.YAMLError as e:
-        raise BenchError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        raise BenchError(
+            f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax"
+        ) from e
     except UnicodeDecodeError:
         raise BenchError(f"{path}: not a text file; a grid is a YAML mapping") from None
     if not isinstance(raw, dict):
@@ -184,7 +192,9 @@ def load_grid(name_or_path: str, **eval_overrides: Any) -> GridSpec:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if loc.startswith("eval.") and loc.split(".", 1)[1] in overrides:
             where = f"--{loc.split('.', 1)[1].replace('_', '-')}"
-            raise BenchError(f"{where} {overrides[loc.split('.', 1)[1]]}: {pydantic_reason(err)}") from None
+            raise BenchError(
+                f"{where} {overrides[loc.split('.', 1)[1]]}: {pydantic_reason(err)}"
+            ) from None
         fix = {
             "extra_forbidden": "remove it or check its spelling",
             "missing": "add it",
@@ -208,8 +218,10 @@ def _check_references(grid: GridSpec, path: Path) -> None:
 
     targets = load_targets()
     if grid.target not in targets:  # else every cell would fail on it after its model loaded
-        raise BenchError(f"{path}: field 'target': unknown hardware target '{grid.target}'"
-                         f"{closest(grid.target, targets)}; targets (containers/targets.yaml): {', '.join(targets)}")
+        raise BenchError(
+            f"{path}: field 'target': unknown hardware target '{grid.target}'"
+            f"{closest(grid.target, targets)}; targets (containers/targets.yaml): {', '.join(targets)}"
+        )
     zoo = load_zoo()
     for i, name in enumerate(grid.published):
         if name not in zoo or zoo[name].lineage is None:
@@ -220,7 +232,9 @@ def _check_references(grid: GridSpec, path: Path) -> None:
     for step, cfg in grid.steps.items():
         method = cfg.get("method", step)
         if method not in METHODS:
-            raise BenchError(f"{path}: field 'steps.{step}.method': unknown method '{method}'{closest(method, METHODS)}; methods: {', '.join(METHODS)}")
+            raise BenchError(
+                f"{path}: field 'steps.{step}.method': unknown method '{method}'{closest(method, METHODS)}; methods: {', '.join(METHODS)}"
+            )
     steps = {*grid.steps, *METHODS}
     for r, recipe in enumerate(grid.recipes):
         for j, step in enumerate(recipe):
@@ -231,17 +245,25 @@ def _check_references(grid: GridSpec, path: Path) -> None:
                 )
     for model, deltas in grid.per_model.items():
         if model not in grid.models:
-            raise BenchError(f"{path}: field 'per_model.{model}': not one of the grid's models{closest(model, grid.models)}")
+            raise BenchError(
+                f"{path}: field 'per_model.{model}': not one of the grid's models{closest(model, grid.models)}"
+            )
         for step in deltas:
             if step not in steps:
-                raise BenchError(f"{path}: field 'per_model.{model}.{step}': unknown step{closest(step, steps)}")
+                raise BenchError(
+                    f"{path}: field 'per_model.{model}.{step}': unknown step{closest(step, steps)}"
+                )
     for model in grid.models:
         for step in {s for recipe in grid.recipes for s in recipe}:
-            _step_config(grid, model, step, path)  # every field checked by type, before anything runs
+            _step_config(
+                grid, model, step, path
+            )  # every field checked by type, before anything runs
     resolve_tasks(grid.tasks, where=f"{path}: field 'tasks'")
 
 
-def _step_config(grid: GridSpec, model: str, step: str, path: Path | None = None) -> tuple[str, dict, dict]:
+def _step_config(
+    grid: GridSpec, model: str, step: str, path: Path | None = None
+) -> tuple[str, dict, dict]:
     """(method, the grid's delta, the resolved config) for ``step`` on ``model``."""
     from trainers import resolved_config
 
@@ -253,26 +275,38 @@ def _step_config(grid: GridSpec, model: str, step: str, path: Path | None = None
     where = f"{path}: field 'steps.{step}" if path else f"grid {grid.name}: step '{step}"
     for key in delta:
         if key in _HARNESS_FIELDS:
-            raise BenchError(f"{where}.{key}': set by the harness for every stage; remove it from the grid "
-                             f"(see trainers/{method}.py for the fields a grid may set)")
+            raise BenchError(
+                f"{where}.{key}': set by the harness for every stage; remove it from the grid "
+                f"(see trainers/{method}.py for the fields a grid may set)"
+            )
         if key in _ZOO_FIELDS:
-            raise BenchError(f"{where}.{key}': only the model zoo may declare trust_remote_code "
-                             "(harness/models.yaml or $BENCH_MODELS); remove it from the grid")
+            raise BenchError(
+                f"{where}.{key}': only the model zoo may declare trust_remote_code "
+                "(harness/models.yaml or $BENCH_MODELS); remove it from the grid"
+            )
     import dataclasses
 
     from trainers import FieldError, method_config
 
-    fields = {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS - _ZOO_FIELDS
+    fields = (
+        {f.name for f in dataclasses.fields(method_config(method))} - _HARNESS_FIELDS - _ZOO_FIELDS
+    )
     for key in delta:
         if key not in fields:
-            raise BenchError(f"{where}.{key}': not a {method} setting{closest(key, fields)}; "
-                             f"see trainers/{method}.py for its config fields")
+            raise BenchError(
+                f"{where}.{key}': not a {method} setting{closest(key, fields)}; "
+                f"see trainers/{method}.py for its config fields"
+            )
     try:
         resolved = resolved_config(method, delta)
     except FieldError as e:  # type or range of one field: name it as the grid spells it
-        raise BenchError(f"{where}.{e.field}': {e.reason}; see trainers/{method}.py for its config fields") from None
+        raise BenchError(
+            f"{where}.{e.field}': {e.reason}; see trainers/{method}.py for its config fields"
+        ) from None
     except (ValueError, TypeError) as e:
-        raise BenchError(f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields") from None
+        raise BenchError(
+            f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields"
+        ) from None
     return method, delta, resolved
 
 
@@ -281,17 +315,49 @@ def weights_key(identity: str) -> str:
     return content_key({"weights": identity})
 
 
-def eval_cell(grid: GridSpec, tasks: tuple[tuple[str, str], ...], spec, row_model: str, stage: str,
-              recipe: tuple[str, ...], load: str, train_key: str | None, identity: str | None,
-              parent_weights: str | None, base_weights: str | None, parent_stage: str | None) -> EvalCell:
+def eval_cell(
+    grid: GridSpec,
+    tasks: tuple[tuple[str, str], ...],
+    spec,
+    row_model: str,
+    stage: str,
+    recipe: tuple[str, ...],
+    load: str,
+    train_key: str | None,
+    identity: str | None,
+    parent_weights: str | None,
+    base_weights: str | None,
+    parent_stage: str | None,
+) -> EvalCell:
     """The one place an eval cell is made: settings resolved for ``spec`` (zoo -> grid), key payload, key."""
     settings = resolve_eval(spec, grid.eval)
-    inputs = eval_inputs(weights=identity, train=train_key, tasks=dict(tasks), settings=settings.model_dump(),
-                         trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
+    inputs = eval_inputs(
+        weights=identity,
+        train=train_key,
+        tasks=dict(tasks),
+        settings=settings.model_dump(),
+        trust_remote_code=spec.trust_remote_code,
+        seed=grid.seed,
+        target=grid.target,
+    )
     key = content_key(inputs)
     weights = train_key or weights_key(identity or "")
-    return EvalCell(key, row_model, stage, load, train_key, tasks, settings, recipe, weights, parent_weights,
-                    base_weights or weights, parent_stage, spec.trust_remote_code, inputs)
+    return EvalCell(
+        key,
+        row_model,
+        stage,
+        load,
+        train_key,
+        tasks,
+        settings,
+        recipe,
+        weights,
+        parent_weights,
+        base_weights or weights,
+        parent_stage,
+        spec.trust_remote_code,
+        inputs,
+    )
 
 
 def expand(grid: GridSpec) -> Expansion:
@@ -310,19 +376,52 @@ def expand(grid: GridSpec) -> Expansion:
     for model in grid.models:
         spec = get_model(model)
         identity = model_identity(spec)
-        base = add_eval(spec, spec.name, "base", (), model, None, identity, None, weights_key(identity), None)
+        base = add_eval(
+            spec, spec.name, "base", (), model, None, identity, None, weights_key(identity), None
+        )
         for recipe in grid.recipes:
             parent_key, parent_stage = None, "base"
             for i, step in enumerate(recipe):
                 method, delta, resolved = _step_config(grid, model, step)
                 stage = "+".join(recipe[: i + 1])
-                inputs = train_inputs(weights=identity, parent=parent_key, step=step, method=method, config=resolved,
-                                      trust_remote_code=spec.trust_remote_code, seed=grid.seed, target=grid.target)
+                inputs = train_inputs(
+                    weights=identity,
+                    parent=parent_key,
+                    step=step,
+                    method=method,
+                    config=resolved,
+                    trust_remote_code=spec.trust_remote_code,
+                    seed=grid.seed,
+                    target=grid.target,
+                )
                 key = content_key(inputs)
-                train.setdefault(key, TrainCell(key, spec.name, stage, step, method, delta, resolved,
-                                                parent_key, parent_stage, inputs))
-                add_eval(spec, spec.name, stage, tuple(recipe[: i + 1]), model, key, None,
-                         parent_key or base, base, parent_stage)
+                train.setdefault(
+                    key,
+                    TrainCell(
+                        key,
+                        spec.name,
+                        stage,
+                        step,
+                        method,
+                        delta,
+                        resolved,
+                        parent_key,
+                        parent_stage,
+                        inputs,
+                    ),
+                )
+                add_eval(
+                    spec,
+                    spec.name,
+                    stage,
+                    tuple(recipe[: i + 1]),
+                    model,
+                    key,
+                    None,
+                    parent_key or base,
+                    base,
+                    parent_stage,
+                )
                 parent_key, parent_stage = key, stage
     for name in grid.published:
         chain = _lineage(name)  # root first
@@ -330,10 +429,22 @@ def expand(grid: GridSpec) -> Expansion:
         root_weights = weights_key(model_identity(root))
         spec = get_model(name)
         parent = chain[-2]
-        parent_weights = root_weights if parent == root.name else weights_key(model_identity(get_model(parent)))
+        parent_weights = (
+            root_weights if parent == root.name else weights_key(model_identity(get_model(parent)))
+        )
         recipe = tuple(get_model(n).lineage.method for n in chain[1:])
-        add_eval(spec, root.name, name, recipe, name, None, model_identity(spec), parent_weights, root_weights,
-                 "base" if parent == root.name else parent)
+        add_eval(
+            spec,
+            root.name,
+            name,
+            recipe,
+            name,
+            None,
+            model_identity(spec),
+            parent_weights,
+            root_weights,
+            "base" if parent == root.name else parent,
+        )
     return Expansion(grid, list(train.values()), list(evals.values()))
 
 

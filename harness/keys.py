@@ -51,15 +51,26 @@ def data_identity(config: Any) -> Any:
         return {k: data_identity(v) for k, v in config.items()}
     if isinstance(config, list | tuple):
         return [data_identity(v) for v in config]
-    if isinstance(config, str) and ("/" in config or config.endswith((".jsonl", ".csv", ".json", ".parquet"))):
+    if isinstance(config, str) and (
+        "/" in config or config.endswith((".jsonl", ".csv", ".json", ".parquet"))
+    ):
         p = Path(config).expanduser()
         if p.is_file():
             return {"file": p.name, "sha256": file_digest(p)}
     return config
 
 
-def train_inputs(*, weights: str | None, parent: str | None, step: str, method: str,
-                 config: dict[str, Any], trust_remote_code: bool, seed: int, target: str) -> dict[str, Any]:
+def train_inputs(
+    *,
+    weights: str | None,
+    parent: str | None,
+    step: str,
+    method: str,
+    config: dict[str, Any],
+    trust_remote_code: bool,
+    seed: int,
+    target: str,
+) -> dict[str, Any]:
     """The payload of a train cell; ``config`` is the method's resolved config."""
     from tasks import all_verifier_versions
     from trainers import method_version
@@ -81,8 +92,16 @@ def train_inputs(*, weights: str | None, parent: str | None, step: str, method: 
     }
 
 
-def eval_inputs(*, weights: str | None, train: str | None, tasks: dict[str, str], settings: dict[str, Any],
-                trust_remote_code: bool, seed: int, target: str) -> dict[str, Any]:
+def eval_inputs(
+    *,
+    weights: str | None,
+    train: str | None,
+    tasks: dict[str, str],
+    settings: dict[str, Any],
+    trust_remote_code: bool,
+    seed: int,
+    target: str,
+) -> dict[str, Any]:
     """The payload of an eval cell; ``tasks`` maps task name -> version, ``settings`` are resolved."""
     from harness.taskinfo import task_verifiers
 
@@ -121,5 +140,9 @@ def first_difference(old: Any, new: Any, path: str = "") -> str | None:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else str(value)
+    text = (
+        json.dumps(value, sort_keys=True, default=str)
+        if isinstance(value, dict | list)
+        else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."

@@ -15,7 +15,13 @@ from typing import Any
 
 import yaml
 
-__all__ = ["LOCAL_DATASETS", "builtin_index", "builtin_leaves", "local_overrides", "builtin_manager_class"]
+__all__ = [
+    "LOCAL_DATASETS",
+    "builtin_index",
+    "builtin_leaves",
+    "local_overrides",
+    "builtin_manager_class",
+]
 
 # hub dataset_path -> {split: file name under the data folder (tasks.math.gsm8k.data_dir)}
 LOCAL_DATASETS = {
@@ -37,7 +43,11 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_multi_constructor(
-    "!", lambda loader, suffix, node: f"!{suffix} {node.value}" if isinstance(node, yaml.ScalarNode) else f"!{suffix}")
+    "!",
+    lambda loader, suffix, node: (
+        f"!{suffix} {node.value}" if isinstance(node, yaml.ScalarNode) else f"!{suffix}"
+    ),
+)
 
 
 def _config(path: Path | None, depth: int = 0) -> dict[str, Any]:
@@ -64,7 +74,10 @@ def builtin_leaves(name: str, depth: int = 0) -> list[tuple[str, str, Path | Non
     if kind == "tag":
         members = sorted(n for n, e in index.items() if name in (e.tags or ()) and n != name)
     elif kind == "group":
-        members = [t if isinstance(t, str) else t.get("task") for t in _config(entry.yaml_path).get("task") or []]
+        members = [
+            t if isinstance(t, str) else t.get("task")
+            for t in _config(entry.yaml_path).get("task") or []
+        ]
     else:
         version = (_config(entry.yaml_path).get("metadata") or {}).get("version", "0")
         return [(name, str(version), entry.yaml_path)]
@@ -79,8 +92,11 @@ def local_overrides(yaml_path: Path | None) -> dict[str, Any] | None:
     folder = data_dir()
     if not files or folder is None or not all((folder / f).is_file() for f in files.values()):
         return None
-    return {"dataset_path": "json", "dataset_name": None,
-            "dataset_kwargs": {"data_files": {split: str(folder / f) for split, f in files.items()}}}
+    return {
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: str(folder / f) for split, f in files.items()}},
+    }
 
 
 def builtin_manager_class(base):
@@ -91,7 +107,9 @@ def builtin_manager_class(base):
             if isinstance(spec, str) and self._entry(spec) is not None:
                 overrides = local_overrides(self._entry(spec).yaml_path)
                 if overrides:
-                    return self._factory.build(self._entry(spec), overrides=overrides, registry=self._index)
+                    return self._factory.build(
+                        self._entry(spec), overrides=overrides, registry=self._index
+                    )
             return super()._load_spec(spec)
 
     return LocalData

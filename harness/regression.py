@@ -23,9 +23,24 @@ from leaderboards.record import RunRecord, load_record, record_path
 from leaderboards.samples import read_samples, resolve_samples_file
 from leaderboards.stats import mcnemar
 
-__all__ = ["BASELINES_DIR", "ALPHA", "POOLED", "DEFAULT_DELTA", "Flip", "TaskCheck", "CheckReport", "baseline_of",
-           "write_baselines", "load_baselines", "compare_cell", "check_records", "eval_records",
-           "run_grid_fresh", "changed_inputs", "baseline_name"]
+__all__ = [
+    "BASELINES_DIR",
+    "ALPHA",
+    "POOLED",
+    "DEFAULT_DELTA",
+    "Flip",
+    "TaskCheck",
+    "CheckReport",
+    "baseline_of",
+    "write_baselines",
+    "load_baselines",
+    "compare_cell",
+    "check_records",
+    "eval_records",
+    "run_grid_fresh",
+    "changed_inputs",
+    "baseline_name",
+]
 
 BASELINES_DIR = Path(__file__).resolve().parents[1] / "ci" / "baselines"
 ALPHA = 0.01
@@ -103,21 +118,36 @@ def _cell(record: RunRecord) -> str:
 
 def _rows(record: RunRecord, results_dir: Path, task: str) -> dict[int, dict[str, Any]]:
     t = next(t for t in record.tasks if t.name == task)
-    path = resolve_samples_file(results_dir, record_path(results_dir, record), t.samples_file) if t.samples_file else None
+    path = (
+        resolve_samples_file(results_dir, record_path(results_dir, record), t.samples_file)
+        if t.samples_file
+        else None
+    )
     if path is None:
-        raise BenchError(f"{results_dir}: cell {_cell(record)} task {task} has no samples file; rerun the grid")
+        raise BenchError(
+            f"{results_dir}: cell {_cell(record)} task {task} has no samples file; rerun the grid"
+        )
     return {r["doc_id"]: r for r in read_samples(path).to_pylist() if not r.get("repeat")}
 
 
-def baseline_of(record: RunRecord, results_dir: Path, deltas: dict[str, float] | None = None) -> dict[str, Any]:
+def baseline_of(
+    record: RunRecord, results_dir: Path, deltas: dict[str, float] | None = None
+) -> dict[str, Any]:
     """A cell's baseline document: per task its docs' outcomes; ``deltas`` keep earlier tolerances."""
     tasks = {}
     for t in record.tasks:
-        docs = [[d, int(bool(r["correct"])), round(float(r["score"]), 4), _answer(r.get("answer"))]
-                for d, r in sorted(_rows(record, results_dir, t.name).items())]
+        docs = [
+            [d, int(bool(r["correct"])), round(float(r["score"]), 4), _answer(r.get("answer"))]
+            for d, r in sorted(_rows(record, results_dir, t.name).items())
+        ]
         mean = sum(d[2] for d in docs) / len(docs) if docs else 0.0
-        tasks[t.name] = {"version": t.version, "metric": t.primary_metric, "mean": round(mean, 4),
-                         "delta": (deltas or {}).get(t.name, DEFAULT_DELTA), "docs": docs}
+        tasks[t.name] = {
+            "version": t.version,
+            "metric": t.primary_metric,
+            "mean": round(mean, 4),
+            "delta": (deltas or {}).get(t.name, DEFAULT_DELTA),
+            "docs": docs,
+        }
     return {"cell": _cell(record), "key": record.cell_key, "inputs": record.inputs, "tasks": tasks}
 
 
@@ -133,8 +163,10 @@ def load_baselines(directory: Path) -> dict[str, dict[str, Any]]:
             doc = json.loads(path.read_text())
             out[doc["cell"]] = doc | {"file": str(path)}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise BenchError(f"{path}: not a baseline file ({type(e).__name__}: {e}); rewrite it with "
-                             "`bench ci update`") from None
+            raise BenchError(
+                f"{path}: not a baseline file ({type(e).__name__}: {e}); rewrite it with "
+                "`bench ci update`"
+            ) from None
     return out
 
 
@@ -157,7 +189,9 @@ def write_baselines(records: list[RunRecord], results_dir: Path, directory: Path
     said = []
     for record in records:
         prev = old.get(_cell(record))
-        deltas = {t: v.get("delta", DEFAULT_DELTA) for t, v in (prev or {}).get("tasks", {}).items()}
+        deltas = {
+            t: v.get("delta", DEFAULT_DELTA) for t, v in (prev or {}).get("tasks", {}).items()
+        }
         doc = baseline_of(record, results_dir, deltas)
         if prev is None:
             said.append(f"{doc['cell']}: new baseline ({len(doc['tasks'])} tasks)")
@@ -165,7 +199,10 @@ def write_baselines(records: list[RunRecord], results_dir: Path, directory: Path
             checks = compare_cell(prev, record, results_dir)
             moved = changed_inputs(prev.get("inputs") or {}, record.inputs)
             flips = sum(len(c.flips) for c in checks)
-            said.append(f"{doc['cell']}: {flips} flipped docs" + (f"; inputs: {'; '.join(moved)}" if moved else ""))
+            said.append(
+                f"{doc['cell']}: {flips} flipped docs"
+                + (f"; inputs: {'; '.join(moved)}" if moved else "")
+            )
         (Path(directory) / baseline_name(doc["cell"])).write_text(_dump(doc))
     return said
 
@@ -183,16 +220,31 @@ def changed_inputs(old: dict[str, Any], new: dict[str, Any], task: str | None = 
     return out
 
 
-def compare_cell(baseline: dict[str, Any], record: RunRecord, results_dir: Path, alpha: float = ALPHA) -> list[TaskCheck]:
+def compare_cell(
+    baseline: dict[str, Any], record: RunRecord, results_dir: Path, alpha: float = ALPHA
+) -> list[TaskCheck]:
     """One TaskCheck per task of the baseline (a task the fresh record lacks: every doc missing)."""
     checks, pooled = [], []
     fresh = {t.name: t for t in record.tasks}
     for task, base in baseline["tasks"].items():
         changed = changed_inputs(baseline.get("inputs") or {}, record.inputs, task)
         if task not in fresh:
-            checks.append(TaskCheck(baseline["cell"], task, 0, base.get("mean", 0.0), 0.0, 0, 0, 1.0,
-                                    base.get("delta", DEFAULT_DELTA), alpha, changed=changed,
-                                    missing=len(base["docs"])))
+            checks.append(
+                TaskCheck(
+                    baseline["cell"],
+                    task,
+                    0,
+                    base.get("mean", 0.0),
+                    0.0,
+                    0,
+                    0,
+                    1.0,
+                    base.get("delta", DEFAULT_DELTA),
+                    alpha,
+                    changed=changed,
+                    missing=len(base["docs"]),
+                )
+            )
             continue
         if fresh[task].version != base.get("version"):
             changed = changed or [f"tasks.{task} {base.get('version')} -> {fresh[task].version}"]
@@ -202,14 +254,38 @@ def compare_cell(baseline: dict[str, Any], record: RunRecord, results_dir: Path,
         a = [bool(old[d][1]) for d in shared]
         b = [bool(rows[d]["correct"]) for d in shared]
         test = mcnemar(a, b)
-        flips = [Flip(d, bool(old[d][1]), bool(rows[d]["correct"]), old[d][3], _answer(rows[d].get("answer")))
-                 for d in shared if bool(old[d][1]) != bool(rows[d]["correct"])]
+        flips = [
+            Flip(
+                d,
+                bool(old[d][1]),
+                bool(rows[d]["correct"]),
+                old[d][3],
+                _answer(rows[d].get("answer")),
+            )
+            for d in shared
+            if bool(old[d][1]) != bool(rows[d]["correct"])
+        ]
         olds, news = [float(old[d][2]) for d in shared], [float(rows[d]["score"]) for d in shared]
         # A tiny random model is wrong everywhere, so only its answers can show that generation moved.
         moved = sum(old[d][3] != _answer(rows[d].get("answer")) for d in shared)
-        checks.append(TaskCheck(
-            baseline["cell"], task, len(shared), _mean(olds), _mean(news), test.a_wins, test.b_wins, test.p_value,
-            float(base.get("delta", DEFAULT_DELTA)), alpha, flips, changed, len(set(old) - set(rows)), moved))
+        checks.append(
+            TaskCheck(
+                baseline["cell"],
+                task,
+                len(shared),
+                _mean(olds),
+                _mean(news),
+                test.a_wins,
+                test.b_wins,
+                test.p_value,
+                float(base.get("delta", DEFAULT_DELTA)),
+                alpha,
+                flips,
+                changed,
+                len(set(old) - set(rows)),
+                moved,
+            )
+        )
         if not changed:
             pooled.append((a, b, olds, news, float(base.get("delta", DEFAULT_DELTA))))
     if len(pooled) > 1:
@@ -228,14 +304,28 @@ def _pooled(cell: str, parts: list[tuple], alpha: float) -> TaskCheck:
     b = [x for p in parts for x in p[1]]
     test = mcnemar(a, b)
     olds, news = [x for p in parts for x in p[2]], [x for p in parts for x in p[3]]
-    return TaskCheck(cell, POOLED, len(a), _mean(olds), _mean(news), test.a_wins, test.b_wins, test.p_value,
-                     min(p[4] for p in parts), alpha)
+    return TaskCheck(
+        cell,
+        POOLED,
+        len(a),
+        _mean(olds),
+        _mean(news),
+        test.a_wins,
+        test.b_wins,
+        test.p_value,
+        min(p[4] for p in parts),
+        alpha,
+    )
 
 
 def eval_records(results_dir: Path, keys: list[str] | None = None) -> list[RunRecord]:
     """The eval records of ``keys`` (all in the dir when None; the latest per cell)."""
     records_dir = Path(results_dir) / "records"
-    paths = [records_dir / f"eval-{k}.json" for k in keys] if keys is not None else sorted(records_dir.glob("eval-*.json"))
+    paths = (
+        [records_dir / f"eval-{k}.json" for k in keys]
+        if keys is not None
+        else sorted(records_dir.glob("eval-*.json"))
+    )
     latest: dict[str, RunRecord] = {}
     for path in paths:
         if path.exists():
@@ -245,12 +335,22 @@ def eval_records(results_dir: Path, keys: list[str] | None = None) -> list[RunRe
     return list(latest.values())
 
 
-def check_records(records: list[RunRecord], results_dir: Path, baselines: dict[str, dict[str, Any]],
-                  alpha: float = ALPHA) -> CheckReport:
+def check_records(
+    records: list[RunRecord],
+    results_dir: Path,
+    baselines: dict[str, dict[str, Any]],
+    alpha: float = ALPHA,
+) -> CheckReport:
     fresh = {_cell(r): r for r in records}
-    checks = [c for cell, base in baselines.items() if cell in fresh
-              for c in compare_cell(base, fresh[cell], results_dir, alpha)]
-    return CheckReport(checks, sorted(set(baselines) - set(fresh)), sorted(set(fresh) - set(baselines)))
+    checks = [
+        c
+        for cell, base in baselines.items()
+        if cell in fresh
+        for c in compare_cell(base, fresh[cell], results_dir, alpha)
+    ]
+    return CheckReport(
+        checks, sorted(set(baselines) - set(fresh)), sorted(set(fresh) - set(baselines))
+    )
 
 
 def run_grid_fresh(grid: str, results_dir: Path, view=None) -> list[RunRecord]:

@@ -69,7 +69,9 @@ def task_hooks(task: str) -> tuple[Any, Any, dict[str, Any]]:
     if info is None or info.members:
         raise BenchError(f"rescore: '{task}' is not a bench task with a YAML under tasks/")
     config = _load(info.file)
-    module = importlib.import_module(".".join(("tasks", *info.file.parent.relative_to(TASKS_DIR).parts, "utils")))
+    module = importlib.import_module(
+        ".".join(("tasks", *info.file.parent.relative_to(TASKS_DIR).parts, "utils"))
+    )
 
     def hook(ref: Any) -> Any:
         name = str(ref).removeprefix("!function ").strip()
@@ -88,7 +90,9 @@ def _aggregate(values: list[Any], how: Any) -> tuple[float, float | None]:
     if callable(how):
         return float(how(values)), None
     if how != "mean":
-        raise BenchError(f"rescore: aggregation '{how}' is not supported; only mean or a utils function")
+        raise BenchError(
+            f"rescore: aggregation '{how}' is not supported; only mean or a utils function"
+        )
     xs = [float(v) for v in values]
     se = stderr_mean(xs) if len(xs) > 1 else None
     return (sum(xs) / len(xs) if xs else 0.0), se
@@ -97,11 +101,15 @@ def _aggregate(values: list[Any], how: Any) -> tuple[float, float | None]:
 def _read(results_dir: Path, record: RunRecord, rel: str | None) -> list[dict[str, Any]]:
     path = resolve_samples_file(results_dir, record_path(results_dir, record), rel) if rel else None
     if path is None:
-        raise BenchError(f"rescore: cell {record.cell_key} names a samples file that is missing: {rel}")
+        raise BenchError(
+            f"rescore: cell {record.cell_key} names a samples file that is missing: {rel}"
+        )
     return read_samples(path).to_pylist()
 
 
-def _rescore_task(t: TaskResult, record: RunRecord, results_dir: Path, new_key: str, versions: dict[str, str]):
+def _rescore_task(
+    t: TaskResult, record: RunRecord, results_dir: Path, new_key: str, versions: dict[str, str]
+):
     """(new TaskResult, rows scored, flips) for one stale task."""
     fields, process, aggregations = task_hooks(t.name)
     first = _read(results_dir, record, t.samples_file)
@@ -113,8 +121,12 @@ def _rescore_task(t: TaskResult, record: RunRecord, results_dir: Path, new_key: 
             doc = json.loads(r["meta"] or "{}")
             got = fields(doc, r["completion"] or "")
             flips += rows is first and bool(got["correct"]) != bool(r["correct"])
-            r.update(cell_key=new_key, answer=got.get("answer"), correct=bool(got["correct"]),
-                     score=min(max(float(got["score"]), 0.0), 1.0))
+            r.update(
+                cell_key=new_key,
+                answer=got.get("answer"),
+                correct=bool(got["correct"]),
+                score=min(max(float(got["score"]), 0.0), 1.0),
+            )
             if rows is first:
                 for name, value in process(doc, [r["completion"] or ""]).items():
                     per_metric.setdefault(name, []).append(value)
@@ -135,11 +147,17 @@ def _rescore_task(t: TaskResult, record: RunRecord, results_dir: Path, new_key: 
         extra = write_samples(every, samples_path(results_dir, new_key, f"{t.name}.repeats"))
     done = [r["score"] for r in every if not r.get("truncated")]
     scorer = ", ".join(f"{k} v{v}" for k, v in sorted(versions.items()))
-    new = t.model_copy(update={
-        "metrics": metrics, "samples_file": str(path.relative_to(results_dir)),
-        "repeats_file": str(extra.relative_to(results_dir)) if extra else None,
-        "settings": f"{t.settings or ''} · rescored {scorer}".strip(" ·"),
-        "score_completed": (sum(done) / len(done)) if done and t.truncated is not None else t.score_completed})
+    new = t.model_copy(
+        update={
+            "metrics": metrics,
+            "samples_file": str(path.relative_to(results_dir)),
+            "repeats_file": str(extra.relative_to(results_dir)) if extra else None,
+            "settings": f"{t.settings or ''} · rescored {scorer}".strip(" ·"),
+            "score_completed": (sum(done) / len(done))
+            if done and t.truncated is not None
+            else t.score_completed,
+        }
+    )
     return new, len(every), flips
 
 
@@ -148,7 +166,7 @@ def rescore_record(record: RunRecord, results_dir: Path, dry_run: bool = False) 
     stale = stale_tasks(record)
     if not stale or not record.inputs:
         return None
-    scored = (record.inputs.get("verifiers") or {})
+    scored = record.inputs.get("verifiers") or {}
     inputs = {**record.inputs, "verifiers": {**scored, **stale}}
     new_key = content_key(inputs)
     cell = f"{record.model_id}/{record.stage}"
@@ -165,9 +183,19 @@ def rescore_record(record: RunRecord, results_dir: Path, dry_run: bool = False) 
             tasks.append(new)
             rows, flips = rows + n, flips + f
     now = datetime.now(UTC)
-    write_record(record.model_copy(update={"cell_key": new_key, "inputs": inputs, "tasks": tasks,
-                                           "rescored_from": record.cell_key, "started_at": now,
-                                           "finished_at": now}), results_dir)
+    write_record(
+        record.model_copy(
+            update={
+                "cell_key": new_key,
+                "inputs": inputs,
+                "tasks": tasks,
+                "rescored_from": record.cell_key,
+                "started_at": now,
+                "finished_at": now,
+            }
+        ),
+        results_dir,
+    )
     return Rescored(cell, record.cell_key, new_key, tuple(stale), rows, flips)
 
 

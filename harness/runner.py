@@ -33,7 +33,16 @@ from harness.status import (
 )
 from leaderboards.record import RunRecord, write_record
 
-__all__ = ["Cell", "Outcome", "Plan", "plan_grid", "run_cell", "stage_dir", "CellBusy", "STAGE_CELL_FILE"]
+__all__ = [
+    "Cell",
+    "Outcome",
+    "Plan",
+    "plan_grid",
+    "run_cell",
+    "stage_dir",
+    "CellBusy",
+    "STAGE_CELL_FILE",
+]
 
 Cell = TrainCell | EvalCell
 STAGE_CELL_FILE = "cell.json"  # beside manifest.json: which cell of which grid trained this stage
@@ -81,7 +90,11 @@ def stage_dir(results_dir: Path, train_key: str) -> Path:
 def _matches(cell: Cell, only: str | None) -> bool:
     if not only:
         return True
-    return any(fnmatch.fnmatch(s, p) for p in only.split(",") for s in (cell.cell_id, cell.key, cell.kind, cell.stage))
+    return any(
+        fnmatch.fnmatch(s, p)
+        for p in only.split(",")
+        for s in (cell.cell_id, cell.key, cell.kind, cell.stage)
+    )
 
 
 def _ordered(exp: Expansion) -> list[Cell]:
@@ -90,8 +103,14 @@ def _ordered(exp: Expansion) -> list[Cell]:
     return sorted(exp.train, key=depth) + sorted(exp.eval, key=lambda c: len(c.recipe))
 
 
-def plan_grid(grid: GridSpec | str, results_dir: Path, *, only: str | None = None, force: bool = False,
-              kind: str | None = None) -> Plan:
+def plan_grid(
+    grid: GridSpec | str,
+    results_dir: Path,
+    *,
+    only: str | None = None,
+    force: bool = False,
+    kind: str | None = None,
+) -> Plan:
     """What a run would do and why, in dependency order (a grid name or path is loaded here, once)."""
     if isinstance(grid, str):
         from harness.grid import load_grid
@@ -104,11 +123,17 @@ def plan_grid(grid: GridSpec | str, results_dir: Path, *, only: str | None = Non
     for cell in _ordered(exp):
         parent = status.get(cell.needs or "")
         status[cell.key] = cell_status(cell, results_dir, previous, parent)
-        if cell.kind == "train" and status[cell.key].done and parent is not None and not parent.done:
+        if (
+            cell.kind == "train"
+            and status[cell.key].done
+            and parent is not None
+            and not parent.done
+        ):
             # a child's adapter is relative to its parent's merged weights: a parent trained
             # again makes its children stale (trainers/__init__: merge, then a fresh adapter)
-            status[cell.key] = CellStatus("changed", f"parent {cell.parent_stage} will be trained again "
-                                                     f"({parent.why})"[:200])
+            status[cell.key] = CellStatus(
+                "changed", f"parent {cell.parent_stage} will be trained again ({parent.why})"[:200]
+            )
         if (kind and cell.kind != kind) or not _matches(cell, only):
             continue
         if status[cell.key].done and not force:
@@ -118,7 +143,9 @@ def plan_grid(grid: GridSpec | str, results_dir: Path, *, only: str | None = Non
             status[cell.key] = CellStatus("done", "forced")
         todo.append(cell)
     if only and not todo and not skipped:
-        raise BenchError(f"--only {only}: matches no cell of grid {grid.name}; see `bench grid show {grid.name}`")
+        raise BenchError(
+            f"--only {only}: matches no cell of grid {grid.name}; see `bench grid show {grid.name}`"
+        )
     return Plan(exp, todo, skipped, status)
 
 
@@ -150,29 +177,70 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
     parent = None
     if cell.parent_key is not None:
         if not record_file(results_dir, "train", cell.parent_key).exists():
-            raise RuntimeError(f"parent stage {cell.model}/{cell.parent_stage} ({cell.parent_key}) has no record")
+            raise RuntimeError(
+                f"parent stage {cell.model}/{cell.parent_stage} ({cell.parent_key}) has no record"
+            )
         parent = stage_dir(results_dir, cell.parent_key)
     spec = get_model(cell.model)
     out = stage_dir(results_dir, cell.key)
     started, t0 = datetime.now(UTC), time.perf_counter()
     config = {**cell.config, "trust_remote_code": spec.trust_remote_code}
-    manifest = train_stage(cell.method, config, base_model=materialize(cell.model), parent=parent, output_dir=out,
-                           target=grid.target, seed=grid.seed, progress=train_progress)
-    metrics = {k: float(v) for k, v in manifest.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    record = RunRecord(
-        kind="train", cell_key=cell.key, grid=grid.name, model_id=cell.model, model_revision=spec.revision,
-        recipe=cell.stage.split("+"), stage=cell.stage, parent_key=cell.parent_key, inputs=cell.inputs,
-        method_configs={cell.step: {"method": cell.method, **cell.resolved}}, checkpoint=str(out),
-        weights_key=cell.key, parent_stage=cell.parent_stage,
-        target=grid.target, seed=grid.seed,
-        # a stage resumed from a checkpoint: the parts before the resume count too
-        wall_s=time.perf_counter() - t0 + float((manifest.get("resumed_cost") or {}).get("wall_s", 0)),
-        tokens_per_s=manifest.get("tokens_per_s"), peak_memory_bytes=_peak_bytes(manifest.get("peak_memory_gb")),
-        train_metrics=metrics, started_at=started, provenance=provenance(),
+    manifest = train_stage(
+        cell.method,
+        config,
+        base_model=materialize(cell.model),
+        parent=parent,
+        output_dir=out,
+        target=grid.target,
+        seed=grid.seed,
+        progress=train_progress,
     )
-    (out / STAGE_CELL_FILE).write_text(json.dumps(
-        {"cell_key": cell.key, "grid": grid.name, "model": cell.model, "stage": cell.stage,
-         "recipe": record.recipe, "parent_key": cell.parent_key, "inputs": cell.inputs}, indent=2, default=str))
+    metrics = {
+        k: float(v)
+        for k, v in manifest.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    record = RunRecord(
+        kind="train",
+        cell_key=cell.key,
+        grid=grid.name,
+        model_id=cell.model,
+        model_revision=spec.revision,
+        recipe=cell.stage.split("+"),
+        stage=cell.stage,
+        parent_key=cell.parent_key,
+        inputs=cell.inputs,
+        method_configs={cell.step: {"method": cell.method, **cell.resolved}},
+        checkpoint=str(out),
+        weights_key=cell.key,
+        parent_stage=cell.parent_stage,
+        target=grid.target,
+        seed=grid.seed,
+        # a stage resumed from a checkpoint: the parts before the resume count too
+        wall_s=time.perf_counter()
+        - t0
+        + float((manifest.get("resumed_cost") or {}).get("wall_s", 0)),
+        tokens_per_s=manifest.get("tokens_per_s"),
+        peak_memory_bytes=_peak_bytes(manifest.get("peak_memory_gb")),
+        train_metrics=metrics,
+        started_at=started,
+        provenance=provenance(),
+    )
+    (out / STAGE_CELL_FILE).write_text(
+        json.dumps(
+            {
+                "cell_key": cell.key,
+                "grid": grid.name,
+                "model": cell.model,
+                "stage": cell.stage,
+                "recipe": record.recipe,
+                "parent_key": cell.parent_key,
+                "inputs": cell.inputs,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     write_record(record, results_dir)
     return record
 
@@ -182,28 +250,50 @@ def _eval(cell: EvalCell, exp: Expansion, results_dir: Path) -> RunRecord:
     from harness.zoo import get_model, materialize
 
     revision = None
-    if Path(cell.load).is_dir() and (Path(cell.load) / "manifest.json").exists():  # bench eval --checkpoint
+    if (
+        Path(cell.load).is_dir() and (Path(cell.load) / "manifest.json").exists()
+    ):  # bench eval --checkpoint
         weights = Path(cell.load)
     elif cell.train_key is not None:  # a grid's trained stage
         if not record_file(results_dir, "train", cell.train_key).exists():
-            raise RuntimeError(f"stage {cell.model}/{cell.stage} ({cell.train_key}) has no train record")
+            raise RuntimeError(
+                f"stage {cell.model}/{cell.stage} ({cell.train_key}) has no train record"
+            )
         weights, revision = stage_dir(results_dir, cell.train_key), get_model(cell.load).revision
     else:
         weights, revision = materialize(cell.load), get_model(cell.load).revision
-    configs = {c.step: {"method": c.method, **c.resolved} for c in exp.train
-               if c.model == cell.model and (cell.stage + "+").startswith(c.stage + "+")}
+    configs = {
+        c.step: {"method": c.method, **c.resolved}
+        for c in exp.train
+        if c.model == cell.model and (cell.stage + "+").startswith(c.stage + "+")
+    }
     return run_eval(EvalRequest.for_cell(cell, exp.grid, weights, revision, configs), results_dir)
 
 
 def _record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
     path = failure_path(results_dir, cell.kind, cell.key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cell": cell.cell_id, "key": cell.key, "error": f"{type(error).__name__}: {error}",
-                                "traceback": traceback.format_exc(), "at": datetime.now(UTC).isoformat()}))
+    path.write_text(
+        json.dumps(
+            {
+                "cell": cell.cell_id,
+                "key": cell.key,
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
+    )
 
 
-def run_cell(cell: Cell, exp: Expansion, results_dir: str | Path, *, force: bool = False,
-             reraise: bool = False) -> Outcome:
+def run_cell(
+    cell: Cell,
+    exp: Expansion,
+    results_dir: str | Path,
+    *,
+    force: bool = False,
+    reraise: bool = False,
+) -> Outcome:
     """Run one cell (the unit an executor schedules). A user mistake raises BenchError; any
     other error is written to ``results/failures/`` first and returned as a failed outcome
     (or, with ``reraise``, raised again: a single ``bench eval`` shows the bug's traceback)."""

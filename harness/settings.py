@@ -32,7 +32,9 @@ class EvalSettings(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     repeats: int | None = Field(default=None, ge=1)
     gen_kwargs: dict[str, Any] = Field(default_factory=dict)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8  # a speed knob: not part of the cell key
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = (
+        8  # a speed knob: not part of the cell key
+    )
 
 
 class ResolvedEval(BaseModel):
@@ -60,8 +62,11 @@ class ResolvedEval(BaseModel):
 
     def tag(self) -> str:
         """A short label of what a board column was measured with (limit, shots, template, sampling)."""
-        parts = [f"n≤{self.limit}" if self.limit else "full", f"{self.num_fewshot}-shot",
-                 "chat" if self.apply_chat_template else "plain"]
+        parts = [
+            f"n≤{self.limit}" if self.limit else "full",
+            f"{self.num_fewshot}-shot",
+            "chat" if self.apply_chat_template else "plain",
+        ]
         if self.max_gen_toks:
             parts.append(f"{self.max_gen_toks}tok")
         if self.temperature > 0:
@@ -72,18 +77,38 @@ class ResolvedEval(BaseModel):
 def resolve_eval(spec, settings: EvalSettings) -> ResolvedEval:
     """Zoo entry ``spec`` (a harness.zoo.ModelSpec) + grid/CLI ``settings`` → effective settings."""
     context = spec.context_length or DEFAULT_CONTEXT
-    chat = spec.chat_template_required if settings.apply_chat_template is None else settings.apply_chat_template
+    chat = (
+        spec.chat_template_required
+        if settings.apply_chat_template is None
+        else settings.apply_chat_template
+    )
     thinks = spec.thinks
     budget = settings.max_gen_toks or settings.gen_kwargs.get("max_gen_toks")
     budget = budget or (THINKING_GEN_TOKS if thinks else None)
     max_len = settings.max_model_len or context
-    temperature = settings.temperature if settings.temperature is not None else (0.6 if thinks else 0.0)
+    temperature = (
+        settings.temperature if settings.temperature is not None else (0.6 if thinks else 0.0)
+    )
     top_p = settings.top_p if settings.top_p is not None else (0.95 if thinks else 1.0)
-    repeats = settings.repeats if settings.repeats is not None else (4 if thinks and temperature > 0 else 1)
-    extra = {k: v for k, v in settings.gen_kwargs.items() if k not in ("max_gen_toks", "do_sample", "temperature", "top_p")}
+    repeats = (
+        settings.repeats
+        if settings.repeats is not None
+        else (4 if thinks and temperature > 0 else 1)
+    )
+    extra = {
+        k: v
+        for k, v in settings.gen_kwargs.items()
+        if k not in ("max_gen_toks", "do_sample", "temperature", "top_p")
+    }
     return ResolvedEval(
-        backend=settings.backend, limit=settings.limit, num_fewshot=settings.num_fewshot or 0,
-        apply_chat_template=chat, max_gen_toks=min(int(budget), max(max_len - 256, 16)) if budget else None,
-        max_model_len=min(max_len, context), temperature=float(temperature), top_p=float(top_p),
-        repeats=int(repeats), gen_kwargs=extra,
+        backend=settings.backend,
+        limit=settings.limit,
+        num_fewshot=settings.num_fewshot or 0,
+        apply_chat_template=chat,
+        max_gen_toks=min(int(budget), max(max_len - 256, 16)) if budget else None,
+        max_model_len=min(max_len, context),
+        temperature=float(temperature),
+        top_p=float(top_p),
+        repeats=int(repeats),
+        gen_kwargs=extra,
     )

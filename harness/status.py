@@ -14,7 +14,15 @@ from typing import Any
 
 from harness.keys import first_difference
 
-__all__ = ["CellStatus", "Previous", "cell_status", "is_finished", "previous_records", "failure_path", "record_file"]
+__all__ = [
+    "CellStatus",
+    "Previous",
+    "cell_status",
+    "is_finished",
+    "previous_records",
+    "failure_path",
+    "record_file",
+]
 
 
 def record_file(results_dir: Path, kind: str, key: str) -> Path:
@@ -57,7 +65,9 @@ def previous_records(results_dir: str | Path) -> dict[tuple[str, str, str], Prev
         try:
             data = json.loads(path.read_text())
             ident = (data["kind"], data["model_id"], data.get("stage", "base"))
-            prev = Previous(data["cell_key"], data.get("inputs") or {}, str(data.get("finished_at", "")))
+            prev = Previous(
+                data["cell_key"], data.get("inputs") or {}, str(data.get("finished_at", ""))
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if ident not in out or prev.finished_at > out[ident].finished_at:
@@ -93,7 +103,9 @@ def _checkpoint_ok(cell, results_dir: Path) -> str | None:
     """None when a train cell's checkpoint stands, else why it must train again."""
     own = results_dir / "checkpoints" / cell.key / "manifest.json"
     if not own.exists():
-        return f"its checkpoint is missing (results/checkpoints/{cell.key}); it will be trained again"
+        return (
+            f"its checkpoint is missing (results/checkpoints/{cell.key}); it will be trained again"
+        )
     parent = results_dir / "checkpoints" / str(cell.parent_key) / "manifest.json"
     # its adapter is relative to the parent's merged weights: a parent trained after it is other
     # weights. The manifests' own created_at, not file times, so a copied results/ stays done.
@@ -109,8 +121,12 @@ def _created(manifest: Path) -> str:
         return ""
 
 
-def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
-                parent_status: CellStatus | None = None) -> CellStatus:
+def cell_status(
+    cell,
+    results_dir: str | Path,
+    previous: dict | None = None,
+    parent_status: CellStatus | None = None,
+) -> CellStatus:
     results_dir = Path(results_dir)
     record = record_file(results_dir, cell.kind, cell.key)
     if record.exists():
@@ -133,5 +149,10 @@ def cell_status(cell, results_dir: str | Path, previous: dict | None = None,
         what = "parent" if cell.kind == "train" else "stage"
         return CellStatus("changed", f"{what} changed: {parent_status.why}")
     if not prev.inputs:
-        return CellStatus("changed", f"input changed since record {prev.key} (it predates stored key inputs)")
-    return CellStatus("changed", first_difference(prev.inputs, cell.inputs) or f"key changed since record {prev.key}")
+        return CellStatus(
+            "changed", f"input changed since record {prev.key} (it predates stored key inputs)"
+        )
+    return CellStatus(
+        "changed",
+        first_difference(prev.inputs, cell.inputs) or f"key changed since record {prev.key}",
+    )

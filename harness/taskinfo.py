@@ -21,7 +21,9 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
-_Loader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+_Loader.add_constructor(
+    "!function", lambda loader, node: f"!function {loader.construct_scalar(node)}"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,11 @@ def task_index(tasks_dir: Path | None = None) -> dict[str, TaskInfo]:
         version = str((data.get("metadata") or {}).get("version", "0"))
         if "group" in data and isinstance(data.get("task"), list):
             members = [t if isinstance(t, str) else t.get("task") for t in data["task"]]
-            groups[str(data["group"])] = (path, members, (data.get("metadata") or {}).get("version"))
+            groups[str(data["group"])] = (
+                path,
+                members,
+                (data.get("metadata") or {}).get("version"),
+            )
         elif isinstance(data.get("task"), str):
             index[data["task"]] = TaskInfo(data["task"], version, path)
             tag = data.get("tag")
@@ -83,8 +89,10 @@ def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
             builtin = [TaskInfo(n, v, Path(f) if f else Path()) for n, v, f in builtin_leaves(name)]
             if not builtin:
                 known = [*index, *builtin_index()]
-                raise BenchError(f"{where}: unknown task '{name}'{closest(name, known)}; see `bench tasks list` "
-                                 "(bench's tasks) or `lm-eval ls tasks`")
+                raise BenchError(
+                    f"{where}: unknown task '{name}'{closest(name, known)}; see `bench tasks list` "
+                    "(bench's tasks) or `lm-eval ls tasks`"
+                )
             out.extend(t for t in builtin if t not in out)
             continue
         info = index[name]

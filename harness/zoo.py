@@ -97,14 +97,22 @@ def _read_zoo(file: Path) -> tuple[dict, dict[str, dict]]:
     except DuplicateKeyError as e:  # safe_load would keep the last entry silently
         raise BenchError(f"{file}: {str(e).splitlines()[0]}") from None
     except OSError as e:  # $BENCH_MODELS naming a missing file or a directory
-        raise BenchError(f"{file}: cannot read the model zoo ({e.strerror}); "
-                         "$BENCH_MODELS must name a models.yaml-like file") from None
+        raise BenchError(
+            f"{file}: cannot read the model zoo ({e.strerror}); "
+            "$BENCH_MODELS must name a models.yaml-like file"
+        ) from None
     except UnicodeDecodeError:
-        raise BenchError(f"{file}: not a text file; a model zoo is a YAML mapping with `models:`") from None
+        raise BenchError(
+            f"{file}: not a text file; a model zoo is a YAML mapping with `models:`"
+        ) from None
     except yaml.YAMLError as e:
-        raise BenchError(f"{file}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        raise BenchError(
+            f"{file}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax"
+        ) from e
     if not isinstance(data, dict):
-        raise BenchError(f"{file}: a model zoo is a mapping with `models:` (and optional `defaults:`)")
+        raise BenchError(
+            f"{file}: a model zoo is a mapping with `models:` (and optional `defaults:`)"
+        )
     if not isinstance(data.get("models", {}), dict):
         raise BenchError(f"{file}: field 'models' must be a mapping of name -> entry")
     return data.get("defaults", {}) or {}, data.get("models", {}) or {}
@@ -125,7 +133,9 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
     for name in raw:
         _check_name(name, files[name])
         # lineage is a fact of one published checkpoint, never inherited
-        resolved = resolve_extends(name, raw, str(files[name]), "models", never_inherited=("lineage",))
+        resolved = resolve_extends(
+            name, raw, str(files[name]), "models", never_inherited=("lineage",)
+        )
         entry = {**defaults, **resolved, "name": name}
         try:
             zoo[name] = ModelSpec.model_validate(entry)
@@ -142,15 +152,19 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 def _check_name(name: Any, file: Path) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise BenchError(f"{file}: models.{name!r}: a model name is lowercase letters, digits, '.', '-' "
-                         "and '_' (no '/', '..', spaces or markup); rename the entry")
+        raise BenchError(
+            f"{file}: models.{name!r}: a model name is lowercase letters, digits, '.', '-' "
+            "and '_' (no '/', '..', spaces or markup); rename the entry"
+        )
 
 
 def _inside(path: Path, root: Path) -> Path:
     """``path`` resolved, refused unless it is an entry of ``root`` (a build deletes what is there)."""
     resolved, top = path.resolve(), root.resolve()
     if resolved.parent != top:
-        raise BenchError(f"model cache path {path} is outside {root}; refusing to build or delete there")
+        raise BenchError(
+            f"model cache path {path} is outside {root}; refusing to build or delete there"
+        )
     return resolved
 
 
@@ -165,7 +179,9 @@ def get_model(name: str) -> ModelSpec:
         return ModelSpec(name=path.name, source="local", path=str(path))
     base, at, rev = name.partition("@")
     if at and not rev:
-        raise BenchError(f"model '{name}': empty revision after '@'; write ORG/NAME@COMMIT or drop the '@'")
+        raise BenchError(
+            f"model '{name}': empty revision after '@'; write ORG/NAME@COMMIT or drop the '@'"
+        )
     spec = zoo.get(base) or _by_hub(zoo).get(base.lower())
     if spec is not None:
         if rev and rev != spec.revision:  # another revision is other weights: its own row
@@ -193,7 +209,10 @@ def _hub_cache() -> Path:
     # read from the environment on every call: huggingface_hub fixes its constants at import
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    home = (
+        os.environ.get("HF_HOME")
+        or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    )
     return Path(home).expanduser() / "hub"
 
 
@@ -216,7 +235,11 @@ def _with_cached_revision(spec: ModelSpec) -> ModelSpec:
     if spec.source != "hub" or not spec.hub:
         return spec
     commit = cached_revision(spec.hub, spec.revision)
-    return spec if commit is None or commit == spec.revision else spec.model_copy(update={"revision": commit})
+    return (
+        spec
+        if commit is None or commit == spec.revision
+        else spec.model_copy(update={"revision": commit})
+    )
 
 
 def model_identity(spec: ModelSpec) -> str:
@@ -259,7 +282,11 @@ def _hf_cached(spec: ModelSpec) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(spec.hub, revision=spec.revision, local_files_only=True, cache_dir=_hub_cache()))
+        return Path(
+            snapshot_download(
+                spec.hub, revision=spec.revision, local_files_only=True, cache_dir=_hub_cache()
+            )
+        )
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
 
@@ -277,11 +304,17 @@ def _local_dir(path: Path) -> Path:
     try:
         data = json.loads(config.read_text())
     except FileNotFoundError:
-        raise BenchError(f"{path}: no config.json; a model directory is what save_pretrained writes") from None
+        raise BenchError(
+            f"{path}: no config.json; a model directory is what save_pretrained writes"
+        ) from None
     except (OSError, ValueError) as e:
-        raise BenchError(f"{config}: not valid JSON ({str(e).splitlines()[0]}); re-save the model") from None
+        raise BenchError(
+            f"{config}: not valid JSON ({str(e).splitlines()[0]}); re-save the model"
+        ) from None
     if not isinstance(data, dict):
-        raise BenchError(f"{config}: not a JSON object; not a transformers model config, re-save the model")
+        raise BenchError(
+            f"{config}: not a JSON object; not a transformers model config, re-save the model"
+        )
     return path
 
 
@@ -302,12 +335,17 @@ def materialize(name: str) -> Path:
         if not (target / COMPLETE).exists():
             if spec.source == "bundled":
                 downloads = cache_dir() / "downloads"
-                _build.atomic_build(target, lambda tmp: _build.build_bundled(spec, tmp, downloads), COMPLETE,
-                                    root=root)
+                _build.atomic_build(
+                    target,
+                    lambda tmp: _build.build_bundled(spec, tmp, downloads),
+                    COMPLETE,
+                    root=root,
+                )
             else:  # tiny models borrow the bundled model's tokenizer
                 tokenizer = materialize("smollm2-135m-instruct")
-                _build.atomic_build(target, lambda tmp: _build.build_tiny(spec, tmp, tokenizer), COMPLETE,
-                                    root=root)
+                _build.atomic_build(
+                    target, lambda tmp: _build.build_tiny(spec, tmp, tokenizer), COMPLETE, root=root
+                )
         return target
     cached = _hf_cached(spec)
     if cached is not None:
@@ -332,8 +370,13 @@ def planner_facts(model: str) -> Path | dict[str, Any]:
     spec = get_model(model)
     if spec.source != "hub" and is_materialized(model):
         return materialize(model)
-    facts = {"name": spec.name, "params": spec.params, "hidden_size": spec.hidden_size,
-             "num_layers": spec.num_layers, "vocab_size": spec.vocab_size}
+    facts = {
+        "name": spec.name,
+        "params": spec.params,
+        "hidden_size": spec.hidden_size,
+        "num_layers": spec.num_layers,
+        "vocab_size": spec.vocab_size,
+    }
     if spec.num_experts:
         facts |= {"num_experts": spec.num_experts, "experts_per_token": spec.experts_per_token or 1}
     missing = [k for k in ("params", "hidden_size", "num_layers") if not facts[k]]

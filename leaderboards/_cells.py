@@ -20,7 +20,7 @@ def num(x: float | None, sign: bool = False) -> str:
 
 
 def deltas(cell: BoardCell, parent: str | None) -> str:
-    """"(Δ base)" for a first stage, "(Δ base / Δ parent)" below it; empty for the base row."""
+    """ "(Δ base)" for a first stage, "(Δ base / Δ parent)" below it; empty for the base row."""
     if parent is None or cell.delta_base is None and cell.delta_parent is None:
         return ""
     if parent == "base" or cell.delta_parent is None:

@@ -28,8 +28,12 @@ def registered(con, name: str, table: pa.Table):
 
 def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
     p = rec.provenance
-    lineage = {"weights_key": rec.weights_key, "parent_weights": rec.parent_weights,
-               "base_weights": rec.base_weights, "parent_stage": rec.parent_stage}
+    lineage = {
+        "weights_key": rec.weights_key,
+        "parent_weights": rec.parent_weights,
+        "base_weights": rec.base_weights,
+        "parent_stage": rec.parent_stage,
+    }
     if rec.weights_key is None:  # written without lineage: by stage names
         lineage = stage_lineage(rec.model_id, rec.stage)
     return {
@@ -68,12 +72,22 @@ def settings_key(rec: RunRecord, task: str) -> str:
     two columns of the board, never one cell hiding the other."""
     inputs = rec.inputs
     if inputs:
-        same = {k: v for k, v in inputs.items() if k not in ("weights", "train", "tasks", "verifiers")}
+        same = {
+            k: v for k, v in inputs.items() if k not in ("weights", "train", "tasks", "verifiers")
+        }
         same["verifiers"] = (inputs.get("verifiers") or {}).get(task)
         return content_key(same, 8)
     t = next(t for t in rec.tasks if t.name == task)  # schema v1: the prompt format it recorded
-    return content_key({"n_shot": t.n_shot, "chat": t.chat_template, "limit": t.limit, "seed": rec.seed,
-                        "backend": rec.backend}, 8)
+    return content_key(
+        {
+            "n_shot": t.n_shot,
+            "chat": t.chat_template,
+            "limit": t.limit,
+            "seed": rec.seed,
+            "backend": rec.backend,
+        },
+        8,
+    )
 
 
 def task_rows(rec: RunRecord) -> list[dict]:

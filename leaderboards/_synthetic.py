@@ -52,11 +52,18 @@ def write_eval_cell(
         rel = None
         if with_samples:
             rows = [
-                {"cell_key": key, "task": name, "doc_id": d, "score": s, "answer": str(int(s * 10)),
-                 "target": "1", "completion": f"<think>step {d}</think> answer {s}",
-                 "meta": {"kind": "parent", "level": d % 5}}
+                {
+                    "cell_key": key,
+                    "task": name,
+                    "doc_id": d,
+                    "score": s,
+                    "answer": str(int(s * 10)),
+                    "target": "1",
+                    "completion": f"<think>step {d}</think> answer {s}",
+                    "meta": {"kind": "parent", "level": d % 5},
+                }
                 for d, s in zip(doc_ids, scores, strict=True)
-            ]  # fmt: skip
+            ]
             path = write_samples(rows, samples_path(results_dir, key, name))
             rel = str(path.relative_to(results_dir))
         results.append(
@@ -71,8 +78,16 @@ def write_eval_cell(
     recipe = [] if stage == "base" else stage.split("+")
     when = _T0 + timedelta(minutes=minutes)
     record = RunRecord(
-        kind="eval", cell_key=key, grid="synthetic", model_id=model, recipe=recipe, stage=stage,
-        tasks=results, backend="hf", started_at=when, finished_at=when,
-    )  # fmt: skip
+        kind="eval",
+        cell_key=key,
+        grid="synthetic",
+        model_id=model,
+        recipe=recipe,
+        stage=stage,
+        tasks=results,
+        backend="hf",
+        started_at=when,
+        finished_at=when,
+    )
     write_record(record, results_dir)
     return record

@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["weight_files", "tensor_shapes", "open_tensor", "LoraFactor", "read_lora", "ADAPTER_CONFIG"]
+__all__ = [
+    "weight_files",
+    "tensor_shapes",
+    "open_tensor",
+    "LoraFactor",
+    "read_lora",
+    "ADAPTER_CONFIG",
+]
 
 INDEX = "model.safetensors.index.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -32,14 +39,20 @@ def weight_files(model_dir: str | Path) -> dict[str, Path]:
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (ValueError, KeyError) as e:
-            raise ValueError(f"{index}: no readable 'weight_map' ({e}); re-download the checkpoint") from None
+            raise ValueError(
+                f"{index}: no readable 'weight_map' ({e}); re-download the checkpoint"
+            ) from None
         missing = {f for f in weight_map.values() if not (d / f).exists()}
         if missing:
-            raise ValueError(f"{index}: shard(s) {sorted(missing)} missing; re-download the checkpoint")
+            raise ValueError(
+                f"{index}: shard(s) {sorted(missing)} missing; re-download the checkpoint"
+            )
         return {name: d / f for name, f in weight_map.items()}
     files = sorted(p for p in d.glob("*.safetensors") if p.name != ADAPTER_WEIGHTS)
     if not files:
-        raise ValueError(f"{d}: no *.safetensors files (a .bin checkpoint? convert it to safetensors)")
+        raise ValueError(
+            f"{d}: no *.safetensors files (a .bin checkpoint? convert it to safetensors)"
+        )
     from safetensors import safe_open
 
     out = {}
@@ -83,7 +96,9 @@ class LoraFactor:
     embedding: bool = False
 
 
-_LORA_KEY = re.compile(r"^(?P<mod>.+?)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.default)?(?:\.weight)?$")
+_LORA_KEY = re.compile(
+    r"^(?P<mod>.+?)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.default)?(?:\.weight)?$"
+)
 
 
 def _pattern_value(patterns: dict, module: str, default):
@@ -94,7 +109,9 @@ def _pattern_value(patterns: dict, module: str, default):
     return default
 
 
-def read_lora(adapter_dir: str | Path, base_names: set[str]) -> tuple[dict[str, LoraFactor], dict[str, str]]:
+def read_lora(
+    adapter_dir: str | Path, base_names: set[str]
+) -> tuple[dict[str, LoraFactor], dict[str, str]]:
     """(base tensor name -> LoRA factors, base tensor name -> replacement tensor key).
 
     The replacements are ``modules_to_save`` copies, stored whole in the adapter file.
@@ -106,17 +123,27 @@ def read_lora(adapter_dir: str | Path, base_names: set[str]) -> tuple[dict[str, 
     try:
         cfg = json.loads((d / ADAPTER_CONFIG).read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{d / ADAPTER_CONFIG}: not a readable peft adapter config ({e})") from None
+        raise ValueError(
+            f"{d / ADAPTER_CONFIG}: not a readable peft adapter config ({e})"
+        ) from None
     if cfg.get("use_dora"):
-        raise ValueError(f"{d / ADAPTER_CONFIG}: use_dora=true is not a plain low-rank ΔW; analyse the merged weights (--merged)")
+        raise ValueError(
+            f"{d / ADAPTER_CONFIG}: use_dora=true is not a plain low-rank ΔW; analyse the merged weights (--merged)"
+        )
     if not (d / ADAPTER_WEIGHTS).exists():
-        raise ValueError(f"{d}: no {ADAPTER_WEIGHTS}; an adapter saved as .bin must be converted to safetensors")
+        raise ValueError(
+            f"{d}: no {ADAPTER_WEIGHTS}; an adapter saved as .bin must be converted to safetensors"
+        )
     r0, alpha0 = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
     rslora = bool(cfg.get("use_rslora"))
 
     def base_name(mod: str) -> str | None:
         mod = mod.removeprefix("base_model.model.")
-        for cand in (f"{mod}.weight", f"model.{mod}.weight", mod.removeprefix("model.") + ".weight"):
+        for cand in (
+            f"{mod}.weight",
+            f"model.{mod}.weight",
+            mod.removeprefix("model.") + ".weight",
+        ):
             if cand in base_names:
                 return cand
         return None
@@ -137,10 +164,16 @@ def read_lora(adapter_dir: str | Path, base_names: set[str]) -> tuple[dict[str, 
     for mod, p in parts.items():
         target = base_name(mod)
         emb = "lora_embedding_A" in p
-        a, b = (p.get("lora_embedding_A"), p.get("lora_embedding_B")) if emb else (p.get("lora_A"), p.get("lora_B"))
+        a, b = (
+            (p.get("lora_embedding_A"), p.get("lora_embedding_B"))
+            if emb
+            else (p.get("lora_A"), p.get("lora_B"))
+        )
         if target is None or a is None or b is None:
-            raise ValueError(f"{d / ADAPTER_WEIGHTS}: LoRA module '{mod}' has no base tensor or lacks A/B; "
-                             "is this adapter for this base model?")
+            raise ValueError(
+                f"{d / ADAPTER_WEIGHTS}: LoRA module '{mod}' has no base tensor or lacks A/B; "
+                "is this adapter for this base model?"
+            )
         short = mod.removeprefix("base_model.model.")
         r = int(_pattern_value(cfg.get("rank_pattern") or {}, short, r0))
         alpha = float(_pattern_value(cfg.get("alpha_pattern") or {}, short, alpha0))

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from leaderboards.weights import MODULE_ORDER
 
-__all__ = ["weights_markdown", "behavior_markdown", "heat_grid", "heatmap_png", "passk_png", "panels_html"]
+__all__ = [
+    "weights_markdown",
+    "behavior_markdown",
+    "heat_grid",
+    "heatmap_png",
+    "passk_png",
+    "panels_html",
+]
 
 
 def _f(x, digits: int = 4) -> str:
@@ -24,31 +31,70 @@ def _f(x, digits: int = 4) -> str:
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows)]  # fmt: skip
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def weights_markdown(doc: dict) -> str:
     tols, s = doc["tolerances"], doc["summary"]
-    out = [f"### Weights: {doc['a']} → {doc['b']}", "",
-           f"{s['n_tensors']} tensors, {s['numel']:,} parameters; Δ in {doc['dtype']} ({doc['mode']}); "
-           f"rel ‖ΔW‖ = {_f(s['rel_norm'])}; sparsity " + ", ".join(f"@{k}: {_f(v)}" for k, v in s["sparsity"].items())
-           + (f"; rank ratio {_f(s['rank_ratio'])}" if s.get("rank_ratio") is not None else ""), ""]  # fmt: skip
-    head = ["", "tensors", "rel ‖ΔW‖", *(f"sparsity@{k}" for k in tols), "rank/min", "σ drift", "overlap"]
+    out = [
+        f"### Weights: {doc['a']} → {doc['b']}",
+        "",
+        f"{s['n_tensors']} tensors, {s['numel']:,} parameters; Δ in {doc['dtype']} ({doc['mode']}); "
+        f"rel ‖ΔW‖ = {_f(s['rel_norm'])}; sparsity "
+        + ", ".join(f"@{k}: {_f(v)}" for k, v in s["sparsity"].items())
+        + (f"; rank ratio {_f(s['rank_ratio'])}" if s.get("rank_ratio") is not None else ""),
+        "",
+    ]
+    head = [
+        "",
+        "tensors",
+        "rel ‖ΔW‖",
+        *(f"sparsity@{k}" for k in tols),
+        "rank/min",
+        "σ drift",
+        "overlap",
+    ]
     for what in ("modules", "layers"):
         key = "module" if what == "modules" else "layer"
-        rows = [[str(g[key]), str(g["n_tensors"]), _f(g["rel_norm"]), *(_f(g["sparsity"][k]) for k in tols),
-                 _f(g["rank_ratio"]), _f(g["spectral_drift"]), _f(g["overlap"])] for g in doc[what]]  # fmt: skip
+        rows = [
+            [
+                str(g[key]),
+                str(g["n_tensors"]),
+                _f(g["rel_norm"]),
+                *(_f(g["sparsity"][k]) for k in tols),
+                _f(g["rank_ratio"]),
+                _f(g["spectral_drift"]),
+                _f(g["overlap"]),
+            ]
+            for g in doc[what]
+        ]
         out += _table([key, *head[1:]], rows) + [""]
     if doc.get("skipped"):
-        out.append(f"skipped: {len(doc['skipped'])} tensor(s), e.g. {doc['skipped'][0]['name']} ({doc['skipped'][0]['reason']})")
+        out.append(
+            f"skipped: {len(doc['skipped'])} tensor(s), e.g. {doc['skipped'][0]['name']} ({doc['skipped'][0]['reason']})"
+        )
     return "\n".join(out) + "\n"
 
 
-_BEHAVIOR_COLS = (("score", "score"), ("pass@1", None), ("pass@n", None), ("reason len", "reasoning_len_mean"),
-                  ("answer len", "answer_len_mean"), ("trunc", "truncation_rate"), ("score done", "score_completed"),
-                  ("distinct", "distinct_answers"), ("entropy", "answer_entropy"), ("conf", "sc_confidence"),
-                  ("ECE", "ece"), ("Brier", "brier"), ("rep", "repetition"))  # fmt: skip
+_BEHAVIOR_COLS = (
+    ("score", "score"),
+    ("pass@1", None),
+    ("pass@n", None),
+    ("reason len", "reasoning_len_mean"),
+    ("answer len", "answer_len_mean"),
+    ("trunc", "truncation_rate"),
+    ("score done", "score_completed"),
+    ("distinct", "distinct_answers"),
+    ("entropy", "answer_entropy"),
+    ("conf", "sc_confidence"),
+    ("ECE", "ece"),
+    ("Brier", "brier"),
+    ("rep", "repetition"),
+)
 
 
 def _behavior_cells(doc: dict) -> list[str]:
@@ -61,19 +107,50 @@ def _behavior_cells(doc: dict) -> list[str]:
 def behavior_markdown(docs: list[dict]) -> str:
     out = [f"### Behaviour ({docs[0]['length_unit']})" if docs else "### Behaviour", ""]
     head = ["model", "stage", "task", "n", *(c for c, _ in _BEHAVIOR_COLS)]
-    out += _table(head, [[d["model_id"], d["stage"], d["task"], str(d["figures"]["samples_per_prompt"]),
-                          *_behavior_cells(d)] for d in docs])  # fmt: skip
+    out += _table(
+        head,
+        [
+            [
+                d["model_id"],
+                d["stage"],
+                d["task"],
+                str(d["figures"]["samples_per_prompt"]),
+                *_behavior_cells(d),
+            ]
+            for d in docs
+        ],
+    )
     for d in docs:
         c = d.get("vs_parent")
         if not c:
             continue
-        out += ["", f"**{d['model_id']}/{d['stage']} vs parent on {d['task']}** ({c['n_shared']} shared prompts; "
-                f"crossover k: {c['crossover_k'] or 'none'})", ""]  # fmt: skip
-        out += _table(["figure", "Δ", "95% CI"], [[k, _f(v["delta"], 3), f"[{_f(v['ci'][0], 3)}, {_f(v['ci'][1], 3)}]"]
-                                                  for k, v in c["deltas"].items()])  # fmt: skip
-        out += [""] + _table(["k", "both", "parent only", "child only", "neither", "McNemar p"],
-                             [[k, str(t["both"]), str(t["parent_only"]), str(t["child_only"]), str(t["neither"]),
-                               _f(t["p"], 3)] for k, t in c["solved_at_k"].items()])  # fmt: skip
+        out += [
+            "",
+            f"**{d['model_id']}/{d['stage']} vs parent on {d['task']}** ({c['n_shared']} shared prompts; "
+            f"crossover k: {c['crossover_k'] or 'none'})",
+            "",
+        ]
+        out += _table(
+            ["figure", "Δ", "95% CI"],
+            [
+                [k, _f(v["delta"], 3), f"[{_f(v['ci'][0], 3)}, {_f(v['ci'][1], 3)}]"]
+                for k, v in c["deltas"].items()
+            ],
+        )
+        out += [""] + _table(
+            ["k", "both", "parent only", "child only", "neither", "McNemar p"],
+            [
+                [
+                    k,
+                    str(t["both"]),
+                    str(t["parent_only"]),
+                    str(t["child_only"]),
+                    str(t["neither"]),
+                    _f(t["p"], 3),
+                ]
+                for k, t in c["solved_at_k"].items()
+            ],
+        )
     return "\n".join(out) + "\n"
 
 
@@ -91,7 +168,11 @@ def heat_grid(tensors: list[dict], field: str = "rel_norm", tol: str | None = No
     for r in rows:
         line = []
         for m in mods:
-            vs = [value(t) for t in tensors if t["layer"] == r and t["module"] == m and value(t) is not None]
+            vs = [
+                value(t)
+                for t in tensors
+                if t["layer"] == r and t["module"] == m and value(t) is not None
+            ]
             line.append(sum(vs) / len(vs) if vs else math.nan)
         grid.append(line)
     return ["-" if r is None else str(r) for r in rows], mods, grid
@@ -127,9 +208,13 @@ def heatmap_png(doc: dict, path: str | Path | None = None) -> bytes:
     tol = doc["tolerances"][0]
     rows, mods, rel = heat_grid(doc["tensors"], "rel_norm")
     _, _, sp = heat_grid(doc["tensors"], "sparsity", tol)
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.9 * len(mods), 1.6 + 0.22 * len(rows)), squeeze=False)
-    for ax, data, title, cmap in ((axes[0][0], np.array(rel), "relative ‖ΔW‖", "viridis"),
-                                  (axes[0][1], 1 - np.array(sp), f"density (|ΔW| > {tol}, {doc['dtype']})", "magma")):  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 2, figsize=(3 + 0.9 * len(mods), 1.6 + 0.22 * len(rows)), squeeze=False
+    )
+    for ax, data, title, cmap in (
+        (axes[0][0], np.array(rel), "relative ‖ΔW‖", "viridis"),
+        (axes[0][1], 1 - np.array(sp), f"density (|ΔW| > {tol}, {doc['dtype']})", "magma"),
+    ):
         im = ax.imshow(data, aspect="auto", cmap=cmap, interpolation="nearest")
         ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
@@ -140,14 +225,18 @@ def heatmap_png(doc: dict, path: str | Path | None = None) -> bytes:
     return _png(fig, path)
 
 
-def passk_png(cmp: dict, path: str | Path | None = None, labels: tuple[str, str] = ("parent", "child")) -> bytes:
+def passk_png(
+    cmp: dict, path: str | Path | None = None, labels: tuple[str, str] = ("parent", "child")
+) -> bytes:
     plt = _plt()
     ks = sorted(int(k) for k in cmp["pass_at_k"])
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
     for who, label in zip(("parent", "child"), labels, strict=True):
         ax.plot(ks, [cmp["pass_at_k"][str(k)][who] for k in ks], marker="o", label=label)
     if cmp.get("crossover_k"):
-        ax.axvline(cmp["crossover_k"], color="0.5", ls=":", label=f"crossover k={cmp['crossover_k']}")
+        ax.axvline(
+            cmp["crossover_k"], color="0.5", ls=":", label=f"crossover k={cmp['crossover_k']}"
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples)")
@@ -160,8 +249,10 @@ def passk_png(cmp: dict, path: str | Path | None = None, labels: tuple[str, str]
 
 def _img(data: bytes, caption: str) -> str:
     b64 = base64.b64encode(data).decode("ascii")
-    return (f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
 
 
 def panels_html(panels: dict | None) -> str:
@@ -175,18 +266,48 @@ def panels_html(panels: dict | None) -> str:
             s = doc["summary"]
             sp = ", ".join(f"@{k}: {_f(v)}" for k, v in s["sparsity"].items())
             label = doc.get("meta", {}).get("label") or f"{doc['a']} → {doc['b']}"
-            out.append(_img(heatmap_png(doc), f"{label}: rel ‖ΔW‖ {_f(s['rel_norm'])}; sparsity {sp} ({doc['dtype']}, {doc['mode']})"))
+            out.append(
+                _img(
+                    heatmap_png(doc),
+                    f"{label}: rel ‖ΔW‖ {_f(s['rel_norm'])}; sparsity {sp} ({doc['dtype']}, {doc['mode']})",
+                )
+            )
         out.append("</div>")
     if panels.get("behavior"):
         docs = panels["behavior"]
-        head = "".join(f"<th>{escape(h)}</th>" for h in ("model", "stage", "task", "n", *(c for c, _ in _BEHAVIOR_COLS)))
-        body = "".join("<tr>" + "".join(f"<td>{escape(str(x))}</td>" for x in
-                       [d["model_id"], d["stage"], d["task"], d["figures"]["samples_per_prompt"], *_behavior_cells(d)])
-                       + "</tr>" for d in docs)  # fmt: skip
-        out.append(f'<h2>Behaviour</h2><table id="behavior"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-        figs = [_img(passk_png(d["vs_parent"], labels=(d["vs_parent"].get("parent_stage", "parent"), d["stage"])),
-                     f"{d['model_id']}/{d['stage']} vs parent, {d['task']}: pass@k (crossover k: {d['vs_parent']['crossover_k'] or 'none'})")
-                for d in docs if d.get("vs_parent") and d["vs_parent"]["pass_at_k"]]  # fmt: skip
+        head = "".join(
+            f"<th>{escape(h)}</th>"
+            for h in ("model", "stage", "task", "n", *(c for c, _ in _BEHAVIOR_COLS))
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{escape(str(x))}</td>"
+                for x in [
+                    d["model_id"],
+                    d["stage"],
+                    d["task"],
+                    d["figures"]["samples_per_prompt"],
+                    *_behavior_cells(d),
+                ]
+            )
+            + "</tr>"
+            for d in docs
+        )
+        out.append(
+            f'<h2>Behaviour</h2><table id="behavior"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        )
+        figs = [
+            _img(
+                passk_png(
+                    d["vs_parent"],
+                    labels=(d["vs_parent"].get("parent_stage", "parent"), d["stage"]),
+                ),
+                f"{d['model_id']}/{d['stage']} vs parent, {d['task']}: pass@k (crossover k: {d['vs_parent']['crossover_k'] or 'none'})",
+            )
+            for d in docs
+            if d.get("vs_parent") and d["vs_parent"]["pass_at_k"]
+        ]
         if figs:
             out.append(f'<div class="plots" id="passk">{"".join(figs)}</div>')
     return "".join(out)

@@ -19,8 +19,15 @@ from pathlib import Path
 
 from leaderboards._rows import insert_rows
 
-__all__ = ["ANALYSIS_DIR", "ANALYSIS_TABLES", "json_safe", "write_analysis", "create_analysis_schema", "ingest_analysis",
-           "board_panels"]  # fmt: skip
+__all__ = [
+    "ANALYSIS_DIR",
+    "ANALYSIS_TABLES",
+    "json_safe",
+    "write_analysis",
+    "create_analysis_schema",
+    "ingest_analysis",
+    "board_panels",
+]
 
 ANALYSIS_DIR = "analysis"
 ANALYSIS_TABLES = """
@@ -81,23 +88,47 @@ def create_analysis_schema(con) -> None:
 
 def _weight_row(doc: dict) -> dict:
     meta, s = doc.get("meta") or {}, doc["summary"]
-    return {"a": doc["a"], "b": doc["b"], "label": meta.get("label"), "model_id": meta.get("model_id"),
-            "stage_a": meta.get("stage_a"), "stage_b": meta.get("stage_b"), "dtype": doc["dtype"],
-            "mode": doc["mode"], "n_tensors": s["n_tensors"], "numel": s["numel"], "rel_norm": s["rel_norm"],
-            "sparsity": json.dumps(s["sparsity"])}  # fmt: skip
+    return {
+        "a": doc["a"],
+        "b": doc["b"],
+        "label": meta.get("label"),
+        "model_id": meta.get("model_id"),
+        "stage_a": meta.get("stage_a"),
+        "stage_b": meta.get("stage_b"),
+        "dtype": doc["dtype"],
+        "mode": doc["mode"],
+        "n_tensors": s["n_tensors"],
+        "numel": s["numel"],
+        "rel_norm": s["rel_norm"],
+        "sparsity": json.dumps(s["sparsity"]),
+    }
 
 
 def _behavior_row(doc: dict) -> dict:
     f, pk = doc["figures"], doc["pass_at_k"]
-    return {"cell_key": doc["cell_key"], "task": doc["task"], "model_id": doc.get("model_id"),
-            "stage": doc.get("stage"), "parent_cell": (doc.get("vs_parent") or {}).get("parent"),
-            "samples_per_prompt": f["samples_per_prompt"], "score": f["score"], "pass_at_1": pk.get("1"),
-            "pass_at_n": pk[max(pk, key=int)] if pk else None, "reasoning_len_mean": f["reasoning_len_mean"],
-            "truncation_rate": f["truncation_rate"], "distinct_answers": f["distinct_answers"],
-            "sc_confidence": f["sc_confidence"], "ece": f["ece"], "repetition": f["repetition"]}  # fmt: skip
+    return {
+        "cell_key": doc["cell_key"],
+        "task": doc["task"],
+        "model_id": doc.get("model_id"),
+        "stage": doc.get("stage"),
+        "parent_cell": (doc.get("vs_parent") or {}).get("parent"),
+        "samples_per_prompt": f["samples_per_prompt"],
+        "score": f["score"],
+        "pass_at_1": pk.get("1"),
+        "pass_at_n": pk[max(pk, key=int)] if pk else None,
+        "reasoning_len_mean": f["reasoning_len_mean"],
+        "truncation_rate": f["truncation_rate"],
+        "distinct_answers": f["distinct_answers"],
+        "sc_confidence": f["sc_confidence"],
+        "ece": f["ece"],
+        "repetition": f["repetition"],
+    }
 
 
-_KINDS = {"weights": ("weight_analysis", _weight_row), "behavior": ("behavior_metrics", _behavior_row)}
+_KINDS = {
+    "weights": ("weight_analysis", _weight_row),
+    "behavior": ("behavior_metrics", _behavior_row),
+}
 
 
 def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
@@ -108,7 +139,14 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
     counts = {"loaded": 0, "unchanged": 0, "removed": 0}
     known = {}
     for table, _ in _KINDS.values():
-        known.update({src: (table, h) for src, h in con.execute(f"SELECT source_path, content_hash FROM {table}").fetchall()})
+        known.update(
+            {
+                src: (table, h)
+                for src, h in con.execute(
+                    f"SELECT source_path, content_hash FROM {table}"
+                ).fetchall()
+            }
+        )
     seen = set()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         kind = path.name.split("-", 1)[0]
@@ -123,14 +161,24 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
         table, to_row = _KINDS[kind]
         try:
             doc = json.loads(data)
-            row = {"source_path": src, "content_hash": digest, **to_row(doc), "doc": json.dumps(doc)}
+            row = {
+                "source_path": src,
+                "content_hash": digest,
+                **to_row(doc),
+                "doc": json.dumps(doc),
+            }
         except (ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"{path}: analysis skipped: {type(e).__name__}: {e}", IngestWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: analysis skipped: {type(e).__name__}: {e}", IngestWarning, stacklevel=2
+            )
             continue
         con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
         insert_rows(con, table, [row])
         counts["loaded"] += 1
-    for src, (table, _) in known.items():  # the folder is the truth: older stores keyed by absolute path too
+    for src, (
+        table,
+        _,
+    ) in known.items():  # the folder is the truth: older stores keyed by absolute path too
         if src not in seen:
             con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
             counts["removed"] += 1
@@ -142,11 +190,20 @@ def board_panels(con, board) -> dict:
     models = sorted({r.model for r in board.rows})
     if not models:
         return {}
-    weights = [json.loads(d) for (d,) in con.execute(
-        "SELECT doc FROM weight_analysis WHERE model_id IS NULL OR list_contains($m, model_id) "
-        "ORDER BY model_id, stage_b, label", {"m": models}).fetchall()]  # fmt: skip
+    weights = [
+        json.loads(d)
+        for (d,) in con.execute(
+            "SELECT doc FROM weight_analysis WHERE model_id IS NULL OR list_contains($m, model_id) "
+            "ORDER BY model_id, stage_b, label",
+            {"m": models},
+        ).fetchall()
+    ]
     cells = sorted({c.cell_key for r in board.rows for c in r.cells.values()})
-    behavior = [json.loads(d) for (d,) in con.execute(
-        "SELECT doc FROM behavior_metrics WHERE list_contains($c, cell_key) ORDER BY model_id, stage, task",
-        {"c": cells}).fetchall()]  # fmt: skip
+    behavior = [
+        json.loads(d)
+        for (d,) in con.execute(
+            "SELECT doc FROM behavior_metrics WHERE list_contains($c, cell_key) ORDER BY model_id, stage, task",
+            {"c": cells},
+        ).fetchall()
+    ]
     return {"weights": weights, "behavior": behavior}

@@ -45,8 +45,19 @@ __all__ = [
 ]
 
 EXTRA_COLUMNS = ("repeat", "gen_tokens", "truncated")
-MEAN_FIGURES = ("reasoning_len", "answer_len", "total_len", "truncated", "score", "distinct",
-                "entropy", "confidence", "modal_correct", "brier", "repetition")  # fmt: skip
+MEAN_FIGURES = (
+    "reasoning_len",
+    "answer_len",
+    "total_len",
+    "truncated",
+    "score",
+    "distinct",
+    "entropy",
+    "confidence",
+    "modal_correct",
+    "brier",
+    "repetition",
+)
 
 
 def load_samples(path: str | Path) -> list[dict]:
@@ -95,8 +106,12 @@ def ece(confidence, correct, bins: int = 10) -> float:
     if conf.size == 0:
         return math.nan
     order = np.argsort(conf, kind="stable")
-    return float(sum(len(b) / conf.size * abs(conf[b].mean() - corr[b].mean())
-                     for b in np.array_split(order, min(bins, conf.size))))  # fmt: skip
+    return float(
+        sum(
+            len(b) / conf.size * abs(conf[b].mean() - corr[b].mean())
+            for b in np.array_split(order, min(bins, conf.size))
+        )
+    )
 
 
 def repetition(text: str | None, n: int = 4) -> float:
@@ -159,12 +174,19 @@ class Behavior:
     length_unit: str
     doc_ids: list[int] = field(default_factory=list)
     per_prompt: dict[str, np.ndarray] = field(default_factory=dict)  # figure -> values by doc_ids
-    solved: dict[int, np.ndarray] = field(default_factory=dict)  # k -> any of the first k samples right
+    solved: dict[int, np.ndarray] = field(
+        default_factory=dict
+    )  # k -> any of the first k samples right
     n_per_prompt: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {"cell_key": self.cell_key, "task": self.task, "length_unit": self.length_unit,
-                "figures": self.figures, "pass_at_k": {str(k): v for k, v in self.pass_at.items()}}  # fmt: skip
+        return {
+            "cell_key": self.cell_key,
+            "task": self.task,
+            "length_unit": self.length_unit,
+            "figures": self.figures,
+            "pass_at_k": {str(k): v for k, v in self.pass_at.items()},
+        }
 
 
 def _lengths(s: dict) -> tuple[float, float]:
@@ -217,7 +239,9 @@ def behavior(rows: list[dict], *, ngram: int = 4, ks: list[int] | None = None) -
         per["confidence"].append(conf)
         per["modal_correct"].append(modal_ok)
         per["brier"].append((conf - modal_ok) ** 2)
-        per["repetition"].append(float(np.mean([repetition(s.get("completion"), ngram) for s in group])))
+        per["repetition"].append(
+            float(np.mean([repetition(s.get("completion"), ngram) for s in group]))
+        )
         for k in ks:
             ok = k <= len(group)
             pass_at[k].append(pass_at_k(len(group), sum(correct), k) if ok else math.nan)
@@ -226,7 +250,9 @@ def behavior(rows: list[dict], *, ngram: int = 4, ks: list[int] | None = None) -
     done = [float(s["score"]) for s in flat if s.get("truncated") is False]
     has_trunc = all(s.get("truncated") is not None for s in flat)
     figures = {
-        "n_prompts": len(doc_ids), "n_samples": len(flat), "samples_per_prompt": int(n.max()),
+        "n_prompts": len(doc_ids),
+        "n_samples": len(flat),
+        "samples_per_prompt": int(n.max()),
         "score": _stat(float(s["score"]) for s in flat),
         "reasoning_len_mean": float(np.mean([x[0] for x in lens])),
         "reasoning_len_median": float(np.median([x[0] for x in lens])),
@@ -234,20 +260,32 @@ def behavior(rows: list[dict], *, ngram: int = 4, ks: list[int] | None = None) -
         "answer_len_median": float(np.median([x[1] for x in lens])),
         "truncation_rate": _stat(float(bool(s["truncated"])) for s in flat) if has_trunc else None,
         "score_completed": (_stat(done) if done else None) if has_trunc else None,
-        "distinct_answers": _stat(per["distinct"]), "answer_entropy": _stat(per["entropy"]),
-        "sc_confidence": _stat(per["confidence"]), "sc_accuracy": _stat(per["modal_correct"]),
-        "ece": ece(per["confidence"], per["modal_correct"]), "brier": _stat(per["brier"]),
-        "repetition": _stat(per["repetition"]), "repetition_n": ngram,
-    }  # fmt: skip
-    unit = ("tokens (gen_tokens; reasoning/answer split by character share)"
-            if all(s.get("gen_tokens") is not None for s in flat) else "words (whitespace; no gen_tokens)")  # fmt: skip
+        "distinct_answers": _stat(per["distinct"]),
+        "answer_entropy": _stat(per["entropy"]),
+        "sc_confidence": _stat(per["confidence"]),
+        "sc_accuracy": _stat(per["modal_correct"]),
+        "ece": ece(per["confidence"], per["modal_correct"]),
+        "brier": _stat(per["brier"]),
+        "repetition": _stat(per["repetition"]),
+        "repetition_n": ngram,
+    }
+    unit = (
+        "tokens (gen_tokens; reasoning/answer split by character share)"
+        if all(s.get("gen_tokens") is not None for s in flat)
+        else "words (whitespace; no gen_tokens)"
+    )
     return Behavior(
-        cell_key=str(rows[0].get("cell_key", "")), task=str(rows[0].get("task", "")), figures=figures,
-        pass_at={k: _stat(v) for k, v in pass_at.items()}, length_unit=unit, doc_ids=doc_ids,
+        cell_key=str(rows[0].get("cell_key", "")),
+        task=str(rows[0].get("task", "")),
+        figures=figures,
+        pass_at={k: _stat(v) for k, v in pass_at.items()},
+        length_unit=unit,
+        doc_ids=doc_ids,
         per_prompt={f: np.asarray(v, float) for f, v in per.items()}
         | {f"pass@{k}": np.asarray(v, float) for k, v in pass_at.items()},
-        solved={k: np.asarray(v, float) for k, v in solved.items()}, n_per_prompt=n,
-    )  # fmt: skip
+        solved={k: np.asarray(v, float) for k, v in solved.items()},
+        n_per_prompt=n,
+    )
 
 
 def _ece_delta(pc, pm, cc, cm, n_boot: int, seed: int, alpha: float) -> dict:
@@ -261,13 +299,19 @@ def _ece_delta(pc, pm, cc, cm, n_boot: int, seed: int, alpha: float) -> dict:
     return {"delta": d, "ci": [float(lo), float(hi)]}
 
 
-def compare_behavior(parent: Behavior, child: Behavior, *, seed: int = 0, n_boot: int = 2000,
-                     alpha: float = 0.05) -> dict:
+def compare_behavior(
+    parent: Behavior, child: Behavior, *, seed: int = 0, n_boot: int = 2000, alpha: float = 0.05
+) -> dict:
     """Child minus parent over shared prompts: Δ with paired bootstrap CIs, solved tables, crossover."""
     shared = sorted(set(parent.doc_ids) & set(child.doc_ids))
     if not shared:
-        raise ValueError(f"cells {parent.cell_key} and {child.cell_key} share no doc_id on task {child.task}")
-    ip, ic = np.searchsorted(parent.doc_ids, shared), np.searchsorted(child.doc_ids, shared)  # both sorted
+        raise ValueError(
+            f"cells {parent.cell_key} and {child.cell_key} share no doc_id on task {child.task}"
+        )
+    ip, ic = (
+        np.searchsorted(parent.doc_ids, shared),
+        np.searchsorted(child.doc_ids, shared),
+    )  # both sorted
     deltas = {}
     for f in [f for f in child.per_prompt if f in parent.per_prompt]:
         a, b = parent.per_prompt[f][ip], child.per_prompt[f][ic]
@@ -276,9 +320,15 @@ def compare_behavior(parent: Behavior, child: Behavior, *, seed: int = 0, n_boot
             continue
         pb = paired_bootstrap(a[ok], b[ok], alpha=alpha, n_boot=n_boot, seed=seed)
         deltas[f] = {"delta": pb.diff, "ci": list(pb.ci), "p": pb.p_value}
-    deltas["ece"] = _ece_delta(parent.per_prompt["confidence"][ip], parent.per_prompt["modal_correct"][ip],
-                               child.per_prompt["confidence"][ic], child.per_prompt["modal_correct"][ic],
-                               min(n_boot, 1000), seed, alpha)  # fmt: skip
+    deltas["ece"] = _ece_delta(
+        parent.per_prompt["confidence"][ip],
+        parent.per_prompt["modal_correct"][ip],
+        child.per_prompt["confidence"][ic],
+        child.per_prompt["modal_correct"][ic],
+        min(n_boot, 1000),
+        seed,
+        alpha,
+    )
     tables = {}
     for k in sorted(set(parent.solved) & set(child.solved)):
         a, b = parent.solved[k][ip], child.solved[k][ic]
@@ -287,14 +337,28 @@ def compare_behavior(parent: Behavior, child: Behavior, *, seed: int = 0, n_boot
             continue
         a, b = a[ok].astype(bool), b[ok].astype(bool)
         m = mcnemar(a, b, alpha)
-        tables[k] = {"both": int((a & b).sum()), "parent_only": int((a & ~b).sum()),
-                     "child_only": int((~a & b).sum()), "neither": int((~a & ~b).sum()), "p": m.p_value}  # fmt: skip
-    pk = {k: (parent.pass_at[k], child.pass_at[k]) for k in sorted(set(parent.pass_at) & set(child.pass_at))
-          if parent.pass_at[k] is not None and child.pass_at[k] is not None}  # fmt: skip
-    return {"parent": parent.cell_key, "child": child.cell_key, "task": child.task, "n_shared": len(shared),
-            "deltas": deltas, "solved_at_k": {str(k): v for k, v in tables.items()},
-            "pass_at_k": {str(k): {"parent": a, "child": b} for k, (a, b) in pk.items()},
-            "crossover_k": crossover_k(pk)}  # fmt: skip
+        tables[k] = {
+            "both": int((a & b).sum()),
+            "parent_only": int((a & ~b).sum()),
+            "child_only": int((~a & b).sum()),
+            "neither": int((~a & ~b).sum()),
+            "p": m.p_value,
+        }
+    pk = {
+        k: (parent.pass_at[k], child.pass_at[k])
+        for k in sorted(set(parent.pass_at) & set(child.pass_at))
+        if parent.pass_at[k] is not None and child.pass_at[k] is not None
+    }
+    return {
+        "parent": parent.cell_key,
+        "child": child.cell_key,
+        "task": child.task,
+        "n_shared": len(shared),
+        "deltas": deltas,
+        "solved_at_k": {str(k): v for k, v in tables.items()},
+        "pass_at_k": {str(k): {"parent": a, "child": b} for k, (a, b) in pk.items()},
+        "crossover_k": crossover_k(pk),
+    }
 
 
 def crossover_k(curves: dict[int, tuple[float, float]]) -> int | None:

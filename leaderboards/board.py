@@ -36,7 +36,9 @@ SIG_BASE = "*"
 SIG_PARENT = "†"
 TRUNCATED = "‡"
 LOOPING = "↻"  # any sample that ends in a degenerate loop (a broken stage, not a hard task)
-TRUNCATION_LIMIT = 0.05  # a cell with more cap-hitting samples than this is marked: its score is cut short
+TRUNCATION_LIMIT = (
+    0.05  # a cell with more cap-hitting samples than this is marked: its score is cut short
+)
 
 
 def task_label(task: str, version: str) -> str:
@@ -87,15 +89,26 @@ class BoardCell:
 
     @property
     def marks(self) -> str:
-        truncated = TRUNCATED if self.truncated is not None and self.truncated > TRUNCATION_LIMIT else ""
+        truncated = (
+            TRUNCATED if self.truncated is not None and self.truncated > TRUNCATION_LIMIT else ""
+        )
         loops = LOOPING if self.looping else ""
-        return (SIG_BASE if self.sig_base else "") + (SIG_PARENT if self.sig_parent else "") + truncated + loops
+        return (
+            (SIG_BASE if self.sig_base else "")
+            + (SIG_PARENT if self.sig_parent else "")
+            + truncated
+            + loops
+        )
 
     @property
     def tails(self) -> str:
         """The shares behind ‡ and ↻, shown whenever any sample hit the cap or looped
         (``cut 78%``, ``cut 5% loop 10%``): a mark alone does not say how much to trust a value."""
-        parts = [f"{name} {share:.0%}" for name, share in (("cut", self.truncated), ("loop", self.looping)) if share]
+        parts = [
+            f"{name} {share:.0%}"
+            for name, share in (("cut", self.truncated), ("loop", self.looping))
+            if share
+        ]
         return " ".join(parts)
 
 
@@ -114,7 +127,9 @@ class Board:
     columns: list[Column]
     rows: list[BoardRow]
     alpha: float = 0.05
-    analysis: dict | None = None  # bench analyze's panels, attached for HTML (analysis_store.board_panels)
+    analysis: dict | None = (
+        None  # bench analyze's panels, attached for HTML (analysis_store.board_panels)
+    )
 
     @property
     def legend(self) -> list[str]:
@@ -171,24 +186,58 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
     ).fetchall()
     rows = [r for r in every if _keep(r, models, methods, tasks)]
     if every and not rows:  # an empty board would read as "no results", not "a filter typo"
-        asked = " ".join(f"--{k} {','.join(v)}" for k, v in
-                         (("model", models), ("method", methods), ("task", tasks)) if v)  # fmt: skip
-        warnings.warn(f"no leaderboard rows match {asked}; models: "
-                      f"{', '.join(sorted({r[0] for r in every}))}; tasks: "
-                      f"{', '.join(sorted({r[4] for r in every}))}", stacklevel=2)  # fmt: skip
+        asked = " ".join(
+            f"--{k} {','.join(v)}"
+            for k, v in (("model", models), ("method", methods), ("task", tasks))
+            if v
+        )
+        warnings.warn(
+            f"no leaderboard rows match {asked}; models: "
+            f"{', '.join(sorted({r[0] for r in every}))}; tasks: "
+            f"{', '.join(sorted({r[4] for r in every}))}",
+            stacklevel=2,
+        )
     pvals = _paired_pvalues(con, rows)
     columns: dict[str, Column] = {}
     board_rows: dict[tuple[str, str, str], BoardRow] = {}
     variants: dict[tuple[str, str], set[str]] = {}
     for r in rows:
         variants.setdefault((r[0], r[1]), set()).add(r[17])
-    for (model, stage, depth, parent, task, version, label, metric, hib, value, se, n,
-         cell, base_cell, d_base, parent_cell, d_parent, weights, parent_w, base_w, trunc, loops) in rows:  # fmt: skip
+    for (
+        model,
+        stage,
+        depth,
+        parent,
+        task,
+        version,
+        label,
+        metric,
+        hib,
+        value,
+        se,
+        n,
+        cell,
+        base_cell,
+        d_base,
+        parent_cell,
+        d_parent,
+        weights,
+        parent_w,
+        base_w,
+        trunc,
+        loops,
+    ) in rows:
         columns.setdefault(label, Column(label, task, version, metric, bool(hib)))
         # Two sets of weights under one (model, stage) label (a changed config, a re-trained
         # stage) are two rows, told apart by their weights key: nothing is hidden.
-        shown = stage if len(variants[(model, stage)]) == 1 else f"{stage} #{weights.rsplit('#', 1)[-1][:6]}"
-        row = board_rows.setdefault((model, stage, weights), BoardRow(model, shown, depth, parent, weights=weights))
+        shown = (
+            stage
+            if len(variants[(model, stage)]) == 1
+            else f"{stage} #{weights.rsplit('#', 1)[-1][:6]}"
+        )
+        row = board_rows.setdefault(
+            (model, stage, weights), BoardRow(model, shown, depth, parent, weights=weights)
+        )
         row.cells[label] = BoardCell(
             value=value,
             stderr=None if se is None or math.isnan(se) else se,

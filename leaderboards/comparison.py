@@ -71,13 +71,21 @@ class Comparison:
         for t in self.tasks:
             m = t.mcnemar
             star = "*" if t.p_value < self.alpha else ""
-            out.append((
-                task_label(t.task, t.version), str(t.n_shared), f"{t.mean_a:.4f}", f"{t.mean_b:.4f}",
-                f"{t.diff:+.4f}", f"[{t.diff_ci[0]:+.3f}, {t.diff_ci[1]:+.3f}]",
-                f"{t.p_value:.4g}{star}", "McNemar" if t.binary else "paired bootstrap",
-                str(m.b_wins), str(m.a_wins),
-                f"{_f(m.odds_ratio)} [{_f(m.odds_ratio_ci[0])}, {_f(m.odds_ratio_ci[1])}]",
-            ))  # fmt: skip
+            out.append(
+                (
+                    task_label(t.task, t.version),
+                    str(t.n_shared),
+                    f"{t.mean_a:.4f}",
+                    f"{t.mean_b:.4f}",
+                    f"{t.diff:+.4f}",
+                    f"[{t.diff_ci[0]:+.3f}, {t.diff_ci[1]:+.3f}]",
+                    f"{t.p_value:.4g}{star}",
+                    "McNemar" if t.binary else "paired bootstrap",
+                    str(m.b_wins),
+                    str(m.a_wins),
+                    f"{_f(m.odds_ratio)} [{_f(m.odds_ratio_ci[0])}, {_f(m.odds_ratio_ci[1])}]",
+                )
+            )
         return out
 
     def to_table(self):
@@ -143,15 +151,17 @@ class _DB:
     def resolve(self, prefix: str) -> tuple[str, str]:
         rows = self.con.execute(
             "SELECT cell_key, model_id || ' / ' || stage FROM records "
-            "WHERE kind = 'eval' AND starts_with(cell_key, ?)", [prefix]
-        ).fetchall()  # fmt: skip
+            "WHERE kind = 'eval' AND starts_with(cell_key, ?)",
+            [prefix],
+        ).fetchall()
         return _one(prefix, rows, "the leaderboard database")
 
     def tasks(self, key: str) -> dict[str, _Task]:
         rows = self.con.execute(
             "SELECT task, task_version, metric, value FROM task_results "
-            "WHERE cell_key = ? AND kind = 'eval' AND is_primary", [key]
-        ).fetchall()  # fmt: skip
+            "WHERE cell_key = ? AND kind = 'eval' AND is_primary",
+            [key],
+        ).fetchall()
         return {t: _Task(v, m, x) for t, v, m, x in rows}
 
     def samples(self, key: str, task: str) -> dict[str, np.ndarray]:
@@ -184,8 +194,14 @@ class _Files:
 
     def tasks(self, key: str) -> dict[str, _Task]:
         rec = self.records[key][1]
-        return {t.name: _Task(t.version, t.primary_metric, t.metrics[t.primary_metric].value
-                              if t.primary_metric in t.metrics else None) for t in rec.tasks}  # fmt: skip
+        return {
+            t.name: _Task(
+                t.version,
+                t.primary_metric,
+                t.metrics[t.primary_metric].value if t.primary_metric in t.metrics else None,
+            )
+            for t in rec.tasks
+        }
 
     def samples(self, key: str, task: str) -> dict[str, np.ndarray]:
         from leaderboards.samples import read_samples, resolve_samples_file
@@ -230,9 +246,15 @@ def _source(src):
 
 
 def compare(
-    db_or_results, cell_a: str, cell_b: str, task: str | None = None,
-    *, alpha: float = 0.05, n_boot: int = 10_000, seed: int = 0,
-) -> Comparison:  # fmt: skip
+    db_or_results,
+    cell_a: str,
+    cell_b: str,
+    task: str | None = None,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> Comparison:
     """Compare two eval cells (B against A) on every shared task, or only ``task``."""
     src, owned = _source(db_or_results)
     try:
@@ -240,8 +262,10 @@ def compare(
         ta, tb = src.tasks(ka), src.tasks(kb)
         if task is not None and task not in ta and task not in tb:  # else: exit 0, empty tables
             known = sorted(set(ta) | set(tb))
-            raise ValueError(f"--task {task}: neither cell has it{closest(task, known)}; "
-                             f"their tasks: {', '.join(known) or 'none'}")
+            raise ValueError(
+                f"--task {task}: neither cell has it{closest(task, known)}; "
+                f"their tasks: {', '.join(known) or 'none'}"
+            )
         comp = Comparison(ka, kb, f"{la} [{ka[:12]}]", f"{lb} [{kb[:12]}]", alpha=alpha)
         names = sorted(set(ta) | set(tb)) if task is None else [task]
         for name in names:
@@ -255,8 +279,16 @@ def compare(
                     (name, f"versions differ ({ta[name].version} vs {tb[name].version})")
                 )
                 continue
-            tc = _paired(name, ta[name], tb[name], src.samples(ka, name), src.samples(kb, name),
-                         alpha, n_boot, seed)  # fmt: skip
+            tc = _paired(
+                name,
+                ta[name],
+                tb[name],
+                src.samples(ka, name),
+                src.samples(kb, name),
+                alpha,
+                n_boot,
+                seed,
+            )
             if tc is None:
                 comp.skipped.append((name, "no shared doc_ids in per-sample rows"))
             else:
@@ -278,8 +310,17 @@ def _paired(name, ta: _Task, tb: _Task, sa, sb, alpha, n_boot, seed) -> TaskComp
     binary = bool(np.isin(a_score, (0.0, 1.0)).all() and np.isin(b_score, (0.0, 1.0)).all())
     boot = paired_bootstrap(a_score, b_score, alpha=alpha, n_boot=n_boot, seed=seed)
     return TaskComparison(
-        task=name, version=ta.version, metric=ta.metric, value_a=ta.value, value_b=tb.value,
-        n_shared=int(shared.size), mean_a=float(a_score.mean()), mean_b=float(b_score.mean()),
-        diff=boot.diff, diff_ci=boot.ci, binary=binary,
-        mcnemar=mcnemar(a_ok, b_ok, alpha=alpha), bootstrap=boot,
-    )  # fmt: skip
+        task=name,
+        version=ta.version,
+        metric=ta.metric,
+        value_a=ta.value,
+        value_b=tb.value,
+        n_shared=int(shared.size),
+        mean_a=float(a_score.mean()),
+        mean_b=float(b_score.mean()),
+        diff=boot.diff,
+        diff_ci=boot.ci,
+        binary=binary,
+        mcnemar=mcnemar(a_ok, b_ok, alpha=alpha),
+        bootstrap=boot,
+    )

@@ -185,8 +185,10 @@ def _trajectory_plots(board: Board, plt) -> list[tuple[str, str]]:
             for i, c in enumerate(cols)
         ]
         if len(chains) > 1:
-            handles += [Line2D([], [], color="0.3", ls=styles[k], label=" → ".join(ch[-1:]) or "base")
-                        for k, ch in enumerate(chains)]  # fmt: skip
+            handles += [
+                Line2D([], [], color="0.3", ls=styles[k], label=" → ".join(ch[-1:]) or "base")
+                for k, ch in enumerate(chains)
+            ]
         ax.set_xticks(range(depth + 1), ["base"] + [f"stage {d}" for d in range(1, depth + 1)])
         ax.set_xlabel("recipe depth")
         ax.set_title(f"{model}: trajectory over stages")

@@ -38,8 +38,13 @@ def provenance_lines(records: list, now: datetime | None = None) -> list[str]:
 
     commit, dirty = git_state()
     commits = sorted({r.provenance.git_commit[:12] for r in records if r.provenance.git_commit})
-    digests = sorted({r.provenance.container_digest or r.provenance.container_image
-                      for r in records if r.provenance.container_digest or r.provenance.container_image})
+    digests = sorted(
+        {
+            r.provenance.container_digest or r.provenance.container_image
+            for r in records
+            if r.provenance.container_digest or r.provenance.container_image
+        }
+    )
     return [
         f"bench {_bench_version()}, published from commit {(commit or 'unknown')[:12]}{' (dirty)' if dirty else ''}",
         f"records from commits: {', '.join(commits) or 'unknown'}",
@@ -50,11 +55,16 @@ def provenance_lines(records: list, now: datetime | None = None) -> list[str]:
 
 def _views(con) -> list[tuple[str, list[str] | None]]:
     """(file stem, task filter): the whole board, then one view per task."""
-    tasks = [r[0] for r in con.execute("SELECT DISTINCT task FROM leaderboard_long ORDER BY task").fetchall()]
+    tasks = [
+        r[0]
+        for r in con.execute("SELECT DISTINCT task FROM leaderboard_long ORDER BY task").fetchall()
+    ]
     return [("leaderboard", None)] + [(t, [t]) for t in tasks]
 
 
-def publish(results_dir: str | Path, out_dir: str | Path, db_path: str | Path | None = None) -> list[Path]:
+def publish(
+    results_dir: str | Path, out_dir: str | Path, db_path: str | Path | None = None
+) -> list[Path]:
     """Write the site; returns the files written (the folder is refreshed, never appended to)."""
     results_dir, out = Path(results_dir), Path(out_dir)
     db = Path(db_path) if db_path is not None else default_db_path(results_dir)
@@ -82,8 +92,10 @@ def publish(results_dir: str | Path, out_dir: str | Path, db_path: str | Path | 
         con.close()
     links = "".join(f'<a href="views/{p.name}">{html.escape(p.name)}</a> ' for p in written)
     foot = "".join(f"<div>{html.escape(line)}</div>" for line in footer)
-    extra = (f'<footer class="provenance"><h2>Downloads</h2><div>{links}<a href="records.json">records.json</a>'
-             f'</div><h2>Provenance</h2>{foot}</footer>')
+    extra = (
+        f'<footer class="provenance"><h2>Downloads</h2><div>{links}<a href="records.json">records.json</a>'
+        f"</div><h2>Provenance</h2>{foot}</footer>"
+    )
     written.append(_write(out / "index.html", page.replace("</body>", extra + "</body>", 1)))
     for p in paths:
         shutil.copyfile(p, out / "records" / p.name)

@@ -52,11 +52,17 @@ class TaskResult(BaseModel):
     chat_template: bool = True
     limit: int | None = None
     samples_file: str | None = None  # Parquet of per-sample rows, relative to the results dir
-    repeats_file: str | None = None  # with repeats > 1: every sample of every prompt (samples_file: the first)
-    settings: str | None = None  # short label of the eval settings (limit, shots, template, sampling)
+    repeats_file: str | None = (
+        None  # with repeats > 1: every sample of every prompt (samples_file: the first)
+    )
+    settings: str | None = (
+        None  # short label of the eval settings (limit, shots, template, sampling)
+    )
     truncated: float | None = None  # share of samples that hit the generation cap
     score_completed: float | None = None  # primary metric over samples that did not hit the cap
-    looping: float | None = None  # share of samples that end in a degenerate loop (leaderboards.behavior.looping)
+    looping: float | None = (
+        None  # share of samples that end in a degenerate loop (leaderboards.behavior.looping)
+    )
 
 
 class Provenance(BaseModel):
@@ -133,13 +139,20 @@ def stage_lineage(model: str, stage: str, prefix: str = "") -> dict[str, str | N
     """Lineage by stage names, for records that carry none (schema v1, synthetic cells): a row is
     (model, stage) and its parent drops the last method of the stage."""
     parent = None if stage == "base" else stage.rsplit("+", 1)[0] if "+" in stage else "base"
-    return {"weights_key": f"{prefix}{model}/{stage}",
-            "parent_weights": f"{prefix}{model}/{parent}" if parent else None,
-            "base_weights": f"{prefix}{model}/base", "parent_stage": parent}
+    return {
+        "weights_key": f"{prefix}{model}/{stage}",
+        "parent_weights": f"{prefix}{model}/{parent}" if parent else None,
+        "base_weights": f"{prefix}{model}/base",
+        "parent_stage": parent,
+    }
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    return {**data, "schema_version": 2, **stage_lineage(data["model_id"], data.get("stage", "base"), "v1:")}
+    return {
+        **data,
+        "schema_version": 2,
+        **stage_lineage(data["model_id"], data.get("stage", "base"), "v1:"),
+    }
 
 
 _UPGRADES = {1: _v1_to_v2}  # each schema version adds one step here (never edit old steps)

@@ -27,7 +27,11 @@ def _cell_text(cell: BoardCell | None, parent: str | None, pm: str = "±") -> st
         return _DASH
     se = f" {pm} {_num(cell.stderr)}" if cell.stderr is not None else ""
     d = _deltas(cell, parent)
-    return f"{_num(cell.value)}{se}{cell.marks}" + (f" {d}" if d else "") + (f" {cell.tails}" if cell.tails else "")
+    return (
+        f"{_num(cell.value)}{se}{cell.marks}"
+        + (f" {d}" if d else "")
+        + (f" {cell.tails}" if cell.tails else "")
+    )
 
 
 def to_rich(board: Board, stacked: bool = False, short: dict[str, str] | None = None):
@@ -82,12 +86,18 @@ def to_terminal(board: Board) -> str:
     stacked = sum(widths) + 3 * len(widths) + 1 > TERMINAL_WIDTH
     short = {}
     if stacked:
-        widths = widths[:2] + [max([len(h), *(len(ln) for t in texts for ln in t[i].split(" (", 1))])
-                               for i, h in enumerate(heads) if i >= 2]
+        widths = widths[:2] + [
+            max([len(h), *(len(ln) for t in texts for ln in t[i].split(" (", 1))])
+            for i, h in enumerate(heads)
+            if i >= 2
+        ]
         if sum(widths) + 3 * len(widths) + 1 > TERMINAL_WIDTH:
             short = {c.label: f"t{i + 1}" for i, c in enumerate(board.columns)}
-    width = max(80, min(TERMINAL_WIDTH, sum(widths) + 3 * len(widths) + 1)) if stacked else \
-        max(80, sum(widths) + 3 * len(widths) + 1)
+    width = (
+        max(80, min(TERMINAL_WIDTH, sum(widths) + 3 * len(widths) + 1))
+        if stacked
+        else max(80, sum(widths) + 3 * len(widths) + 1)
+    )
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
     console.print(to_rich(board, stacked=stacked, short=short))
     return console.file.getvalue()
@@ -126,8 +136,18 @@ def to_markdown(board: Board) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(s: str) -> str:
@@ -138,7 +158,10 @@ def _tex_cell(cell: BoardCell | None, parent: str | None) -> str:
     if cell is None:
         return "--"
     se = rf" $\pm$ {_num(cell.stderr)}" if cell.stderr is not None else ""
-    marks = "".join({"*": "*", "†": r"\dagger", "‡": r"\ddagger", "↻": r"\circlearrowleft"}[m] for m in cell.marks)
+    marks = "".join(
+        {"*": "*", "†": r"\dagger", "‡": r"\ddagger", "↻": r"\circlearrowleft"}[m]
+        for m in cell.marks
+    )
     sup = f"$^{{{marks}}}$" if marks else ""
     d = _deltas(cell, parent)
     tails = rf" {{\scriptsize {latex_escape(cell.tails)}}}" if cell.tails else ""
@@ -162,8 +185,15 @@ def to_latex(board: Board) -> str:
         cells = [_tex_cell(row.cells.get(c.label), row.parent) for c in board.columns]
         out.append(" & ".join([latex_escape(row.model), latex_escape(row.stage), *cells]) + r" \\")
     out.append(r"\bottomrule")
-    legend = "; ".join(latex_escape(x).replace("±", r"$\pm$").replace("†", r"$\dagger$").replace("‡", r"$\ddagger$").replace("↻", r"$\circlearrowleft$")
-                       .replace("Δ", r"$\Delta$") for x in board.legend)  # fmt: skip
+    legend = "; ".join(
+        latex_escape(x)
+        .replace("±", r"$\pm$")
+        .replace("†", r"$\dagger$")
+        .replace("‡", r"$\ddagger$")
+        .replace("↻", r"$\circlearrowleft$")
+        .replace("Δ", r"$\Delta$")
+        for x in board.legend
+    )
     out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\scriptsize {legend}}} \\")
     out.append(r"\end{tabular}")
     return "\n".join(out) + "\n"

@@ -54,8 +54,19 @@ SAMPLES_SCHEMA = pa.schema(
     ]
 )
 # Columns the DuckDB store keeps; the rest stay in the Parquet files for `bench analyze`.
-STORED_FIELDS = ("cell_key", "task", "doc_id", "score", "correct", "answer", "target", "completion",
-                 "prompt", "logprob", "meta")
+STORED_FIELDS = (
+    "cell_key",
+    "task",
+    "doc_id",
+    "score",
+    "correct",
+    "answer",
+    "target",
+    "completion",
+    "prompt",
+    "logprob",
+    "meta",
+)
 _REQUIRED = ("cell_key", "task", "doc_id", "score")
 
 

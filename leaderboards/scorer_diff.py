@@ -58,14 +58,24 @@ class ScorerDiff:
     marks: list[MarkChange] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"{len(self.pairs)} re-scored records; {len(self.flips)} flipped samples, "
-                 f"{len(self.ranks)} rank changes, {len(self.marks)} significance marks changed"]
-        lines += [f"flip {f.cell} {f.task} doc {f.doc_id}: {f.old_answer!r} -> {f.new_answer!r} "
-                  f"(now {'right' if f.now_correct else 'wrong'})" for f in self.flips]
-        lines += [f"rank {r.cell} {r.task}: {r.old_rank} -> {r.new_rank} ({r.old_value:.4f} -> {r.new_value:.4f})"
-                  for r in self.ranks]
-        lines += [f"mark {m.mark} {m.cell} {m.task}: {'appeared' if m.appeared else 'vanished'} "
-                  f"(p {_p(m.p_old)} -> {_p(m.p_new)})" for m in self.marks]
+        lines = [
+            f"{len(self.pairs)} re-scored records; {len(self.flips)} flipped samples, "
+            f"{len(self.ranks)} rank changes, {len(self.marks)} significance marks changed"
+        ]
+        lines += [
+            f"flip {f.cell} {f.task} doc {f.doc_id}: {f.old_answer!r} -> {f.new_answer!r} "
+            f"(now {'right' if f.now_correct else 'wrong'})"
+            for f in self.flips
+        ]
+        lines += [
+            f"rank {r.cell} {r.task}: {r.old_rank} -> {r.new_rank} ({r.old_value:.4f} -> {r.new_value:.4f})"
+            for r in self.ranks
+        ]
+        lines += [
+            f"mark {m.mark} {m.cell} {m.task}: {'appeared' if m.appeared else 'vanished'} "
+            f"(p {_p(m.p_old)} -> {_p(m.p_new)})"
+            for m in self.marks
+        ]
         return "\n".join(lines)
 
 
@@ -79,7 +89,11 @@ def _label(rec: RunRecord) -> str:
 
 def _correct(results_dir: Path, rec: RunRecord, task: str) -> dict[int, dict]:
     t = next((t for t in rec.tasks if t.name == task), None)
-    path = resolve_samples_file(results_dir, record_path(results_dir, rec), t.samples_file) if t and t.samples_file else None
+    path = (
+        resolve_samples_file(results_dir, record_path(results_dir, rec), t.samples_file)
+        if t and t.samples_file
+        else None
+    )
     if path is None:
         return {}
     return {r["doc_id"]: r for r in read_samples(path).to_pylist() if not r.get("repeat")}
@@ -100,27 +114,37 @@ def _ranks(values: dict[str, float]) -> dict[str, int]:
     return {c: i + 1 for i, c in enumerate(order)}
 
 
-def _marks(results_dir: Path, world: list[RunRecord], alpha: float) -> dict[tuple[str, str, str], float]:
+def _marks(
+    results_dir: Path, world: list[RunRecord], alpha: float
+) -> dict[tuple[str, str, str], float]:
     """(cell, task, mark) -> p for each cell vs its base (*) and its parent (†) row."""
     by_weights = {r.weights_key: r for r in world if r.weights_key}
     out = {}
     for rec in world:
         for mark, ref_key in ((SIG_BASE, rec.base_weights), (SIG_PARENT, rec.parent_weights)):
             ref = by_weights.get(ref_key or "")
-            if ref is None or ref is rec or (mark == SIG_PARENT and rec.parent_weights == rec.base_weights):
+            if (
+                ref is None
+                or ref is rec
+                or (mark == SIG_PARENT and rec.parent_weights == rec.base_weights)
+            ):
                 continue
             for t in rec.tasks:
                 a, b = _correct(results_dir, ref, t.name), _correct(results_dir, rec, t.name)
                 shared = sorted(set(a) & set(b))
                 if shared:
-                    p = mcnemar([a[d]["correct"] for d in shared], [b[d]["correct"] for d in shared]).p_value
+                    p = mcnemar(
+                        [a[d]["correct"] for d in shared], [b[d]["correct"] for d in shared]
+                    ).p_value
                     out[(_label(rec), t.name, mark)] = p
     return out
 
 
 def _merged(old: RunRecord, new: RunRecord) -> RunRecord:
     rescored = {t.name for t in new.tasks}
-    return new.model_copy(update={"tasks": [*new.tasks, *(t for t in old.tasks if t.name not in rescored)]})
+    return new.model_copy(
+        update={"tasks": [*new.tasks, *(t for t in old.tasks if t.name not in rescored)]}
+    )
 
 
 def scorer_diff(results_dir: str | Path, alpha: float = 0.05) -> ScorerDiff:
@@ -136,13 +160,21 @@ def scorer_diff(results_dir: str | Path, alpha: float = 0.05) -> ScorerDiff:
         old = by_key[old_key]
         for t in new.tasks:
             a, b = _correct(results_dir, old, t.name), _correct(results_dir, new, t.name)
-            diff.flips += [SampleFlip(_label(new), t.name, d, a[d]["answer"], b[d]["answer"], bool(b[d]["correct"]))
-                           for d in sorted(set(a) & set(b)) if bool(a[d]["correct"]) != bool(b[d]["correct"])]
+            diff.flips += [
+                SampleFlip(
+                    _label(new), t.name, d, a[d]["answer"], b[d]["answer"], bool(b[d]["correct"])
+                )
+                for d in sorted(set(a) & set(b))
+                if bool(a[d]["correct"]) != bool(b[d]["correct"])
+            ]
     old_values, new_values = _values(old_world), _values(new_world)
     for task in sorted(set(old_values) & set(new_values)):
         ro, rn = _ranks(old_values[task]), _ranks(new_values[task])
-        diff.ranks += [RankChange(c, task, ro[c], rn[c], old_values[task][c], new_values[task][c])
-                       for c in sorted(set(ro) & set(rn)) if ro[c] != rn[c]]
+        diff.ranks += [
+            RankChange(c, task, ro[c], rn[c], old_values[task][c], new_values[task][c])
+            for c in sorted(set(ro) & set(rn))
+            if ro[c] != rn[c]
+        ]
     mo, mn = _marks(results_dir, old_world, alpha), _marks(results_dir, new_world, alpha)
     for key in sorted(set(mo) | set(mn)):
         was, now = mo.get(key), mn.get(key)

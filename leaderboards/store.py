@@ -88,8 +88,11 @@ def _rebuilt(db_path: Path) -> duckdb.DuckDBPyConnection:
     wal = db_path.with_name(db_path.name + ".wal")
     if wal.exists():
         wal.rename(aside.with_name(aside.name + ".wal"))
-    warnings.warn(f"{db_path}: corrupt; moved to {aside.name} and rebuilt from the records",
-                  IngestWarning, stacklevel=3)  # fmt: skip
+    warnings.warn(
+        f"{db_path}: corrupt; moved to {aside.name} and rebuilt from the records",
+        IngestWarning,
+        stacklevel=3,
+    )
     return duckdb.connect(str(db_path))
 
 
@@ -222,9 +225,14 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
                 continue
             sf = resolve_samples_file(results_dir, path, t.samples_file)
             if sf is None:
-                _warn(report, f"{path}: task '{t.name}' samples_file {t.samples_file} not found; loaded without samples")  # fmt: skip
+                _warn(
+                    report,
+                    f"{path}: task '{t.name}' samples_file {t.samples_file} not found; loaded without samples",
+                )
                 continue
-            plan.samples.append({"filename": str(sf), "cell_key": rec.cell_key, "task": t.name, "record": str(path)})  # fmt: skip
+            plan.samples.append(
+                {"filename": str(sf), "cell_key": rec.cell_key, "task": t.name, "record": str(path)}
+            )
     # A record whose file under this results dir is gone (or now holds another record):
     # drop its rows, records are the truth. A file that turned corrupt keeps its old rows.
     prefix = str(results_dir) + "/"

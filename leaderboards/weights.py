@@ -41,12 +41,37 @@ __all__ = [
 
 DTYPES = ("bf16", "fp16", "fp32")
 DEFAULT_TOLS = ("0", "1e-5", "1e-4")
-MODULE_ORDER = ("embed", "q", "k", "v", "qkv", "o", "gate", "up", "gate_up", "down", "norm", "lm_head", "other")
+MODULE_ORDER = (
+    "embed",
+    "q",
+    "k",
+    "v",
+    "qkv",
+    "o",
+    "gate",
+    "up",
+    "gate_up",
+    "down",
+    "norm",
+    "lm_head",
+    "other",
+)
 CHUNK = 1 << 22  # elements per streamed chunk: its float64 temporaries are 32 MB
 
-_MODULES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "qkv_proj": "qkv",
-            "gate_proj": "gate", "up_proj": "up", "down_proj": "down", "gate_up_proj": "gate_up",
-            "embed_tokens": "embed", "wte": "embed", "lm_head": "lm_head"}  # fmt: skip
+_MODULES = {
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "o_proj": "o",
+    "qkv_proj": "qkv",
+    "gate_proj": "gate",
+    "up_proj": "up",
+    "down_proj": "down",
+    "gate_up_proj": "gate_up",
+    "embed_tokens": "embed",
+    "wte": "embed",
+    "lm_head": "lm_head",
+}
 _LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
 
 
@@ -139,29 +164,57 @@ class WeightDiff:
         return {
             "n_tensors": len(self.tensors),
             "numel": num,
-            "sparsity": {k: (sum(t.sparsity[k] * t.numel for t in self.tensors) / num if num else None)
-                         for k in self.tols},  # fmt: skip
+            "sparsity": {
+                k: (sum(t.sparsity[k] * t.numel for t in self.tensors) / num if num else None)
+                for k in self.tols
+            },
             "rel_norm": math.sqrt(sum(t.sq_delta for t in self.tensors) / den) if den else None,
             "rank_ratio": _mean(t.rank_ratio for t in self.tensors),
         }
 
     def layers(self) -> list[dict]:
         idx = sorted({t.layer for t in self.tensors if t.layer is not None})
-        return [{"layer": i, **_group([t for t in self.tensors if t.layer == i], self.tols)} for i in idx]
+        return [
+            {"layer": i, **_group([t for t in self.tensors if t.layer == i], self.tols)}
+            for i in idx
+        ]
 
     def modules(self) -> list[dict]:
         present = [m for m in MODULE_ORDER if any(t.module == m for t in self.tensors)]
-        return [{"module": m, **_group([t for t in self.tensors if t.module == m], self.tols)} for m in present]
+        return [
+            {"module": m, **_group([t for t in self.tensors if t.module == m], self.tols)}
+            for m in present
+        ]
 
     def to_dict(self) -> dict:
-        keep = ("name", "layer", "module", "numel", "shape", "sparsity", "rel_norm", "rank_ratio",
-                "spectral_drift", "overlap", "note")  # fmt: skip
+        keep = (
+            "name",
+            "layer",
+            "module",
+            "numel",
+            "shape",
+            "sparsity",
+            "rel_norm",
+            "rank_ratio",
+            "spectral_drift",
+            "overlap",
+            "note",
+        )
         return {
-            "a": self.a, "b": self.b, "dtype": self.dtype, "mode": self.mode, "tolerances": self.tols,
-            "top_k": self.top_k, "seconds": self.seconds, "meta": self.meta, "summary": self.summary(),
+            "a": self.a,
+            "b": self.b,
+            "dtype": self.dtype,
+            "mode": self.mode,
+            "tolerances": self.tols,
+            "top_k": self.top_k,
+            "seconds": self.seconds,
+            "meta": self.meta,
+            "summary": self.summary(),
             "tensors": [{k: v for k, v in asdict(t).items() if k in keep} for t in self.tensors],
-            "layers": self.layers(), "modules": self.modules(), "skipped": self.skipped,
-        }  # fmt: skip
+            "layers": self.layers(),
+            "modules": self.modules(),
+            "skipped": self.skipped,
+        }
 
     def to_json(self) -> str:
         return json.dumps(_finite(self.to_dict()), indent=2) + "\n"
@@ -219,8 +272,10 @@ def _stream(name_a, name_b, fa, fb, shape, rows, dt, tols: list[float], lora=Non
 
 def _lora_rows(f):
     """Rows i..j of ΔW in fp32, from the factors (an embedding's ΔW is (B @ A)ᵀ)."""
+
     def rows(i: int, j: int):
         return f.scale * ((f.b @ f.a[:, i:j]).T if f.embedding else f.b[i:j] @ f.a)
+
     return rows
 
 
@@ -281,8 +336,15 @@ def compare_weights(
         factors, files_b = {}, weight_files(b)
         shapes_b = tensor_shapes(files_b)
         names_b = {n: n for n in files_b}
-    out = WeightDiff(str(a), str(adapter if adapter is not None else b), dtype,
-                     "lowrank" if adapter is not None else "full", keys, [], top_k=top_k)  # fmt: skip
+    out = WeightDiff(
+        str(a),
+        str(adapter if adapter is not None else b),
+        dtype,
+        "lowrank" if adapter is not None else "full",
+        keys,
+        [],
+        top_k=top_k,
+    )
     out.skipped += [{"name": n, "reason": "only in A"} for n in sorted(set(files_a) - set(files_b))]
     out.skipped += [{"name": n, "reason": "only in B"} for n in sorted(set(files_b) - set(files_a))]
     for name in [n for n in files_a if n in files_b]:
@@ -290,22 +352,37 @@ def compare_weights(
         rows = sa[0] if sa else 1
         if sa != sb:
             if len(sa) != len(sb) or sa[1:] != sb[1:]:
-                out.skipped.append({"name": name, "reason": f"shapes differ: {list(sa)} vs {list(sb)}"})
+                out.skipped.append(
+                    {"name": name, "reason": f"shapes differ: {list(sa)} vs {list(sb)}"}
+                )
                 continue
             rows = min(sa[0], sb[0])  # a resized vocabulary: compare the rows both have
             note = f"first {rows} rows compared (shapes {list(sa)} vs {list(sb)})"
         f = factors.get(name)
         if f is not None and _lora_shape(f) != tuple(sa):
-            raise ValueError(f"{adapter}: LoRA factors for '{name}' give ΔW {list(_lora_shape(f))}, base "
-                             f"tensor is {list(sa)}; is this adapter for this base model?")  # fmt: skip
+            raise ValueError(
+                f"{adapter}: LoRA factors for '{name}' give ΔW {list(_lora_shape(f))}, base "
+                f"tensor is {list(sa)}; is this adapter for this base model?"
+            )
         untouched = adapter is not None and f is None and name not in replaced
-        lora = _lora_rows(f) if f is not None else ((lambda i, j: 0.0) if untouched else None)  # B = A: read A once
-        counts, sq_d, sq_a = _stream(name, names_b[name], files_a[name], files_b[name], sa, rows, dt, tol_values, lora)
+        lora = (
+            _lora_rows(f) if f is not None else ((lambda i, j: 0.0) if untouched else None)
+        )  # B = A: read A once
+        counts, sq_d, sq_a = _stream(
+            name, names_b[name], files_a[name], files_b[name], sa, rows, dt, tol_values, lora
+        )
         numel = rows * (math.prod(sa[1:]) if len(sa) > 1 else 1)
-        t = TensorDiff(name, *parse_name(name), numel=numel, shape=list(sa),
-                       sparsity={k: c / numel for k, c in zip(keys, counts, strict=True)},
-                       rel_norm=math.sqrt(sq_d / sq_a) if sq_a else (0.0 if sq_d == 0 else math.inf),
-                       note=note or ("not in adapter" if untouched else None), sq_delta=sq_d, sq_a=sq_a)  # fmt: skip
+        t = TensorDiff(
+            name,
+            *parse_name(name),
+            numel=numel,
+            shape=list(sa),
+            sparsity={k: c / numel for k, c in zip(keys, counts, strict=True)},
+            rel_norm=math.sqrt(sq_d / sq_a) if sq_a else (0.0 if sq_d == 0 else math.inf),
+            note=note or ("not in adapter" if untouched else None),
+            sq_delta=sq_d,
+            sq_a=sq_a,
+        )
         if rank and len(sa) == 2 and untouched:
             t.rank_ratio, t.spectral_drift, t.overlap = 0.0, 0.0, 1.0
         elif rank and len(sa) == 2:
@@ -321,4 +398,3 @@ def compare_weights(
         out.tensors.append(t)
     out.seconds = time.perf_counter() - t0
     return out
-

@@ -30,8 +30,11 @@ def verifier_versions(family: str) -> dict[str, str]:
     """``{verifier: VERSION}`` for what scores a task family's completions ({} for none of ours)."""
     import importlib
 
-    return {name: str(importlib.import_module(VERIFIERS[name]).VERSION)
-            for name in USES.get(family, (family,)) if name in VERIFIERS}
+    return {
+        name: str(importlib.import_module(VERIFIERS[name]).VERSION)
+        for name in USES.get(family, (family,))
+        if name in VERIFIERS
+    }
 
 
 def all_verifier_versions() -> dict[str, str]:

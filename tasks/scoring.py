@@ -64,7 +64,10 @@ def as_reward(verify: Verifier, reference_column: str = "reference") -> Callable
 
     def reward(completions: Sequence[Any], **columns: Any) -> list[float]:
         references = columns[reference_column]
-        return [verify(completion_text(c), r).value for c, r in zip(completions, references, strict=True)]
+        return [
+            verify(completion_text(c), r).value
+            for c, r in zip(completions, references, strict=True)
+        ]
 
     reward.__name__ = f"{getattr(verify, '__module__', 'task').rsplit('.', 1)[-1]}_reward"
     return reward

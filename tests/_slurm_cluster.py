@@ -130,7 +130,9 @@ class LocalSlurm:
         self.dir = Path(tempfile.mkdtemp(prefix="c", dir=STALE_ROOT))
         self.dir.chmod(0o755)
         self.cpus = cpus or os.cpu_count() or 1
-        self.mem_mb = mem_mb or int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9)
+        self.mem_mb = mem_mb or int(
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9
+        )
         self.conf = self.dir / "slurm.conf"
         self.munge_socket = self.dir / "munge" / "munge.socket"
         self.procs: list[tuple[subprocess.Popen, str]] = []
@@ -141,7 +143,9 @@ class LocalSlurm:
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
         log = open(self.dir / f"{name}.stdout", "w")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
+        )
         self.procs.append((proc, name))
         with open(self.dir / "pids", "a") as f:
             f.write(f"{proc.pid} {name}\n")
@@ -152,14 +156,31 @@ class LocalSlurm:
         mdir.mkdir(mode=0o700)
         key = mdir / "munge.key"
         if shutil.which("mungekey"):
-            subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True)
+            subprocess.run(
+                ["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True
+            )
         else:  # munge < 0.5.14 has no mungekey
             key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        self._spawn(["munged", "--foreground", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
-                     f"--pid-file={mdir / 'munged.pid'}", f"--log-file={mdir / 'munged.log'}",
-                     f"--seed-file={mdir / 'munged.seed'}"], "munged")
-        self._wait(lambda: self.munge_socket.exists(), 10, "munged did not create its socket", mdir / "munged.log")
+        self._spawn(
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={mdir / 'munged.pid'}",
+                f"--log-file={mdir / 'munged.log'}",
+                f"--seed-file={mdir / 'munged.seed'}",
+            ],
+            "munged",
+        )
+        self._wait(
+            lambda: self.munge_socket.exists(),
+            10,
+            "munged did not create its socket",
+            mdir / "munged.log",
+        )
 
     def _wait(self, ready, timeout: float, what: str, log: Path | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -168,7 +189,9 @@ class LocalSlurm:
                 return
             for proc, name in self.procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}: {self._tail(self.dir / f'{name}.stdout', log)}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}: {self._tail(self.dir / f'{name}.stdout', log)}"
+                    )
             time.sleep(0.2)
         raise RuntimeError(f"{what} within {timeout:.0f}s: {self._tail(log)}")
 
@@ -181,25 +204,42 @@ class LocalSlurm:
         return text or "(no log)"
 
     def _node_idle(self) -> bool:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env(), capture_output=True, text=True)
-        return out.returncode == 0 and out.stdout.strip() in ("idle", "idle*") and "*" not in out.stdout
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"], env=self.env(), capture_output=True, text=True
+        )
+        return (
+            out.returncode == 0
+            and out.stdout.strip() in ("idle", "idle*")
+            and "*" not in out.stdout
+        )
 
     def start(self, timeout: float = 60) -> LocalSlurm:
         ctld, slurmd, srun_lo = _free_ports(3)
         node = socket.gethostname()
         (self.dir / "state").mkdir()
         (self.dir / "spool").mkdir()
-        self.conf.write_text(CONF.format(
-            cluster=f"bench{os.getpid()}", host=node, node=node, ctld_port=ctld, slurmd_port=slurmd,
-            srun_ports=f"{max(srun_lo, 20000)}-{max(srun_lo, 20000) + 50}", munge_socket=self.munge_socket,
-            dir=self.dir, cpus=self.cpus, mem_mb=self.mem_mb,
-        ))
+        self.conf.write_text(
+            CONF.format(
+                cluster=f"bench{os.getpid()}",
+                host=node,
+                node=node,
+                ctld_port=ctld,
+                slurmd_port=slurmd,
+                srun_ports=f"{max(srun_lo, 20000)}-{max(srun_lo, 20000) + 50}",
+                munge_socket=self.munge_socket,
+                dir=self.dir,
+                cpus=self.cpus,
+                mem_mb=self.mem_mb,
+            )
+        )
         try:
             self._start_munge()
             # -i: ignore saved state (there is none; a reused dir must not resurrect jobs)
             self._spawn(["slurmctld", "-D", "-i", "-f", str(self.conf)], "slurmctld")
             self._spawn(["slurmd", "-D", "-N", node, "-f", str(self.conf)], "slurmd")
-            self._wait(self._node_idle, timeout, "the node did not become idle", self.dir / "slurmd.log")
+            self._wait(
+                self._node_idle, timeout, "the node did not become idle", self.dir / "slurmd.log"
+            )
         except BaseException:
             self.stop()
             raise
@@ -241,7 +281,9 @@ def _job_processes(conf: Path) -> list[int]:
             continue
         try:
             environ = (proc / "environ").read_bytes() + b"\0"
-            if mine in environ and (b"SLURM_JOB_ID=" in environ or b"slurmstepd" in (proc / "cmdline").read_bytes()):
+            if mine in environ and (
+                b"SLURM_JOB_ID=" in environ or b"slurmstepd" in (proc / "cmdline").read_bytes()
+            ):
                 pids.append(int(proc.name))
         except OSError:
             continue

@@ -38,8 +38,15 @@ class Case:
 
 def _grid(ws: Path, name: str, step: dict | None = None, method: str = "sft", **top) -> str:
     cfg = {"dataset": "data.jsonl", "max_steps": 2} if method == "sft" else {"max_steps": 1}
-    grid = {"name": name, "models": ["tiny-random-llama"], "recipes": [[method]],
-            "steps": {method: {**cfg, **(step or {})}}, "tasks": ["math_arith"], "eval": {"limit": 2}, **top}
+    grid = {
+        "name": name,
+        "models": ["tiny-random-llama"],
+        "recipes": [[method]],
+        "steps": {method: {**cfg, **(step or {})}},
+        "tasks": ["math_arith"],
+        "eval": {"limit": 2},
+        **top,
+    }
     path = ws / f"{name}.yaml"
     path.write_text(yaml.safe_dump(grid))
     return str(path)
@@ -48,24 +55,35 @@ def _grid(ws: Path, name: str, step: dict | None = None, method: str = "sft", **
 def build_workspace(ws: Path) -> None:
     """Every file the cases read: grids, zoo files, data files, model dirs, a results dir."""
     ws.mkdir(parents=True, exist_ok=True)
-    for name, step in {"max_steps_neg": {"max_steps": -5}, "lr_fast": {"learning_rate": "fast"},
-                       "lr_neg": {"learning_rate": -1}, "batch0": {"effective_batch": 0}, "lora_r0": {"lora_r": 0},
-                       "warmup_neg": {"warmup_steps": -3}, "fraction": {"eval_fraction": 1.5},
-                       "mode": {"mode": "nonsense"}, "steps_float": {"max_steps": 2.5},
-                       "max_steps_null": {"max_steps": None}}.items():
+    for name, step in {
+        "max_steps_neg": {"max_steps": -5},
+        "lr_fast": {"learning_rate": "fast"},
+        "lr_neg": {"learning_rate": -1},
+        "batch0": {"effective_batch": 0},
+        "lora_r0": {"lora_r": 0},
+        "warmup_neg": {"warmup_steps": -3},
+        "fraction": {"eval_fraction": 1.5},
+        "mode": {"mode": "nonsense"},
+        "steps_float": {"max_steps": 2.5},
+        "max_steps_null": {"max_steps": None},
+    }.items():
         _grid(ws, name, step)
     _grid(ws, "generations1", {"num_generations": 1}, method="grpo")
     _grid(ws, "target", target="nosuch")
     _grid(ws, "seed_neg", seed=-1)
-    (ws / "dup.yaml").write_text("name: dup\nmodels: [tiny-random-llama]\nrecipes: [[sft]]\n"
-                                 "steps:\n  sft: {dataset: d.jsonl, max_steps: 2}\n  sft: {max_steps: 3}\n"
-                                 "tasks: [math_arith]\n")
+    (ws / "dup.yaml").write_text(
+        "name: dup\nmodels: [tiny-random-llama]\nrecipes: [[sft]]\n"
+        "steps:\n  sft: {dataset: d.jsonl, max_steps: 2}\n  sft: {max_steps: 3}\n"
+        "tasks: [math_arith]\n"
+    )
     (ws / "griddir.yaml").mkdir(exist_ok=True)
     (ws / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (ws / "zoo_traversal.yaml").write_text(
-        "models:\n  ../../../victim: {source: tiny, architecture: LlamaForCausalLM}\n")
+        "models:\n  ../../../victim: {source: tiny, architecture: LlamaForCausalLM}\n"
+    )
     (ws / "zoo_script.yaml").write_text(
-        'models:\n  "<script>alert(1)</script>": {source: tiny, architecture: LlamaForCausalLM}\n')
+        'models:\n  "<script>alert(1)</script>": {source: tiny, architecture: LlamaForCausalLM}\n'
+    )
     (ws / "zoo_dup.yaml").write_text("models:\n  mine: {hub: a/b}\n  mine: {hub: c/d}\n")
     (ws / "zoodir").mkdir(exist_ok=True)
     bad_model = ws / "bad-model"
@@ -77,7 +95,9 @@ def build_workspace(ws: Path) -> None:
     (ws / "not_objects.jsonl").write_text('[1, 2]\n{"input": "x", "label": 1}\n')
     (ws / "binary.jsonl").write_bytes(b"\x97\x00\xff" * 100)
     (ws / "binary.csv").write_bytes(b"input,label\n" + bytes(range(256)) * 3)
-    big = "Premise: " + "x" * 2_000_000  # over pyarrow's 1 MB block (and the csv module's 128 KB field limit)
+    big = (
+        "Premise: " + "x" * 2_000_000
+    )  # over pyarrow's 1 MB block (and the csv module's 128 KB field limit)
     (ws / "big_field.csv").write_text(f'input,label\n"{big}\nHypothesis: A causes B.",1\n')
     (ws / "outdir").mkdir(exist_ok=True)
     _results(ws / "results")
@@ -87,10 +107,20 @@ def _results(results: Path) -> None:
     from leaderboards._synthetic import write_eval_cell
 
     scores = [1.0, 0.0, 1.0, 1.0]
-    write_eval_cell(results, "tiny-random-llama", "base", {"math_arith": {"version": "1", "scores": scores}},
-                    cell_key="a" * 16)
-    write_eval_cell(results, "<script>alert(1)</script>", "<img src=x onerror=alert(1)>",
-                    {"math_arith": {"version": "1", "scores": scores}}, cell_key="b" * 16)
+    write_eval_cell(
+        results,
+        "tiny-random-llama",
+        "base",
+        {"math_arith": {"version": "1", "scores": scores}},
+        cell_key="a" * 16,
+    )
+    write_eval_cell(
+        results,
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        {"math_arith": {"version": "1", "scores": scores}},
+        cell_key="b" * 16,
+    )
 
 
 def _corrupt_store(ws: Path) -> None:
@@ -107,86 +137,281 @@ def _g(name: str) -> str:
 _STEP = "see trainers/sft.py for its config fields"
 CASES: list[Case] = [
     # step values: type and range, at load (grid show and --dry-run)
-    Case("max_steps: -5", ["grid", "show", _g("max_steps_neg")], 2, "field 'steps.sft.max_steps': must be at least 1, got -5"),
-    Case("max_steps: -5 (--dry-run)", ["train+eval", "--grid", _g("max_steps_neg"), "--dry-run"], 2,
-         "field 'steps.sft.max_steps': must be at least 1"),
-    Case("max_steps: 2.5", ["grid", "show", _g("steps_float")], 2, "field 'steps.sft.max_steps': must be an integer"),
-    Case("max_steps: null", ["grid", "show", _g("max_steps_null")], 2, "field 'steps.sft.max_steps': cannot be null"),
-    Case("learning_rate: fast", ["grid", "show", _g("lr_fast")], 2,
-         "field 'steps.sft.learning_rate': must be a number, got 'fast'"),
-    Case("learning_rate: -1", ["grid", "show", _g("lr_neg")], 2,
-         "field 'steps.sft.learning_rate': must be greater than 0"),
-    Case("effective_batch: 0", ["grid", "show", _g("batch0")], 2, "field 'steps.sft.effective_batch': must be at least 1"),
-    Case("lora_r: 0", ["grid", "show", _g("lora_r0")], 2, "field 'steps.sft.lora_r': must be at least 1"),
-    Case("warmup_steps: -3", ["grid", "show", _g("warmup_neg")], 2, "field 'steps.sft.warmup_steps': must be at least 0"),
-    Case("eval_fraction: 1.5", ["grid", "show", _g("fraction")], 2, "field 'steps.sft.eval_fraction': must be in [0, 1)"),
-    Case("mode: nonsense", ["grid", "show", _g("mode")], 2, "field 'steps.sft.mode': must be one of lora, qlora, full"),
-    Case("grpo num_generations: 1", ["grid", "show", _g("generations1")], 2,
-         "field 'steps.grpo.num_generations': must be at least 2"),
+    Case(
+        "max_steps: -5",
+        ["grid", "show", _g("max_steps_neg")],
+        2,
+        "field 'steps.sft.max_steps': must be at least 1, got -5",
+    ),
+    Case(
+        "max_steps: -5 (--dry-run)",
+        ["train+eval", "--grid", _g("max_steps_neg"), "--dry-run"],
+        2,
+        "field 'steps.sft.max_steps': must be at least 1",
+    ),
+    Case(
+        "max_steps: 2.5",
+        ["grid", "show", _g("steps_float")],
+        2,
+        "field 'steps.sft.max_steps': must be an integer",
+    ),
+    Case(
+        "max_steps: null",
+        ["grid", "show", _g("max_steps_null")],
+        2,
+        "field 'steps.sft.max_steps': cannot be null",
+    ),
+    Case(
+        "learning_rate: fast",
+        ["grid", "show", _g("lr_fast")],
+        2,
+        "field 'steps.sft.learning_rate': must be a number, got 'fast'",
+    ),
+    Case(
+        "learning_rate: -1",
+        ["grid", "show", _g("lr_neg")],
+        2,
+        "field 'steps.sft.learning_rate': must be greater than 0",
+    ),
+    Case(
+        "effective_batch: 0",
+        ["grid", "show", _g("batch0")],
+        2,
+        "field 'steps.sft.effective_batch': must be at least 1",
+    ),
+    Case(
+        "lora_r: 0",
+        ["grid", "show", _g("lora_r0")],
+        2,
+        "field 'steps.sft.lora_r': must be at least 1",
+    ),
+    Case(
+        "warmup_steps: -3",
+        ["grid", "show", _g("warmup_neg")],
+        2,
+        "field 'steps.sft.warmup_steps': must be at least 0",
+    ),
+    Case(
+        "eval_fraction: 1.5",
+        ["grid", "show", _g("fraction")],
+        2,
+        "field 'steps.sft.eval_fraction': must be in [0, 1)",
+    ),
+    Case(
+        "mode: nonsense",
+        ["grid", "show", _g("mode")],
+        2,
+        "field 'steps.sft.mode': must be one of lora, qlora, full",
+    ),
+    Case(
+        "grpo num_generations: 1",
+        ["grid", "show", _g("generations1")],
+        2,
+        "field 'steps.grpo.num_generations': must be at least 2",
+    ),
     # the grid's own fields
-    Case("target: nosuch", ["grid", "show", _g("target")], 2, "field 'target': unknown hardware target 'nosuch'"),
+    Case(
+        "target: nosuch",
+        ["grid", "show", _g("target")],
+        2,
+        "field 'target': unknown hardware target 'nosuch'",
+    ),
     Case("seed: -1", ["grid", "show", _g("seed_neg")], 2, "field 'seed': must be at least 0"),
-    Case("duplicate YAML key", ["grid", "show", "{ws}/dup.yaml"], 2, "duplicate key 'sft' (line 6; first on line 5)"),
+    Case(
+        "duplicate YAML key",
+        ["grid", "show", "{ws}/dup.yaml"],
+        2,
+        "duplicate key 'sft' (line 6; first on line 5)",
+    ),
     Case("grid path is a directory", ["grid", "show", "{ws}/griddir.yaml"], 2, "is not a file"),
     Case("grid file is binary", ["grid", "show", "{ws}/binary.yaml"], 2, "not a text file"),
     # run options
-    Case("train+eval --limit 0", ["train+eval", "--grid", "smoke", "--limit", "0", "--dry-run"], 2,
-         "--limit 0: must be at least 1"),
-    Case("train+eval --limit -1", ["train+eval", "--grid", "smoke", "--limit", "-1", "--dry-run"], 2,
-         "--limit -1: must be at least 1"),
-    Case("train+eval --backend onnx", ["train+eval", "--grid", "smoke", "--backend", "onnx", "--dry-run"], 2,
-         "--backend onnx: must be hf or vllm"),
-    Case("train+eval --workers 0", ["train+eval", "--grid", "smoke", "--workers", "0", "--dry-run"], 2,
-         "--workers 0: must be at least 1"),
-    Case("--executor kubernetes --dry-run", ["train+eval", "--grid", "smoke", "--executor", "kubernetes", "--dry-run"],
-         2, "--executor: unknown executor 'kubernetes'"),
-    Case("--only matching nothing", ["train+eval", "--grid", "smoke", "--only", "nothing*", "--dry-run"], 2,
-         "--only nothing*: matches no cell of grid smoke"),
-    Case("eval --limit 0", ["eval", "--model", "tiny-random-llama", "--limit", "0"], 2, "--limit 0: must be at least 1"),
-    Case("eval --limit -1", ["eval", "--model", "tiny-random-llama", "--limit", "-1"], 2, "--limit -1: must be at least 1"),
-    Case("eval --num-fewshot -1", ["eval", "--model", "tiny-random-llama", "--num-fewshot", "-1"], 2,
-         "--num-fewshot -1: must be at least 0"),
-    Case("eval --backend onnx", ["eval", "--model", "tiny-random-llama", "--backend", "onnx"], 2,
-         "--backend onnx: must be hf or vllm"),
-    Case("eval --batch-size 0", ["eval", "--model", "tiny-random-llama", "--batch-size", "0"], 2,
-         "--batch-size 0: must be at least 1"),
-    Case("plan --seq beyond the context", ["plan", "--model", "tiny-random-llama", "--target", "cpu", "--seq", "100000"],
-         2, "--seq 100000: beyond tiny-random-llama's context of 2048 tokens"),
+    Case(
+        "train+eval --limit 0",
+        ["train+eval", "--grid", "smoke", "--limit", "0", "--dry-run"],
+        2,
+        "--limit 0: must be at least 1",
+    ),
+    Case(
+        "train+eval --limit -1",
+        ["train+eval", "--grid", "smoke", "--limit", "-1", "--dry-run"],
+        2,
+        "--limit -1: must be at least 1",
+    ),
+    Case(
+        "train+eval --backend onnx",
+        ["train+eval", "--grid", "smoke", "--backend", "onnx", "--dry-run"],
+        2,
+        "--backend onnx: must be hf or vllm",
+    ),
+    Case(
+        "train+eval --workers 0",
+        ["train+eval", "--grid", "smoke", "--workers", "0", "--dry-run"],
+        2,
+        "--workers 0: must be at least 1",
+    ),
+    Case(
+        "--executor kubernetes --dry-run",
+        ["train+eval", "--grid", "smoke", "--executor", "kubernetes", "--dry-run"],
+        2,
+        "--executor: unknown executor 'kubernetes'",
+    ),
+    Case(
+        "--only matching nothing",
+        ["train+eval", "--grid", "smoke", "--only", "nothing*", "--dry-run"],
+        2,
+        "--only nothing*: matches no cell of grid smoke",
+    ),
+    Case(
+        "eval --limit 0",
+        ["eval", "--model", "tiny-random-llama", "--limit", "0"],
+        2,
+        "--limit 0: must be at least 1",
+    ),
+    Case(
+        "eval --limit -1",
+        ["eval", "--model", "tiny-random-llama", "--limit", "-1"],
+        2,
+        "--limit -1: must be at least 1",
+    ),
+    Case(
+        "eval --num-fewshot -1",
+        ["eval", "--model", "tiny-random-llama", "--num-fewshot", "-1"],
+        2,
+        "--num-fewshot -1: must be at least 0",
+    ),
+    Case(
+        "eval --backend onnx",
+        ["eval", "--model", "tiny-random-llama", "--backend", "onnx"],
+        2,
+        "--backend onnx: must be hf or vllm",
+    ),
+    Case(
+        "eval --batch-size 0",
+        ["eval", "--model", "tiny-random-llama", "--batch-size", "0"],
+        2,
+        "--batch-size 0: must be at least 1",
+    ),
+    Case(
+        "plan --seq beyond the context",
+        ["plan", "--model", "tiny-random-llama", "--target", "cpu", "--seq", "100000"],
+        2,
+        "--seq 100000: beyond tiny-random-llama's context of 2048 tokens",
+    ),
     # the model zoo
-    Case("zoo name ../../../victim", ["models", "fetch", "../../../victim"], 2,
-         "models.'../../../victim': a model name is lowercase letters", env={"BENCH_MODELS": "{ws}/zoo_traversal.yaml"}),
-    Case("zoo name <script>", ["models"], 2, "a model name is lowercase letters",
-         env={"BENCH_MODELS": "{ws}/zoo_script.yaml"}),
-    Case("zoo duplicate key", ["models"], 2, "duplicate key 'mine'", env={"BENCH_MODELS": "{ws}/zoo_dup.yaml"}),
-    Case("$BENCH_MODELS missing", ["models"], 2, "cannot read the model zoo (No such file or directory)",
-         env={"BENCH_MODELS": "{ws}/no-such-zoo.yaml"}),
-    Case("$BENCH_MODELS is a directory", ["models"], 2, "cannot read the model zoo (Is a directory)",
-         env={"BENCH_MODELS": "{ws}/zoodir"}),
+    Case(
+        "zoo name ../../../victim",
+        ["models", "fetch", "../../../victim"],
+        2,
+        "models.'../../../victim': a model name is lowercase letters",
+        env={"BENCH_MODELS": "{ws}/zoo_traversal.yaml"},
+    ),
+    Case(
+        "zoo name <script>",
+        ["models"],
+        2,
+        "a model name is lowercase letters",
+        env={"BENCH_MODELS": "{ws}/zoo_script.yaml"},
+    ),
+    Case(
+        "zoo duplicate key",
+        ["models"],
+        2,
+        "duplicate key 'mine'",
+        env={"BENCH_MODELS": "{ws}/zoo_dup.yaml"},
+    ),
+    Case(
+        "$BENCH_MODELS missing",
+        ["models"],
+        2,
+        "cannot read the model zoo (No such file or directory)",
+        env={"BENCH_MODELS": "{ws}/no-such-zoo.yaml"},
+    ),
+    Case(
+        "$BENCH_MODELS is a directory",
+        ["models"],
+        2,
+        "cannot read the model zoo (Is a directory)",
+        env={"BENCH_MODELS": "{ws}/zoodir"},
+    ),
     # files
-    Case("corrupt config.json", ["eval", "--model", "{ws}/bad-model", "--limit", "1"], 2,
-         "bad-model/config.json: not valid JSON"),
-    Case("corrupt manifest.json", ["eval", "--checkpoint", "{ws}/ck-corrupt", "--limit", "1"], 2,
-         "ck-corrupt/manifest.json: not a bench stage manifest"),
-    Case("manifest.json not an object", ["eval", "--checkpoint", "{ws}/ck-list", "--limit", "1"], 2,
-         "ck-list/manifest.json: not a bench stage manifest"),
-    Case("JSONL rows not objects", ["tasks", "check", "causal_nli", "--data", "{ws}/not_objects.jsonl"], 2,
-         "not_objects.jsonl: line 1 is a JSON array, not an object"),
-    Case("binary JSONL", ["tasks", "check", "causal_nli", "--data", "{ws}/binary.jsonl"], 2,
-         "binary.jsonl: not UTF-8 text"),
-    Case("binary CSV", ["tasks", "check", "causal_nli", "--data", "{ws}/binary.csv"], 2, "binary.csv: not a readable CSV"),
-    Case("CSV field of 2 MB (read)", ["tasks", "check", "causal_nli", "--data", "{ws}/big_field.csv"], 0, "n=1",
-         stdout=True),
+    Case(
+        "corrupt config.json",
+        ["eval", "--model", "{ws}/bad-model", "--limit", "1"],
+        2,
+        "bad-model/config.json: not valid JSON",
+    ),
+    Case(
+        "corrupt manifest.json",
+        ["eval", "--checkpoint", "{ws}/ck-corrupt", "--limit", "1"],
+        2,
+        "ck-corrupt/manifest.json: not a bench stage manifest",
+    ),
+    Case(
+        "manifest.json not an object",
+        ["eval", "--checkpoint", "{ws}/ck-list", "--limit", "1"],
+        2,
+        "ck-list/manifest.json: not a bench stage manifest",
+    ),
+    Case(
+        "JSONL rows not objects",
+        ["tasks", "check", "causal_nli", "--data", "{ws}/not_objects.jsonl"],
+        2,
+        "not_objects.jsonl: line 1 is a JSON array, not an object",
+    ),
+    Case(
+        "binary JSONL",
+        ["tasks", "check", "causal_nli", "--data", "{ws}/binary.jsonl"],
+        2,
+        "binary.jsonl: not UTF-8 text",
+    ),
+    Case(
+        "binary CSV",
+        ["tasks", "check", "causal_nli", "--data", "{ws}/binary.csv"],
+        2,
+        "binary.csv: not a readable CSV",
+    ),
+    Case(
+        "CSV field of 2 MB (read)",
+        ["tasks", "check", "causal_nli", "--data", "{ws}/big_field.csv"],
+        0,
+        "n=1",
+        stdout=True,
+    ),
     # leaderboard and compare
-    Case("--out naming a directory", ["leaderboard", "--results", "{ws}/results", "--format", "md", "--out", "{ws}/outdir"],
-         2, "--out {ws}/outdir: is a directory"),
-    Case("corrupt bench.duckdb (rebuilt)", ["leaderboard", "--results", "{ws}/results-corrupt-db"], 0,
-         "bench.duckdb: corrupt; moved to bench.duckdb.corrupt-", setup=_corrupt_store),
-    Case("filter matching nothing", ["leaderboard", "--results", "{ws}/results", "--model", "nomodel*"], 0,
-         "no leaderboard rows match --model nomodel*"),
-    Case("compare --task nosuchtask", ["compare", "a" * 16, "b" * 16, "--task", "nosuchtask", "--results", "{ws}/results"],
-         2, "--task nosuchtask: neither cell has it"),
-    Case("markdown escapes raw HTML", ["leaderboard", "--results", "{ws}/results", "--format", "md"], 0,
-         "&lt;script&gt;alert(1)&lt;/script&gt;", stdout=True, absent="<script>"),
+    Case(
+        "--out naming a directory",
+        ["leaderboard", "--results", "{ws}/results", "--format", "md", "--out", "{ws}/outdir"],
+        2,
+        "--out {ws}/outdir: is a directory",
+    ),
+    Case(
+        "corrupt bench.duckdb (rebuilt)",
+        ["leaderboard", "--results", "{ws}/results-corrupt-db"],
+        0,
+        "bench.duckdb: corrupt; moved to bench.duckdb.corrupt-",
+        setup=_corrupt_store,
+    ),
+    Case(
+        "filter matching nothing",
+        ["leaderboard", "--results", "{ws}/results", "--model", "nomodel*"],
+        0,
+        "no leaderboard rows match --model nomodel*",
+    ),
+    Case(
+        "compare --task nosuchtask",
+        ["compare", "a" * 16, "b" * 16, "--task", "nosuchtask", "--results", "{ws}/results"],
+        2,
+        "--task nosuchtask: neither cell has it",
+    ),
+    Case(
+        "markdown escapes raw HTML",
+        ["leaderboard", "--results", "{ws}/results", "--format", "md"],
+        0,
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        stdout=True,
+        absent="<script>",
+    ),
 ]
 
 
@@ -215,7 +440,9 @@ def run_case(case: Case, ws: Path) -> Result:
     if case.setup is not None:
         case.setup(ws)
     args = [a.format(ws=ws) for a in case.args]
-    proc = subprocess.run([*BENCH, *args], capture_output=True, text=True, env=env, cwd=ws, timeout=300)
+    proc = subprocess.run(
+        [*BENCH, *args], capture_output=True, text=True, env=env, cwd=ws, timeout=300
+    )
     return Result(case, proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -35,7 +35,11 @@ def tiny_qwen2() -> Path:
 # --- real system components: skipped locally with the command that enables them, never on CI ---
 
 # Tests marked deselected by `make test`'s -m expression, and how to run them.
-DESELECTED_GROUPS = {"gpu": "make test-gpu", "vllm": "make test-vllm", "container": "make container-test"}
+DESELECTED_GROUPS = {
+    "gpu": "make test-gpu",
+    "vllm": "make test-vllm",
+    "container": "make container-test",
+}
 _SKIPPED = pytest.StashKey[dict]()
 
 
@@ -51,7 +55,9 @@ def needs(group: str, missing: list[str], enable: str) -> pytest.MarkDecorator:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(group, missing, enable): a real system component (tests/conftest.py)")
+    config.addinivalue_line(
+        "markers", "needs(group, missing, enable): a real system component (tests/conftest.py)"
+    )
     config.stash[_SKIPPED] = {}
 
 
@@ -68,18 +74,25 @@ def pytest_runtest_setup(item):
     pytest.skip(why)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: the line comes after pytest's short summary
+@pytest.hookimpl(
+    wrapper=True, tryfirst=True
+)  # outermost: the line comes after pytest's short summary
 def pytest_terminal_summary(terminalreporter, config):
     """One line naming every real-component group that did not run here and what enables it."""
     yield
     groups = {g: f"{n} skipped: {enable}" for g, (enable, n) in config.stash[_SKIPPED].items()}
-    deselected = [m for item in terminalreporter.stats.get("deselected", []) for m in DESELECTED_GROUPS
-                  if item.get_closest_marker(m)]
+    deselected = [
+        m
+        for item in terminalreporter.stats.get("deselected", [])
+        for m in DESELECTED_GROUPS
+        if item.get_closest_marker(m)
+    ]
     for m in DESELECTED_GROUPS:
         if m in deselected:
             groups.setdefault(m, f"{deselected.count(m)} deselected: {DESELECTED_GROUPS[m]}")
     if groups:
-        terminalreporter.write_line("real components not run here: "
-                                    + "; ".join(f"{g} ({v})" for g, v in groups.items()))
+        terminalreporter.write_line(
+            "real components not run here: " + "; ".join(f"{g} ({v})" for g, v in groups.items())
+        )
     else:
         terminalreporter.write_line("real components: every group ran")

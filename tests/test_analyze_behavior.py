@@ -26,9 +26,21 @@ from leaderboards.behavior import (
 
 def _rows(cell: str, per_prompt: list[list[tuple[str | None, bool]]], **extra) -> list[dict]:
     """Sample rows: per prompt a list of (answer, correct); repeat numbers the samples."""
-    return [{"cell_key": cell, "task": "math", "doc_id": d, "repeat": i, "answer": a, "correct": c,
-             "score": float(c), "completion": f"<think>a b c</think> {a}", **extra}
-            for d, samples in enumerate(per_prompt) for i, (a, c) in enumerate(samples)]  # fmt: skip
+    return [
+        {
+            "cell_key": cell,
+            "task": "math",
+            "doc_id": d,
+            "repeat": i,
+            "answer": a,
+            "correct": c,
+            "score": float(c),
+            "completion": f"<think>a b c</think> {a}",
+            **extra,
+        }
+        for d, samples in enumerate(per_prompt)
+        for i, (a, c) in enumerate(samples)
+    ]
 
 
 def test_pass_at_k_by_hand():
@@ -52,7 +64,9 @@ def test_ece_on_hand_made_sets():
 
 
 def test_entropy_repetition_think_split_and_answers():
-    assert entropy_bits(["4", "4", "4", "5"]) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    assert entropy_bits(["4", "4", "4", "5"]) == pytest.approx(
+        -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    )
     assert entropy_bits(["1", "2", "2", "3"]) == pytest.approx(1.5)
     assert entropy_bits(["7"] * 4) == 0.0
     # 8 words, 5 four-grams, abcd appears twice -> 1 - 4/5
@@ -68,8 +82,13 @@ def test_entropy_repetition_think_split_and_answers():
 
 def test_cell_figures_by_hand():
     # prompt 0: 4, 4, 4 right; 5 wrong -> modal 4 (share .75, right); prompt 1: 1, 2, 2, 3 all wrong
-    rows = _rows("c", [[("4", True), ("4", True), ("4", True), ("5", False)],
-                       [("1", False), ("2", False), ("2", False), ("3", False)]])  # fmt: skip
+    rows = _rows(
+        "c",
+        [
+            [("4", True), ("4", True), ("4", True), ("5", False)],
+            [("1", False), ("2", False), ("2", False), ("3", False)],
+        ],
+    )
     b = behavior(rows).figures | {"pass": behavior(rows).pass_at}
     assert b["n_prompts"] == 2 and b["samples_per_prompt"] == 4
     assert b["pass"] == {1: pytest.approx(0.375), 2: pytest.approx(0.5), 4: pytest.approx(0.5)}
@@ -79,7 +98,9 @@ def test_cell_figures_by_hand():
     assert b["sc_confidence"] == pytest.approx(0.625) and b["sc_accuracy"] == 0.5
     assert b["brier"] == pytest.approx(((0.75 - 1) ** 2 + 0.5**2) / 2)
     assert b["ece"] == pytest.approx((0.25 + 0.5) / 2)  # two bins of one prompt
-    assert b["reasoning_len_median"] == 3 and b["answer_len_mean"] == 1  # words: "a b c" vs the answer
+    assert (
+        b["reasoning_len_median"] == 3 and b["answer_len_mean"] == 1
+    )  # words: "a b c" vs the answer
     assert b["truncation_rate"] is None and b["score_completed"] is None  # no truncated column
 
 
@@ -90,14 +111,23 @@ def test_tokens_truncation_and_score_on_completed():
     b = behavior(rows)
     assert b.figures["truncation_rate"] == 0.5 and b.figures["score_completed"] == 1.0
     # 14 tokens split by characters: 5 reasoning, 2 answer -> 10 and 4
-    assert b.per_prompt["reasoning_len"][0] == pytest.approx((10 + 64 * 5 / 7) / 2)  # row 2: "a b c" (5) vs " 4" (2)
+    assert b.per_prompt["reasoning_len"][0] == pytest.approx(
+        (10 + 64 * 5 / 7) / 2
+    )  # row 2: "a b c" (5) vs " 4" (2)
     assert b.length_unit.startswith("tokens")
 
 
 def test_stage_vs_parent_crossover_solved_table_and_mcnemar():
     # parent: each prompt solved by exactly one of 4 samples (diverse); child: all or nothing
-    parent = behavior(_rows("p", [[("1", True), ("2", False), ("3", False), ("4", False)],
-                                  [("5", False), ("6", False), ("7", False), ("8", True)]]))  # fmt: skip
+    parent = behavior(
+        _rows(
+            "p",
+            [
+                [("1", True), ("2", False), ("3", False), ("4", False)],
+                [("5", False), ("6", False), ("7", False), ("8", True)],
+            ],
+        )
+    )
     child = behavior(_rows("c", [[("1", True)] * 4, [("5", False)] * 4]))
     cmp = compare_behavior(parent, child)
     # pass@1: .25 vs .5; pass@2: .5 vs .5; pass@4: 1 vs .5 -> the sign flips at k = 4
@@ -105,13 +135,24 @@ def test_stage_vs_parent_crossover_solved_table_and_mcnemar():
     assert cmp["pass_at_k"]["4"] == {"parent": 1.0, "child": 0.5}
     assert cmp["crossover_k"] == 4
     # solved at k=1 (first sample): parent [T, F], child [T, F]; at k=4 parent [T, T], child [T, F]
-    assert cmp["solved_at_k"]["1"] | {"p": None} == {"both": 1, "parent_only": 0, "child_only": 0, "neither": 1, "p": None}
+    assert cmp["solved_at_k"]["1"] | {"p": None} == {
+        "both": 1,
+        "parent_only": 0,
+        "child_only": 0,
+        "neither": 1,
+        "p": None,
+    }
     assert cmp["solved_at_k"]["4"]["parent_only"] == 1 and cmp["solved_at_k"]["4"]["p"] == 1.0
     d = cmp["deltas"]
-    assert d["score"]["delta"] == pytest.approx(0.25) and d["distinct"]["delta"] == pytest.approx(1 - 4)
+    assert d["score"]["delta"] == pytest.approx(0.25) and d["distinct"]["delta"] == pytest.approx(
+        1 - 4
+    )
     assert d["confidence"]["delta"] == pytest.approx(1 - 0.25)
     lo, hi = d["score"]["ci"]
-    assert lo <= 0.25 <= hi and compare_behavior(parent, child)["deltas"]["score"]["ci"] == [lo, hi]  # seeded
+    assert lo <= 0.25 <= hi and compare_behavior(parent, child)["deltas"]["score"]["ci"] == [
+        lo,
+        hi,
+    ]  # seeded
 
 
 def test_mcnemar_counts_six_discordant_prompts():
@@ -127,13 +168,29 @@ def test_mcnemar_counts_six_discordant_prompts():
 def test_load_samples_keeps_repeat_tokens_and_truncation(tmp_path):
     path = tmp_path / "s.parquet"
     n = np.arange(4)
-    pq.write_table(pa.table({
-        "cell_key": ["c"] * 4, "task": ["math"] * 4, "doc_id": n // 2, "score": [1.0, 0.0, 0.0, 0.0],
-        "correct": [True, False, False, False], "answer": ["4", "5", None, "6"],
-        "repeat": n % 2, "gen_tokens": [10, 20, 30, 40], "truncated": [False, False, True, False],
-    }), path)  # fmt: skip
+    pq.write_table(
+        pa.table(
+            {
+                "cell_key": ["c"] * 4,
+                "task": ["math"] * 4,
+                "doc_id": n // 2,
+                "score": [1.0, 0.0, 0.0, 0.0],
+                "correct": [True, False, False, False],
+                "answer": ["4", "5", None, "6"],
+                "repeat": n % 2,
+                "gen_tokens": [10, 20, 30, 40],
+                "truncated": [False, False, True, False],
+            }
+        ),
+        path,
+    )
     rows = load_samples(path)
-    assert [(r["doc_id"], r["repeat"], r["gen_tokens"], r["truncated"]) for r in rows][:2] == [(0, 0, 10, False), (0, 1, 20, False)]
+    assert [(r["doc_id"], r["repeat"], r["gen_tokens"], r["truncated"]) for r in rows][:2] == [
+        (0, 0, 10, False),
+        (0, 1, 20, False),
+    ]
     b = behavior(rows)
     assert b.pass_at == {1: pytest.approx(0.25), 2: pytest.approx(0.5)}
-    assert b.figures["truncation_rate"] == 0.25 and b.figures["distinct_answers"] == 1.5  # None is no answer
+    assert (
+        b.figures["truncation_rate"] == 0.25 and b.figures["distinct_answers"] == 1.5
+    )  # None is no answer

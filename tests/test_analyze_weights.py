@@ -19,7 +19,10 @@ NORM = "model.norm.weight"
 
 def _ckpt(path: Path, tensors: dict[str, list], dtype=torch.float32) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: torch.tensor(v, dtype=dtype) for k, v in tensors.items()}, str(path / "model.safetensors"))
+    save_file(
+        {k: torch.tensor(v, dtype=dtype) for k, v in tensors.items()},
+        str(path / "model.safetensors"),
+    )
     return path
 
 
@@ -41,7 +44,11 @@ def test_sparsity_and_relative_norm_by_hand(tmp_path):
     # q: Δ = [[0, 0], [0, 1]] -> 3 of 4 unchanged; ‖Δ‖ = 1, ‖A‖ = √(1+4+9+16) = √30
     # norm: |Δ| = 0, 5e-6, 5e-5, 5e-4 -> at tol 0: 1/4, 1e-5: 2/4, 1e-4: 3/4
     a = _ckpt(tmp_path / "a", {Q: [[1, 2], [3, 4]], NORM: [1, 1, 1, 1]})
-    b = _ckpt(tmp_path / "b", {Q: [[1, 2], [3, 5]], NORM: [1, 1 + 5e-6, 1 + 5e-5, 1 + 5e-4]}, torch.float64)
+    b = _ckpt(
+        tmp_path / "b",
+        {Q: [[1, 2], [3, 5]], NORM: [1, 1 + 5e-6, 1 + 5e-5, 1 + 5e-4]},
+        torch.float64,
+    )
     d = compare_weights(a, b, dtype="fp32")
     t = {x.name: x for x in d.tensors}
     assert t[Q].sparsity == {"0": 0.75, "1e-5": 0.75, "1e-4": 0.75}
@@ -50,7 +57,9 @@ def test_sparsity_and_relative_norm_by_hand(tmp_path):
     assert t[NORM].sparsity == {"0": 0.25, "1e-5": 0.5, "1e-4": 0.75}
     s = d.summary()
     # numel-weighted: (3 + 1) / 8 at tol 0; (3 + 3) / 8 at 1e-4
-    assert s["sparsity"]["0"] == pytest.approx(4 / 8) and s["sparsity"]["1e-4"] == pytest.approx(6 / 8)
+    assert s["sparsity"]["0"] == pytest.approx(4 / 8) and s["sparsity"]["1e-4"] == pytest.approx(
+        6 / 8
+    )
     sq_norm = (5e-6) ** 2 + (5e-5) ** 2 + (5e-4) ** 2
     assert s["rel_norm"] == pytest.approx(math.sqrt((1 + sq_norm) / (30 + 4)), rel=1e-5)
     # layer 0 holds q only; the module means equal the single tensors
@@ -83,7 +92,10 @@ def test_rank_of_a_planted_rank_3_update(tmp_path):
     # integer matrices: A + ΔW is exact in fp32, so B - A is exactly the planted rank-3 ΔW
     g = torch.Generator().manual_seed(0)
     wa = torch.randint(-5, 6, (16, 12), generator=g).float()
-    u, v = torch.randint(-3, 4, (16, 3), generator=g).float(), torch.randint(-3, 4, (3, 12), generator=g).float()
+    u, v = (
+        torch.randint(-3, 4, (16, 3), generator=g).float(),
+        torch.randint(-3, 4, (3, 12), generator=g).float(),
+    )
     assert int(torch.linalg.matrix_rank(u)) == 3 and int(torch.linalg.matrix_rank(v)) == 3
     a = _ckpt(tmp_path / "a", {Q: wa.tolist()})
     b = _ckpt(tmp_path / "b", {Q: (wa + u @ v).tolist()})
@@ -107,7 +119,9 @@ def test_spectral_drift_and_overlap_end_to_end(tmp_path):
     b = _ckpt(tmp_path / "b", {Q: torch.diag(torch.tensor([1.0, 0.5, 5.0, 4.0])).tolist()})
     c = _ckpt(tmp_path / "c", {Q: torch.diag(torch.tensor([10.0, 8.0, 2.0, 1.0])).tolist()})
     t = compare_weights(a, b, dtype="fp32", rank=True, top_k=2).tensors[0]
-    assert t.spectral_drift == pytest.approx(0.0, abs=1e-6) and t.overlap == pytest.approx(0.0, abs=1e-6)
+    assert t.spectral_drift == pytest.approx(0.0, abs=1e-6) and t.overlap == pytest.approx(
+        0.0, abs=1e-6
+    )
     t = compare_weights(a, c, dtype="fp32", rank=True, top_k=2).tensors[0]  # B = 2A
     assert t.spectral_drift == pytest.approx(1.0) and t.overlap == pytest.approx(1.0)
     assert t.rank_ratio == 1.0
@@ -115,10 +129,17 @@ def test_spectral_drift_and_overlap_end_to_end(tmp_path):
 
 def _adapter(path: Path, lora_a, lora_b, r=1, alpha=2) -> Path:
     path.mkdir(parents=True)
-    (path / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": alpha, "peft_type": "LORA"}))
+    (path / "adapter_config.json").write_text(
+        json.dumps({"r": r, "lora_alpha": alpha, "peft_type": "LORA"})
+    )
     mod = "base_model.model.model.layers.0.self_attn.q_proj"
-    save_file({f"{mod}.lora_A.weight": torch.tensor(lora_a), f"{mod}.lora_B.weight": torch.tensor(lora_b)},
-              str(path / "adapter_model.safetensors"))
+    save_file(
+        {
+            f"{mod}.lora_A.weight": torch.tensor(lora_a),
+            f"{mod}.lora_B.weight": torch.tensor(lora_b),
+        },
+        str(path / "adapter_model.safetensors"),
+    )
     return path
 
 
@@ -149,10 +170,21 @@ def test_sharded_checkpoint_is_streamed_through_its_index(tmp_path):
     a = _ckpt(tmp_path / "a", {Q: [[1, 2], [3, 4]], NORM: [1, 1]})
     b = tmp_path / "b"
     b.mkdir()
-    save_file({Q: torch.tensor([[1.0, 2.0], [3.0, 5.0]])}, str(b / "model-00001-of-00002.safetensors"))
+    save_file(
+        {Q: torch.tensor([[1.0, 2.0], [3.0, 5.0]])}, str(b / "model-00001-of-00002.safetensors")
+    )
     save_file({NORM: torch.tensor([1.0, 3.0])}, str(b / "model-00002-of-00002.safetensors"))
-    (b / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {
-        Q: "model-00001-of-00002.safetensors", NORM: "model-00002-of-00002.safetensors"}}))
+    (b / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "metadata": {},
+                "weight_map": {
+                    Q: "model-00001-of-00002.safetensors",
+                    NORM: "model-00002-of-00002.safetensors",
+                },
+            }
+        )
+    )
     t = {x.name: x for x in compare_weights(a, b, dtype="fp32").tensors}
     assert t[Q].sparsity["0"] == 0.75 and t[NORM].sparsity["0"] == 0.5
     assert t[NORM].rel_norm == pytest.approx(2 / math.sqrt(2))
@@ -168,7 +200,10 @@ def test_resized_vocabulary_compares_shared_rows_and_skips_the_rest(tmp_path):
     d = compare_weights(a, b, dtype="fp32")
     (t,) = d.tensors
     assert t.numel == 4 and t.sparsity["0"] == 0.75 and "first 2 rows" in t.note
-    assert {s["name"]: s["reason"] for s in d.skipped} == {"lm_head.weight": "only in A", NORM: "only in B"}
+    assert {s["name"]: s["reason"] for s in d.skipped} == {
+        "lm_head.weight": "only in A",
+        NORM: "only in B",
+    }
 
 
 def test_json_keys_tolerances_as_written(tmp_path):
@@ -176,7 +211,15 @@ def test_json_keys_tolerances_as_written(tmp_path):
     b = _ckpt(tmp_path / "b", {Q: [[1, 2], [3, 5]]})
     doc = json.loads(compare_weights(a, b, tols=["0", "1e-3"]).to_json())
     assert doc["summary"]["sparsity"] == {"0": 0.75, "1e-3": 0.75}
-    assert set(doc["tensors"][0]) >= {"name", "layer", "module", "numel", "sparsity", "rel_norm", "rank_ratio"}
+    assert set(doc["tensors"][0]) >= {
+        "name",
+        "layer",
+        "module",
+        "numel",
+        "sparsity",
+        "rel_norm",
+        "rank_ratio",
+    }
     assert doc["modules"][0]["module"] == "q" and doc["layers"][0]["layer"] == 0
     with pytest.raises(ValueError, match="dtype 'int8'"):
         compare_weights(a, b, dtype="int8")
@@ -193,7 +236,10 @@ def _trained_stage(tmp_path: Path) -> tuple[Path, Path]:
     (stage / "merged" / "config.json").write_text("{}")
     (stage / "manifest.json").write_text(json.dumps({"base_weights": str(base)}))
     results = tmp_path / "results"
-    write_record(RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft", checkpoint=str(stage)), results)
+    write_record(
+        RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft", checkpoint=str(stage)),
+        results,
+    )
     return base, results
 
 
@@ -204,7 +250,9 @@ def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path):
     base, results = _trained_stage(tmp_path)
     low = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, store=True)
     full = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, merged=True)
-    assert low.mode == "lowrank" and full.mode == "full"  # the adapter was trained on A: low-rank by default
+    assert (
+        low.mode == "lowrank" and full.mode == "full"
+    )  # the adapter was trained on A: low-rank by default
     for d in (low, full):
         assert {t.name: t.sparsity["0"] for t in d.tensors} == {Q: pytest.approx(2 / 6), NORM: 1.0}
     assert low.meta["model_id"] == "m" and low.meta["stage_b"] == "sft"
@@ -214,12 +262,16 @@ def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path):
     con.close()
     assert len(rows) == 1 and rows[0][:2] == (f"{base} → m/sft", "lowrank")
     # ‖ΔW‖ = √200 over ‖W‖ = √(6 + 2); unchanged: 2 of q's 6 and both norm weights
-    assert rows[0][2] == pytest.approx(math.sqrt(200 / 8)) and json.loads(rows[0][3])["0"] == pytest.approx(4 / 8)
+    assert rows[0][2] == pytest.approx(math.sqrt(200 / 8)) and json.loads(rows[0][3])[
+        "0"
+    ] == pytest.approx(4 / 8)
     for f in (results / "analysis").glob("weights-*.json"):
         f.unlink()
     ingest(results)
     con = connect(results / "bench.duckdb", read_only=True)
-    assert con.execute("SELECT count(*) FROM weight_analysis").fetchall() == [(0,)]  # the file is the truth
+    assert con.execute("SELECT count(*) FROM weight_analysis").fetchall() == [
+        (0,)
+    ]  # the file is the truth
     con.close()
 
 
@@ -231,16 +283,44 @@ def test_cli_weights_json_heatmap_and_errors(tmp_path):
 
     base, results = _trained_stage(tmp_path)
     png = tmp_path / "heat.png"
-    res = CliRunner().invoke(app, ["analyze", "weights", str(base), "m/sft", "--results", str(results),
-                                   "--dtype", "fp32", "--tol", "0,1e-3", "--json", "--heatmap", str(png)])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            "weights",
+            str(base),
+            "m/sft",
+            "--results",
+            str(results),
+            "--dtype",
+            "fp32",
+            "--tol",
+            "0,1e-3",
+            "--json",
+            "--heatmap",
+            str(png),
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["summary"]["sparsity"] == {"0": pytest.approx(4 / 8), "1e-3": pytest.approx(4 / 8)}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    res = CliRunner().invoke(app, ["analyze", "weights", str(base), "m/dpo", "--results", str(results)])
+    res = CliRunner().invoke(
+        app, ["analyze", "weights", str(base), "m/dpo", "--results", str(results)]
+    )
     assert isinstance(res.exception, BenchError) and "no train record" in str(res.exception)
-    res = CliRunner().invoke(app, ["analyze", "weights", str(tmp_path / "stage" / "merged"), "m/sft",
-                                   "--results", str(results), "--lowrank"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            "weights",
+            str(tmp_path / "stage" / "merged"),
+            "m/sft",
+            "--results",
+            str(results),
+            "--lowrank",
+        ],
+    )
     assert isinstance(res.exception, BenchError) and "not on A" in str(res.exception)
 
 
@@ -254,8 +334,16 @@ def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, mon
 
     base, results = _trained_stage(tmp_path)
     shutil.move(tmp_path / "stage", results / "checkpoints" / "k-sft")
-    write_record(RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft",
-                           checkpoint="results/checkpoints/k-sft"), results)  # fmt: skip
+    write_record(
+        RunRecord(
+            kind="train",
+            cell_key="k-sft",
+            model_id="m",
+            stage="sft",
+            checkpoint="results/checkpoints/k-sft",
+        ),
+        results,
+    )
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # where results/checkpoints/k-sft does not exist
     doc = analyze_weights(str(base), "m/sft", dtype="fp32", results=results)

@@ -33,7 +33,9 @@ def test_case_is_one_clear_line(case, ws):
         assert r.stderr.strip().splitlines() == [r.line], r.stderr
 
 
-@pytest.mark.parametrize("name", ["../../../victim", "../victim", "a/../../victim", "<script>x</script>", "Big Name"])
+@pytest.mark.parametrize(
+    "name", ["../../../victim", "../victim", "a/../../victim", "<script>x</script>", "Big Name"]
+)
 def test_a_hostile_zoo_name_never_touches_outside_the_cache(tmp_path, name):
     """A $BENCH_MODELS entry named with path parts is refused at zoo load; the directory the
     name would point at (it used to be deleted by the atomic build) is untouched."""
@@ -43,12 +45,23 @@ def test_a_hostile_zoo_name_never_touches_outside_the_cache(tmp_path, name):
     victim.mkdir(parents=True)
     (victim / "keep.txt").write_text("mine")
     zoo = tmp_path / "zoo.yaml"
-    zoo.write_text(yaml.safe_dump({"models": {name: {"source": "tiny", "architecture": "LlamaForCausalLM"}}}))
-    env = {"BENCH_MODELS": str(zoo), "BENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([*BENCH, "models", "fetch", name], capture_output=True, text=True, env=env, cwd=tmp_path)
+    zoo.write_text(
+        yaml.safe_dump({"models": {name: {"source": "tiny", "architecture": "LlamaForCausalLM"}}})
+    )
+    env = {
+        "BENCH_MODELS": str(zoo),
+        "BENCH_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.run(
+        [*BENCH, "models", "fetch", name], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert proc.returncode == 2 and "a model name is lowercase letters" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert (victim / "keep.txt").read_text() == "mine" and sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert (victim / "keep.txt").read_text() == "mine" and sorted(
+        p.name for p in victim.iterdir()
+    ) == ["keep.txt"]
     assert not (cache / "models").exists() or not any((cache / "models").iterdir())
 
 
@@ -74,11 +87,14 @@ def test_step_ranges_are_checked_where_configs_are_built():
     """trainers' own configs refuse out-of-range values (the python -m trainers.<method> path too)."""
     from trainers import FieldError, resolved_config
 
-    for method, delta, field in [("sft", {"max_steps": 0}, "max_steps"), ("dpo", {"beta": 0}, "beta"),
-                                 ("dpo", {"samples_per_prompt": 1}, "samples_per_prompt"),
-                                 ("distill", {"direct_fraction": 1.2}, "direct_fraction"),
-                                 ("grpo", {"vllm_gpu_memory_utilization": 0}, "vllm_gpu_memory_utilization"),
-                                 ("sft", {"lr_scheduler_type": "cosin"}, "lr_scheduler_type")]:
+    for method, delta, field in [
+        ("sft", {"max_steps": 0}, "max_steps"),
+        ("dpo", {"beta": 0}, "beta"),
+        ("dpo", {"samples_per_prompt": 1}, "samples_per_prompt"),
+        ("distill", {"direct_fraction": 1.2}, "direct_fraction"),
+        ("grpo", {"vllm_gpu_memory_utilization": 0}, "vllm_gpu_memory_utilization"),
+        ("sft", {"lr_scheduler_type": "cosin"}, "lr_scheduler_type"),
+    ]:
         with pytest.raises(FieldError) as err:
             resolved_config(method, delta)
         assert err.value.field == field

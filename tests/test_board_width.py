@@ -8,7 +8,12 @@ from leaderboards.store import ingest
 def _store(tmp_path, tasks):
     for stage, p in [("base", 0.2), ("distill", 0.6), ("distill+grpo", 0.7)]:
         scores = [1.0 if i < p * 40 else 0.0 for i in range(40)]
-        write_eval_cell(tmp_path, "smollm2-135m-instruct", stage, {t: {"version": "1.0", "scores": scores} for t in tasks})
+        write_eval_cell(
+            tmp_path,
+            "smollm2-135m-instruct",
+            stage,
+            {t: {"version": "1.0", "scores": scores} for t in tasks},
+        )
     ingest(tmp_path)
     return tmp_path / "bench.duckdb"
 

@@ -412,7 +412,11 @@ def test_lm_eval_hooks_on_a_corr2cause_file(tmp_path, monkeypatch):
     gold = int(doc["label"] == "valid")
     assert utils.process_results(doc, [right]) == {"acc": 1.0, "f1": (gold, gold)}
     assert utils.process_results(doc, ["I cannot tell"]) == {"acc": 0.0, "f1": (gold, -1)}
-    assert utils.sample_fields(doc, right) == {"answer": doc["label"], "correct": True, "score": 1.0}
+    assert utils.sample_fields(doc, right) == {
+        "answer": doc["label"],
+        "correct": True,
+        "score": 1.0,
+    }
 
 
 def test_corr2cause_loader_without_data_is_one_line(monkeypatch):

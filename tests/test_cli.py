@@ -11,10 +11,22 @@ def run(*args, **kw):
 
 def test_help_imports_no_torch():
     code = "import sys; from harness import cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'lm_eval')))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )
     proc = run("--help")
     assert proc.returncode == 0
-    for command in ("train+eval", "eval", "leaderboard", "compare", "models", "grid", "doctor", "tasks"):
+    for command in (
+        "train+eval",
+        "eval",
+        "leaderboard",
+        "compare",
+        "models",
+        "grid",
+        "doctor",
+        "tasks",
+    ):
         assert command in proc.stdout
 
 
@@ -27,8 +39,20 @@ def test_models_json_lists_the_zoo():
 def test_doctor_json_reports_each_check():
     proc = run("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
-    assert {"python", "torch", "cuda", "vllm", "bitsandbytes", "flash-attn", "hf-cache", "hf-offline",
-            "sbatch", "apptainer", "podman", "docker"} <= set(checks)
+    assert {
+        "python",
+        "torch",
+        "cuda",
+        "vllm",
+        "bitsandbytes",
+        "flash-attn",
+        "hf-cache",
+        "hf-offline",
+        "sbatch",
+        "apptainer",
+        "podman",
+        "docker",
+    } <= set(checks)
     assert checks["torch"]["status"] == "works"
     assert all(c["status"] in ("works", "missing", "broken") for c in checks.values())
     assert "HF_HUB_OFFLINE=1" in checks["hf-offline"]["detail"]  # conftest/Makefile run offline
@@ -51,7 +75,9 @@ def test_tasks_check_last_line_and_bad_file(tmp_path):
     fixture = next(Path(__file__).parent.joinpath("fixtures", "math").glob("gsm8k*.jsonl"))
     proc = run("tasks", "check", "math", "--data", str(fixture))
     n = sum(1 for line in fixture.read_text().splitlines() if line.strip())
-    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == f"agreement=1.0000 n={n}"
+    assert (
+        proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == f"agreement=1.0000 n={n}"
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"q": 1}\n')
     proc = run("tasks", "check", "math", "--data", str(bad))

@@ -151,11 +151,13 @@ def test_extends_fills_a_delta_and_refuses_unknown_parents_and_cycles(tmp_path):
     from bench_core.errors import BenchError
 
     base = BASE.format(dtype="fp16")
-    targets = load_targets(_write(tmp_path, base + "  child:\n    extends: t\n    gpu_memory_gb: 22\n"))
-    assert targets["child"].gpu_memory_gb == 22
-    assert targets["child"].model_dump(exclude={"name", "gpu_memory_gb"}) == targets["t"].model_dump(
-        exclude={"name", "gpu_memory_gb"}
+    targets = load_targets(
+        _write(tmp_path, base + "  child:\n    extends: t\n    gpu_memory_gb: 22\n")
     )
+    assert targets["child"].gpu_memory_gb == 22
+    assert targets["child"].model_dump(exclude={"name", "gpu_memory_gb"}) == targets[
+        "t"
+    ].model_dump(exclude={"name", "gpu_memory_gb"})
     with pytest.raises(BenchError, match=r"targets\.child\.extends: unknown target 'tt'"):
         load_targets(_write(tmp_path, base + "  child:\n    extends: tt\n"))
     with pytest.raises(BenchError, match=r"cycle through a -> b -> a"):
@@ -168,4 +170,8 @@ def test_shipped_gpu_targets_are_deltas():
     from containers.targets import TARGETS_FILE
 
     raw = yaml.safe_load(TARGETS_FILE.read_text())["targets"]
-    assert {name for name, fields in raw.items() if "extends" in fields} == {"a100", "a100-40g", "rtx2080ti"}
+    assert {name for name, fields in raw.items() if "extends" in fields} == {
+        "a100",
+        "a100-40g",
+        "rtx2080ti",
+    }

@@ -10,14 +10,26 @@ from harness.grid import expand, load_grid
 from leaderboards.behavior import looping
 
 
-@pytest.mark.parametrize("text, loops", [
-    ("<" * 60, True),  # the failure seen on an earlier smoke recipe: '<' to the token cap
-    ("Step 1: 12 + 13 = 25." + " = 25" * 12, True),  # a short unit repeated to the end
-    ("<think>\nStep 1: 48 - 36 = 12.\n</think>\nThe answer is 12.", False),  # too short to judge
-    ("Step 1: 12 + 13 = 25.\nStep 2: 25 - 7 = 18.\nThe answer is 18. I hope this helps with it.", False),
-    (" " * 80, False),  # whitespace is not a loop
-    ("the cat sat on the mat and then the dog sat on the mat and the bird sat on it too, all day", False),
-])
+@pytest.mark.parametrize(
+    "text, loops",
+    [
+        ("<" * 60, True),  # the failure seen on an earlier smoke recipe: '<' to the token cap
+        ("Step 1: 12 + 13 = 25." + " = 25" * 12, True),  # a short unit repeated to the end
+        (
+            "<think>\nStep 1: 48 - 36 = 12.\n</think>\nThe answer is 12.",
+            False,
+        ),  # too short to judge
+        (
+            "Step 1: 12 + 13 = 25.\nStep 2: 25 - 7 = 18.\nThe answer is 18. I hope this helps with it.",
+            False,
+        ),
+        (" " * 80, False),  # whitespace is not a loop
+        (
+            "the cat sat on the mat and then the dog sat on the mat and the bird sat on it too, all day",
+            False,
+        ),
+    ],
+)
 def test_looping_by_hand(text, loops):
     assert looping(text) is loops
 

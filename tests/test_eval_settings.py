@@ -16,13 +16,19 @@ from tasks.scoring import score_once
 
 
 def test_the_zoo_decides_template_budget_context_and_sampling():
-    instruct, base, r1 = (get_model(n) for n in ("qwen2.5-1.5b-instruct", "qwen2.5-1.5b",
-                                                  "deepseek-r1-distill-qwen-7b"))
+    instruct, base, r1 = (
+        get_model(n)
+        for n in ("qwen2.5-1.5b-instruct", "qwen2.5-1.5b", "deepseek-r1-distill-qwen-7b")
+    )
     grid = EvalSettings()
     assert resolve_eval(instruct, grid).apply_chat_template is True
     assert resolve_eval(base, grid).apply_chat_template is False  # base models: plain prompts
     plain = resolve_eval(base, grid)
-    assert (plain.max_gen_toks, plain.temperature, plain.repeats) == (None, 0.0, 1)  # the task's own budget
+    assert (plain.max_gen_toks, plain.temperature, plain.repeats) == (
+        None,
+        0.0,
+        1,
+    )  # the task's own budget
     assert plain.max_model_len == base.context_length
     thinking = resolve_eval(r1, grid)
     assert (thinking.temperature, thinking.top_p, thinking.repeats) == (0.6, 0.95, 4)
@@ -33,12 +39,17 @@ def test_the_zoo_decides_template_budget_context_and_sampling():
     assert lowered.generation_kwargs() == {"max_gen_toks": 2048, "do_sample": False}
     # the budget never exceeds the context (a prompt needs room)
     short = get_model("tiny-random-llama")
-    assert resolve_eval(short, EvalSettings(max_gen_toks=10_000)).max_gen_toks == short.context_length - 256
+    assert (
+        resolve_eval(short, EvalSettings(max_gen_toks=10_000)).max_gen_toks
+        == short.context_length - 256
+    )
 
 
 def test_an_opener_in_the_prompt_is_put_back_in_front_of_the_completion():
     assert _opens_thinking("<|User|>2+2?<|Assistant|><think>\n")
-    assert not _opens_thinking("<think>x</think> now answer")  # closed in the prompt: an answer follows
+    assert not _opens_thinking(
+        "<think>x</think> now answer"
+    )  # closed in the prompt: an answer follows
     assert not _opens_thinking("Question: 2+2?\nAnswer:")
 
     class FakeLM:
@@ -47,7 +58,10 @@ def test_an_opener_in_the_prompt_is_put_back_in_front_of_the_completion():
 
     lm = FakeLM()
     _keep_prompt_opener(lm)
-    reqs = [SimpleNamespace(args=("<|Assistant|><think>\n", {})), SimpleNamespace(args=("Answer:", {}))]
+    reqs = [
+        SimpleNamespace(args=("<|Assistant|><think>\n", {})),
+        SimpleNamespace(args=("Answer:", {})),
+    ]
     first, second = lm.generate_until(reqs)
     assert first.startswith("<think>") and second == "The answer is 5."
     # parsed as reasoning up to </think>: the answer is what follows
@@ -66,15 +80,24 @@ def test_each_sample_is_verified_once_for_metric_and_row():
     once = score_once(verify)
     assert once("The answer is 4.", "4").value == 1.0 and once("The answer is 4.", "4").value == 1.0
     assert calls == ["The answer is 4."]
-    assert once("The answer is 4.", "5").value == 0.0 and len(calls) == 2  # another reference: verified
+    assert (
+        once("The answer is 4.", "5").value == 0.0 and len(calls) == 2
+    )  # another reference: verified
 
 
 @pytest.mark.slow
 def test_repeats_keep_every_sample_and_report_the_mean(tmp_path, tiny_llama):
     from harness.api import eval_model
 
-    record = eval_model(model="tiny-random-llama", tasks=["math_arith"], limit=3, max_gen_toks=4, repeats=3,
-                        temperature=1.0, results=tmp_path)
+    record = eval_model(
+        model="tiny-random-llama",
+        tasks=["math_arith"],
+        limit=3,
+        max_gen_toks=4,
+        repeats=3,
+        temperature=1.0,
+        results=tmp_path,
+    )
     task = record.tasks[0]
     assert task.primary_metric == "exact_match@mean3" and task.metrics["exact_match@mean3"].n == 3
     first = pq.read_table(tmp_path / task.samples_file).to_pylist()

@@ -26,13 +26,25 @@ from leaderboards.record import load_record
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
 DISTILL = {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 1}
-GRPO = {"levels": "1", "n_prompts": 2, "max_steps": 1, "num_generations": 2, "effective_batch": 2,
-        "max_completion_length": 4, "save_steps": 1}
+GRPO = {
+    "levels": "1",
+    "n_prompts": 2,
+    "max_steps": 1,
+    "num_generations": 2,
+    "effective_batch": 2,
+    "max_completion_length": 4,
+    "save_steps": 1,
+}
 
 
 def grid_file(tmp_path: Path, models=("tiny-random-llama",), **over) -> str:
-    grid = {"name": "faults", "models": list(models), "tasks": ["math_arith"],
-            "eval": {"limit": 2, "gen_kwargs": {"max_gen_toks": 4}, "batch_size": 2}, **over}
+    grid = {
+        "name": "faults",
+        "models": list(models),
+        "tasks": ["math_arith"],
+        "eval": {"limit": 2, "gen_kwargs": {"max_gen_toks": 4}, "batch_size": 2},
+        **over,
+    }
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     return str(path)
@@ -60,16 +72,25 @@ def test_a_corrupt_record_makes_its_cell_new_and_the_rerun_replaces_it(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_deleted_checkpoint_makes_its_cell_and_the_child_train_cells_changed(tmp_path, tiny_llama):
-    grid = grid_file(tmp_path, recipes=[["distill", "grpo"]], steps={"distill": DISTILL, "grpo": GRPO})
+def test_a_deleted_checkpoint_makes_its_cell_and_the_child_train_cells_changed(
+    tmp_path, tiny_llama
+):
+    grid = grid_file(
+        tmp_path, recipes=[["distill", "grpo"]], steps={"distill": DISTILL, "grpo": GRPO}
+    )
     results = tmp_path / "results"
     plan, outcome = run_grid(grid, results=results, kind="train")
     assert {o.status for o in outcome.values()} == {"done"}, outcome
     distill, grpo = sorted(plan.expansion.train, key=lambda c: c.stage)
-    before = {c.key: load_record(record_file(results, "train", c.key)).started_at for c in (distill, grpo)}
+    before = {
+        c.key: load_record(record_file(results, "train", c.key)).started_at for c in (distill, grpo)
+    }
     shutil.rmtree(stage_dir(results, distill.key))
     again = plan_grid(load_grid(grid), results, kind="train")
-    assert again.status[distill.key].status == "changed" and "checkpoint is missing" in again.status[distill.key].why
+    assert (
+        again.status[distill.key].status == "changed"
+        and "checkpoint is missing" in again.status[distill.key].why
+    )
     # grpo's adapter is relative to distill's merged weights: it trains again too
     assert again.status[grpo.key].status == "changed"
     assert again.status[grpo.key].why.startswith("parent distill will be trained again")
@@ -94,8 +115,13 @@ def test_a_cell_another_runner_holds_is_busy_not_failed(tmp_path, tiny_llama):
     lock.parent.mkdir(parents=True)
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        proc = subprocess.run([*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
-                              capture_output=True, text=True, env=env(), timeout=900)
+        proc = subprocess.run(
+            [*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=900,
+        )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "[red]failed" not in out
@@ -104,8 +130,10 @@ def test_a_cell_another_runner_holds_is_busy_not_failed(tmp_path, tiny_llama):
     assert not (results / "failures").exists() or not any((results / "failures").iterdir())
     assert not record_file(results, "train", train.key).exists()  # the holder's cell was left alone
     # once the holder is gone, the next run does exactly those two
-    assert [c.key for c in plan_grid(load_grid(grid), results).todo] == [train.key, *(
-        c.key for c in plan.expansion.eval if c.train_key == train.key)]
+    assert [c.key for c in plan_grid(load_grid(grid), results).todo] == [
+        train.key,
+        *(c.key for c in plan.expansion.eval if c.train_key == train.key),
+    ]
 
 
 @pytest.mark.slow
@@ -113,10 +141,14 @@ def test_a_resumed_stage_counts_the_whole_run(tmp_path, tiny_llama):
     from trainers import train_stage
 
     cfg = {**DISTILL, "max_steps": 2, "save_steps": 1, "save_total_limit": 5}
-    whole = train_stage("distill", cfg, base_model=tiny_llama, parent=None, output_dir=tmp_path / "whole")
+    whole = train_stage(
+        "distill", cfg, base_model=tiny_llama, parent=None, output_dir=tmp_path / "whole"
+    )
     assert whole["tokens"] > 0 and whole["resumed_cost"] is None
     out = tmp_path / "resumed"
-    part = train_stage("distill", {**cfg, "max_steps": 1}, base_model=tiny_llama, parent=None, output_dir=out)
+    part = train_stage(
+        "distill", {**cfg, "max_steps": 1}, base_model=tiny_llama, parent=None, output_dir=out
+    )
     assert 0 < part["tokens"] < whole["tokens"]
     (out / "manifest.json").unlink()  # as if killed after checkpoint-1
     resumed = train_stage("distill", cfg, base_model=tiny_llama, parent=None, output_dir=out)
@@ -133,10 +165,17 @@ def test_a_resumed_stage_counts_the_whole_run(tmp_path, tiny_llama):
 def test_a_run_where_every_cell_failed_ends_with_why(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
-    (broken / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')  # no weights, no tokenizer
+    (broken / "config.json").write_text(
+        '{"model_type": "llama", "hidden_size": 64}'
+    )  # no weights, no tokenizer
     grid, results = grid_file(tmp_path, models=[str(broken)]), tmp_path / "results"
-    proc = subprocess.run([*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
-                          capture_output=True, text=True, env=env(), timeout=600)
+    proc = subprocess.run(
+        [*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=600,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
     assert "no records/" not in out and "--grid smoke" not in out  # no misleading hint

@@ -47,16 +47,23 @@ def test_expansion_stages_prefixes_and_parents(tmp_path):
     assert train["distill"].config["max_steps"] == 3 and train["distill+grpo"].config == {}
     evals = {c.stage: c for c in exp.eval}
     assert sorted(evals) == ["base", "distill", "distill+grpo", "sft", "sft+dpo"]
-    assert evals["base"].train_key is None and evals["distill+grpo"].train_key == train["distill+grpo"].key
+    assert (
+        evals["base"].train_key is None
+        and evals["distill+grpo"].train_key == train["distill+grpo"].key
+    )
     assert evals["base"].tasks == (("math_arith", "1.0"),)
 
 
 def test_keys_are_stable_across_processes(tmp_path):
     path = write(tmp_path)
     here = keys(path)
-    code = ("import json,sys; from harness.grid import expand, load_grid; "
-            "e = expand(load_grid(sys.argv[1])); print(json.dumps({f'{c.kind}:{c.stage}': c.key for c in e.cells}))")
-    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import json,sys; from harness.grid import expand, load_grid; "
+        "e = expand(load_grid(sys.argv[1])); print(json.dumps({f'{c.kind}:{c.stage}': c.key for c in e.cells}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, path], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == {f"{k}:{s}": v for (k, s), v in here.items()}
 
 
@@ -72,7 +79,10 @@ def test_keys_change_with_every_input(tmp_path):
     seeded = keys(write(tmp_path, seed=1))
     assert all(seeded[k] != base[k] for k in base)
     limited = keys(write(tmp_path, eval={"limit": 3}))
-    assert limited[("eval", "base")] != base[("eval", "base")] and limited[("train", "sft")] == base[("train", "sft")]
+    assert (
+        limited[("eval", "base")] != base[("eval", "base")]
+        and limited[("train", "sft")] == base[("train", "sft")]
+    )
     batch = keys(write(tmp_path, eval={"limit": 2, "batch_size": 32}))  # a speed knob: same results
     assert batch == base
     other_model = keys(write(tmp_path, models=["tiny-random-qwen2"]))
@@ -113,30 +123,43 @@ def test_published_stages_are_rows_of_their_own_beside_the_trained_ones():
     # lineage by weights: SFT's parent is the base, DPO's the SFT, RLVR's the DPO
     assert sft.parent_weights == base.weights and dpo.parent_weights == sft.weights
     assert rl.parent_weights == dpo.weights and rl.base_weights == base.weights
-    assert (sft.recipe, rl.recipe, rl.parent_stage) == (("sft",), ("sft", "dpo", "rlvr"), "tulu-3-8b-dpo")
+    assert (sft.recipe, rl.recipe, rl.parent_stage) == (
+        ("sft",),
+        ("sft", "dpo", "rlvr"),
+        "tulu-3-8b-dpo",
+    )
 
 
-
-@pytest.mark.parametrize("over, field, fix", [
-    ({"modelz": ["x"]}, "modelz", "remove it"),
-    ({"models": ["qwen2.5-7b-instrct"]}, "models.0", "qwen2.5-7b-instruct"),
-    ({"tasks": ["math_arth"]}, "tasks", "math_arith"),
-    ({"recipes": [["distil"]]}, "recipes.0.0", "distill"),
-    ({"steps": {"x": {"method": "ppo"}}}, "steps.x.method", "methods:"),
-    ({"steps": {"distill": {"max_step": 3}}}, "steps.distill.max_step", "max_steps"),
-    ({"steps": {"sft": {"output_dir": "x"}}}, "steps.sft.output_dir", "trainers/sft.py"),
-    ({"eval": {"limit": "many"}}, "eval.limit", "valid"),
-    ({"seed": "zero"}, "seed", "valid"),
-])
+@pytest.mark.parametrize(
+    "over, field, fix",
+    [
+        ({"modelz": ["x"]}, "modelz", "remove it"),
+        ({"models": ["qwen2.5-7b-instrct"]}, "models.0", "qwen2.5-7b-instruct"),
+        ({"tasks": ["math_arth"]}, "tasks", "math_arith"),
+        ({"recipes": [["distil"]]}, "recipes.0.0", "distill"),
+        ({"steps": {"x": {"method": "ppo"}}}, "steps.x.method", "methods:"),
+        ({"steps": {"distill": {"max_step": 3}}}, "steps.distill.max_step", "max_steps"),
+        ({"steps": {"sft": {"output_dir": "x"}}}, "steps.sft.output_dir", "trainers/sft.py"),
+        ({"eval": {"limit": "many"}}, "eval.limit", "valid"),
+        ({"seed": "zero"}, "seed", "valid"),
+    ],
+)
 def test_malformed_grid_is_one_line_exit_2(tmp_path, over, field, fix):
     path = write(tmp_path, **over)
     with pytest.raises(BenchError) as e:
         load_grid(path)
     msg = str(e.value)
     assert path in msg and field in msg and fix in msg and "\n" not in msg
-    proc = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "grid", "show", path],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", "from harness.cli import main; main()", "grid", "show", path],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 2
+        and len(proc.stderr.strip().splitlines()) == 1
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_unknown_grid_lists_known():

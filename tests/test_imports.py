@@ -172,7 +172,9 @@ def test_no_private_imports_across_packages():
 if __name__ == "__main__":
     edges, forbidden, private = graph()
     found = cycles(edges)
-    print(f"modules {len(edges)}  cycles {len(found)}  forbidden {len(forbidden)}  private {len(private)}")
+    print(
+        f"modules {len(edges)}  cycles {len(found)}  forbidden {len(forbidden)}  private {len(private)}"
+    )
     for component in found:
         print("cycle:", " <-> ".join(component))
     for line in forbidden:

@@ -36,17 +36,27 @@ def keys(path: str) -> dict[tuple[str, str], str]:
     return {(c.kind, c.stage): c.key for c in expand(load_grid(path)).cells}
 
 
-def test_a_changed_trainer_default_moves_the_stage_and_its_descendants_not_the_base(tmp_path, monkeypatch):
+def test_a_changed_trainer_default_moves_the_stage_and_its_descendants_not_the_base(
+    tmp_path, monkeypatch
+):
     import trainers.distill as distill
 
     path = write(tmp_path)
     before = keys(path)
     # A new default of a field the grid does not set: the grid's delta is unchanged.
     patched = dataclasses.make_dataclass(
-        "DistillConfig", [("kl_coef", float, dataclasses.field(default=0.5))], bases=(distill.DistillConfig,))
+        "DistillConfig",
+        [("kl_coef", float, dataclasses.field(default=0.5))],
+        bases=(distill.DistillConfig,),
+    )
     monkeypatch.setattr(distill, "DistillConfig", patched)
     after = keys(path)
-    for moved in (("train", "distill"), ("train", "distill+grpo"), ("eval", "distill"), ("eval", "distill+grpo")):
+    for moved in (
+        ("train", "distill"),
+        ("train", "distill+grpo"),
+        ("eval", "distill"),
+        ("eval", "distill+grpo"),
+    ):
         assert after[moved] != before[moved], moved
     for kept in (("eval", "base"), ("train", "sft"), ("eval", "sft")):
         assert after[kept] == before[kept], kept
@@ -60,7 +70,9 @@ def test_a_method_version_bump_moves_its_cells(tmp_path, monkeypatch):
     monkeypatch.setattr(sft, "VERSION", sft.VERSION + "-bumped")
     after = keys(path)
     assert after[("train", "sft")] != before[("train", "sft")]
-    assert after[("train", "distill")] == before[("train", "distill")]  # distill has its own VERSION
+    assert (
+        after[("train", "distill")] == before[("train", "distill")]
+    )  # distill has its own VERSION
 
 
 def test_a_verifier_version_bump_moves_the_evals_that_use_it_and_grpo(tmp_path, monkeypatch):
@@ -70,10 +82,16 @@ def test_a_verifier_version_bump_moves_the_evals_that_use_it_and_grpo(tmp_path, 
     before = keys(path)
     monkeypatch.setattr(math_verifier, "VERSION", "2")
     after = keys(path)
-    assert after[("eval", "base")] == before[("eval", "base")]  # causal_nli: the math verifier plays no part
-    assert after[("train", "distill+grpo")] != before[("train", "distill+grpo")]  # its reward is the math verifier
+    assert (
+        after[("eval", "base")] == before[("eval", "base")]
+    )  # causal_nli: the math verifier plays no part
+    assert (
+        after[("train", "distill+grpo")] != before[("train", "distill+grpo")]
+    )  # its reward is the math verifier
     assert after[("train", "distill")] == before[("train", "distill")]
-    path = write(tmp_path, tasks=["think_quality_math"])  # think_quality scores the answer with math's verifier
+    path = write(
+        tmp_path, tasks=["think_quality_math"]
+    )  # think_quality scores the answer with math's verifier
     with_math = keys(path)
     monkeypatch.setattr(math_verifier, "VERSION", "3")
     assert keys(path)[("eval", "base")] != with_math[("eval", "base")]
@@ -85,8 +103,14 @@ def test_the_payload_holds_the_resolved_config_not_the_delta(tmp_path):
     payload = distill.inputs["distill"]
     from trainers.distill import DistillConfig
 
-    names = {f.name for f in dataclasses.fields(DistillConfig)} - {"model", "parent", "output_dir", "target",
-                                                                    "seed", "trust_remote_code"}
+    names = {f.name for f in dataclasses.fields(DistillConfig)} - {
+        "model",
+        "parent",
+        "output_dir",
+        "target",
+        "seed",
+        "trust_remote_code",
+    }
     assert set(payload) == names
     assert payload["learning_rate"] == 2.0e-4 and payload["kl_coef"] == DistillConfig().kl_coef
     assert distill.inputs["method_version"] == "2" and distill.inputs["key_schema"] == 2
@@ -104,30 +128,73 @@ def test_grid_show_names_the_first_changed_field_and_the_parent_for_descendants(
     results = tmp_path / "results"
     old = expand(load_grid(write(tmp_path)))
     for cell in old.train:  # records as a finished run of the old config would have left them
-        write_record(RunRecord(kind="train", cell_key=cell.key, model_id=cell.model, stage=cell.stage,
-                               inputs=cell.inputs), results)
+        write_record(
+            RunRecord(
+                kind="train",
+                cell_key=cell.key,
+                model_id=cell.model,
+                stage=cell.stage,
+                inputs=cell.inputs,
+            ),
+            results,
+        )
         (results / "checkpoints" / cell.key).mkdir(parents=True)
         (results / "checkpoints" / cell.key / "manifest.json").write_text("{}")
     path = write(tmp_path, steps={"distill": {"max_steps": 3, "learning_rate": 1.0e-4}})
-    out = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "grid", "show", path,
-                          "--json", "--results", str(results)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from harness.cli import main; main()",
+            "grid",
+            "show",
+            path,
+            "--json",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = {(r["kind"], r["stage"]): r for r in json.loads(out.stdout)}
     assert rows[("train", "distill")]["status"] == "changed"
     assert rows[("train", "distill")]["why"] == "distill.learning_rate 0.0002 -> 0.0001"
-    assert rows[("train", "distill+grpo")]["why"] == "parent changed: distill.learning_rate 0.0002 -> 0.0001"
+    assert (
+        rows[("train", "distill+grpo")]["why"]
+        == "parent changed: distill.learning_rate 0.0002 -> 0.0001"
+    )
     assert rows[("train", "sft")]["status"] == "done"
-    assert set(rows[("eval", "base")]) >= {"kind", "key", "model", "stage", "status", "why", "inputs",
-                                          "chat_template", "max_gen_toks", "max_model_len", "temperature",
-                                          "repeats"}
-    assert rows[("eval", "base")]["inputs"]["tasks"] == {"math_arith": "1.0", "think_quality_math": "1.0"}
+    assert set(rows[("eval", "base")]) >= {
+        "kind",
+        "key",
+        "model",
+        "stage",
+        "status",
+        "why",
+        "inputs",
+        "chat_template",
+        "max_gen_toks",
+        "max_model_len",
+        "temperature",
+        "repeats",
+    }
+    assert rows[("eval", "base")]["inputs"]["tasks"] == {
+        "math_arith": "1.0",
+        "think_quality_math": "1.0",
+    }
 
 
 def test_a_missing_checkpoint_makes_a_done_stage_changed(tmp_path):
     results = tmp_path / "results"
     grid = load_grid(write(tmp_path))
     sft = next(c for c in expand(grid).train if c.stage == "sft")
-    write_record(RunRecord(kind="train", cell_key=sft.key, model_id=sft.model, stage="sft", inputs=sft.inputs),
-                 results)
+    write_record(
+        RunRecord(
+            kind="train", cell_key=sft.key, model_id=sft.model, stage="sft", inputs=sft.inputs
+        ),
+        results,
+    )
     status = plan_grid(grid, results).status[sft.key]
     assert status.status == "changed" and "checkpoint is missing" in status.why
 
@@ -156,7 +223,11 @@ def test_trust_remote_code_reaches_training_from_the_zoo(tmp_path, monkeypatch):
 
     def trusting(name):
         spec = real(name)
-        return spec.model_copy(update={"trust_remote_code": True}) if name == "tiny-random-llama" else spec
+        return (
+            spec.model_copy(update={"trust_remote_code": True})
+            if name == "tiny-random-llama"
+            else spec
+        )
 
     monkeypatch.setattr(zoo, "get_model", trusting)
     cell = next(c for c in expand(load_grid(write(tmp_path))).train if c.stage == "sft")
@@ -165,8 +236,12 @@ def test_trust_remote_code_reaches_training_from_the_zoo(tmp_path, monkeypatch):
     import harness.runner as runner
     import trainers
 
-    monkeypatch.setattr(trainers, "train_stage", lambda method, config, **kw: seen.update(config) or {})
+    monkeypatch.setattr(
+        trainers, "train_stage", lambda method, config, **kw: seen.update(config) or {}
+    )
     monkeypatch.setattr(zoo, "materialize", lambda name: tmp_path)
-    with pytest.raises(FileNotFoundError):  # the fake trainer wrote no stage dir: stop after the call
+    with pytest.raises(
+        FileNotFoundError
+    ):  # the fake trainer wrote no stage dir: stop after the call
         runner._train(cell, load_grid(write(tmp_path)), tmp_path / "results")
     assert seen["trust_remote_code"] is True

@@ -209,8 +209,14 @@ def test_different_task_versions_get_separate_columns(tmp_path):
 def test_two_keys_of_one_model_and_stage_are_two_rows_never_one_hiding_the_other(tmp_path):
     s = [1.0, 0.0]
     for key, value, minute in (("old", 0.1, 1), ("new", 0.2, 2)):
-        write_eval_cell(tmp_path, "m", "base", {"math": {"version": "1", "scores": s, "value": value}},
-                        cell_key=key, minutes=minute)
+        write_eval_cell(
+            tmp_path,
+            "m",
+            "base",
+            {"math": {"version": "1", "scores": s, "value": value}},
+            cell_key=key,
+            minutes=minute,
+        )
     ingest(tmp_path)
     rows = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
     got = sorted((r["cells"]["math@v1"]["cell_key"], r["cells"]["math@v1"]["value"]) for r in rows)
@@ -223,8 +229,13 @@ def test_settings_that_differ_are_two_columns(tmp_path):
     from leaderboards.record import load_record, write_record
 
     for key, limit, value in (("full", None, 0.3), ("quick", 10, 0.9)):
-        rec = write_eval_cell(tmp_path, "m", "base", {"math": {"version": "1", "scores": [1.0, 0.0], "value": value}},
-                              cell_key=key)
+        rec = write_eval_cell(
+            tmp_path,
+            "m",
+            "base",
+            {"math": {"version": "1", "scores": [1.0, 0.0], "value": value}},
+            cell_key=key,
+        )
         rec.tasks[0].limit = limit
         rec.inputs = {"weights": "w", "eval": {"limit": limit}, "tasks": {"math": "1"}}
         rec.weights_key, rec.base_weights = "w", "w"
@@ -235,6 +246,7 @@ def test_settings_that_differ_are_two_columns(tmp_path):
     assert len(data["rows"]) == 1
     values = sorted(c["value"] for c in data["rows"][0]["cells"].values())
     assert values == [0.3, 0.9] and len(data["columns"]) == 2
+
 
 def _paired(pattern):
     a, b = [], []
@@ -257,9 +269,12 @@ def test_significance_marks_use_mcnemar_over_shared_docs(tmp_path):
     # Other model: sft differs from base by 8 vs 2 → no mark.
     base2, sft2 = _paired([(8, 0, 1), (2, 1, 0), (20, 1, 1), (10, 0, 0)])
     for model, stage, scores in [
-        ("m", "base", base), ("m", "sft", sft), ("m", "sft+grpo", grpo),
-        ("n", "base", base2), ("n", "sft", sft2),
-    ]:  # fmt: skip
+        ("m", "base", base),
+        ("m", "sft", sft),
+        ("m", "sft+grpo", grpo),
+        ("n", "base", base2),
+        ("n", "sft", sft2),
+    ]:
         write_eval_cell(tmp_path, model, stage, {"t": {"version": "1", "scores": scores}})
     ingest(tmp_path)
     con = duckdb.connect(str(tmp_path / "bench.duckdb"), read_only=True)
@@ -313,14 +328,24 @@ def test_a_cell_whose_samples_hit_the_cap_is_marked(tmp_path):
     from leaderboards.record import write_record
 
     for key, truncated in (("cut", 0.2), ("fine", 0.05)):
-        rec = write_eval_cell(tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key)
+        rec = write_eval_cell(
+            tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key
+        )
         rec.tasks[0].truncated = truncated
         write_record(rec, tmp_path)
     ingest(tmp_path)
     md = render(tmp_path / "bench.duckdb", "md")
-    rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| cut") or ln.startswith("| fine")}
-    assert "‡" in rows["cut"] and "‡" not in rows["fine"]  # 20 % > 5 %; exactly 5 % is not over the limit
-    assert "cut 20%" in rows["cut"] and "cut 5%" in rows["fine"]  # the share itself, whenever any sample hit the cap
+    rows = {
+        ln.split("|")[1].strip(): ln
+        for ln in md.splitlines()
+        if ln.startswith("| cut") or ln.startswith("| fine")
+    }
+    assert (
+        "‡" in rows["cut"] and "‡" not in rows["fine"]
+    )  # 20 % > 5 %; exactly 5 % is not over the limit
+    assert (
+        "cut 20%" in rows["cut"] and "cut 5%" in rows["fine"]
+    )  # the share itself, whenever any sample hit the cap
     assert "cut 20%" in render(tmp_path / "bench.duckdb", "html")
     assert "‡" in render(tmp_path / "bench.duckdb", "latex").replace(r"\ddagger", "‡")
     cells = json.loads(render(tmp_path / "bench.duckdb", "json"))["rows"]
@@ -331,11 +356,17 @@ def test_a_cell_with_a_looping_sample_is_marked(tmp_path):
     from leaderboards.record import write_record
 
     for key, loops in (("loops", 0.1), ("clean", 0.0)):
-        rec = write_eval_cell(tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key)
+        rec = write_eval_cell(
+            tmp_path, key, "base", {"math": {"version": "1", "scores": [1.0, 0.0]}}, cell_key=key
+        )
         rec.tasks[0].looping = loops
         write_record(rec, tmp_path)
     ingest(tmp_path)
     md = render(tmp_path / "bench.duckdb", "md")
-    line = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith(("| loops", "| clean"))}
+    line = {
+        ln.split("|")[1].strip(): ln
+        for ln in md.splitlines()
+        if ln.startswith(("| loops", "| clean"))
+    }
     assert "↻" in line["loops"] and "↻" not in line["clean"]
     assert "loop 10%" in line["loops"] and "loop" not in line["clean"]

@@ -52,10 +52,17 @@ def test_html_is_self_contained(page):
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", *args,
-    ]  # fmt: skip
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -123,29 +130,86 @@ def _analysis_results(root: Path) -> Path:
     from leaderboards.record import MetricValue, RunRecord, TaskResult, write_record
     from leaderboards.weights import compare_weights
 
-    for m, (stage, right) in enumerate([("base", lambda d, r: r == d % 4), ("distill", lambda d, r: d % 3 > 0)]):
+    for m, (stage, right) in enumerate(
+        [("base", lambda d, r: r == d % 4), ("distill", lambda d, r: d % 3 > 0)]
+    ):
         key = f"cell-{stage}"
-        rows = [{"cell_key": key, "task": "math", "doc_id": d, "repeat": r, "score": float(right(d, r)),
-                 "correct": bool(right(d, r)), "answer": str(right(d, r) * 7 + r), "gen_tokens": 20 + 10 * m,
-                 "truncated": r == 3 and m == 0, "completion": f"<think>{'step ' * (3 + m)}</think> {r}",
-                 "target": "7", "prompt": f"q{d}", "logprob": -1.0, "meta": "{}"}
-                for d in range(12) for r in range(4)]  # fmt: skip
+        rows = [
+            {
+                "cell_key": key,
+                "task": "math",
+                "doc_id": d,
+                "repeat": r,
+                "score": float(right(d, r)),
+                "correct": bool(right(d, r)),
+                "answer": str(right(d, r) * 7 + r),
+                "gen_tokens": 20 + 10 * m,
+                "truncated": r == 3 and m == 0,
+                "completion": f"<think>{'step ' * (3 + m)}</think> {r}",
+                "target": "7",
+                "prompt": f"q{d}",
+                "logprob": -1.0,
+                "meta": "{}",
+            }
+            for d in range(12)
+            for r in range(4)
+        ]
         path = root / "samples" / key / "math.parquet"
         path.parent.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows), path)
         score = sum(x["score"] for x in rows) / len(rows)
-        write_record(RunRecord(kind="eval", cell_key=key, model_id="smol", stage=stage, recipe=[] if m == 0 else [stage],
-                               tasks=[TaskResult(name="math", version="1", primary_metric="acc", samples_file=str(path.relative_to(root)),
-                                                 metrics={"acc": MetricValue(value=score, n=len(rows))})]), root)  # fmt: skip
+        write_record(
+            RunRecord(
+                kind="eval",
+                cell_key=key,
+                model_id="smol",
+                stage=stage,
+                recipe=[] if m == 0 else [stage],
+                tasks=[
+                    TaskResult(
+                        name="math",
+                        version="1",
+                        primary_metric="acc",
+                        samples_file=str(path.relative_to(root)),
+                        metrics={"acc": MetricValue(value=score, n=len(rows))},
+                    )
+                ],
+            ),
+            root,
+        )
     g = torch.Generator().manual_seed(0)
-    names = [f"model.layers.{i}.{m}.weight" for i in range(4) for m in
-             ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")]
+    names = [
+        f"model.layers.{i}.{m}.weight"
+        for i in range(4)
+        for m in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    ]
     wa = {n: torch.randn(8, 8, generator=g) for n in names}
-    for d, ws in (("a", wa), ("b", {n: w + (i % 5) * 0.05 * torch.randn(8, 8, generator=g) for i, (n, w) in enumerate(wa.items())})):
+    for d, ws in (
+        ("a", wa),
+        (
+            "b",
+            {
+                n: w + (i % 5) * 0.05 * torch.randn(8, 8, generator=g)
+                for i, (n, w) in enumerate(wa.items())
+            },
+        ),
+    ):
         (root / d).mkdir()
         save_file(ws, str(root / d / "model.safetensors"))
     diff = compare_weights(root / "a", root / "b")
-    diff.meta = {"label": "smol/base → smol/distill", "model_id": "smol", "stage_a": "base", "stage_b": "distill"}
+    diff.meta = {
+        "label": "smol/base → smol/distill",
+        "model_id": "smol",
+        "stage_a": "base",
+        "stage_b": "distill",
+    }
     write_analysis(root, "weights-test", diff.to_dict())
     return root
 
@@ -156,7 +220,9 @@ def analysis_page(tmp_path_factory) -> Path:
 
     root = _analysis_results(tmp_path_factory.mktemp("analysis"))
     docs = analyze_behavior(root, store=True)  # writes results/analysis/behavior-*.json and ingests
-    assert [d["stage"] for d in docs] == ["base", "distill"] and docs[1]["vs_parent"]["parent"] == "cell-base"
+    assert [d["stage"] for d in docs] == ["base", "distill"] and docs[1]["vs_parent"][
+        "parent"
+    ] == "cell-base"
     out = root / "leaderboard.html"
     out.write_text(render(root / "bench.duckdb", "html"))
     return out
@@ -171,7 +237,12 @@ def test_html_has_weight_and_behaviour_panels(analysis_page):
     assert body.count("<tr>") == 2  # base and distill on math
     # base: sample r of prompt d right when r == d % 4 -> pass@1 = 1/4, pass@4 = 1; truncation 1/4
     base = re.findall(r"<td>([^<]*)</td>", body.split("</tr>")[0])
-    assert base[:4] == ["smol", "base", "math", "4"] and base[5] == "0.250" and base[6] == "1.000" and base[9] == "0.250"
+    assert (
+        base[:4] == ["smol", "base", "math", "4"]
+        and base[5] == "0.250"
+        and base[6] == "1.000"
+        and base[9] == "0.250"
+    )
 
 
 @needs_chromium

@@ -31,7 +31,11 @@ def test_bench_tasks_never_build_the_builtin_index(monkeypatch):
         raise AssertionError("lm-eval's index was built for a bench task")
 
     monkeypatch.setattr(lmeval_tasks, "builtin_index", boom)
-    assert [t.name for t in resolve_tasks(["math", "causal_nli"])] == ["math_gsm8k", "math_arith", "causal_nli"]
+    assert [t.name for t in resolve_tasks(["math", "causal_nli"])] == [
+        "math_gsm8k",
+        "math_arith",
+        "causal_nli",
+    ]
 
 
 def test_a_builtin_task_resolves_with_its_yaml_version(small_index):
@@ -46,8 +50,10 @@ def test_an_unknown_task_is_one_line_with_a_hint(small_index):
         resolve_tasks(["gsm8kk"])
 
 
-@pytest.mark.skipif(data_dir() is None or not (data_dir() / "gsm8k_test.jsonl").is_file(),
-                    reason="no local GSM8K (../shared/data)")
+@pytest.mark.skipif(
+    data_dir() is None or not (data_dir() / "gsm8k_test.jsonl").is_file(),
+    reason="no local GSM8K (../shared/data)",
+)
 def test_gsm8k_reads_the_local_file_offline(small_index, monkeypatch):
     from lm_eval.tasks import TaskManager
 
@@ -56,9 +62,13 @@ def test_gsm8k_reads_the_local_file_offline(small_index, monkeypatch):
     over = lmeval_tasks.local_overrides(small_index / "gsm8k.yaml")
     assert over["dataset_path"] == "json"
     assert over["dataset_kwargs"]["data_files"]["test"] == str(data_dir() / "gsm8k_test.jsonl")
-    tm = lmeval_tasks.builtin_manager_class(TaskManager)(include_path=str(small_index), include_defaults=False)
+    tm = lmeval_tasks.builtin_manager_class(TaskManager)(
+        include_path=str(small_index), include_defaults=False
+    )
     task = tm.load(["gsm8k"])["tasks"]["gsm8k"]
     docs = list(task.test_docs())
     first = json.loads((data_dir() / "gsm8k_test.jsonl").open().readline())
     assert len(docs) == 1319 and docs[0]["question"] == first["question"]
-    assert len(list(task.fewshot_docs())) == 7473  # the 5-shot examples come from the local train split
+    assert (
+        len(list(task.fewshot_docs())) == 7473
+    )  # the 5-shot examples come from the local train split

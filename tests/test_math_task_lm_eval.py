@@ -90,10 +90,22 @@ def test_sample_fields_give_the_harness_answer_and_correctness():
     doc = math_utils.load_arith_docs(seed=1, n_per_level=1)["test"][0]
     assert doc["source"] == "arith"
     right = f"The answer is {doc['reference']}."
-    assert math_utils.sample_fields(doc, right) == {"answer": doc["reference"], "correct": True, "score": 1.0}
-    assert math_utils.sample_fields(doc, "no idea") == {"answer": None, "correct": False, "score": 0.0}
+    assert math_utils.sample_fields(doc, right) == {
+        "answer": doc["reference"],
+        "correct": True,
+        "score": 1.0,
+    }
+    assert math_utils.sample_fields(doc, "no idea") == {
+        "answer": None,
+        "correct": False,
+        "score": 0.0,
+    }
     # think_quality: correct is the answer's correctness, although the composite (its score) is 0.5
-    assert think_utils.sample_fields(doc, right) == {"answer": doc["reference"], "correct": True, "score": 0.5}
+    assert think_utils.sample_fields(doc, right) == {
+        "answer": doc["reference"],
+        "correct": True,
+        "score": 0.5,
+    }
 
 
 @pytest.mark.slow  # reads lm-eval's ~14k built-in YAMLs

@@ -40,7 +40,10 @@ def think_rows(n: int) -> list[dict]:
         {
             "messages": [
                 {"role": "user", "content": f"What is {i} + 12?"},
-                {"role": "assistant", "content": f"<think>\n{TRACE}\n</think>\nThe answer is {i + 12}."},
+                {
+                    "role": "assistant",
+                    "content": f"<think>\n{TRACE}\n</think>\nThe answer is {i + 12}.",
+                },
             ]
         }
         for i in range(n)
@@ -89,8 +92,16 @@ def test_r1_style_training_targets_contain_the_reasoning(tmp_path, tiny_r1, tiny
     from trainers._stage import Stage
     from trainers.sft import SFTConfig, build_trainer
 
-    cfg = resolve(SFTConfig, {**FAST, "max_length": 256, "packing": False, "model": str(tiny_r1),
-                              "output_dir": str(tmp_path / "r1")})
+    cfg = resolve(
+        SFTConfig,
+        {
+            **FAST,
+            "max_length": 256,
+            "packing": False,
+            "model": str(tiny_r1),
+            "output_dir": str(tmp_path / "r1"),
+        },
+    )
     trainer = build_trainer(Stage("sft", cfg), cfg, think_rows(4))
     tok = trainer.processing_class
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -101,31 +112,53 @@ def test_r1_style_training_targets_contain_the_reasoning(tmp_path, tiny_r1, tiny
     assert targets.count("<think>") == 0  # the opener is the prompt's, as at inference
 
     # a template that keeps the reasoning trains on trl's conversational rows, unchanged
-    cfg2 = resolve(SFTConfig, {**FAST, "max_length": 256, "packing": False, "model": str(tiny_llama),
-                               "output_dir": str(tmp_path / "llama")})
+    cfg2 = resolve(
+        SFTConfig,
+        {
+            **FAST,
+            "max_length": 256,
+            "packing": False,
+            "model": str(tiny_llama),
+            "output_dir": str(tmp_path / "llama"),
+        },
+    )
     plain = build_trainer(Stage("sft", cfg2), cfg2, think_rows(4))
     batch = plain.data_collator([plain.train_dataset[0]])
-    assert TRACE in plain.processing_class.decode([t for t in batch["labels"][0].tolist() if t != -100])
+    assert TRACE in plain.processing_class.decode(
+        [t for t in batch["labels"][0].tolist() if t != -100]
+    )
 
 
 # --- no chat template, short context -------------------------------------------------------------
 
 
-def test_no_template_model_trains_on_plain_text_with_max_length_clipped(tmp_path, tiny_gpt2, caplog):
+def test_no_template_model_trains_on_plain_text_with_max_length_clipped(
+    tmp_path, tiny_gpt2, caplog
+):
     from transformers import AutoTokenizer
 
     from trainers._templates import template_rows
 
     rows = think_rows(8)
     (first, *_), _ = template_rows(rows, AutoTokenizer.from_pretrained(tiny_gpt2))
-    assert first == {"prompt": "What is 0 + 12?\n\n", "completion": rows[0]["messages"][1]["content"]}
+    assert first == {
+        "prompt": "What is 0 + 12?\n\n",
+        "completion": rows[0]["messages"][1]["content"],
+    }
 
     data = write_jsonl(tmp_path / "chat.jsonl", rows)
     with caplog.at_level(logging.WARNING, logger="trainers._stage"):
-        m = train_stage("sft", {**FAST, "max_length": 4096, "dataset": str(data), "max_steps": 2},
-                        base_model=tiny_gpt2, parent=None, output_dir=tmp_path / "sft")
+        m = train_stage(
+            "sft",
+            {**FAST, "max_length": 4096, "dataset": str(data), "max_steps": 2},
+            base_model=tiny_gpt2,
+            parent=None,
+            output_dir=tmp_path / "sft",
+        )
     clipped = [r.getMessage() for r in caplog.records if "exceeds" in r.getMessage()]
-    assert clipped == ["sft: max_length 4096 exceeds tiny-random-gpt2's context 1024; clipped to 1024"]
+    assert clipped == [
+        "sft: max_length 4096 exceeds tiny-random-gpt2's context 1024; clipped to 1024"
+    ]
     assert m["steps"] == 2 and all(math.isfinite(x) for x in m["losses"])
     assert m["plan"]["seq_len"] == 1024
 
@@ -176,8 +209,12 @@ def test_tulu_layout_renders_the_prompt_once_through_trl(tmp_path, tiny_llama):
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     args = trl.DPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_length=256)
-    trainer = trl.DPOTrainer(model=model, args=args, processing_class=tok,
-                             train_dataset=Dataset.from_list(preference_rows([TULU_ROW], "fixture")))
+    trainer = trl.DPOTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list(preference_rows([TULU_ROW], "fixture")),
+    )
     row = trainer.train_dataset[0]
     chosen = tok.decode(row["prompt_ids"] + row["chosen_ids"])
     rejected = tok.decode(row["prompt_ids"] + row["rejected_ids"])
@@ -191,7 +228,13 @@ def test_tulu_layout_renders_the_prompt_once_through_trl(tmp_path, tiny_llama):
 def grouped_rows(per_source: int = 50) -> list[dict]:
     """A mixture concatenated by source, as hub mixtures are: all of a, then b, then c."""
     return [
-        {"source": s, "messages": [{"role": "user", "content": f"{s}{i}"}, {"role": "assistant", "content": "ok"}]}
+        {
+            "source": s,
+            "messages": [
+                {"role": "user", "content": f"{s}{i}"},
+                {"role": "assistant", "content": "ok"},
+            ],
+        }
         for s in "abc"
         for i in range(per_source)
     ]
@@ -212,9 +255,17 @@ def test_limit_is_a_seeded_sample_of_every_source(tmp_path):
 def test_distill_n_hub_samples_the_hub_set_by_item_seed(tmp_path, monkeypatch):
     import trainers.distill as distill
 
-    ot = [{"source": s, "conversations": [{"from": "user", "value": f"{s}{i}"},
-                                          {"from": "assistant", "value": "ok"}]}
-          for s in "abc" for i in range(40)]
+    ot = [
+        {
+            "source": s,
+            "conversations": [
+                {"from": "user", "value": f"{s}{i}"},
+                {"from": "assistant", "value": "ok"},
+            ],
+        }
+        for s in "abc"
+        for i in range(40)
+    ]
     monkeypatch.setattr(distill, "read_rows", lambda spec, split="train": ot)
     cfg = resolve(distill.DistillConfig, {"sources": "openthoughts", "n_hub": 12, "item_seed": 7})
     rows, name = distill.distill_rows(cfg)

@@ -155,8 +155,15 @@ def test_plan_renders_as_text_and_rich():
 
 # --- distill's KL logits and mixture of experts ------------------------------------------------
 
-SMALL = dict(name="small", params=1e6, hidden_size=64, num_layers=2, vocab_size=1000,
-             intermediate_size=128, kv_ratio=1.0)
+SMALL = dict(
+    name="small",
+    params=1e6,
+    hidden_size=64,
+    num_layers=2,
+    vocab_size=1000,
+    intermediate_size=128,
+    kv_ratio=1.0,
+)
 
 
 def test_distill_kl_counts_five_full_vocabulary_fp32_tensors():
@@ -164,10 +171,15 @@ def test_distill_kl_counts_five_full_vocabulary_fp32_tensors():
     layers = 2 * 512 * 4 * (8 * 64 + 2 * 64 + 4 * 128)  # 2 layers x seq x bytes x values/token
     kl = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False, kl=True)
     assert kl.activations_per_sample_gb * 1e9 == layers + 512 * 1000 * 4 * 5
-    sft = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False)  # fused head, tiled
+    sft = plan(
+        SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False
+    )  # fused head, tiled
     assert sft.activations_per_sample_gb * 1e9 == layers + 256 * 1000 * 4 * 2
-    assert plan(SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False, kl=True).activations_per_sample_gb \
-        * 1e9 == 2 * (layers + 512 * 1000 * 4 * 2)  # kl means nothing outside distill
+    assert plan(
+        SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False, kl=True
+    ).activations_per_sample_gb * 1e9 == 2 * (
+        layers + 512 * 1000 * 4 * 2
+    )  # kl means nothing outside distill
     # full fine-tuning with KL keeps a frozen reference copy of the weights
     full = plan(SMALL, "distill", "cpu", seq_len=512, mode="full", kl=True)
     assert full.extra_gb == full.weights_gb == 1e6 * 4 / 1e9
@@ -182,9 +194,18 @@ def test_plan_config_reads_a_resolved_stage_config():
     assert p.seq_len == 512 and p.gpus == 2 and any("kl" in n for n in p.notes)
 
 
-MIXTRAL = dict(name="mixtral", params=46.70e9, hidden_size=4096, num_layers=32, vocab_size=32000,
-               intermediate_size=14336, kv_ratio=8 / 32, tied_embeddings=False, num_experts=8,
-               experts_per_token=2)
+MIXTRAL = dict(
+    name="mixtral",
+    params=46.70e9,
+    hidden_size=4096,
+    num_layers=32,
+    vocab_size=32000,
+    intermediate_size=14336,
+    kv_ratio=8 / 32,
+    tied_embeddings=False,
+    num_experts=8,
+    experts_per_token=2,
+)
 
 
 def test_moe_holds_all_experts_and_computes_with_the_active_ones():
@@ -206,7 +227,10 @@ def test_moe_holds_all_experts_and_computes_with_the_active_ones():
     q = plan(MIXTRAL, "sft", "a100", mode="qlora")
     kept = 2 * 32000 * 4096 + experts
     assert q.weights_gb == pytest.approx((kept * 2 + (46.70e9 - kept) * 0.516) / 1e9)
-    assert plan(dense, "dpo", "a100", seq_len=2048, gpus=8).activations_per_sample_gb < moe.activations_per_sample_gb
+    assert (
+        plan(dense, "dpo", "a100", seq_len=2048, gpus=8).activations_per_sample_gb
+        < moe.activations_per_sample_gb
+    )
 
 
 def test_moe_facts_from_the_zoo_and_a_config(tmp_path):
@@ -216,8 +240,16 @@ def test_moe_facts_from_the_zoo_and_a_config(tmp_path):
 
     f = model_facts(planner_facts("mistralai/Mixtral-8x7B-Instruct-v0.1"))
     assert (f.num_experts, f.experts_per_token, f.params) == (8, 2, 46.70e9)
-    cfg = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-           "intermediate_size": 14336, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2}
+    cfg = {
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 32000,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     f = model_facts(tmp_path)
     # no weights: counted from the shapes, all 8 experts' MLPs in every layer
@@ -234,9 +266,17 @@ def test_dpo_models_grid_shows_each_train_cell_topology_and_gpus(tmp_path):
     from trainers.planner import plan_config
 
     train = {r["model"]: r for r in grid_rows("dpo-models", tmp_path) if r["kind"] == "train"}
-    assert (train["llama-3-8b-instruct"]["topology"], train["llama-3-8b-instruct"]["gpus"]) == ("single", 1)
-    for name in ("mixtral-8x7b-instruct-v0.1", "llama-3-70b-instruct", "qwen2-72b-instruct", "yi-34b-chat",
-                 "command-r-v01"):
+    assert (train["llama-3-8b-instruct"]["topology"], train["llama-3-8b-instruct"]["gpus"]) == (
+        "single",
+        1,
+    )
+    for name in (
+        "mixtral-8x7b-instruct-v0.1",
+        "llama-3-70b-instruct",
+        "qwen2-72b-instruct",
+        "yi-34b-chat",
+        "command-r-v01",
+    ):
         row = train[name]
         assert (row["nproc"], row["topology"], row["gpus"]) == (8, "fsdp", 8), name
         cfg = row["inputs"]["dpo"]
@@ -248,22 +288,41 @@ def test_grpo_without_vllm_plans_no_engine_copy_and_a_set_batch_is_planned_as_se
     from trainers.planner import plan_config
 
     colocate = plan(QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8)
-    hf = plan(QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8, vllm=False)
+    hf = plan(
+        QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8, vllm=False
+    )
     # vLLM's fp16 weight copy plus the KV cache of 8 sequences of 1536 tokens, by hand
     kv = 2 * 28 * 1536 * (2 / 12) * 1536 * 2 * 8
     assert colocate.extra_gb * 1e9 == pytest.approx(1.54e9 * 2 + kv) and hf.extra_gb == 0
     # the planner alone takes the largest batch that fits; a stage's per_device_batch is kept
     free = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=1536, mode="qlora", effective_batch=32)
-    one = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=1536, mode="qlora", effective_batch=32, per_device_batch=1)
+    one = plan(
+        QWEN25_15B,
+        "sft",
+        "rtx2080ti",
+        seq_len=1536,
+        mode="qlora",
+        effective_batch=32,
+        per_device_batch=1,
+    )
     assert free.per_device_batch > 1 and (one.per_device_batch, one.grad_accum) == (1, 32)
     assert one.total_gb == pytest.approx(one.min_total_gb)
-    cfg = {"max_length": 1536, "mode": "qlora", "effective_batch": 32, "lora_r": 32, "nproc": 2,
-           "use_vllm": "false", "per_device_batch": 1}
+    cfg = {
+        "max_length": 1536,
+        "mode": "qlora",
+        "effective_batch": 32,
+        "lora_r": 32,
+        "nproc": 2,
+        "use_vllm": "false",
+        "per_device_batch": 1,
+    }
     p = plan_config(QWEN25_15B, "grpo", "rtx2080ti", cfg)
     assert (p.extra_gb, p.per_device_batch, p.grad_accum, p.gpus) == (0, 1, 16, 2)
 
 
-def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(tmp_path, monkeypatch):
+def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(
+    tmp_path, monkeypatch
+):
     import json
 
     from typer.testing import CliRunner
@@ -275,7 +334,8 @@ def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(t
     assert out.exit_code == 0, out.output
     cells = json.loads(out.output)
     assert {(c["model"], c["stage"]) for c in cells} == {
-        (m, s) for m in ("qwen2.5-1.5b", "phi-3.5-mini-instruct", "deepseek-r1-distill-qwen-7b")
+        (m, s)
+        for m in ("qwen2.5-1.5b", "phi-3.5-mini-instruct", "deepseek-r1-distill-qwen-7b")
         for s in ("sft", "sft+grpo")
     }
     for c in cells:
@@ -284,4 +344,7 @@ def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(t
         assert p["fits"] and p["gpus"] == 2 and p["per_device_batch"] == 1, c
         assert p["total_gb"] <= 11 * 0.9 and p["device_memory_gb"] == 11, c
     accum = {(c["model"], c["stage"]): c["plan"]["grad_accum"] for c in cells}
-    assert accum[("qwen2.5-1.5b", "sft")] == 16 and accum[("deepseek-r1-distill-qwen-7b", "sft+grpo")] == 32
+    assert (
+        accum[("qwen2.5-1.5b", "sft")] == 16
+        and accum[("deepseek-r1-distill-qwen-7b", "sft+grpo")] == 32
+    )

@@ -18,25 +18,70 @@ from leaderboards.samples import read_samples, samples_path, write_samples
 from leaderboards.scorer_diff import scorer_diff
 
 # (completion, stored correct under verifier v1); references are 10 + doc id
-CELL_A = ["The answer is 10.", "The answer is 11.", "The answer is 12.", "so 13", "it is 14", "The answer is 99."]
+CELL_A = [
+    "The answer is 10.",
+    "The answer is 11.",
+    "The answer is 12.",
+    "so 13",
+    "it is 14",
+    "The answer is 99.",
+]
 STORED_A = [1, 1, 1, 1, 1, 0]
-CELL_B = ["The answer is 10.", "The answer is 11.", "The answer is 12.", "The answer is 13.", "x", "y"]
+CELL_B = [
+    "The answer is 10.",
+    "The answer is 11.",
+    "The answer is 12.",
+    "The answer is 13.",
+    "x",
+    "y",
+]
 STORED_B = [1, 1, 1, 1, 0, 0]
 
 
 def _write(root: Path, model: str, key: str, completions: list[str], stored: list[int]) -> None:
-    rows = [{"cell_key": key, "task": "math_arith", "doc_id": d, "score": float(c), "correct": bool(c),
-             "answer": str(10 + d) if c else None, "completion": text,
-             "meta": {"reference": str(10 + d), "source": "arith", "level": 2}}
-            for d, (text, c) in enumerate(zip(completions, stored, strict=True))]
+    rows = [
+        {
+            "cell_key": key,
+            "task": "math_arith",
+            "doc_id": d,
+            "score": float(c),
+            "correct": bool(c),
+            "answer": str(10 + d) if c else None,
+            "completion": text,
+            "meta": {"reference": str(10 + d), "source": "arith", "level": 2},
+        }
+        for d, (text, c) in enumerate(zip(completions, stored, strict=True))
+    ]
     path = write_samples(rows, samples_path(root, key, "math_arith"))
-    inputs = {"key_schema": 2, "kind": "eval", "weights": model, "tasks": {"math_arith": "1.0"},
-              "verifiers": {"math_arith": {"math": "1"}}, "eval": {"limit": 6}, "seed": 0, "target": "cpu"}
-    rec = RunRecord(kind="eval", cell_key=key, model_id=model, stage="base", inputs=inputs, weights_key=f"w-{model}",
-                    base_weights=f"w-{model}", tasks=[TaskResult(
-                        name="math_arith", version="1.0", primary_metric="exact_match", settings="n≤6 0-shot chat",
-                        metrics={"exact_match": MetricValue(value=sum(stored) / 6, n=6)},
-                        samples_file=str(path.relative_to(root)))])
+    inputs = {
+        "key_schema": 2,
+        "kind": "eval",
+        "weights": model,
+        "tasks": {"math_arith": "1.0"},
+        "verifiers": {"math_arith": {"math": "1"}},
+        "eval": {"limit": 6},
+        "seed": 0,
+        "target": "cpu",
+    }
+    rec = RunRecord(
+        kind="eval",
+        cell_key=key,
+        model_id=model,
+        stage="base",
+        inputs=inputs,
+        weights_key=f"w-{model}",
+        base_weights=f"w-{model}",
+        tasks=[
+            TaskResult(
+                name="math_arith",
+                version="1.0",
+                primary_metric="exact_match",
+                settings="n≤6 0-shot chat",
+                metrics={"exact_match": MetricValue(value=sum(stored) / 6, n=6)},
+                samples_file=str(path.relative_to(root)),
+            )
+        ],
+    )
     write_record(rec, root)
 
 
@@ -51,10 +96,20 @@ def results(tmp_path, monkeypatch) -> Path:
     _write(tmp_path, "a", "ka", CELL_A, STORED_A)
     _write(tmp_path, "b", "kb", CELL_B, STORED_B)
     monkeypatch.setattr(math_verifier, "VERSION", "2")
-    monkeypatch.setattr(math_utils, "sample_fields", lambda doc, c: {
-        "answer": (re.findall(r"-?\d+", c) or [None])[-1], "correct": _strict(c, doc["reference"]) == 1.0,
-        "score": _strict(c, doc["reference"])})
-    monkeypatch.setattr(math_utils, "process_results", lambda doc, r: {"exact_match": _strict(r[0], doc["reference"])})
+    monkeypatch.setattr(
+        math_utils,
+        "sample_fields",
+        lambda doc, c: {
+            "answer": (re.findall(r"-?\d+", c) or [None])[-1],
+            "correct": _strict(c, doc["reference"]) == 1.0,
+            "score": _strict(c, doc["reference"]),
+        },
+    )
+    monkeypatch.setattr(
+        math_utils,
+        "process_results",
+        lambda doc, r: {"exact_match": _strict(r[0], doc["reference"])},
+    )
     return tmp_path
 
 
@@ -70,7 +125,9 @@ def test_rescore_writes_new_records_and_keeps_the_old(results):
     assert new.inputs["verifiers"] == {"math_arith": {"math": "2"}}
     t = new.tasks[0]
     assert t.metrics["exact_match"].value == pytest.approx(3 / 6)
-    assert t.metrics["exact_match"].stderr == pytest.approx((0.5 * 0.5 / 5) ** 0.5)  # sqrt(p(1-p)/(n-1))
+    assert t.metrics["exact_match"].stderr == pytest.approx(
+        (0.5 * 0.5 / 5) ** 0.5
+    )  # sqrt(p(1-p)/(n-1))
     assert t.settings == "n≤6 0-shot chat · rescored math v2"
     rows = read_samples(results / t.samples_file).to_pylist()
     assert [r["correct"] for r in rows] == [True, True, True, False, False, False]
@@ -90,9 +147,14 @@ def test_diff_lists_flips_and_rank_changes(results):
     diff = scorer_diff(results)
     assert len(diff.pairs) == 2
     assert [(f.cell, f.doc_id, f.old_answer, f.new_answer, f.now_correct) for f in diff.flips] == [
-        ("a/base", 3, "13", "13", False), ("a/base", 4, "14", "14", False)]
+        ("a/base", 3, "13", "13", False),
+        ("a/base", 4, "14", "14", False),
+    ]
     # a: 5/6 -> 3/6 falls behind b: 4/6 -> 4/6
-    assert [(r.cell, r.old_rank, r.new_rank) for r in diff.ranks] == [("a/base", 1, 2), ("b/base", 2, 1)]
+    assert [(r.cell, r.old_rank, r.new_rank) for r in diff.ranks] == [
+        ("a/base", 1, 2),
+        ("b/base", 2, 1),
+    ]
     assert diff.marks == []
 
 
@@ -101,7 +163,10 @@ def test_cli_rescore_and_diff_scorer(results):
     res = runner.invoke(app, ["rescore", "--results", str(results)])
     assert res.exit_code == 0, res.output
     assert "re-scored 2 records, 12 rows" in res.output
-    assert "re-scored 0 records, 0 rows" in runner.invoke(app, ["rescore", "--results", str(results)]).output
+    assert (
+        "re-scored 0 records, 0 rows"
+        in runner.invoke(app, ["rescore", "--results", str(results)]).output
+    )
     res = runner.invoke(app, ["leaderboard", "--results", str(results), "--diff-scorer"])
     assert res.exit_code == 0, res.output
     assert "2 flipped samples, 2 rank changes" in res.output

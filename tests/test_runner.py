@@ -20,8 +20,13 @@ BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 
 def eval_grid(tmp_path, models=("tiny-random-llama", "tiny-random-qwen2"), **over):
-    grid = {"name": "runner-test", "models": list(models), "tasks": ["math_arith"],
-            "eval": {"limit": 2, "gen_kwargs": {"max_gen_toks": 4}, "batch_size": 2}, **over}
+    grid = {
+        "name": "runner-test",
+        "models": list(models),
+        "tasks": ["math_arith"],
+        "eval": {"limit": 2, "gen_kwargs": {"max_gen_toks": 4}, "batch_size": 2},
+        **over,
+    }
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     return str(path)
@@ -52,21 +57,45 @@ def test_second_run_runs_zero_cells_and_board_equals_records(tmp_path, tiny_llam
 @pytest.mark.slow
 def test_sigkill_mid_grid_then_resume_runs_each_cell_once(tmp_path, tiny_llama, tiny_qwen2):
     # one training stage (trained, then evaluated) and two base evals
-    steps = {"distill": {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 1}}
-    grid = eval_grid(tmp_path, recipes=[["distill"]], steps=steps, models=["tiny-random-llama", "tiny-random-qwen2"])
+    steps = {
+        "distill": {
+            "levels": "1",
+            "n_per_level": 8,
+            "max_steps": 2,
+            "effective_batch": 2,
+            "save_steps": 1,
+        }
+    }
+    grid = eval_grid(
+        tmp_path,
+        recipes=[["distill"]],
+        steps=steps,
+        models=["tiny-random-llama", "tiny-random-qwen2"],
+    )
     results = tmp_path / "results"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list((results / "records").glob("*.json")):
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-grid: the first cell is recorded, the second is in flight
+    os.killpg(
+        proc.pid, signal.SIGKILL
+    )  # mid-grid: the first cell is recorded, the second is in flight
     proc.wait()
     first = records(results)
     assert len(first) == 1, "the runner should have been killed after the first cell"
-    rerun = subprocess.run([*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
-                           capture_output=True, text=True, env=env)
+    rerun = subprocess.run(
+        [*BENCH, "train+eval", "--grid", grid, "--results", str(results)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = records(results)
     expected = {f"{c.kind}-{c.key}.json" for c in expand(load_grid(grid)).cells}
@@ -80,8 +109,13 @@ def test_sigkill_mid_grid_then_resume_runs_each_cell_once(tmp_path, tiny_llama, 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, tiny_llama):
     broken = tmp_path / "broken-model"
     broken.mkdir()
-    (broken / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')  # no weights, no tokenizer
-    grid, results = eval_grid(tmp_path, models=[str(broken), "tiny-random-llama"]), tmp_path / "results"
+    (broken / "config.json").write_text(
+        '{"model_type": "llama", "hidden_size": 64}'
+    )  # no weights, no tokenizer
+    grid, results = (
+        eval_grid(tmp_path, models=[str(broken), "tiny-random-llama"]),
+        tmp_path / "results",
+    )
     plan, outcome = run_grid(grid, results=results)
     assert sorted(o.status for o in outcome.values()) == ["done", "failed"]
     failures = list((results / "failures").glob("*.json"))
@@ -105,8 +139,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def test_dry_run_says_what_and_why(tmp_path):
     grid = eval_grid(tmp_path)
-    proc = subprocess.run([*BENCH, "train+eval", "--grid", grid, "--dry-run", "--results", str(tmp_path / "r")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*BENCH, "train+eval", "--grid", grid, "--dry-run", "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and "2 to run" in proc.stdout and "no record yet" in proc.stdout
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
@@ -127,21 +164,52 @@ def test_eval_checkpoint_records_the_stage_model_and_parent_key(tmp_path, tiny_l
     from harness.api import eval_model
     from harness.runner import stage_dir
 
-    steps = {"distill": {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 2},
-             "grpo": {"levels": "1", "n_prompts": 2, "max_steps": 1, "num_generations": 2, "effective_batch": 2,
-                      "max_completion_length": 4, "save_steps": 1}}
-    grid = eval_grid(tmp_path, models=["tiny-random-llama"], recipes=[["distill", "grpo"]], steps=steps)
+    steps = {
+        "distill": {
+            "levels": "1",
+            "n_per_level": 8,
+            "max_steps": 2,
+            "effective_batch": 2,
+            "save_steps": 2,
+        },
+        "grpo": {
+            "levels": "1",
+            "n_prompts": 2,
+            "max_steps": 1,
+            "num_generations": 2,
+            "effective_batch": 2,
+            "max_completion_length": 4,
+            "save_steps": 1,
+        },
+    }
+    grid = eval_grid(
+        tmp_path, models=["tiny-random-llama"], recipes=[["distill", "grpo"]], steps=steps
+    )
     results = tmp_path / "results"
     plan, outcome = run_grid(grid, results=results, kind="train")
     assert {o.status for o in outcome.values()} == {"done"}, outcome
     distill, grpo = sorted(plan.expansion.train, key=lambda c: c.stage)
-    record = eval_model(checkpoint=stage_dir(results, grpo.key), tasks=["math_arith"], limit=2, max_gen_toks=4,
-                        results=tmp_path / "eval")
-    assert (record.model_id, record.stage, record.recipe) == ("tiny-random-llama", "distill+grpo", ["distill", "grpo"])
+    record = eval_model(
+        checkpoint=stage_dir(results, grpo.key),
+        tasks=["math_arith"],
+        limit=2,
+        max_gen_toks=4,
+        results=tmp_path / "eval",
+    )
+    assert (record.model_id, record.stage, record.recipe) == (
+        "tiny-random-llama",
+        "distill+grpo",
+        ["distill", "grpo"],
+    )
     assert record.parent_key == grpo.key and grpo.parent_key == distill.key
     assert record.inputs["weights"].startswith("stage:")
     # the identity is the content of the weights it loads: another stage's weights, another key
-    other = eval_model(checkpoint=stage_dir(results, distill.key), tasks=["math_arith"], limit=2, max_gen_toks=4,
-                       results=tmp_path / "eval")
+    other = eval_model(
+        checkpoint=stage_dir(results, distill.key),
+        tasks=["math_arith"],
+        limit=2,
+        max_gen_toks=4,
+        results=tmp_path / "eval",
+    )
     assert other.stage == "distill" and other.cell_key != record.cell_key
     assert other.inputs["weights"] != record.inputs["weights"]

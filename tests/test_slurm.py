@@ -51,10 +51,17 @@ def by_id(cells) -> list[tuple[str, str]]:
 
 
 def test_waves_follow_stage_depth_and_skip_finished_parents(tmp_path):
-    grid = GridSpec(name="w", models=["tiny-random-llama"], recipes=[["sft", "dpo"], ["sft"]],
-                    tasks=["math_arith"], eval=TINY_EVAL)
+    grid = GridSpec(
+        name="w",
+        models=["tiny-random-llama"],
+        recipes=[["sft", "dpo"], ["sft"]],
+        tasks=["math_arith"],
+        eval=TINY_EVAL,
+    )
     exp = expand(grid)
-    todo = sorted(exp.train, key=lambda c: c.stage.count("+")) + sorted(exp.eval, key=lambda c: c.stage.count("+"))
+    todo = sorted(exp.train, key=lambda c: c.stage.count("+")) + sorted(
+        exp.eval, key=lambda c: c.stage.count("+")
+    )
     got = [sorted(by_id(w)) for w in waves(todo)]
     m = "tiny-random-llama"
     assert got == [
@@ -73,7 +80,12 @@ def test_resources_per_kind_and_target():
     exp = expand(cpu)
     train, base = exp.train[0], next(c for c in exp.eval if c.stage == "base")
     # tiny-random-llama: 6.4e6 params; fp32 on cpu -> 0.0256 GB of weights
-    assert resources(base, cpu) == {"cpus": 2, "mem_gb": math.ceil(8 + 2 * 0.0256), "gpus": 0, "timeout_min": 240}
+    assert resources(base, cpu) == {
+        "cpus": 2,
+        "mem_gb": math.ceil(8 + 2 * 0.0256),
+        "gpus": 0,
+        "timeout_min": 240,
+    }
     r = resources(train, cpu)
     assert (r["cpus"], r["gpus"], r["timeout_min"]) == (2, 0, 480) and r["mem_gb"] >= 9
     h100 = cpu.model_copy(update={"target": "h100"})
@@ -97,7 +109,10 @@ def test_python_command_wraps_apptainer_only_with_a_container(tmp_path):
     assert python_command(None, [tmp_path], 1) == sys.executable
     cmd = python_command("/img/bench.sif", [tmp_path / "results", tmp_path], 1).split()
     assert cmd[:3] == ["apptainer", "exec", "--nv"] and cmd[-2:] == ["/img/bench.sif", "python"]
-    assert f"--bind={tmp_path}/results:{tmp_path}/results" in cmd and f"--bind={tmp_path}/results:/results" in cmd
+    assert (
+        f"--bind={tmp_path}/results:{tmp_path}/results" in cmd
+        and f"--bind={tmp_path}/results:/results" in cmd
+    )
     assert "--nv" not in python_command("/img/bench.sif", [tmp_path], 0)
 
 
@@ -138,13 +153,17 @@ def base_run(cluster, results, tmp_path_factory):
     grid = write_grid(tmp_path_factory.mktemp("grids") / "tiny.yaml", name="slurm-tiny")
     plan = plan_grid(grid, results)
     box: dict = {}
-    waiter = threading.Thread(target=lambda: box.update(run_slurm(plan, results, poll_s=1, max_wait_s=600)))
+    waiter = threading.Thread(
+        target=lambda: box.update(run_slurm(plan, results, poll_s=1, max_wait_s=600))
+    )
     waiter.start()
     lock = results / "locks" / f"{plan.todo[0].key}.lock"
     deadline = time.monotonic() + 300
     while not lock.exists() and waiter.is_alive() and time.monotonic() < deadline:
         time.sleep(0.2)
-    job_id = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    job_id = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True
+    ).stdout.split()
     if lock.exists() and job_id:
         subprocess.run(["scancel", "--signal=USR2", job_id[0]], check=True)
     waiter.join()
@@ -193,21 +212,33 @@ def test_tasks_that_cannot_give_a_result_are_failed(cluster, tmp_path, monkeypat
     plan = plan_grid(grid, tmp_path / "results")
     box: dict = {}
     held = {"additional_parameters": {"begin": "now+1hour"}}  # pending until we cancel it
-    waiter = threading.Thread(target=lambda: box.update(
-        run_slurm(plan, tmp_path / "results", poll_s=0.5, max_wait_s=120, slurm_options=held)))
+    waiter = threading.Thread(
+        target=lambda: box.update(
+            run_slurm(plan, tmp_path / "results", poll_s=0.5, max_wait_s=120, slurm_options=held)
+        )
+    )
     waiter.start()
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "results").glob("slurm/*/*_submission.sh")) and time.monotonic() < deadline:
+    while (
+        not list((tmp_path / "results").glob("slurm/*/*_submission.sh"))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     job_id = next((tmp_path / "results").glob("slurm/*/*_submission.sh")).name.split("_")[0]
     subprocess.run(["scancel", job_id], check=True)
     waiter.join()
     assert list(box) == [plan.todo[0].key]
-    assert str(box[plan.todo[0].key]).startswith(f"failed: job {job_id} ended (CANCELLED) without a result")
+    assert str(box[plan.todo[0].key]).startswith(
+        f"failed: job {job_id} ended (CANCELLED) without a result"
+    )
     # a request the partition can never satisfy (the node has 2 CPUs) is cancelled, not waited on
-    out = run_slurm(plan, tmp_path / "results", poll_s=0.5, max_wait_s=120,
-                    slurm_options={"cpus_per_task": 64})
-    assert re.fullmatch(r"failed: job \d+ can never start \(PartitionConfig\); cancelled it: .*", str(out[plan.todo[0].key]))
+    out = run_slurm(
+        plan, tmp_path / "results", poll_s=0.5, max_wait_s=120, slurm_options={"cpus_per_task": 64}
+    )
+    assert re.fullmatch(
+        r"failed: job \d+ can never start \(PartitionConfig\); cancelled it: .*",
+        str(out[plan.todo[0].key]),
+    )
     assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == ""
 
 
@@ -237,7 +268,10 @@ def test_preempted_task_requeues_and_finishes(base_run, results):
     grid, plan, outcome = base_run
     log = "".join(p.read_text() for p in results.glob("slurm/*/*_log.*"))
     assert "this job is preempted" in log and "Requeued job" in log  # submitit's checkpoint path
-    assert log.count("Starting with JobEnvironment") == 2 and log.count("Job completed successfully") == 1
+    assert (
+        log.count("Starting with JobEnvironment") == 2
+        and log.count("Job completed successfully") == 1
+    )
     assert {k: o.status for k, o in outcome.items()} == {plan.todo[0].key: "done"}
     assert len(list((results / "records").glob("*.json"))) == 1
     assert plan_grid(grid, results).todo == []  # nothing left to do
@@ -249,9 +283,16 @@ def test_failed_training_blocks_its_evals_through_array_dependencies(base_run, r
     """Stages that fail fast (no dataset): every dependent task is 'blocked', and each array
     waits on exactly its parents — array tasks by id, a whole array when all of it is needed."""
     missing = str(tmp_path / "absent.jsonl")  # the stage fails before loading any model
-    grid = write_grid(tmp_path / "wiring.yaml", name="slurm-wiring", recipes=[["sft", "sft3"], ["sft2"]],
-                      steps={"sft": {"dataset": missing}, "sft2": {"method": "sft", "dataset": missing + "2"},
-                             "sft3": {"method": "sft", "dataset": missing + "3"}})
+    grid = write_grid(
+        tmp_path / "wiring.yaml",
+        name="slurm-wiring",
+        recipes=[["sft", "sft3"], ["sft2"]],
+        steps={
+            "sft": {"dataset": missing},
+            "sft2": {"method": "sft", "dataset": missing + "2"},
+            "sft3": {"method": "sft", "dataset": missing + "3"},
+        },
+    )
     before = set(submission_scripts(results))
     plan = plan_grid(grid, results)
     m = "tiny-random-llama"
@@ -264,22 +305,35 @@ def test_failed_training_blocks_its_evals_through_array_dependencies(base_run, r
     cell = {c.cell_id + ":" + c.kind: c.key for c in plan.todo}
     for name in ("sft", "sft2"):
         assert outcome[cell[f"{m}/{name}:train"]].status == "failed", outcome
-        assert failure_path(results, "train", cell[f"{m}/{name}:train"]).exists()  # run_cell recorded why
+        assert failure_path(
+            results, "train", cell[f"{m}/{name}:train"]
+        ).exists()  # run_cell recorded why
     for name in ("sft+sft3:train", "sft:eval", "sft2:eval", "sft+sft3:eval"):
         key = cell[f"{m}/{name}"]
-        assert outcome[key].status == "blocked" and not failure_path(results, name.split(":")[1], key).exists()
+        assert (
+            outcome[key].status == "blocked"
+            and not failure_path(results, name.split(":")[1], key).exists()
+        )
     new = {k: v for k, v in submission_scripts(results).items() if k not in before}
     names = {re.search(r"--job-name=(\S+)", v).group(1): k for k, v in new.items()}
-    assert sorted(names) == ["bench-slurm-wiring-w0-train", "bench-slurm-wiring-w1-eval",
-                             "bench-slurm-wiring-w1-train", "bench-slurm-wiring-w2-eval"]
-    first, evals1, train1, evals2 = (names[f"bench-slurm-wiring-{n}"] for n in ("w0-train", "w1-eval", "w1-train", "w2-eval"))
+    assert sorted(names) == [
+        "bench-slurm-wiring-w0-train",
+        "bench-slurm-wiring-w1-eval",
+        "bench-slurm-wiring-w1-train",
+        "bench-slurm-wiring-w2-eval",
+    ]
+    first, evals1, train1, evals2 = (
+        names[f"bench-slurm-wiring-{n}"] for n in ("w0-train", "w1-eval", "w1-train", "w2-eval")
+    )
 
     def dependency(job):
         found = re.search(r"#SBATCH --dependency=(\S+)", new[job])
         return found and found.group(1)
 
     assert dependency(first) is None and "#SBATCH --array=0-1%2" in new[first]
-    assert dependency(train1) == f"afterany:{first}_0"  # sft+sft3 needs sft only (the array's task 0)
+    assert (
+        dependency(train1) == f"afterany:{first}_0"
+    )  # sft+sft3 needs sft only (the array's task 0)
     assert dependency(evals1) == f"afterany:{first}"  # both trains: the whole array
     assert dependency(evals2) == f"afterany:{train1}"
 
@@ -289,13 +343,33 @@ def test_failed_training_blocks_its_evals_through_array_dependencies(base_run, r
 def test_train_then_eval_chain(base_run, results, tmp_path):
     """A real sft stage (2 steps) then its eval: the eval starts only after the train record exists."""
     data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
-                                                     {"role": "assistant", "content": str(2 * i)}]}) + "\n"
-                            for i in range(8)))
-    grid = write_grid(tmp_path / "chain.yaml", name="slurm-chain", recipes=[["sft"]],
-                      steps={"sft": {"dataset": str(data), "max_steps": 2, "effective_batch": 2, "max_length": 64}})
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"What is {i} + {i}?"},
+                        {"role": "assistant", "content": str(2 * i)},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
+    grid = write_grid(
+        tmp_path / "chain.yaml",
+        name="slurm-chain",
+        recipes=[["sft"]],
+        steps={
+            "sft": {"dataset": str(data), "max_steps": 2, "effective_batch": 2, "max_length": 64}
+        },
+    )
     plan = plan_grid(grid, results)
-    assert by_id(plan.todo) == [("train", "tiny-random-llama/sft"), ("eval", "tiny-random-llama/sft")]
+    assert by_id(plan.todo) == [
+        ("train", "tiny-random-llama/sft"),
+        ("eval", "tiny-random-llama/sft"),
+    ]
     train, ev = plan.todo
     outcome = run_slurm(plan, results, poll_s=1, max_wait_s=600)
     assert {k: o.status for k, o in outcome.items()} == {train.key: "done", ev.key: "done"}
@@ -304,4 +378,3 @@ def test_train_then_eval_chain(base_run, results, tmp_path):
     assert e["parent_key"] == train.key
     assert t["finished_at"] <= e["started_at"]  # ISO-8601 UTC strings order as times
     assert plan_grid(grid, results).todo == []
-

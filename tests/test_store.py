@@ -58,11 +58,17 @@ def _grid(results, n_models=2) -> list[RunRecord]:
 
 def test_samples_roundtrip_and_defaults(tmp_path):
     rows = [
-        {"cell_key": "k", "task": "t", "doc_id": 1, "score": 1.0, "completion": "full text",
-         "meta": {"kind": "parent", "num_variables": 4}},
+        {
+            "cell_key": "k",
+            "task": "t",
+            "doc_id": 1,
+            "score": 1.0,
+            "completion": "full text",
+            "meta": {"kind": "parent", "num_variables": 4},
+        },
         {"cell_key": "k", "task": "t", "doc_id": 2, "score": 0.5, "answer": "7", "logprob": -1.5},
         {"cell_key": "k", "task": "t", "doc_id": 3, "score": 0.4, "correct": True, "prompt": "Q?"},
-    ]  # fmt: skip
+    ]
     path = write_samples(rows, tmp_path / "s" / "t.parquet")
     assert [p.name for p in path.parent.iterdir()] == ["t.parquet"]  # no temp file left behind
     table = read_samples(path)
@@ -268,9 +274,12 @@ def _writer(results: str, w: int) -> None:
             f"m{j}": MetricValue(value=(w * 1000 + i) / 1e6, stderr=0.01, n=100) for j in range(20)
         }
         rec = RunRecord(
-            kind="eval", cell_key=f"w{w}-c{i:03d}", model_id=f"model-{w}", stage="base",
+            kind="eval",
+            cell_key=f"w{w}-c{i:03d}",
+            model_id=f"model-{w}",
+            stage="base",
             tasks=[TaskResult(name="t", version="1", primary_metric="m0", metrics=metrics)],
-        )  # fmt: skip
+        )
         write_record(rec, results)
 
 

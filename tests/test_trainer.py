@@ -64,7 +64,9 @@ def test_unknown_method_lists_the_methods(tmp_path, tiny_llama):
 
 
 def test_a_seed_in_the_config_is_refused_not_silently_replaced(tmp_path, tiny_llama):
-    with pytest.raises(ValueError, match="sft config: seed set in the config would be overridden; pass seed="):
+    with pytest.raises(
+        ValueError, match="sft config: seed set in the config would be overridden; pass seed="
+    ):
         train_stage("sft", {"seed": 1}, base_model=tiny_llama, parent=None, output_dir=tmp_path)
     assert not (tmp_path / "manifest.json").exists()
 
@@ -77,9 +79,13 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path, tiny_llama):
     assert_trained(first, 2)
     for changed, kwargs in (({**config, "learning_rate": 1e-3}, {}), (config, {"seed": 7})):
         with pytest.raises(ValueError) as e:
-            train_stage("sft", changed, base_model=tiny_llama, parent=None, output_dir=out, **kwargs)
+            train_stage(
+                "sft", changed, base_model=tiny_llama, parent=None, output_dir=out, **kwargs
+            )
         assert "holds checkpoints of another config" in str(e.value) and "\n" not in str(e.value)
-        assert ("learning_rate: 0.01 there, 0.001 now" if not kwargs else "seed: 0 there, 7 now") in str(e.value)
+        assert (
+            "learning_rate: 0.01 there, 0.001 now" if not kwargs else "seed: 0 there, 7 now"
+        ) in str(e.value)
     assert (out / "manifest.json").exists()  # nothing computed is lost
     # running longer is a resume: the same config with a larger max_steps continues at step 2
     longer = train_stage(
@@ -347,7 +353,9 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
     with caplog.at_level("WARNING", logger="trainers.grpo"):
         for step, frac in enumerate([1.0, 1.0, 0.75, 1.0, 1.0, None, 1.0, 1.0, 1.0], 1):
             state.global_step = step
-            cb.on_log(None, state, None, logs={} if frac is None else {"frac_reward_zero_std": frac})
+            cb.on_log(
+                None, state, None, logs={} if frac is None else {"frac_reward_zero_std": frac}
+            )
             assert len(caplog.records) == (step >= 7)  # the run restarts after 0.75
     assert "no reward variance in any group for 3 steps (to step 7)" in caplog.text
     off = no_signal_warning(0)
@@ -355,7 +363,6 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
         for _ in range(5):
             off.on_log(None, state, None, logs={"frac_reward_zero_std": 1.0})
     assert len(caplog.records) == 1
-
 
 
 # --- grpo rollouts from a merged copy (trainers/_rollout.py) ---------------------------------
@@ -389,8 +396,17 @@ def test_rollout_sampler_at_top_k_1_is_greedy_generate(tiny_llama):
         ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
-                                 eos_token_id=eos, pad_token_id=0, top_k=None, top_p=None, temperature=None)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=12,
+                eos_token_id=eos,
+                pad_token_id=0,
+                top_k=None,
+                top_p=None,
+                temperature=None,
+            )
         rows = out[:, width:].tolist()
         return [r[: r.index(eos) + 1] if eos in r else r for r in rows]
 
@@ -410,14 +426,18 @@ def test_rollout_copy_is_the_policy_with_its_lora_delta_folded_in(tiny_llama):
     from trainers._rollout import merged_copy, sync
 
     torch.manual_seed(0)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear",
-                      init_lora_weights=False)  # random B: a nonzero delta from the start
+    lora = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear", init_lora_weights=False
+    )  # random B: a nonzero delta from the start
     policy = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), lora)
     name = "model.layers.1.mlp.down_proj"
     layer = policy.get_base_model().get_submodule(name)
 
     def merged() -> torch.Tensor:  # by hand: W + B A alpha / r
-        return (layer.base_layer.weight + layer.lora_B["default"].weight @ layer.lora_A["default"].weight * 2.0).detach()
+        return (
+            layer.base_layer.weight
+            + layer.lora_B["default"].weight @ layer.lora_A["default"].weight * 2.0
+        ).detach()
 
     gen = merged_copy(policy, torch.float32)
     assert not any("lora" in n for n, _ in gen.named_parameters()) and not gen.training
@@ -452,14 +472,31 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     def recording(self, *args, **kwargs):
         out = generate(self, *args, **kwargs)
         layer = self.model.get_base_model().get_submodule(name)
-        delta = layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]
+        delta = (
+            layer.lora_B["default"].weight
+            @ layer.lora_A["default"].weight
+            * layer.scaling["default"]
+        )
         copy_weight = self.rollout_model.get_submodule(name).weight
-        seen.append((self.state.global_step, copy_weight.clone(), (layer.base_layer.weight + delta).detach(), out))
+        seen.append(
+            (
+                self.state.global_step,
+                copy_weight.clone(),
+                (layer.base_layer.weight + delta).detach(),
+                out,
+            )
+        )
         return out
 
     monkeypatch.setattr(cls, "_generate_single_turn", recording)
-    config = {**FAST, "max_steps": 3, "n_prompts": 2, "num_generations": 4,
-              "max_completion_length": 8, "temperature": 1.5}  # fmt: skip
+    config = {
+        **FAST,
+        "max_steps": 3,
+        "n_prompts": 2,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "temperature": 1.5,
+    }
     m = train_stage("grpo", config, base_model=tiny_llama, parent=None, output_dir=tmp_path)
     assert_trained(m, 3)
     assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
@@ -468,7 +505,11 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
         # synced: the copy is the policy's merged weights as they are after the last update
         assert copy_weight.dtype == dtype
         torch.testing.assert_close(copy_weight, policy_weight.to(dtype))
-        assert logprobs is None and len(completions) == 4 and all(1 <= len(c) <= 8 for c in completions)
+        assert (
+            logprobs is None
+            and len(completions) == 4
+            and all(1 <= len(c) <= 8 for c in completions)
+        )
     # not stale: the updates moved the policy well past bf16 rounding, and the copy with it
     assert (seen[2][1].float() - seen[0][1].float()).abs().max() > 1e-3
     logs = json.loads((tmp_path / "log_history.json").read_text())
@@ -485,13 +526,16 @@ def test_rollout_dtype_is_checked_and_resolved():
 
     with pytest.raises(FieldError, match="rollout_dtype.*auto, bf16, fp32, train"):
         GRPOConfig(rollout_dtype="fp16")
-    assert copy_dtype("auto", vllm=False, cuda=False) == (torch.bfloat16 if cpu_has_bf16() else "model")
+    assert copy_dtype("auto", vllm=False, cuda=False) == (
+        torch.bfloat16 if cpu_has_bf16() else "model"
+    )
     assert copy_dtype("auto", vllm=False, cuda=True) is None  # CUDA without vLLM: trl's own path
     assert copy_dtype("train", vllm=False, cuda=False) is None
     assert copy_dtype("auto", vllm=True, cuda=True) is None
     assert copy_dtype("fp32", vllm=False, cuda=True) is torch.float32
     with pytest.raises(ValueError, match="set use_vllm=false or rollout_dtype=auto"):
         copy_dtype("bf16", vllm=True, cuda=True)
+
 
 # --- stopping -------------------------------------------------------------------------------
 
@@ -687,7 +731,9 @@ def test_direct_fraction_drops_the_steps_of_a_seeded_share_of_traces():
     from trainers._data import arithmetic_sft_rows
 
     # training items leave out the leaderboard's test questions
-    items = [i for i in generate(200, seed=0, levels=(2, 4)) if i["question"] not in test_questions()]
+    items = [
+        i for i in generate(200, seed=0, levels=(2, 4)) if i["question"] not in test_questions()
+    ]
     full = arithmetic_sft_rows("2,4", 200, seed=0)
     assert [r["completion"][0]["content"] for r in full] == [think_trace(it) for it in items]
     mixed = arithmetic_sft_rows("2,4", 200, seed=0, direct_fraction=0.5)
@@ -722,7 +768,11 @@ def test_bf16_mixed_precision_autocasts_cpu_training_and_fp16_needs_cuda(tmp_pat
     trainer.train()
     # the matmuls ran in bf16 while the weights, and so the update, stay fp32
     assert seen and set(seen) == {torch.bfloat16}
-    moved = [n for n, p in trainer.model.named_parameters() if "lora_B" in n and not torch.equal(p, b_before[n])]
+    moved = [
+        n
+        for n, p in trainer.model.named_parameters()
+        if "lora_B" in n and not torch.equal(p, b_before[n])
+    ]
     assert moved and all(p.dtype == torch.float32 for p in trainer.model.parameters())
     with pytest.raises(ValueError, match="mixed_precision fp16 needs CUDA"):
         sft_trainer(tmp_path / "fp16", tiny_llama, mixed_precision="fp16")

@@ -11,7 +11,9 @@ import pytest
 
 pytestmark = [
     pytest.mark.vllm,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs the vLLM CPU lane: make setup-vllm"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None, reason="needs the vLLM CPU lane: make setup-vllm"
+    ),
 ]
 
 LIMIT = 8
@@ -26,8 +28,14 @@ def runs(tmp_path_factory, bundled_model):
     results = tmp_path_factory.mktemp("results")
     records, completions = {}, {}
     for backend in ("vllm", "hf"):
-        rec = eval_model(model="smollm2-135m-instruct", tasks=["math_arith"], backend=backend, limit=LIMIT,
-                         max_gen_toks=48, results=results)
+        rec = eval_model(
+            model="smollm2-135m-instruct",
+            tasks=["math_arith"],
+            backend=backend,
+            limit=LIMIT,
+            max_gen_toks=48,
+            results=results,
+        )
         rows = read_samples(results / rec.tasks[0].samples_file).to_pylist()
         records[backend] = rec
         completions[backend] = {r["doc_id"]: (r["completion"], r["score"]) for r in rows}
@@ -79,6 +87,8 @@ def test_vllm_greedy_completions_equal_hf(runs):
 
 def test_vllm_scores_equal_hf(runs):
     records, completions = runs
-    assert {d: s for d, (_, s) in completions["vllm"].items()} == {d: s for d, (_, s) in completions["hf"].items()}
+    assert {d: s for d, (_, s) in completions["vllm"].items()} == {
+        d: s for d, (_, s) in completions["hf"].items()
+    }
     em = [records[b].tasks[0].metrics["exact_match"].value for b in ("vllm", "hf")]
     assert em[0] == em[1]

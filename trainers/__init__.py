@@ -29,7 +29,14 @@ from typing import Any
 from trainers._config import FieldError
 from trainers.methods import METHODS
 
-__all__ = ["METHODS", "FieldError", "method_config", "method_version", "resolved_config", "train_stage"]
+__all__ = [
+    "METHODS",
+    "FieldError",
+    "method_config",
+    "method_version",
+    "resolved_config",
+    "train_stage",
+]
 
 
 def _unknown(method: str) -> ValueError:

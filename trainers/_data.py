@@ -165,8 +165,11 @@ def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: 
     from tasks.math import test_questions
 
     held_out = test_questions()  # another seed can still draw a test question (2 of 100 at level 2)
-    return [i for i in generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
-            if i["question"] not in held_out]
+    return [
+        i
+        for i in generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
+        if i["question"] not in held_out
+    ]
 
 
 def arithmetic_prompts(levels: str | int | Sequence[int], n: int, seed: int) -> list[dict]:

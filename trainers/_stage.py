@@ -55,9 +55,15 @@ CONFIG = "config.yaml"  # the resolved config, also what a resume is checked aga
 RUN_COST = "bench_run_cost.json"
 # Fields a resumed run may change: how long it runs and how it logs, saves and stops.
 RESUMABLE = {
-    "resume", "max_steps", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
-    "early_stopping_patience", "divergence_factor",
-}  # fmt: skip
+    "resume",
+    "max_steps",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "eval_steps",
+    "early_stopping_patience",
+    "divergence_factor",
+}
 
 
 class TrainingDiverged(ValueError):
@@ -140,9 +146,11 @@ def _callbacks_module():
         def cost(self) -> dict[str, float]:
             """What the whole run has cost so far: the earlier parts plus this one."""
             now = time.time()
-            return {"tokens": self.earlier["tokens"] + self.tokens - self.tokens_start,
-                    "train_s": self.earlier["train_s"] + (self.t1 or now) - (self.t0 or now),
-                    "wall_s": self.earlier["wall_s"] + now - self.t_start}  # fmt: skip
+            return {
+                "tokens": self.earlier["tokens"] + self.tokens - self.tokens_start,
+                "train_s": self.earlier["train_s"] + (self.t1 or now) - (self.t0 or now),
+                "wall_s": self.earlier["wall_s"] + now - self.t_start,
+            }
 
         def on_save(self, args, state, control, **kwargs):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -155,8 +163,9 @@ def _callbacks_module():
 # Whoever runs the stage may watch it: a plain callable (step, max_steps, loss | None) set by
 # trainers.train_stage(progress=...) for the stage in flight (a ContextVar, so no method
 # module has to pass it along; the harness's live view is one such caller).
-STEP_PROGRESS: ContextVar[Callable[[int, int, float | None], None] | None] = ContextVar("step_progress",
-                                                                                        default=None)
+STEP_PROGRESS: ContextVar[Callable[[int, int, float | None], None] | None] = ContextVar(
+    "step_progress", default=None
+)
 
 
 def _step_progress_callback(progress: Callable[[int, int, float | None], None]):
@@ -214,8 +223,14 @@ class Stage:
         # sequences past the model's positions would index off its position table: clip them
         self.max_length, context = cfg.max_length, model_context(self.weights)
         if context and cfg.max_length > context:
-            log.warning("%s: max_length %d exceeds %s's context %d; clipped to %d",
-                        method, cfg.max_length, self.weights.name, context, context)
+            log.warning(
+                "%s: max_length %d exceeds %s's context %d; clipped to %d",
+                method,
+                cfg.max_length,
+                self.weights.name,
+                context,
+                context,
+            )
             self.max_length = context
 
         from trainers.planner import plan
@@ -251,7 +266,9 @@ class Stage:
         import yaml
 
         saved_file = self.out / CONFIG
-        if not (self.cfg.resume and saved_file.is_file() and last_checkpoint(self.out / CHECKPOINTS)):
+        if not (
+            self.cfg.resume and saved_file.is_file() and last_checkpoint(self.out / CHECKPOINTS)
+        ):
             return
         saved = yaml.safe_load(saved_file.read_text()) or {}
         now = yaml.safe_load(yaml.safe_dump(config_dict(self.cfg)))
@@ -366,9 +383,14 @@ class Stage:
         self.stats.t_start = self.t_start
         if resume and (resume / RUN_COST).is_file():  # the record covers the whole run
             try:
-                self.stats.earlier = {**self.stats.earlier, **json.loads((resume / RUN_COST).read_text())}
+                self.stats.earlier = {
+                    **self.stats.earlier,
+                    **json.loads((resume / RUN_COST).read_text()),
+                }
             except ValueError:
-                log.warning("%s: unreadable; the resumed stage counts only its own part", resume / RUN_COST)
+                log.warning(
+                    "%s: unreadable; the resumed stage counts only its own part", resume / RUN_COST
+                )
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         step = trainer.state.global_step
         if self.guard.diverged:

@@ -50,7 +50,9 @@ def _text(content: Any) -> str:
         return content
     if isinstance(content, list):  # messages: the assistant turns' text
         return "".join(m["content"] for m in content if m.get("role", "assistant") == "assistant")
-    raise ValueError(f"training row: completion of type {type(content).__name__}; use text or messages")
+    raise ValueError(
+        f"training row: completion of type {type(content).__name__}; use text or messages"
+    )
 
 
 def _split(row: dict) -> tuple[list[dict] | str, str]:
@@ -59,7 +61,9 @@ def _split(row: dict) -> tuple[list[dict] | str, str]:
         messages = row["messages"]
         last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
         if last is None:
-            raise ValueError("training row: messages without an assistant turn; every row needs one")
+            raise ValueError(
+                "training row: messages without an assistant turn; every row needs one"
+            )
         return messages[:last], messages[last]["content"]
     return row["prompt"], _text(row["completion"])
 
@@ -80,7 +84,11 @@ def _prompt_text(turns: list[dict], tokenizer, kind: str) -> str:
     bos = tokenizer.bos_token
     # trl tokenizes a text prompt with the tokenizer's special tokens: a BOS the template
     # rendered would then be doubled
-    if bos and prompt.startswith(bos) and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+    if (
+        bos
+        and prompt.startswith(bos)
+        and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    ):
         prompt = prompt[len(bos) :]
     return prompt
 

@@ -57,7 +57,12 @@ class DistillConfig(SFTConfig):
     direct_fraction: float = 0.0  # arithmetic, causal: share of traces with the answer but no steps
 
     # checked at construction with SFTConfig's and TrainConfig's (trainers/_config.py: check_ranges)
-    RANGES = {"n_per_level": at_least(1), "n_gsm8k": at_least(1), "n_hub": at_least(1), "kl_coef": at_least(0)}
+    RANGES = {
+        "n_per_level": at_least(1),
+        "n_gsm8k": at_least(1),
+        "n_hub": at_least(1),
+        "kl_coef": at_least(0),
+    }
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:

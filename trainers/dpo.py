@@ -28,7 +28,15 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["VERSION", "DPOConfig", "main", "build_pairs", "task_prompts", "preference_rows", "COLUMNS"]
+__all__ = [
+    "VERSION",
+    "DPOConfig",
+    "main",
+    "build_pairs",
+    "task_prompts",
+    "preference_rows",
+    "COLUMNS",
+]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
@@ -56,8 +64,14 @@ class DPOConfig(TrainConfig, CausalData):
 
     # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
     # a pair needs two samples of a prompt
-    RANGES = {"beta": positive(), "n_prompts": at_least(1), "item_seed": at_least(0), "samples_per_prompt": at_least(2),
-              "sample_max_new_tokens": at_least(1), "sample_temperature": positive()}
+    RANGES = {
+        "beta": positive(),
+        "n_prompts": at_least(1),
+        "item_seed": at_least(0),
+        "samples_per_prompt": at_least(2),
+        "sample_max_new_tokens": at_least(1),
+        "sample_temperature": positive(),
+    }
 
 
 def task_prompts(cfg: DPOConfig) -> tuple[list[dict], str, str]:
@@ -93,11 +107,16 @@ def preference_rows(rows: list[dict], source: str) -> list[dict]:
     for k, row in enumerate(rows):
         prompt, chosen, rejected = row.get("prompt"), row["chosen"], row["rejected"]
         if isinstance(chosen, list) and isinstance(rejected, list):
-            if isinstance(prompt, list) and chosen[: len(prompt)] == prompt == rejected[: len(prompt)]:
+            if (
+                isinstance(prompt, list)
+                and chosen[: len(prompt)] == prompt == rejected[: len(prompt)]
+            ):
                 chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]  # both repeat it
             elif not isinstance(prompt, list):  # a string prompt (or none) beside conversations
                 shared = 0
-                while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+                while (
+                    shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]
+                ):
                     shared += 1
                 if shared:
                     prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]

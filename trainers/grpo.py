@@ -31,7 +31,14 @@ from trainers._data import (
 from trainers._rollout import ROLLOUT_DTYPES
 from trainers.manifest import Manifest
 
-__all__ = ["VERSION", "GRPOConfig", "main", "no_signal_warning", "reward_functions", "think_format_reward"]
+__all__ = [
+    "VERSION",
+    "GRPOConfig",
+    "main",
+    "no_signal_warning",
+    "reward_functions",
+    "think_format_reward",
+]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
@@ -77,10 +84,18 @@ class GRPOConfig(TrainConfig, CausalData):
 
     # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
     # a group advantage needs two generations of a prompt
-    RANGES = {"format_weight": at_least(0), "n_prompts": at_least(1), "item_seed": at_least(0),
-              "num_generations": at_least(2), "max_completion_length": at_least(1), "temperature": positive(),
-              "beta": at_least(0), "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
-              "no_signal_patience": at_least(0), "rollout_dtype": one_of(*ROLLOUT_DTYPES)}
+    RANGES = {
+        "format_weight": at_least(0),
+        "n_prompts": at_least(1),
+        "item_seed": at_least(0),
+        "num_generations": at_least(2),
+        "max_completion_length": at_least(1),
+        "temperature": positive(),
+        "beta": at_least(0),
+        "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
+        "no_signal_patience": at_least(0),
+        "rollout_dtype": one_of(*ROLLOUT_DTYPES),
+    }
 
 
 def think_format_reward(completions, **_columns) -> list[float]:

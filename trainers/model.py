@@ -11,4 +11,10 @@ from __future__ import annotations
 from trainers._generate import generate_completions
 from trainers._model import ensure_merged, load_model, peak_memory_gb, reset_peak_memory
 
-__all__ = ["load_model", "ensure_merged", "peak_memory_gb", "reset_peak_memory", "generate_completions"]
+__all__ = [
+    "load_model",
+    "ensure_merged",
+    "peak_memory_gb",
+    "reset_peak_memory",
+    "generate_completions",
+]

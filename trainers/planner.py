@@ -120,7 +120,10 @@ def _facts_from_config(directory: Path) -> ModelFacts:
     cfg = json.loads((directory / "config.json").read_text())
     cfg = cfg.get("text_config", cfg)
     # gpt2-style configs name them n_embd, n_layer, n_head, n_inner
-    h, layers = cfg.get("hidden_size") or cfg["n_embd"], cfg.get("num_hidden_layers") or cfg["n_layer"]
+    h, layers = (
+        cfg.get("hidden_size") or cfg["n_embd"],
+        cfg.get("num_hidden_layers") or cfg["n_layer"],
+    )
     heads = cfg.get("num_attention_heads") or cfg.get("n_head") or 1
     kv = cfg.get("num_key_value_heads") or heads
     params = _safetensors_params(directory)
@@ -209,7 +212,9 @@ class Plan:
     gradient_checkpointing: bool
     fits: bool
     notes: list[str] = dataclasses.field(default_factory=list)
-    active_params: float | None = None  # per token (MoE: routed experts only); compute ≈ 6× per token
+    active_params: float | None = (
+        None  # per token (MoE: routed experts only); compute ≈ 6× per token
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,7 +285,12 @@ def _lora_params(f: ModelFacts, r: int) -> float:
 
 
 def _activation_bytes(
-    f: ModelFacts, seq: int, b: int, ckpt: bool, fused_head: bool, logit_tensors: int = LOGIT_TENSORS
+    f: ModelFacts,
+    seq: int,
+    b: int,
+    ckpt: bool,
+    fused_head: bool,
+    logit_tensors: int = LOGIT_TENSORS,
 ) -> float:
     """One sequence: stored layer activations plus ``logit_tensors`` full-vocabulary fp32
     tensors per scored position (the logits and their grad; more for distill's KL).

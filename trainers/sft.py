@@ -93,8 +93,11 @@ def build_trainer(stage, cfg: SFTConfig, rows: list[dict], trainer_cls=None):
     model, tokenizer = stage.load()
     rows, kind = template_rows(sample_rows(rows, cfg.limit, cfg.seed), tokenizer)
     if kind != KEEPS:
-        log.info("%s: chat template is %s: training on the prompt it renders + the raw completion",
-                 stage.method, kind)
+        log.info(
+            "%s: chat template is %s: training on the prompt it renders + the raw completion",
+            stage.method,
+            kind,
+        )
     train, held = split_eval(rows, cfg.eval_fraction, cfg.seed)
     flash = getattr(model.config, "_attn_implementation", None) == "flash_attention_2"
     if cfg.packing and not flash and not cfg.per_device_batch:

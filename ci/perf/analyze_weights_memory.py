@@ -60,26 +60,42 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gb", type=float, default=2.0, help="size of each checkpoint")
     p.add_argument("--tensors", type=int, default=8)
-    p.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir, removed)")
+    p.add_argument(
+        "--dir", type=Path, default=None, help="where to write (default: a temp dir, removed)"
+    )
     args = p.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-analyze-mem-"))
     numel = int(args.gb * GB / 2 / args.tensors) // 4096 * 4096
     try:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _WRITE, str(root), str(args.tensors), str(numel)], check=True)
+        subprocess.run(
+            [sys.executable, "-c", _WRITE, str(root), str(args.tensors), str(numel)], check=True
+        )
         written = time.perf_counter() - t0
-        out = subprocess.run([sys.executable, "-c", _ANALYSE, str(root / "a"), str(root / "b")],
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", _ANALYSE, str(root / "a"), str(root / "b")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         res = json.loads(out.strip().splitlines()[-1])
         largest = 2 * numel * 2  # two bf16 tensors
         bound = largest + 1.5 * GB
         peak = res["peak_rss_kb"] * 1024
-        print(f"checkpoints: 2 x {args.tensors} x {numel * 2 / GB:.3f} GB bf16 = 2 x {args.tensors * numel * 2 / GB:.2f} GB "
-              f"(written in {written:.0f}s)")  # fmt: skip
-        print(f"analysis: {res['seconds']:.1f}s, {2 * args.tensors * numel * 2 / GB / res['seconds']:.2f} GB/s read")
-        print(f"sparsity@0 = {res['summary']['sparsity']['0']:.4f} (expected ~0.90), rel_norm = {res['summary']['rel_norm']:.5f}")
-        print(f"peak RSS {peak / GB:.2f} GB vs bound {bound / GB:.2f} GB (two largest tensors {largest / GB:.2f} GB + 1.5 GB): "
-              f"{'within' if peak <= bound else 'OVER'}")  # fmt: skip
+        print(
+            f"checkpoints: 2 x {args.tensors} x {numel * 2 / GB:.3f} GB bf16 = 2 x {args.tensors * numel * 2 / GB:.2f} GB "
+            f"(written in {written:.0f}s)"
+        )
+        print(
+            f"analysis: {res['seconds']:.1f}s, {2 * args.tensors * numel * 2 / GB / res['seconds']:.2f} GB/s read"
+        )
+        print(
+            f"sparsity@0 = {res['summary']['sparsity']['0']:.4f} (expected ~0.90), rel_norm = {res['summary']['rel_norm']:.5f}"
+        )
+        print(
+            f"peak RSS {peak / GB:.2f} GB vs bound {bound / GB:.2f} GB (two largest tensors {largest / GB:.2f} GB + 1.5 GB): "
+            f"{'within' if peak <= bound else 'OVER'}"
+        )
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

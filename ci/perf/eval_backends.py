@@ -81,11 +81,20 @@ def cell_requests(lm, req) -> list:
     lm.generate_until = record
     try:
         lm_eval.simple_evaluate(
-            model=lm, tasks=[t.name for t in resolve_tasks(req.tasks)], num_fewshot=s.num_fewshot, limit=s.limit,
-            apply_chat_template=s.apply_chat_template, gen_kwargs=s.generation_kwargs(),
-            task_manager=TaskManager(include_path=str(TASKS_DIR)), random_seed=req.seed,
-            numpy_random_seed=req.seed, torch_random_seed=req.seed, fewshot_random_seed=req.seed,
-            bootstrap_iters=0, verbosity="ERROR")
+            model=lm,
+            tasks=[t.name for t in resolve_tasks(req.tasks)],
+            num_fewshot=s.num_fewshot,
+            limit=s.limit,
+            apply_chat_template=s.apply_chat_template,
+            gen_kwargs=s.generation_kwargs(),
+            task_manager=TaskManager(include_path=str(TASKS_DIR)),
+            random_seed=req.seed,
+            numpy_random_seed=req.seed,
+            torch_random_seed=req.seed,
+            fewshot_random_seed=req.seed,
+            bootstrap_iters=0,
+            verbosity="ERROR",
+        )
     finally:
         del lm.generate_until  # the instance attribute: the class's method again
     return seen
@@ -102,14 +111,18 @@ def run_backend(run: dict, req, requests: list | None, torch_threads: int) -> di
     from harness.settings import ResolvedEval
 
     settings = ResolvedEval(**{**req.settings.model_dump(), "backend": run["backend"]})
-    req = dataclasses.replace(req, settings=settings, **({"batch_size": run["bs"]} if "bs" in run else {}))
+    req = dataclasses.replace(
+        req, settings=settings, **({"batch_size": run["bs"]} if "bs" in run else {})
+    )
     torch.set_num_threads(torch_threads)  # what the previous run set does not carry over
     t0 = time.perf_counter()
     lm, dtype = build_lm(req, Path(tempfile.gettempdir()))
     load_s = time.perf_counter() - t0
     if run["backend"] == "hf" and "threads" in run:
         torch.set_num_threads(torch_threads if run["threads"] == "default" else run["threads"])
-    threads = torch.get_num_threads() if run["backend"] == "hf" else None  # vLLM's live in its worker
+    threads = (
+        torch.get_num_threads() if run["backend"] == "hf" else None
+    )  # vLLM's live in its worker
     requests = requests if requests is not None else cell_requests(lm, req)
     lm.generate_until(requests[:1], disable_tqdm=True)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -119,19 +132,43 @@ def run_backend(run: dict, req, requests: list | None, torch_threads: int) -> di
     engine = getattr(getattr(lm, "model", None), "llm_engine", None)
     if engine is not None:  # free its processes and KV cache now, not at interpreter exit
         engine.engine_core.shutdown()
-    return {"spec": run["spec"], "dtype": dtype, "threads": threads, "batch_size": getattr(lm, "batch_size", None),
-            "load_s": load_s, "gen_s": gen_s, "cpu_s": cpu_s, "tokens": tokens, "tokens_per_s": tokens / gen_s,
-            "tokens_per_cpu_s": tokens / cpu_s, "completions": completions, "requests": requests}
+    return {
+        "spec": run["spec"],
+        "dtype": dtype,
+        "threads": threads,
+        "batch_size": getattr(lm, "batch_size", None),
+        "load_s": load_s,
+        "gen_s": gen_s,
+        "cpu_s": cpu_s,
+        "tokens": tokens,
+        "tokens_per_s": tokens / gen_s,
+        "tokens_per_cpu_s": tokens / cpu_s,
+        "completions": completions,
+        "requests": requests,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", default="smoke", help="grid whose base eval cell gives the prompts and settings")
-    ap.add_argument("--tasks", help="comma list replacing the grid's tasks (issue 18: math_arith,causal_nli,think_quality)")
+    ap.add_argument(
+        "--grid", default="smoke", help="grid whose base eval cell gives the prompts and settings"
+    )
+    ap.add_argument(
+        "--tasks",
+        help="comma list replacing the grid's tasks (issue 18: math_arith,causal_nli,think_quality)",
+    )
     ap.add_argument("--limit", type=int, help="replaces the grid's eval limit")
-    ap.add_argument("--runs", default=DEFAULT_RUNS, help=f"comma list of backend[:bs=N|auto][:threads=N] (default {DEFAULT_RUNS})")
-    ap.add_argument("--backends", help="comma list of backends as they stand (overrides --runs): hf,vllm")
-    ap.add_argument("--hf-threads", type=int, help="torch threads for every hf run that does not set its own")
+    ap.add_argument(
+        "--runs",
+        default=DEFAULT_RUNS,
+        help=f"comma list of backend[:bs=N|auto][:threads=N] (default {DEFAULT_RUNS})",
+    )
+    ap.add_argument(
+        "--backends", help="comma list of backends as they stand (overrides --runs): hf,vllm"
+    )
+    ap.add_argument(
+        "--hf-threads", type=int, help="torch threads for every hf run that does not set its own"
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -151,21 +188,35 @@ def main(argv: list[str] | None = None) -> dict:
     for run in runs:
         r = run_backend(run, req, requests, torch_threads)
         done.append(r)
-        requests, ref = done[0]["requests"], done[0]["completions"]  # every run answers the very same Instances
+        requests, ref = (
+            done[0]["requests"],
+            done[0]["completions"],
+        )  # every run answers the very same Instances
         r["identical"] = sum(a == b for a, b in zip(ref, r["completions"], strict=True))
         threads = f"{r['threads']} thr" if r["threads"] else "vLLM thr"
-        lines.append(f"{r['spec']:>20} ({threads}, bs {r['batch_size']}): load {r['load_s']:5.1f} s | generate {r['gen_s']:6.1f} s"
-                     f" wall {r['cpu_s']:6.1f} s cpu | {r['tokens']:5d} tokens | {r['tokens_per_s']:6.1f} tok/s wall"
-                     f" {r['tokens_per_cpu_s']:6.1f} tok/cpu-s | x{r['tokens_per_s'] / done[0]['tokens_per_s']:.2f} wall"
-                     f" x{r['tokens_per_cpu_s'] / done[0]['tokens_per_cpu_s']:.2f} cpu | identical {r['identical']}/{len(ref)}")
+        lines.append(
+            f"{r['spec']:>20} ({threads}, bs {r['batch_size']}): load {r['load_s']:5.1f} s | generate {r['gen_s']:6.1f} s"
+            f" wall {r['cpu_s']:6.1f} s cpu | {r['tokens']:5d} tokens | {r['tokens_per_s']:6.1f} tok/s wall"
+            f" {r['tokens_per_cpu_s']:6.1f} tok/cpu-s | x{r['tokens_per_s'] / done[0]['tokens_per_s']:.2f} wall"
+            f" x{r['tokens_per_cpu_s'] / done[0]['tokens_per_cpu_s']:.2f} cpu | identical {r['identical']}/{len(ref)}"
+        )
         print(lines[-1], flush=True)  # as it ends: a slow run's figures are not lost to a later one
     load_after = os.getloadavg()[0]
     s = req.settings
-    print(f"\n{args.grid} base cell: {len(ref)} requests ({', '.join(req.tasks)}, limit {s.limit}, "
-          f"{s.tag()}), {os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}")
+    print(
+        f"\n{args.grid} base cell: {len(ref)} requests ({', '.join(req.tasks)}, limit {s.limit}, "
+        f"{s.tag()}), {os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}"
+    )
     print("\n".join(lines))
-    summary = {"grid": args.grid, "requests": len(ref), "cpus": os.cpu_count(), "loadavg": [load_before, load_after],
-               "runs": [{k: v for k, v in r.items() if k not in ("completions", "requests")} for r in done]}
+    summary = {
+        "grid": args.grid,
+        "requests": len(ref),
+        "cpus": os.cpu_count(),
+        "loadavg": [load_before, load_after],
+        "runs": [
+            {k: v for k, v in r.items() if k not in ("completions", "requests")} for r in done
+        ],
+    }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -43,12 +43,27 @@ def raw_generate(model, tok, requests: list, batch_size: int, budget: int) -> li
         for until, contexts in groups.items():
             contexts.sort(key=lambda c: -len(tok(c, add_special_tokens=False)["input_ids"]))
             for i in range(0, len(contexts), batch_size):
-                enc = tok(contexts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tok(
+                    contexts[i : i + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                )
                 with torch.no_grad():
-                    ids = model.generate(**enc, max_new_tokens=budget, do_sample=False, temperature=None, top_p=None,
-                                         top_k=None, stop_strings=list(until) or None, tokenizer=tok,
-                                         pad_token_id=tok.pad_token_id)
-                out += tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                    ids = model.generate(
+                        **enc,
+                        max_new_tokens=budget,
+                        do_sample=False,
+                        temperature=None,
+                        top_p=None,
+                        top_k=None,
+                        stop_strings=list(until) or None,
+                        tokenizer=tok,
+                        pad_token_id=tok.pad_token_id,
+                    )
+                out += tok.batch_decode(
+                    ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+                )
     finally:
         tok.padding_side = side
     return out
@@ -70,11 +85,15 @@ def main(argv: list[str] | None = None) -> dict:
     requests = cell_requests(lm, req)
     budget = req.settings.max_gen_toks
     batch = lm.batch_size  # what build_lm chose for this cell
-    raw_generate(lm.model, lm.tokenizer, requests[:1], 1, budget)  # warm-up, as the cell's first batch is not
+    raw_generate(
+        lm.model, lm.tokenizer, requests[:1], 1, budget
+    )  # warm-up, as the cell's first batch is not
     t0, c0 = time.perf_counter(), time.process_time()
     completions = raw_generate(lm.model, lm.tokenizer, requests, batch, budget)
     raw_s, raw_cpu = time.perf_counter() - t0, time.process_time() - c0
-    raw_tokens = sum(len(lm.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions)
+    raw_tokens = sum(
+        len(lm.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions
+    )
     del lm
 
     load_cpu = {}
@@ -95,17 +114,37 @@ def main(argv: list[str] | None = None) -> dict:
     evaluate.build_lm = build
     cost = record.wall_s - record.load_s
     ratio, goal = cost / raw_s, 1.10 * raw_s + 5
-    print(f"\n{args.grid} base cell: {len(requests)} requests ({', '.join(req.tasks)}, {req.settings.tag()}), "
-          f"batch {batch}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"raw model.generate: {raw_s:6.1f} s wall {raw_cpu:6.1f} s cpu | {raw_tokens} tokens | "
-          f"{raw_tokens / raw_s:.1f} tok/s")
-    print(f"eval cell (wall - load): {cost:6.1f} s wall {cell_cpu:6.1f} s cpu | load {record.load_s:.1f} s | "
-          f"record {record.tokens_per_s:.1f} tok/s")
-    print(f"cell / raw: {ratio:.2f}x wall, {cell_cpu / raw_cpu:.2f}x cpu | goal cost <= 1.10 x raw + 5 s = {goal:.1f} s: "
-          f"{'met' if cost <= goal else 'MISSED'}")
-    summary = {"grid": args.grid, "requests": len(requests), "batch_size": batch, "raw_s": raw_s, "raw_cpu_s": raw_cpu,
-               "raw_tokens": raw_tokens, "cell_s": cost, "cell_cpu_s": cell_cpu, "load_s": record.load_s,
-               "record_tokens_per_s": record.tokens_per_s, "ratio": ratio, "goal_s": goal, "met": cost <= goal}
+    print(
+        f"\n{args.grid} base cell: {len(requests)} requests ({', '.join(req.tasks)}, {req.settings.tag()}), "
+        f"batch {batch}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"raw model.generate: {raw_s:6.1f} s wall {raw_cpu:6.1f} s cpu | {raw_tokens} tokens | "
+        f"{raw_tokens / raw_s:.1f} tok/s"
+    )
+    print(
+        f"eval cell (wall - load): {cost:6.1f} s wall {cell_cpu:6.1f} s cpu | load {record.load_s:.1f} s | "
+        f"record {record.tokens_per_s:.1f} tok/s"
+    )
+    print(
+        f"cell / raw: {ratio:.2f}x wall, {cell_cpu / raw_cpu:.2f}x cpu | goal cost <= 1.10 x raw + 5 s = {goal:.1f} s: "
+        f"{'met' if cost <= goal else 'MISSED'}"
+    )
+    summary = {
+        "grid": args.grid,
+        "requests": len(requests),
+        "batch_size": batch,
+        "raw_s": raw_s,
+        "raw_cpu_s": raw_cpu,
+        "raw_tokens": raw_tokens,
+        "cell_s": cost,
+        "cell_cpu_s": cell_cpu,
+        "load_s": record.load_s,
+        "record_tokens_per_s": record.tokens_per_s,
+        "ratio": ratio,
+        "goal_s": goal,
+        "met": cost <= goal,
+    }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -51,7 +51,9 @@ def run_stage(config: dict, base: Path) -> dict:
             t, c = time.perf_counter(), time.process_time()
             out = generate(*args, **kwargs)
             ids = out[0]
-            calls.append((time.perf_counter() - t, time.process_time() - c, sum(map(len, ids)), len(ids)))
+            calls.append(
+                (time.perf_counter() - t, time.process_time() - c, sum(map(len, ids)), len(ids))
+            )
             return out
 
         self._generate_single_turn = timed  # the instance attribute trl's _generate calls
@@ -61,7 +63,9 @@ def run_stage(config: dict, base: Path) -> dict:
     load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-grpo-rollouts-") as out:
-            manifest = train_stage("grpo", config, base_model=base, parent=None, output_dir=Path(out))
+            manifest = train_stage(
+                "grpo", config, base_model=base, parent=None, output_dir=Path(out)
+            )
     finally:
         trl.GRPOTrainer.train = train
     wall, cpu, load1 = time.perf_counter() - t0, time.process_time() - c0, os.getloadavg()[0]
@@ -70,7 +74,9 @@ def run_stage(config: dict, base: Path) -> dict:
     return {
         "rollout_dtype": config["rollout_dtype"],
         "steps": manifest["steps"],
-        "calls": [{"seconds": s, "cpu_seconds": c, "tokens": n, "rollouts": k} for s, c, n, k in calls],
+        "calls": [
+            {"seconds": s, "cpu_seconds": c, "tokens": n, "rollouts": k} for s, c, n, k in calls
+        ],
         "tokens": tokens,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
@@ -115,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             f"grid {args.grid} grpo, rollout_dtype {r['rollout_dtype']}, {r['steps']} steps, "
             f"torch threads {torch.get_num_threads()}"
         )
-        print(f"{'call':>4s} {'rollouts':>8s} {'tokens':>7s} {'seconds':>8s} {'cpu-s':>7s} {'tok/s':>7s} {'tok/cpu-s':>9s}")
+        print(
+            f"{'call':>4s} {'rollouts':>8s} {'tokens':>7s} {'seconds':>8s} {'cpu-s':>7s} {'tok/s':>7s} {'tok/cpu-s':>9s}"
+        )
         for i, c in enumerate(r["calls"]):
             n, s, cs = c["tokens"], c["seconds"], c["cpu_seconds"]
             print(f"{i:4d} {c['rollouts']:8d} {n:7d} {s:8.2f} {cs:7.2f} {n / s:7.1f} {n / cs:9.1f}")

@@ -35,9 +35,14 @@ STAGES = (
 )  # 20 stages per model
 TASKS = ["math_gsm8k", "causal_nli"]
 _COMPLETIONS = np.array(
-    [f"<think>Let me work through step {i}. " + "We add the numbers. " * (i % 7 + 1) + f"</think> The answer is {i}."
-     for i in range(64)], dtype=object,
-)  # fmt: skip
+    [
+        f"<think>Let me work through step {i}. "
+        + "We add the numbers. " * (i % 7 + 1)
+        + f"</think> The answer is {i}."
+        for i in range(64)
+    ],
+    dtype=object,
+)
 
 
 def _write_cell(args: tuple[str, int, int]) -> None:
@@ -54,30 +59,49 @@ def _write_cell(args: tuple[str, int, int]) -> None:
         doc = np.arange(per_task, dtype=np.int64)
         table = pa.Table.from_arrays(
             [
-                pa.array([key] * per_task), pa.array([t] * per_task), pa.array(doc), pa.array(score),
-                pa.array(score >= 0.5), pa.array((doc % 10).astype(str)), pa.array(["7"] * per_task),
-                pa.array(_COMPLETIONS[doc % 64], type=pa.string()), pa.nulls(per_task, pa.string()),
-                pa.array(-rng.random(per_task) * 50), pa.array(['{"level": 1}'] * per_task),
-                pa.array(np.zeros(per_task, dtype=np.int64)), pa.array(doc % 64 + 20),
+                pa.array([key] * per_task),
+                pa.array([t] * per_task),
+                pa.array(doc),
+                pa.array(score),
+                pa.array(score >= 0.5),
+                pa.array((doc % 10).astype(str)),
+                pa.array(["7"] * per_task),
+                pa.array(_COMPLETIONS[doc % 64], type=pa.string()),
+                pa.nulls(per_task, pa.string()),
+                pa.array(-rng.random(per_task) * 50),
+                pa.array(['{"level": 1}'] * per_task),
+                pa.array(np.zeros(per_task, dtype=np.int64)),
+                pa.array(doc % 64 + 20),
                 pa.array(doc % 50 == 0),
             ],
             schema=SAMPLES_SCHEMA,
-        )  # fmt: skip
+        )
         path = samples_path(results, key, t)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         mean = float(score.mean())
         se = float(score.std(ddof=1) / np.sqrt(per_task))
-        tasks.append(TaskResult(
-            name=t, version="1", primary_metric="acc",
-            metrics={"acc": MetricValue(value=mean, stderr=se, n=per_task)},
-            samples_file=str(path.relative_to(results)),
-        ))  # fmt: skip
+        tasks.append(
+            TaskResult(
+                name=t,
+                version="1",
+                primary_metric="acc",
+                metrics={"acc": MetricValue(value=mean, stderr=se, n=per_task)},
+                samples_file=str(path.relative_to(results)),
+            )
+        )
     when = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=idx)
     rec = RunRecord(
-        kind="eval", cell_key=key, grid="perf", model_id=model, stage=stage,
-        recipe=[] if stage == "base" else stage.split("+"), tasks=tasks, started_at=when, finished_at=when,
-    )  # fmt: skip
+        kind="eval",
+        cell_key=key,
+        grid="perf",
+        model_id=model,
+        stage=stage,
+        recipe=[] if stage == "base" else stage.split("+"),
+        tasks=tasks,
+        started_at=when,
+        finished_at=when,
+    )
     # Written directly (no fsync per file): this measures ingest, not the disk.
     record_path(results, rec).write_text(rec.model_dump_json(indent=2))
 
@@ -129,20 +153,26 @@ def main() -> None:
     c0 = _cpu()
     rep = ingest(results)
     assert not rep.warnings, rep.warnings[:3]
-    print(f"ingest (first)    {rep.seconds:8.2f} s  {total / rep.seconds:12,.0f} sample rows/s  "
-          f"{args.cells / rep.seconds:8,.0f} records/s  (cpu {_cpu() - c0:.1f} s)")  # fmt: skip
+    print(
+        f"ingest (first)    {rep.seconds:8.2f} s  {total / rep.seconds:12,.0f} sample rows/s  "
+        f"{args.cells / rep.seconds:8,.0f} records/s  (cpu {_cpu() - c0:.1f} s)"
+    )
     c0 = _cpu()
     rep = ingest(results)
-    print(f"ingest (again)    {rep.seconds:8.2f} s  {args.cells / rep.seconds:12,.0f} records/s "
-          f"(unchanged: {rep.unchanged}, cpu {_cpu() - c0:.1f} s)")  # fmt: skip
+    print(
+        f"ingest (again)    {rep.seconds:8.2f} s  {args.cells / rep.seconds:12,.0f} records/s "
+        f"(unchanged: {rep.unchanged}, cpu {_cpu() - c0:.1f} s)"
+    )
     db = results / "bench.duckdb"
     rows = args.cells  # model × stage rows on the board
     for fmt in FORMATS:
         t0, c0 = time.perf_counter(), _cpu()
         text = render(db, fmt)
         dt = time.perf_counter() - t0
-        print(f"render {fmt:<10} {dt:8.2f} s  {rows / dt:12,.0f} board rows/s  {len(text) / 1e6:8.2f} MB  "
-              f"(cpu {_cpu() - c0:.1f} s)")  # fmt: skip
+        print(
+            f"render {fmt:<10} {dt:8.2f} s  {rows / dt:12,.0f} board rows/s  {len(text) / 1e6:8.2f} MB  "
+            f"(cpu {_cpu() - c0:.1f} s)"
+        )
     print(f"database          {db.stat().st_size / 1e6:8.1f} MB")
     if args.dir is None:
         shutil.rmtree(results)

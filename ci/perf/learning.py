@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-prompts-per-step", type=int, default=4)
     p.add_argument("--num-generations", type=int, default=4)
-    p.add_argument("--grpo-max-tokens", type=int, default=80, help="rollout length (L4 traces ≤ 70)")
+    p.add_argument(
+        "--grpo-max-tokens", type=int, default=80, help="rollout length (L4 traces ≤ 70)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=80)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--alpha", type=float, default=0.05)
@@ -209,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         out / "distill",
     )
     timings["train grpo"] = time.time() - t
-    logged = [e for e in json.loads((out / "grpo" / "log_history.json").read_text()) if "reward" in e]
+    logged = [
+        e for e in json.loads((out / "grpo" / "log_history.json").read_text()) if "reward" in e
+    ]
     rewards = [e["reward"] for e in logged]
     lengths = [e.get("completions/mean_length", float("nan")) for e in logged]
     print(

@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--num-variables", default="4")
-    p.add_argument("--n-train", type=int, default=3000, help="generated problems before dedupe and balance")
+    p.add_argument(
+        "--n-train", type=int, default=3000, help="generated problems before dedupe and balance"
+    )
     p.add_argument("--n-eval", type=int, default=240, help="held-out problems per size")
     p.add_argument("--n-variant", type=int, default=40, help="renamed / paraphrased problems")
     p.add_argument("--n-more", type=int, default=30, help="problems at N+1 variables")

@@ -27,7 +27,10 @@ def plant(which: str) -> None:
     """Patch the verifiers before the task hooks import them (they bind them at import)."""
     from tasks.scoring import Score
 
-    if which in ("causal", "both"):  # every "valid" verdict rejected: flips the docs whose answer was valid
+    if which in (
+        "causal",
+        "both",
+    ):  # every "valid" verdict rejected: flips the docs whose answer was valid
         import tasks.causal_nli.verifier as causal
 
         real_causal = causal.verify
@@ -76,17 +79,23 @@ def main() -> int:
         silent = new.model_copy(update={"inputs": record.inputs, "rescored_from": None})
         write_record(silent, work)  # same key inputs as the baseline: a silent change
         fresh.append(silent)
-        print(f"{record.model_id}: re-scored {done.rows if done else 0} rows with the planted verifier, "
-              f"{done.flips if done else 0} flipped")
+        print(
+            f"{record.model_id}: re-scored {done.rows if done else 0} rows with the planted verifier, "
+            f"{done.flips if done else 0} flipped"
+        )
     report = check_records(fresh, work, load_baselines(args.baselines or BASELINES_DIR))
     for c in report.checks:
-        print(f"{c.cell:30} {c.task:22} n={c.n:3} {c.old_mean:.3f} -> {c.new_mean:.3f} lost={c.losses} "
-              f"won={c.gains} p={c.p_value:.3g} {c.status}")
+        print(
+            f"{c.cell:30} {c.task:22} n={c.n:3} {c.old_mean:.3f} -> {c.new_mean:.3f} lost={c.losses} "
+            f"won={c.gains} p={c.p_value:.3g} {c.status}"
+        )
         for f in c.flips:
             print(f"    flip doc {f.doc_id}: {f.old_answer!r} -> {f.new_answer!r}")
     caught = report.regressions
-    print(f"caught: {bool(caught)} ({', '.join(f'{c.cell} {c.task}' for c in caught) or 'nothing'}); "
-          f"pooled rows: {[(c.cell, c.losses, round(c.p_value, 5)) for c in report.checks if c.task == POOLED]}")
+    print(
+        f"caught: {bool(caught)} ({', '.join(f'{c.cell} {c.task}' for c in caught) or 'nothing'}); "
+        f"pooled rows: {[(c.cell, c.losses, round(c.p_value, 5)) for c in report.checks if c.task == POOLED]}"
+    )
     return 0
 
 

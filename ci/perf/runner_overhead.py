@@ -48,7 +48,9 @@ print(time.perf_counter() - t0)
 
 def timed(code: str, *args: str) -> float:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     return float(out.stdout.strip().splitlines()[-1])
@@ -67,13 +69,21 @@ def main() -> None:
     args = ap.parse_args()
 
     if not args.skip_grid:
-        subprocess.run([*BENCH, "train+eval", "--grid", args.grid, "--results", args.results], check=True)
+        subprocess.run(
+            [*BENCH, "train+eval", "--grid", args.grid, "--results", args.results], check=True
+        )
         t0 = time.perf_counter()
-        out = subprocess.run([*BENCH, "train+eval", "--grid", args.grid, "--results", args.results],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [*BENCH, "train+eval", "--grid", args.grid, "--results", args.results],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         second = time.perf_counter() - t0
         ran = "ran 0 cells" if "ran 0 cells" in out.stdout else "UNEXPECTED: cells ran"
-        print(f"second run of finished grid '{args.grid}': {second:.2f}s wall ({ran}; includes the leaderboard render)")
+        print(
+            f"second run of finished grid '{args.grid}': {second:.2f}s wall ({ran}; includes the leaderboard render)"
+        )
 
     direct, harness = [], []
     for i in range(args.repeats):

@@ -29,8 +29,15 @@ def _run_in_worker(cell: Cell, plan: Plan, results_dir: str, force: bool) -> Out
     return run_cell(cell, plan.expansion, results_dir, force=force)
 
 
-def _evals_parallel(cells: list[Cell], plan: Plan, results_dir: Path, force: bool, workers: int,
-                    outcome: dict[str, Outcome], progress: Progress) -> None:
+def _evals_parallel(
+    cells: list[Cell],
+    plan: Plan,
+    results_dir: Path,
+    force: bool,
+    workers: int,
+    outcome: dict[str, Outcome],
+    progress: Progress,
+) -> None:
     """Eval cells in ``workers`` processes (each loads its own model; the trains are done by now)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -51,8 +58,14 @@ def _evals_parallel(cells: list[Cell], plan: Plan, results_dir: Path, force: boo
                 progress(cell, outcome[cell.key])
 
 
-def run_local(plan: Plan, results_dir: Path, *, force: bool = False, progress: Progress = None,
-              workers: int = 1) -> dict[str, Outcome]:
+def run_local(
+    plan: Plan,
+    results_dir: Path,
+    *,
+    force: bool = False,
+    progress: Progress = None,
+    workers: int = 1,
+) -> dict[str, Outcome]:
     """Run ``plan.todo``; returns cell key -> :class:`Outcome`."""
     outcome: dict[str, Outcome] = {}
     sequential = plan.todo if workers <= 1 else [c for c in plan.todo if c.kind == "train"]

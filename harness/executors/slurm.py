@@ -42,21 +42,50 @@ from submitit.helpers import Checkpointable
 from harness.errors import BenchError
 from harness.status import failure_path, record_file
 
-__all__ = ["check_slurm", "resources", "waves", "python_command", "run_slurm", "CellTask",
-           "TIMEOUT_MIN", "MAX_TIMEOUTS"]
+__all__ = [
+    "check_slurm",
+    "resources",
+    "waves",
+    "python_command",
+    "run_slurm",
+    "CellTask",
+    "TIMEOUT_MIN",
+    "MAX_TIMEOUTS",
+]
 
-TIMEOUT_MIN = {"train": 8 * 60, "eval": 4 * 60}  # per requeue; a train stage resumes after a timeout
+TIMEOUT_MIN = {
+    "train": 8 * 60,
+    "eval": 4 * 60,
+}  # per requeue; a train stage resumes after a timeout
 MAX_TIMEOUTS = 6  # timeouts a task survives (preemptions are not counted)
 CPUS_PER_GPU = 8
 CPU_TARGET_CPUS = 2
 # PREEMPTED is left out: a requeued job passes through it; one that stays preempted is
 # caught when it leaves squeue (MinJobAge).
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-            "DEADLINE", "SPECIAL_EXIT", "REVOKED", "GONE"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "SPECIAL_EXIT",
+    "REVOKED",
+    "GONE",
+}
 # Pending reasons that never clear by waiting (a request the partition can never satisfy):
 # such a task is cancelled and reported instead of waited on forever.
-NEVER_STARTS = {"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit",
-                "InvalidQOS", "InvalidAccount", "DependencyNeverSatisfied"}
+NEVER_STARTS = {
+    "PartitionConfig",
+    "BadConstraints",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "InvalidQOS",
+    "InvalidAccount",
+    "DependencyNeverSatisfied",
+}
 GRACE_S = 60  # an ended task without a result pickle: give a shared filesystem time to show it
 
 
@@ -69,8 +98,10 @@ def check_slurm() -> None:
     """Raise a one-line BenchError unless sbatch/srun exist and the controller answers."""
     for tool in ("sbatch", "srun", "squeue", "sinfo"):
         if shutil.which(tool) is None:
-            raise BenchError(f"--executor slurm: `{tool}` is not on PATH; run on a SLURM login node "
-                             "(or `module load slurm`), or use --executor local")
+            raise BenchError(
+                f"--executor slurm: `{tool}` is not on PATH; run on a SLURM login node "
+                "(or `module load slurm`), or use --executor local"
+            )
     conf = os.environ.get("SLURM_CONF", "the default slurm.conf")
     for cmd in (["sinfo", "-h", "-o", "%P"], ["squeue", "-h", "-u", getpass.getuser(), "-o", "%i"]):
         try:
@@ -79,8 +110,10 @@ def check_slurm() -> None:
             out = None
         if out is None or out.returncode != 0:
             why = "timed out after 60s" if out is None else _first_line(out.stderr or out.stdout)
-            raise BenchError(f"--executor slurm: `{cmd[0]}` failed ({why}); check that slurmctld is up and "
-                             f"SLURM_CONF ({conf}) names its slurm.conf, or use --executor local")
+            raise BenchError(
+                f"--executor slurm: `{cmd[0]}` failed ({why}); check that slurmctld is up and "
+                f"SLURM_CONF ({conf}) names its slurm.conf, or use --executor local"
+            )
 
 
 def _weights_gb(model: str, dtype: str) -> float:
@@ -102,9 +135,16 @@ def _train_plan(cell, target: str):
         return None
     cfg = cell.resolved  # every field with its effective value: the trainer's defaults, not guesses
     try:
-        return plan(planner_facts(cell.model), cell.method, target, seq_len=int(cfg["max_length"]),
-                    mode=cfg["mode"], effective_batch=int(cfg["effective_batch"]),
-                    lora_r=int(cfg["lora_r"]), num_generations=int(cfg.get("num_generations", 8)))
+        return plan(
+            planner_facts(cell.model),
+            cell.method,
+            target,
+            seq_len=int(cfg["max_length"]),
+            mode=cfg["mode"],
+            effective_batch=int(cfg["effective_batch"]),
+            lora_r=int(cfg["lora_r"]),
+            num_generations=int(cfg.get("num_generations", 8)),
+        )
     except Exception:
         return None
 
@@ -127,8 +167,12 @@ def resources(cell, grid) -> dict[str, Any]:
             mem = 8 + 2 * weights * gpus  # every rank loads the weights; a merge needs a full copy
         elif p is not None:
             mem += p.total_gb  # on CPU the training state lives in host memory
-    return {"cpus": CPUS_PER_GPU * gpus if gpus else CPU_TARGET_CPUS, "mem_gb": int(math.ceil(mem)),
-            "gpus": gpus, "timeout_min": TIMEOUT_MIN[cell.kind]}
+    return {
+        "cpus": CPUS_PER_GPU * gpus if gpus else CPU_TARGET_CPUS,
+        "mem_gb": int(math.ceil(mem)),
+        "gpus": gpus,
+        "timeout_min": TIMEOUT_MIN[cell.kind],
+    }
 
 
 def waves(cells: Sequence) -> list[list]:
@@ -151,8 +195,10 @@ class CellTask(Checkpointable):
 
         if needs is not None:  # the parent ran in this submission: did it leave a good record?
             kind, parent = needs
-            if not record_file(Path(results_dir), kind, parent).exists() or failure_path(
-                    Path(results_dir), kind, parent).exists():
+            if (
+                not record_file(Path(results_dir), kind, parent).exists()
+                or failure_path(Path(results_dir), kind, parent).exists()
+            ):
                 return Outcome("blocked", f"needs {parent}, which left no record")
         return run_cell(cell, exp, results_dir, force=force)
 
@@ -186,8 +232,12 @@ def _outcome_from_pickle(job):
 def _squeue_states() -> dict[str, tuple[str, str]] | None:
     """job id (array tasks one per line) -> (state, reason), for this user's jobs SLURM still knows."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T|%r"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%T|%r"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
@@ -217,13 +267,28 @@ def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -
         groups.setdefault((cell.kind, *sorted(res.items())), []).append(cell)
     for (kind, *res_items), group in groups.items():
         parents = {jobs[c.needs].job_id for c in group if c.needs in jobs}
-        submit(wave_no, kind, dict(res_items), _dependency(parents, [j.job_id for j in jobs.values()]), group)
+        submit(
+            wave_no,
+            kind,
+            dict(res_items),
+            _dependency(parents, [j.job_id for j in jobs.values()]),
+            group,
+        )
 
 
-def run_slurm(plan, results_dir: str | Path, *, force: bool = False, container: str | None = None,
-              partition: str | None = None, wait: bool = True, poll_s: float = 5,
-              slurm_options: dict[str, Any] | None = None, progress=None,
-              max_wait_s: float | None = None) -> dict[str, str]:
+def run_slurm(
+    plan,
+    results_dir: str | Path,
+    *,
+    force: bool = False,
+    container: str | None = None,
+    partition: str | None = None,
+    wait: bool = True,
+    poll_s: float = 5,
+    slurm_options: dict[str, Any] | None = None,
+    progress=None,
+    max_wait_s: float | None = None,
+) -> dict[str, str]:
     """Submit ``plan.todo`` as dependent job arrays; with ``wait``, poll until every task ended.
 
     Returns cell key -> :class:`harness.runner.Outcome` (with ``wait=False``: 'submitted';
@@ -247,10 +312,17 @@ def run_slurm(plan, results_dir: str | Path, *, force: bool = False, container: 
     jobs: dict[str, Any] = {}
 
     def submit(wave_no: int, kind: str, res: dict, dependency: str | None, group: list) -> None:
-        ex = submitit.SlurmExecutor(folder, max_num_timeout=MAX_TIMEOUTS,
-                                    python=python_command(container, binds, res["gpus"]))
-        params: dict[str, Any] = {"job_name": f"bench-{exp.grid.name}-w{wave_no}-{kind}",
-                                  "time": res["timeout_min"], "cpus_per_task": res["cpus"], "mem": f"{res['mem_gb']}GB"}
+        ex = submitit.SlurmExecutor(
+            folder,
+            max_num_timeout=MAX_TIMEOUTS,
+            python=python_command(container, binds, res["gpus"]),
+        )
+        params: dict[str, Any] = {
+            "job_name": f"bench-{exp.grid.name}-w{wave_no}-{kind}",
+            "time": res["timeout_min"],
+            "cpus_per_task": res["cpus"],
+            "mem": f"{res['mem_gb']}GB",
+        }
         if res["gpus"]:
             params["gpus_per_node"] = res["gpus"]
         if partition:
@@ -260,13 +332,23 @@ def run_slurm(plan, results_dir: str | Path, *, force: bool = False, container: 
         ex.update_parameters(**{**params, **(slurm_options or {})})
         try:
             with ex.batch():
-                submitted = [ex.submit(CellTask(), c, exp, str(results_dir),
-                                       (todo_kind[c.needs], c.needs) if c.needs in todo_kind else None,
-                                       force) for c in group]
+                submitted = [
+                    ex.submit(
+                        CellTask(),
+                        c,
+                        exp,
+                        str(results_dir),
+                        (todo_kind[c.needs], c.needs) if c.needs in todo_kind else None,
+                        force,
+                    )
+                    for c in group
+                ]
         except Exception as e:
             done = ", ".join(sorted({j.job_id.split("_")[0] for j in jobs.values()})) or "none"
-            raise BenchError(f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
-                             f"fix the SLURM options (partition, account, resources); already submitted: {done}") from None
+            raise BenchError(
+                f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
+                f"fix the SLURM options (partition, account, resources); already submitted: {done}"
+            ) from None
         for cell, job in zip(group, submitted, strict=True):
             jobs[cell.key] = job
             if progress is not None:
@@ -300,13 +382,19 @@ def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -
                 continue
             elif state == "PENDING" and reason in NEVER_STARTS:
                 subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
-                outcome[key] = Outcome("failed", f"job {job.job_id} can never start ({reason}); cancelled it: "
-                                       "fix the SLURM options (partition, resources, account)")
+                outcome[key] = Outcome(
+                    "failed",
+                    f"job {job.job_id} can never start ({reason}); cancelled it: "
+                    "fix the SLURM options (partition, resources, account)",
+                )
             elif state in TERMINAL:
                 if time.monotonic() - ended.setdefault(key, time.monotonic()) >= GRACE_S:
                     state = "no longer in squeue" if state == "GONE" else state
-                    outcome[key] = Outcome("failed", f"job {job.job_id} ended ({state}) without a result; "
-                                                     f"see {job.paths.stderr}")
+                    outcome[key] = Outcome(
+                        "failed",
+                        f"job {job.job_id} ended ({state}) without a result; "
+                        f"see {job.paths.stderr}",
+                    )
             else:
                 ended.pop(key, None)  # requeued, pending or running again
             if key in outcome and progress is not None:
@@ -315,7 +403,12 @@ def _wait(plan, jobs: dict, poll_s: float, progress, max_wait_s: float | None) -
             if max_wait_s is not None and time.monotonic() - start > max_wait_s:
                 for key, job in jobs.items():
                     state = (states or {}).get(job.job_id, ("queued",))[0]
-                    outcome.setdefault(key, Outcome("unfinished", f"job {job.job_id} still {state} after {max_wait_s:.0f}s"))
+                    outcome.setdefault(
+                        key,
+                        Outcome(
+                            "unfinished", f"job {job.job_id} still {state} after {max_wait_s:.0f}s"
+                        ),
+                    )
                 break
             time.sleep(poll_s)
     return outcome

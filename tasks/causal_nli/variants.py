@@ -40,9 +40,25 @@ __all__ = [
 # list words ("and") or that the hypothesis phrasings use.
 LETTERS = tuple("GHJKLMNPQRSTUVWXYZ")
 WORDS = (
-    "rain", "smoke", "traffic", "noise", "stress", "sleep", "diet", "exercise", "income",
-    "rent", "wind", "frost", "pollen", "fever", "sunlight", "humidity", "caffeine", "fatigue",
-)  # fmt: skip
+    "rain",
+    "smoke",
+    "traffic",
+    "noise",
+    "stress",
+    "sleep",
+    "diet",
+    "exercise",
+    "income",
+    "rent",
+    "wind",
+    "frost",
+    "pollen",
+    "fever",
+    "sunlight",
+    "humidity",
+    "caffeine",
+    "fatigue",
+)
 # relation -> the paraphrased wording the parser reads (tasks.causal_nli.language)
 PARAPHRASES = {
     "parent": "{x} directly affects {y}.",

@@ -69,7 +69,11 @@ def _arith_doc(item: dict) -> dict:
 
 
 def load_arith_docs(
-    seed: int | None = None, n_per_level: int = 100, fewshot_seed: int = 4321, levels=None, **_metadata: Any
+    seed: int | None = None,
+    n_per_level: int = 100,
+    fewshot_seed: int = 4321,
+    levels=None,
+    **_metadata: Any,
 ):
     """``custom_dataset`` of ``math_arith``: generated items, a test and a few-shot split
     (``seed`` defaults to the YAML's, :func:`tasks.math.test_seed`; ``levels``: all by default)."""

@@ -55,8 +55,11 @@ def _warm_up() -> None:
             from math_verify import parse
             from math_verify import verify as mv_verify
 
-            mv_verify(parse("\\boxed{1+x^2}", parsing_timeout=None), parse("\\boxed{x^2+1}", parsing_timeout=None),
-                      timeout_seconds=None)
+            mv_verify(
+                parse("\\boxed{1+x^2}", parsing_timeout=None),
+                parse("\\boxed{x^2+1}", parsing_timeout=None),
+                timeout_seconds=None,
+            )
             _warmed = True
 
 
