@@ -7,6 +7,8 @@ the vLLM backend hands lm-eval a model path (merged weights for a trained stage)
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -116,30 +118,48 @@ def _keep_prompt_opener(lm) -> None:
 
 
 def _report_requests(lm) -> None:
-    """The live view's "generating j/m requests": m from each generate_until call, j from the HF
-    model's batched generate calls (vLLM answers a call at once, so j jumps to m)."""
+    """The live view's "generating j/m requests": m from each generate_until call, j from the
+    model's batched generate calls (vLLM answers a call at once, so j jumps to m).
+
+    Each wrapper keeps the wrapped method's signature and forwards its arguments untouched: the HF
+    model calls ``_model_generate(context, max_length, stop, ...)``, lm-eval's vLLM model calls
+    ``_model_generate(requests=..., generate=..., sampling_params=...)`` with keywords (and with
+    ``generate=False`` for log-likelihoods, which are not generation progress)."""
     from harness._live import report
 
     generate = lm.generate_until
     batched = getattr(lm, "_model_generate", None)
-    state = {"done": 0, "total": 0}
+    state = {"done": 0, "total": 0, "active": False}
 
-    def generate_until(requests, *args, **kwargs):
-        state.update(done=0, total=len(requests))
-        report(f"generating 0/{len(requests)} requests")
-        outs = generate(requests, *args, **kwargs)
-        report(f"generating {len(requests)}/{len(requests)} requests")
+    @functools.wraps(generate)
+    def generate_until(*args, **kwargs):
+        n = len(_first_argument(generate, args, kwargs))
+        state.update(done=0, total=n, active=True)
+        report(f"generating 0/{n} requests")
+        try:
+            outs = generate(*args, **kwargs)
+        finally:
+            state["active"] = False
+        report(f"generating {n}/{n} requests")
         return outs
 
-    def model_generate(context, *args, **kwargs):
-        out = batched(context, *args, **kwargs)
-        state["done"] = min(state["done"] + len(context), state["total"])
-        report(f"generating {state['done']}/{state['total']} requests")
+    def model_generate(*args, **kwargs):
+        out = batched(*args, **kwargs)
+        if state["active"]:
+            batch = _first_argument(batched, args, kwargs)
+            state["done"] = min(state["done"] + len(batch), state["total"])
+            report(f"generating {state['done']}/{state['total']} requests")
         return out
 
     lm.generate_until = generate_until
     if batched is not None:
-        lm._model_generate = model_generate
+        lm._model_generate = functools.wraps(batched)(model_generate)
+
+
+def _first_argument(method, args: tuple, kwargs: dict):
+    """The value a call passes for a bound method's first parameter, positional or by keyword."""
+    first = next(iter(inspect.signature(method).parameters))
+    return args[0] if args else kwargs[first]
 
 
 def _opens_thinking(context) -> bool:
