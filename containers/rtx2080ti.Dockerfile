@@ -59,6 +59,7 @@ RUN --mount=type=bind,source=build/container,target=/opt/bench/build python3 -c 
     print(*p['dependencies'], *extra, sep=chr(10))" > /tmp/requirements.txt && \
     PIP_CONFIG_FILE=/opt/bench/build/pip.conf pip install --no-cache-dir -c /opt/bench/constraints.txt --find-links /opt/bench/build/wheels -r /tmp/requirements.txt bitsandbytes && \
     rm /tmp/requirements.txt
+COPY bench_core /opt/bench/src/bench_core
 COPY harness /opt/bench/src/harness
 COPY trainers /opt/bench/src/trainers
 COPY tasks /opt/bench/src/tasks

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from containers.generate import (
-    SOURCE_PATHS,
     def_path,
     dockerfile_path,
     environment,
     labels,
     render_def,
     render_dockerfile,
+    source_paths,
 )
-from containers.targets import get_target, load_targets
+from containers.targets import REPO_ROOT, get_target, load_targets
 
 TARGETS = sorted(load_targets())
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
@@ -47,6 +49,37 @@ def test_every_dockerfile_is_hadolint_clean():
     files = [str(dockerfile_path(get_target(n))) for n in TARGETS]
     out = subprocess.run([HADOLINT, *files], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _copied_sources(text: str, fmt: str) -> list[str]:
+    """The repository paths an image file copies: COPY lines, or the .def's %files section."""
+    if fmt == "Dockerfile":
+        return [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
+    files = re.search(r"^%files\n(.*?)(?=^%|\Z)", text, re.S | re.M).group(1)
+    return [line.split()[0] for line in files.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("fmt", ["Dockerfile", "def"])
+@pytest.mark.parametrize("name", TARGETS)
+def test_every_image_copies_every_package_pyproject_installs(name, fmt):
+    """Each module of each package pyproject's packages.find installs is copied into the image
+    (an image once lacked bench_core/ and its bench failed at import)."""
+    from setuptools import find_packages
+
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = find_packages(str(REPO_ROOT), include=include)
+    assert {"bench_core", "harness", "trainers", "containers"} <= set(packages)
+    t = get_target(name)
+    path = dockerfile_path(t) if fmt == "Dockerfile" else def_path(t)
+    sources = _copied_sources(path.read_text(), fmt)
+    for package in packages:
+        module = f"{package.replace('.', '/')}/__init__.py"
+        assert any(
+            fnmatch.fnmatch(module, src) or module.startswith(src.rstrip("/") + "/")
+            for src in sources
+        ), f"{path.name} does not copy package {package} ({module}); copies {sources}"
+    assert "pyproject.toml" in sources
 
 
 def test_target_specific_content():
@@ -83,7 +116,7 @@ def test_def_runscript_environment_labels_and_test():
     assert "bench.pin.vllm 0.32.0" in section("labels")
     files = section("files")
     assert "build/container /opt/bench/build" in files
-    assert all(line.split()[0] in SOURCE_PATHS for line in files.split("\n")[2:] if line.strip())
+    assert all(line.split()[0] in source_paths() for line in files.split("\n")[2:] if line.strip())
     assert "containers/*.py /opt/bench/src/containers/" in files
 
 
