@@ -183,6 +183,13 @@ def test_all_linear_covers_llama_qwen2_and_fused_phi3(tiny_llama, tiny_qwen2):
 # --- each method trains ---------------------------------------------------------------------
 
 
+def read_train_rows(stage_dir):
+    import gzip
+
+    with gzip.open(stage_dir / "train_rows.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
 def test_sft_packs_trains_and_writes_a_manifest(tmp_path, tiny_llama):
     rows = chat_rows(12)
     data = write_jsonl(tmp_path / "chat.jsonl", rows)
@@ -241,6 +248,12 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
     assert distill["data"]["rows"] == len(kept) and distill["data"]["source"].startswith(
         "arithmetic(levels=1,2"
     )
+    # the stage writes the text of every row it trained on (trl tokenized them: decoded back)
+    trained_on = read_train_rows(tmp_path / "distill")
+    assert len(trained_on) == len(kept)
+    assert sorted(
+        next(q for q in (i["question"] for i in kept) if q in t) for t in trained_on
+    ) == sorted(i["question"] for i in kept)
 
     # tiny random models never answer arithmetic, so verifier rewards would all be 0 (no
     # advantage, no gradient): reward the text length instead; the verifier wrapping is
@@ -266,6 +279,8 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
         output_dir=tmp_path / "grpo",
     )
     assert_trained(g, 2)
+    prompts = read_train_rows(tmp_path / "grpo")
+    assert len(prompts) == 2 and all("<think>" not in p and p for p in prompts)
     merged = tmp_path / "distill" / "merged"
     assert g["base_weights"] == str(merged) and g["parent"] == str(tmp_path / "distill")
     assert g["base_model"] == str(tiny_qwen2)
@@ -319,6 +334,7 @@ def test_dpo_builds_pairs_with_the_verifier_and_trains(tmp_path, tiny_llama):
         output_dir=tmp_path / "dpo",
     )
     assert_trained(m, 2)
+    assert len(read_train_rows(tmp_path / "dpo")) == 4
     # a random model is never right: every prompt pairs the teacher's trace against a sample
     assert m["data"]["rows"] == 4 and m["data"]["source"].startswith("pairs(math verifier")
 

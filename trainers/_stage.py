@@ -13,11 +13,14 @@ Stage directory layout::
     adapter/            LoRA adapter + tokenizer (lora/qlora)
     merged/             full weights + tokenizer (full mode, merge=true, or a child needed them)
     log_history.json    every logged step (loss, grad norm, method metrics)
+    train_rows.jsonl.gz the text of every row the trainer trained on, one JSON string a line
+                        (what the leaderboard's contamination check reads)
     manifest.json       written last: its presence means the stage finished
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
@@ -49,6 +52,7 @@ __all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints",
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+TRAIN_ROWS = "train_rows.jsonl.gz"
 CONFIG = "config.yaml"  # the resolved config, also what a resume is checked against
 # In every checkpoint: tokens and seconds the run had cost when it was saved. trl's token
 # counter restarts at 0 on a resume and the wall clock does, so a resumed stage adds these.
@@ -452,8 +456,36 @@ class Stage:
             (self.out / "log_history.json").write_text(
                 json.dumps(trainer.state.log_history, indent=1)
             )
+            write_train_rows(trainer, self.out / TRAIN_ROWS)
             write_manifest(manifest, self.out)
         return manifest
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def write_train_rows(trainer, path: Path) -> None:
+    """The text of each row of ``trainer.train_dataset`` (held-out rows are not in it): its
+    strings (messages, prompt, completion, chosen, rejected, reward columns) and, where trl
+    tokenized the row, its ``*input_ids`` decoded, so what is written is what the model saw."""
+    dataset, tok = trainer.train_dataset, trainer.processing_class
+    tok = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
+    tmp = path.with_name(f".{path.name}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        for row in dataset if dataset is not None else ():
+            parts = _strings({k: v for k, v in row.items() if not k.endswith("input_ids")})
+            for k, v in row.items():
+                if k.endswith("input_ids") and v:
+                    parts.append(tok.decode(v, skip_special_tokens=True))
+            f.write(json.dumps("\n".join(parts), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def remove_checkpoints(stage_dir: Path) -> None:
