@@ -66,6 +66,8 @@ STORED_FIELDS = (
     "prompt",
     "logprob",
     "meta",
+    "gen_tokens",
+    "truncated",
 )
 _REQUIRED = ("cell_key", "task", "doc_id", "score")
 

@@ -95,7 +95,29 @@ CREATE TABLE IF NOT EXISTS samples (
     completion VARCHAR,
     prompt VARCHAR,
     logprob DOUBLE,
-    meta VARCHAR
+    meta VARCHAR,
+    gen_tokens BIGINT,
+    truncated BOOLEAN
+);
+-- Every logged step of a train cell (its stage dir's log_history.json), one row per metric:
+-- loss, grad_norm, learning_rate and each method's own (GRPO's reward, reward_std,
+-- rewards/<f>/mean|std, kl, completions/mean_length, clip_ratio/*; distill's kl and nll;
+-- DPO's rewards/chosen|rejected|margins|accuracies).
+CREATE TABLE IF NOT EXISTS train_curves (
+    cell_key VARCHAR NOT NULL,
+    step BIGINT NOT NULL,
+    metric VARCHAR NOT NULL,
+    value DOUBLE
+);
+-- Tulu 3's 8-gram rule per eval cell x task: a doc is contaminated when more than half of its
+-- 8-grams occur in the training rows of the cell's lineage (every stage's train_rows file).
+CREATE TABLE IF NOT EXISTS contamination (
+    cell_key VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    n_docs BIGINT NOT NULL,
+    n_contaminated BIGINT NOT NULL,
+    share DOUBLE NOT NULL,
+    train_cells VARCHAR[] NOT NULL
 );
 """
 
@@ -216,8 +238,15 @@ def pair_counts_sql(pairs: str) -> str:
 
 # Bumped when a table's columns change. The store is a cache of the files under results/, so
 # a store of another version is dropped and re-ingested rather than migrated.
-STORE_VERSION = 3
-_CACHED_TABLES = ("records", "task_results", "paired_counts", "samples")
+STORE_VERSION = 4  # 4: train_curves, contamination; samples keep gen_tokens and truncated
+_CACHED_TABLES = (
+    "records",
+    "task_results",
+    "paired_counts",
+    "samples",
+    "train_curves",
+    "contamination",
+)
 
 
 def _store_version(con) -> int | None:

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
+from leaderboards.contamination import contamination_rows
+from leaderboards.curves import curve_rows, read_log_history
 from leaderboards.record import parse_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
 from leaderboards.sql import create_schema, pair_counts_sql
@@ -184,6 +186,8 @@ class _Plan:
     tasks: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)  # filename, cell_key, task, record
     delete: list[tuple[str, str]] = field(default_factory=list)  # (cell_key, kind)
+    curves: list[dict] = field(default_factory=list)  # train_curves rows of new train records
+    results_dir: Path | None = None
 
 
 def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _Plan:
@@ -194,7 +198,7 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
         ).fetchall()
     }
     in_db = {key for key, _ in known.values()}
-    plan, seen, parsed = _Plan(), {}, set()
+    plan, seen, parsed = _Plan(results_dir=results_dir), {}, set()
     for path in files:
         try:
             data = path.read_bytes()  # once: hashed, and parsed when it changed
@@ -220,6 +224,13 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
             report.loaded += 1
         plan.records.append(record_row(rec, path, digest))
         plan.tasks.extend(task_rows(rec))
+        if rec.kind == "train":
+            try:
+                history = read_log_history(results_dir, rec.cell_key)
+            except (OSError, ValueError) as e:
+                _warn(report, f"{path}: training curves skipped: {_one_line(e)}")
+                history = None
+            plan.curves.extend(curve_rows(rec.cell_key, history or []))
         for t in rec.tasks:
             if t.samples_file is None:
                 continue
@@ -249,8 +260,12 @@ def _apply(con, plan: _Plan) -> int:
     _delete(con, plan.delete)
     insert_rows(con, "records", plan.records)
     insert_rows(con, "task_results", plan.tasks)
+    insert_rows(con, "train_curves", plan.curves)
     n = _load_samples(con, plan.samples)
-    _fill_stderr(con, [r["cell_key"] for r in plan.records if r["kind"] == "eval"])
+    evals = [r["cell_key"] for r in plan.records if r["kind"] == "eval"]
+    _fill_stderr(con, evals)
+    if plan.results_dir is not None:
+        insert_rows(con, "contamination", contamination_rows(con, plan.results_dir, evals))
     pending = (
         "(SELECT cell, ref, task FROM leaderboard_pairs "
         "EXCEPT SELECT cell, ref, task FROM paired_counts)"
@@ -315,7 +330,10 @@ def _delete(con, keys: list[tuple[str, str]]) -> None:
                 "(SELECT 1 FROM _stale s WHERE s.cell_key = t.cell_key AND s.kind = t.kind)"
             )
         evals = "(SELECT cell_key FROM _stale WHERE kind = 'eval')"
+        trains = "(SELECT cell_key FROM _stale WHERE kind = 'train')"
         con.execute(f"DELETE FROM samples WHERE cell_key IN {evals}")
+        con.execute(f"DELETE FROM contamination WHERE cell_key IN {evals}")
+        con.execute(f"DELETE FROM train_curves WHERE cell_key IN {trains}")
         con.execute(f"DELETE FROM paired_counts WHERE cell IN {evals} OR ref IN {evals}")
 
 

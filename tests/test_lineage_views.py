@@ -1,0 +1,215 @@
+"""Training curves, contamination, cost and lineage samples: what the store holds for a trained
+cell beside its scores, checked against values written out by hand."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from leaderboards._synthetic import write_eval_cell, write_train_cell
+from leaderboards.store import connect, ingest
+
+DISTILL_LOG = [
+    {"loss": 2.0, "grad_norm": 5.0, "learning_rate": 1e-3, "kl": 0.0, "nll": 2.0, "step": 1},
+    {"loss": 1.5, "grad_norm": 4.0, "learning_rate": 8e-4, "kl": 0.1, "nll": 1.4, "step": 2},
+    {"loss": 1.0, "grad_norm": 3.0, "learning_rate": 5e-4, "kl": 0.2, "nll": 0.8, "step": 3},
+    {"train_runtime": 12.0, "train_loss": 1.5, "step": 3},  # trl's summary: not a step
+]
+GRPO_LOG = [
+    {
+        "loss": 0.01,
+        "grad_norm": 0.5,
+        "learning_rate": 3e-5,
+        "reward": 0.25,
+        "reward_std": 0.4,
+        "rewards/math_reward/mean": 0.25,
+        "rewards/math_reward/std": 0.4,
+        "kl": 0.0,
+        "completions/mean_length": 40.0,
+        "completions/clipped_ratio": 0.5,
+        "step": 1,
+    },
+    {
+        "loss": 0.02,
+        "grad_norm": 0.7,
+        "learning_rate": 2e-5,
+        "reward": 0.5,
+        "reward_std": 0.5,
+        "rewards/math_reward/mean": 0.5,
+        "rewards/math_reward/std": 0.5,
+        "kl": 0.01,
+        "completions/mean_length": 30.0,
+        "completions/clipped_ratio": 0.25,
+        "step": 2,
+    },
+]
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def question(rng: random.Random, i: int) -> str:
+    return f"Question {i}: " + " ".join(rng.choice(WORDS) for _ in range(14)) + "?"
+
+
+def lineage(results, n_docs=40, *, distill_rows=(), grpo_rows=(), questions=None):
+    """base -> distill -> distill+grpo of model m: train records with logs and rows, eval cells."""
+    write_train_cell(
+        results,
+        "m",
+        "distill",
+        cell_key="t-distill",
+        log_history=DISTILL_LOG,
+        train_rows=list(distill_rows),
+        wall_s=1800.0,
+    )
+    write_train_cell(
+        results,
+        "m",
+        "distill+grpo",
+        cell_key="t-grpo",
+        parent_key="t-distill",
+        log_history=GRPO_LOG,
+        train_rows=list(grpo_rows),
+        wall_s=3600.0,
+        target="h100",
+    )
+    qs = questions or [f"q{d}" for d in range(n_docs)]
+    correct = {  # doc -> right per stage; base->distill: 4 wins 1 loss; distill->grpo: 2 wins 3 losses
+        "base": [d < 10 for d in range(n_docs)],
+        "distill": [(d < 14 and d != 0) for d in range(n_docs)],
+        "distill+grpo": [(d < 16 and d not in (0, 1, 2, 3)) for d in range(n_docs)],
+    }
+    for i, (stage, train) in enumerate(
+        [("base", None), ("distill", "t-distill"), ("distill+grpo", "t-grpo")]
+    ):
+        scores = [float(c) for c in correct[stage]]
+        write_eval_cell(
+            results,
+            "m",
+            stage,
+            {
+                "t": {
+                    "version": "1",
+                    "scores": scores,
+                    "completions": [
+                        f"{stage} says {d}: The answer is {int(s)}." for d, s in enumerate(scores)
+                    ],
+                    "meta": [{"question": q, "level": 2} for q in qs],
+                    "gen_tokens": [10 + i] * n_docs,
+                }
+            },
+            cell_key=f"e-{stage.replace('+', '-')}",
+            train_key=train,
+            minutes=i,
+        )
+    return correct
+
+
+@pytest.fixture()
+def store(tmp_path):
+    results = tmp_path / "results"
+    lineage(results)
+    ingest(results)
+    con = connect(results / "bench.duckdb", read_only=True)
+    yield con, results
+    con.close()
+
+
+def test_curves_are_stored_per_train_cell_and_chained_by_cumulative_step(store):
+    from leaderboards.curves import curves_dict, curves_text, lineage_curves
+
+    con, _ = store
+    got = con.execute(
+        "SELECT step, value FROM train_curves WHERE cell_key = 't-distill' AND metric = 'loss' "
+        "ORDER BY step"
+    ).fetchall()
+    assert got == [(1, 2.0), (2, 1.5), (3, 1.0)]  # the summary entry is not a step
+    metrics = {
+        m
+        for (m,) in con.execute(
+            "SELECT DISTINCT metric FROM train_curves WHERE cell_key = 't-grpo'"
+        ).fetchall()
+    }
+    assert {
+        "reward",
+        "reward_std",
+        "rewards/math_reward/mean",
+        "kl",
+        "completions/mean_length",
+    } <= metrics
+    curves = lineage_curves(con, "e-distill-grpo")  # an eval cell reaches its train lineage
+    assert [(c.stage, c.offset) for c in curves] == [("distill", 0), ("distill+grpo", 3)]
+    d = curves_dict(curves)
+    assert d[1]["metrics"]["reward"] == [[4, 0.25], [5, 0.5]]  # x = cumulative step
+    text = curves_text(curves, width=10)
+    loss_lines = text.split("\nloss\n")[1].splitlines()[:2]
+    assert "█▅▁" in loss_lines[0] and "2 → 1" in loss_lines[0] and "steps 1–3" in loss_lines[0]
+    assert "steps 4–5" in loss_lines[1]
+    assert lineage_curves(con, "e-base") == []
+
+
+def test_sparkline_scales_to_the_series_range():
+    from leaderboards.curves import sparkline
+
+    assert sparkline([0, 7, 14]) == "▁▅█"
+    assert sparkline([3, 3]) == "▁▁"
+    assert sparkline([1, None, 2]) == "▁ █"
+    assert sparkline(list(range(100)), width=4) == "▁▃▆█"
+
+
+def reference_share(doc_texts: list[str], train_rows: list[str]) -> float:
+    """Tulu 3's rule written out plainly: lower-case word/punctuation tokens; a doc is
+    contaminated when more than half of its 8-grams (its own length when shorter) appear in
+    some training row; the share is contaminated docs over docs."""
+
+    def toks(s):
+        return re.findall(r"\w+|[^\w\s]", s.lower())
+
+    bad = 0
+    for doc in doc_texts:
+        t = toks(doc)
+        n = min(8, len(t))
+        grams = [" ".join(t[i : i + n]) for i in range(len(t) - n + 1)]
+        found = 0
+        for g in grams:
+            for row in train_rows:
+                r = toks(row)
+                if any(" ".join(r[j : j + n]) == g for j in range(len(r) - n + 1)):
+                    found += 1
+                    break
+        if grams and found / len(grams) > 0.5:
+            bad += 1
+    return bad / len(doc_texts)
+
+
+def test_a_planted_5_percent_copy_is_flagged_and_equals_the_reference(tmp_path):
+    rng = random.Random(0)
+    qs = [question(rng, i) for i in range(200)]
+    planted = [f"Here is a worked problem. {q} Let us think." for q in qs[:10]]  # 5 %
+    # a paraphrase keeping fewer than half of a doc's 8-grams: not contaminated
+    half = [" ".join(q.split()[:8]) + " and so on" for q in qs[10:20]]
+    filler = [question(random.Random(1), i + 1000) for i in range(50)]
+    results = tmp_path / "results"
+    lineage(results, 200, distill_rows=filler + half, grpo_rows=planted, questions=qs)
+    ingest(results)
+    con = connect(results / "bench.duckdb", read_only=True)
+    rows = dict(
+        con.execute("SELECT cell_key, share FROM contamination WHERE task = 't'").fetchall()
+    )
+    con.close()
+    assert rows["e-distill-grpo"] >= 0.045  # the lineage's rows: distill's and grpo's
+    assert rows["e-distill-grpo"] == pytest.approx(reference_share(qs, filler + half + planted))
+    assert rows["e-distill-grpo"] == pytest.approx(0.05)
+    assert rows["e-distill"] == pytest.approx(reference_share(qs, filler + half)) == 0.0
+    assert "e-base" not in rows  # an untrained cell has no training rows to check
+
+
+def test_a_stage_without_recorded_rows_leaves_contamination_unknown(tmp_path):
+    results = tmp_path / "results"
+    lineage(results, distill_rows=["x"], grpo_rows=["y"])
+    (results / "checkpoints" / "t-distill" / "train_rows.jsonl.gz").unlink()
+    ingest(results)
+    con = connect(results / "bench.duckdb", read_only=True)
+    assert con.execute("SELECT count(*) FROM contamination").fetchall() == [(0,)]
+    con.close()
