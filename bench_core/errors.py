@@ -5,13 +5,18 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["BenchError", "closest", "pydantic_reason"]
+__all__ = ["BenchError", "RecordWarning", "closest", "pydantic_reason"]
 
 
 class BenchError(Exception):
     """A mistake in the user's input. The CLI prints ``error: <message>`` and exits 2."""
 
     exit_code = 2
+
+
+class RecordWarning(UserWarning):
+    """A results file that could not be read (corrupt or hostile): skipped. The CLI prints
+    ``warning: <message>`` on one line."""
 
 
 def closest(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -73,15 +73,9 @@ def _lineage(name: str) -> tuple[str, str]:
 
 
 def _train_records(results: Path) -> list:
-    from leaderboards.record import load_record
+    from leaderboards.record import read_records
 
-    out = []
-    for path in sorted((results / "records").glob("train-*.json")):
-        try:
-            out.append(load_record(path))
-        except (OSError, ValueError):
-            continue  # a corrupt record is the leaderboard's warning to give, not ours
-    return out
+    return [rec for _, rec in read_records(sorted((results / "records").glob("train-*.json")))]
 
 
 def _checkpoint_dir(results: Path, checkpoint: str) -> Path:
@@ -222,14 +216,10 @@ def _store(results: Path, name: str, doc: dict) -> None:
 
 def _eval_cells(results: Path) -> dict[tuple[str, str], tuple]:
     """(record, its file) of the latest eval cell per (model, stage), as the board shows them."""
-    from leaderboards.record import load_record
+    from leaderboards.record import read_records
 
     latest: dict[tuple[str, str], tuple] = {}
-    for path in sorted((results / "records").glob("eval-*.json")):
-        try:
-            rec = load_record(path)
-        except (OSError, ValueError):
-            continue
+    for path, rec in read_records(sorted((results / "records").glob("eval-*.json"))):
         key = (rec.model_id, rec.stage)
         if key not in latest or rec.finished_at > latest[key][0].finished_at:
             latest[key] = (rec, path)

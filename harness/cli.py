@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench_core.errors import RecordWarning
+from bench_core.names import strip_control
 from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
 from harness.errors import BenchError
 
@@ -236,16 +239,57 @@ def main() -> None:
     cell has already written its failure record by then). BENCH_DEBUG=1 shows a traceback
     for user mistakes too.
     """
+    import warnings
+
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RecordWarning):  # a skipped file: one line, like an error
+            sys.stderr.write(f"warning: {strip_control(str(message))}\n")
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         app()
-    except BenchError as e:
-        if os.environ.get("BENCH_DEBUG"):
+    except (BenchError, OSError, RecursionError) as e:
+        message = user_error(e)
+        if message is None or os.environ.get("BENCH_DEBUG"):
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         Console(stderr=True).print(
-            f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+            f"[red]error:[/] {escape(strip_control(message))}", highlight=False, soft_wrap=True
         )
         sys.exit(2)
+
+
+# errno values that are the storage's state, not a bug: the user frees space or picks a folder
+_STORAGE = {
+    errno.ENOSPC: "disk full; free space (or pick another --results) and rerun: finished cells "
+    "are kept",
+    errno.EDQUOT: "disk quota exceeded; free space and rerun: finished cells are kept",
+    errno.EROFS: "read-only file system; pick a writable folder",
+    errno.EACCES: "permission denied; pick a folder you can write, or fix its permissions",
+    errno.EPERM: "operation not permitted; pick a folder you can write",
+    errno.ENAMETOOLONG: "name too long; use a name of at most 255 bytes",
+    errno.ENOENT: "no such file or directory; check the path",
+    errno.ENOTDIR: "a part of the path is not a directory; check the path",
+    errno.EISDIR: "is a directory; name a file",
+    errno.ENXIO: "not a regular file (a FIFO or device?); name a file",
+    errno.ELOOP: "too many levels of symbolic links; check the path",
+}
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one line for a failure the user caused (bad input, a path they named, full or
+    read-only storage, input nested past Python's recursion limit); None for a bug."""
+    if isinstance(e, BenchError):
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, RecursionError):
+        return "input nested too deeply (JSON or YAML); flatten the file"
+    if isinstance(e, OSError) and e.errno in _STORAGE:
+        where = e.filename if e.filename is not None else ""
+        return f"{where}: {_STORAGE[e.errno]}" if where else _STORAGE[e.errno]
+    return None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import BenchError
 from harness.keys import first_difference
-from leaderboards.record import RunRecord, load_record, record_path
+from leaderboards.record import RunRecord, read_records, record_path
 from leaderboards.samples import read_samples, resolve_samples_file
 from leaderboards.stats import mcnemar
 
@@ -327,11 +327,9 @@ def eval_records(results_dir: Path, keys: list[str] | None = None) -> list[RunRe
         else sorted(records_dir.glob("eval-*.json"))
     )
     latest: dict[str, RunRecord] = {}
-    for path in paths:
-        if path.exists():
-            rec = load_record(path)
-            if _cell(rec) not in latest or rec.finished_at > latest[_cell(rec)].finished_at:
-                latest[_cell(rec)] = rec
+    for _, rec in read_records(p for p in paths if p.exists()):
+        if _cell(rec) not in latest or rec.finished_at > latest[_cell(rec)].finished_at:
+            latest[_cell(rec)] = rec
     return list(latest.values())
 
 

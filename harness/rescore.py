@@ -28,7 +28,7 @@ from leaderboards.record import (
     MetricValue,
     RunRecord,
     TaskResult,
-    load_record,
+    read_records,
     record_path,
     write_record,
 )
@@ -203,8 +203,7 @@ def rescore_results(results_dir: str | Path, dry_run: bool = False) -> list[Resc
     """Re-score every eval record under ``results_dir`` whose verifiers changed."""
     results_dir = Path(results_dir)
     done = []
-    for path in sorted((results_dir / "records").glob("eval-*.json")):
-        record = load_record(path)
+    for _, record in read_records(sorted((results_dir / "records").glob("eval-*.json"))):
         out = rescore_record(record, results_dir, dry_run)
         if out is not None:
             done.append(out)

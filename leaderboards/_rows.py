@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench_core.hashing import content_key
-from leaderboards.record import RunRecord, stage_lineage
+from leaderboards.record import RecordWarning, RunRecord, stage_lineage
 
 __all__ = ["IngestWarning", "registered", "record_row", "task_rows", "insert_rows"]
 
 
-class IngestWarning(UserWarning):
+class IngestWarning(RecordWarning):
     """A record, samples or analysis file that could not be loaded (the rest of the ingest goes on)."""
 
 

@@ -173,15 +173,11 @@ class _DB:
 
 class _Files:
     def __init__(self, results_dir: Path):
-        from leaderboards.record import load_record
+        from leaderboards.record import read_records
 
         self.dir = results_dir
         self.records = {}
-        for p in sorted((results_dir / "records").glob("eval-*.json")):
-            try:
-                rec = load_record(p)
-            except ValueError:
-                continue  # ingest reports corrupt records; compare just cannot use them
+        for p, rec in read_records(sorted((results_dir / "records").glob("eval-*.json"))):
             self.records[rec.cell_key] = (p, rec)
 
     def resolve(self, prefix: str) -> tuple[str, str]:

@@ -13,14 +13,39 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
-from leaderboards.record import load_record
+from leaderboards.record import read_records
 from leaderboards.rendering import render
 from leaderboards.store import connect, default_db_path, ingest
 
-__all__ = ["VIEW_FORMATS", "provenance_lines", "publish"]
+__all__ = ["MARKER", "VIEW_FORMATS", "check_site_dir", "provenance_lines", "publish"]
 
 VIEW_FORMATS = {"md": "md", "latex": "tex", "csv": "csv"}
+MARKER = ".bench-site"  # in every folder publish made: the only kind it refreshes
+
+
+def check_site_dir(results_dir: Path, out: Path) -> None:
+    """Refuse a folder publish would destroy something in: the results folder itself, a folder
+    holding it, one inside its records or samples, or a non-empty folder it did not make."""
+    res, site = results_dir.resolve(), out.resolve()
+    if site == res or res.is_relative_to(site):
+        raise ValueError(
+            f"--publish {out}: is or holds the results folder {results_dir}; "
+            "publish to a folder of its own, e.g. site/"
+        )
+    for sub in ("records", "samples", "checkpoints", "analysis", "failures"):
+        if site.is_relative_to(res / sub):
+            raise ValueError(
+                f"--publish {out}: is inside {results_dir}/{sub}; publish to a folder of its own"
+            )
+    if site.exists() and not site.is_dir():
+        raise ValueError(f"--publish {out}: is a file; name a folder")
+    if site.is_dir() and any(site.iterdir()) and not (site / MARKER).is_file():
+        raise ValueError(
+            f"--publish {out}: not empty and not made by `bench leaderboard --publish` "
+            f"(no {MARKER}); name a new or empty folder"
+        )
 
 
 def _bench_version() -> str:
@@ -67,11 +92,15 @@ def publish(
 ) -> list[Path]:
     """Write the site; returns the files written (the folder is refreshed, never appended to)."""
     results_dir, out = Path(results_dir), Path(out_dir)
+    check_site_dir(results_dir, out)
     db = Path(db_path) if db_path is not None else default_db_path(results_dir)
     ingest(results_dir, db)
     paths = sorted((results_dir / "records").glob("*.json"))
-    records = [load_record(p) for p in paths]
+    loaded = list(read_records(paths))
+    paths, records = [p for p, _ in loaded], [rec for _, rec in loaded]
     footer = provenance_lines(records)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `bench leaderboard --publish`; it refreshes this folder\n")
     for sub in ("views", "records"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "views").mkdir(parents=True, exist_ok=True)
@@ -90,7 +119,9 @@ def publish(
                 written.append(_write(out / "views" / f"{stem}.{ext}", text))
     finally:
         con.close()
-    links = "".join(f'<a href="views/{p.name}">{html.escape(p.name)}</a> ' for p in written)
+    links = "".join(
+        f'<a href="views/{html.escape(quote(p.name))}">{html.escape(p.name)}</a> ' for p in written
+    )
     foot = "".join(f"<div>{html.escape(line)}</div>" for line in footer)
     extra = (
         f'<footer class="provenance"><h2>Downloads</h2><div>{links}<a href="records.json">records.json</a>'

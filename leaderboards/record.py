@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bench_core.errors import RecordWarning
+from bench_core.names import check_cell_key, check_relative, check_task_name, strip_control
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -26,6 +31,8 @@ __all__ = [
     "load_record",
     "parse_record",
     "record_path",
+    "read_records",
+    "RecordWarning",
     "stage_lineage",
 ]
 
@@ -63,6 +70,14 @@ class TaskResult(BaseModel):
     looping: float | None = (
         None  # share of samples that end in a degenerate loop (leaderboards.behavior.looping)
     )
+
+    # A task name becomes a file name (views/<task>.md), a samples path one to open: a record
+    # naming '../../x' or another results folder's Parquet is refused when parsed.
+    _name = field_validator("name")(lambda v: check_task_name(v))
+    _files = field_validator("samples_file", "repeats_file")(
+        lambda v, info: v if v is None else check_relative(v, info.field_name)
+    )
+    _labels = field_validator("settings", "primary_metric")(lambda v: strip_control(v))
 
 
 class Provenance(BaseModel):
@@ -113,6 +128,27 @@ class RunRecord(BaseModel):
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    # The key names the record's file (records/<kind>-<key>.json) and its samples folder.
+    _key = field_validator("cell_key")(lambda v: check_cell_key(v))
+    _keys = field_validator("parent_key", "rescored_from")(
+        lambda v: v if v is None else check_cell_key(v)
+    )
+    # Shown on every board: no control characters (a newline breaks a Markdown row).
+    _text = field_validator(
+        "grid",
+        "model_id",
+        "model_revision",
+        "stage",
+        "weights_key",
+        "parent_weights",
+        "base_weights",
+        "parent_stage",
+        "backend",
+        "dtype",
+        "target",
+    )(lambda v: strip_control(v))
+    _recipe = field_validator("recipe")(lambda v: [strip_control(x) for x in v])
+
 
 def record_path(results_dir: str | Path, record: RunRecord) -> Path:
     return Path(results_dir) / "records" / f"{record.kind}-{record.cell_key}.json"
@@ -148,6 +184,8 @@ def stage_lineage(model: str, stage: str, prefix: str = "") -> dict[str, str | N
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(data.get("model_id"), str):
+        raise ValueError("field 'model_id': a schema 1 record needs it")
     return {
         **data,
         "schema_version": 2,
@@ -169,5 +207,36 @@ def load_record(path: str | Path) -> RunRecord:
 
 
 def parse_record(data: bytes | str) -> RunRecord:
-    """A record from a file's bytes: ingest reads each file once, to hash it and to parse it."""
-    return RunRecord.model_validate(_upgrade(json.loads(data)))
+    """A record from a file's bytes: ingest reads each file once, to hash it and to parse it.
+
+    Anything but a record (``{}``, ``[]``, ``null``, JSON nested past the parser's depth) is a
+    ValueError, the error a reader skips a file on."""
+    try:
+        data = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply; not a run record") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a run record is a JSON object, not {type(data).__name__}")
+    return RunRecord.model_validate(_upgrade(data))
+
+
+def read_records(paths: Iterable[str | Path]) -> Iterator[tuple[Path, RunRecord]]:
+    """(file, record) for each readable record; any other is skipped with one warning line,
+    as ingest skips it: one edited record never takes a whole command down."""
+    for path in paths:
+        try:
+            yield Path(path), load_record(path)
+        except (OSError, ValueError) as e:  # JSON, UTF-8 and pydantic errors are ValueErrors
+            warnings.warn(f"{path}: record skipped: {one_line(e)}", RecordWarning, stacklevel=2)
+
+
+def one_line(e: Exception) -> str:
+    """A parse error as one line (pydantic's first error, with its field)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        return f"field '{loc}': {msg} ({e.error_count()} error(s))"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from bench_core.names import strip_control
 from leaderboards._cells import DASH, deltas, num
 from leaderboards.board import Board, BoardCell, build_board
 
@@ -120,16 +121,29 @@ def _md_escape(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]()!"})
+
+
+def _md_text(s: str) -> str:
+    """A name from a record as Markdown text: no link, image, code span or emphasis it could
+    open, no control character (a newline would end the table row)."""
+    return _md_escape(strip_control(str(s)).translate(_MD_SPECIAL))
+
+
 def to_markdown(board: Board) -> str:
     head = ["model", "stage", *[c.label for c in board.columns]]
     lines = [
-        "| " + " | ".join(_md_escape(h) for h in head) + " |",
+        "| "
+        + " | ".join([_md_text(h) for h in head[:2]] + [_md_escape(h) for h in head[2:]])
+        + " |",
         "|" + "|".join([":---", ":---"] + ["---:"] * len(board.columns)) + "|",
     ]
     for row in board.rows:
         cells = [_cell_text(row.cells.get(c.label), row.parent) for c in board.columns]
         lines.append(
-            "| " + " | ".join(_md_escape(x) for x in [row.model, row.stage, *cells]) + " |"
+            "| "
+            + " | ".join([_md_text(row.model), _md_text(row.stage), *map(_md_escape, cells)])
+            + " |"
         )
     lines.append("")
     lines.extend(f"- {x}" for x in board.legend)

@@ -81,16 +81,19 @@ def samples_path(results_dir: str | Path, cell_key: str, task: str) -> Path:
 
 
 def resolve_samples_file(results_dir: str | Path, record_file: str | Path, rel: str) -> Path | None:
-    """The file a record's ``samples_file`` names, or None if it is missing.
+    """The file a record's ``samples_file`` names, or None if it is missing or outside the
+    results folder (another run's Parquet would pair foreign samples with this record's).
 
-    The contract is "relative to the results dir"; an absolute path, or one relative to the
-    record's folder (record.py's comment says "relative to the record"), is accepted too.
+    The contract is "relative to the results dir"; one relative to the record's folder
+    (record.py's comment once said "relative to the record") is accepted too, inside it.
     """
     # os.path on strings, not Path: ingest resolves 20,000 of these, and pathlib's parsing was
-    # half of its Python time. join keeps an absolute rel; abspath, not resolve(): no lstat calls.
+    # half of its Python time. abspath, not resolve(): no lstat calls.
+    top = os.path.abspath(results_dir) + os.sep
     for cand in (os.path.join(results_dir, rel), os.path.join(os.path.dirname(record_file), rel)):
-        if os.path.isfile(cand):
-            return Path(os.path.abspath(cand))
+        cand = os.path.abspath(cand)
+        if cand.startswith(top) and os.path.isfile(cand):
+            return Path(cand)
     return None
 
 

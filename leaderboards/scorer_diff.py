@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaderboards.board import SIG_BASE, SIG_PARENT
-from leaderboards.record import RunRecord, load_record, record_path
+from leaderboards.record import RunRecord, read_records, record_path
 from leaderboards.samples import read_samples, resolve_samples_file
 from leaderboards.stats import mcnemar
 
@@ -149,7 +149,8 @@ def _merged(old: RunRecord, new: RunRecord) -> RunRecord:
 
 def scorer_diff(results_dir: str | Path, alpha: float = 0.05) -> ScorerDiff:
     results_dir = Path(results_dir)
-    records = [load_record(p) for p in sorted((results_dir / "records").glob("eval-*.json"))]
+    paths = sorted((results_dir / "records").glob("eval-*.json"))
+    records = [rec for _, rec in read_records(paths)]
     by_key = {r.cell_key: r for r in records}
     new_of = {r.rescored_from: r for r in records if r.rescored_from in by_key}
     old_world = [r for r in records if r.rescored_from is None]

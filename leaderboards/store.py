@@ -17,13 +17,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pydantic import ValidationError
 
 from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
 from leaderboards.contamination import contamination_rows
 from leaderboards.curves import curve_rows, read_log_history
-from leaderboards.record import parse_record
+from leaderboards.record import one_line, parse_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
 from leaderboards.sql import create_schema, pair_counts_sql
 
@@ -103,12 +102,7 @@ def _warn(report: IngestReport, msg: str) -> None:
     warnings.warn(msg, IngestWarning, stacklevel=3)
 
 
-def _one_line(e: Exception) -> str:
-    if isinstance(e, ValidationError):
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-        return f"field '{loc}': {err['msg']} ({e.error_count()} error(s))"
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+_one_line = one_line
 
 
 def _sample_select() -> str:

@@ -1,0 +1,160 @@
+"""Hostile input and faults through the real CLI (issue 29): nothing lost, nothing escapes,
+nothing hangs. Each data-loss, path-escape and hang case of the sweep has a test here; the
+one-line cases are in tests/bad_input_cases.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from bad_input_cases import BENCH
+
+from leaderboards._synthetic import write_eval_cell
+
+
+def bench(*args, cwd: Path, env: dict | None = None, timeout: float = 120):
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
+    full.pop("BENCH_MODELS", None) if "BENCH_MODELS" not in (env or {}) else None
+    return subprocess.run(
+        [*BENCH, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full,
+        timeout=timeout,
+    )
+
+
+def _results(root: Path) -> Path:
+    results = root / "results"
+    for i, stage in enumerate(("base", "sft")):
+        scores = [1.0, 0.0, 1.0, float(i)]
+        write_eval_cell(results, "m", stage, {"math_arith": {"version": "1", "scores": scores}})
+    return results
+
+
+def _records(results: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((results / "records").iterdir())}
+
+
+# --- data loss: --publish never deletes what it did not make ---------------------------------
+
+
+@pytest.mark.parametrize("where", ["results", "parent", "dot-inside"])
+def test_publish_refuses_the_results_folder_and_loses_no_record(tmp_path, where):
+    results = _results(tmp_path)
+    before = _records(results)
+    if where == "results":
+        r = bench("leaderboard", "--results", results, "--publish", results, cwd=tmp_path)
+    elif where == "parent":
+        r = bench("leaderboard", "--results", results, "--publish", tmp_path, cwd=tmp_path)
+    else:  # `--results . --publish .` run inside the results folder
+        r = bench("leaderboard", "--results", ".", "--publish", ".", cwd=results)
+    assert r.returncode == 2, r.stderr
+    assert "holds the results folder" in r.stderr and "Traceback" not in r.stderr
+    assert _records(results) == before
+    assert not (results / "views").exists()
+
+
+def test_publish_refuses_a_non_empty_folder_it_did_not_make(tmp_path):
+    results = _results(tmp_path)
+    site = tmp_path / "mine"
+    (site / "records").mkdir(parents=True)
+    (site / "records" / "notes.json").write_text("my own file")
+    (site / "views").mkdir()
+    (site / "views" / "draft.md").write_text("draft")
+    r = bench("leaderboard", "--results", results, "--publish", site, cwd=tmp_path)
+    assert r.returncode == 2 and "not made by `bench leaderboard --publish`" in r.stderr
+    assert (site / "records" / "notes.json").read_text() == "my own file"
+    assert (site / "views" / "draft.md").read_text() == "draft"
+
+
+def test_publish_refreshes_a_folder_it_made(tmp_path):
+    results = _results(tmp_path)
+    site = tmp_path / "site"
+    assert (
+        bench("leaderboard", "--results", results, "--publish", site, cwd=tmp_path).returncode == 0
+    )
+    (site / "views" / "stale.md").write_text("old view")
+    r = bench("leaderboard", "--results", results, "--publish", site, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (site / ".bench-site").is_file() and not (site / "views" / "stale.md").exists()
+
+
+# --- paths that escape, markup that is injected ------------------------------------------------
+
+
+def _hostile_record(results: Path, file: str, **task) -> Path:
+    good = json.loads(next((results / "records").glob("eval-*.json")).read_text())
+    bad = dict(good, cell_key="badbad01")
+    bad["tasks"] = [dict(good["tasks"][0], **task)]
+    path = results / "records" / f"{file}.json"
+    path.write_text(json.dumps(bad))
+    return path
+
+
+@pytest.mark.parametrize("task", ["../../../../X", "/tmp/abs-X", "a/b", ".hidden", "x\ny"])
+def test_a_task_name_that_is_a_path_writes_nothing_outside_the_site(tmp_path, task):
+    results = _results(tmp_path)
+    _hostile_record(results, "eval-badbad01", name=task)
+    site = tmp_path / "deep" / "er" / "site"
+    r = bench("leaderboard", "--results", results, "--publish", site, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "eval-badbad01.json: record skipped: field 'tasks.0.name'" in r.stderr
+    assert not Path("/tmp/abs-X.md").exists()
+    inside = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("X*")}
+    assert inside == set(), inside
+    assert sorted(p.name for p in (site / "views").iterdir())[0] == "leaderboard.csv"
+    out = bench("analyze", "behavior", "--results", results, "--store", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert not list(tmp_path.rglob("X*.json"))
+
+
+@pytest.mark.parametrize("rel", ["../../../etc/passwd", "/etc/passwd", "samples/../../outside"])
+def test_a_samples_file_outside_the_results_folder_is_never_opened(tmp_path, rel):
+    results = _results(tmp_path)
+    (tmp_path / "outside").write_text("secret")
+    _hostile_record(results, "eval-badbad01", samples_file=rel)
+    r = bench("leaderboard", "--results", results, "--format", "md", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "record skipped: field 'tasks.0.samples_file'" in r.stderr
+    assert "root:" not in r.stdout + r.stderr
+    rescored = bench("rescore", "--results", results, "--dry-run", cwd=tmp_path)
+    assert "Traceback" not in rescored.stderr and "root:" not in rescored.stdout
+
+
+@pytest.mark.parametrize("text", ["{}", "[]", "null", '"x"', "[" * 100_000 + "]" * 100_000])
+def test_one_edited_record_does_not_take_the_board_down(tmp_path, text):
+    results = _results(tmp_path)
+    (results / "records" / "eval-edited.json").write_text(text)
+    for args in (["--format", "md"], ["--publish", tmp_path / "site"]):
+        r = bench("leaderboard", "--results", results, *args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "eval-edited.json: record skipped" in r.stderr and "Traceback" not in r.stderr
+    r = bench("leaderboard", "--results", results, "--format", "md", cwd=tmp_path)
+    assert "| m " in r.stdout
+
+
+def test_a_v1_record_without_model_id_is_skipped_with_one_line(tmp_path):
+    results = _results(tmp_path)
+    (results / "records" / "eval-old.json").write_text(
+        json.dumps({"schema_version": 1, "kind": "eval", "cell_key": "0123"})
+    )
+    r = bench("leaderboard", "--results", results, "--format", "md", cwd=tmp_path)
+    assert r.returncode == 0 and "eval-old.json: record skipped: field 'model_id'" in r.stderr
+
+
+def test_markdown_and_html_carry_names_as_text(tmp_path):
+    results = tmp_path / "results"
+    model = "[click](http://evil.example) ![img](http://evil.example/x.png) `code`"
+    write_eval_cell(results, model, "base", {"math_arith": {"version": "1", "scores": [1.0, 0.0]}})
+    md = bench("leaderboard", "--results", results, "--format", "md", cwd=tmp_path).stdout
+    assert "](http" not in md and "\\[click\\]" in md and "\\`code\\`" in md
+    site = tmp_path / "site"
+    assert (
+        bench("leaderboard", "--results", results, "--publish", site, cwd=tmp_path).returncode == 0
+    )
+    assert "](http" not in (site / "views" / "leaderboard.md").read_text()
