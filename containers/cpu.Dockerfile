@@ -22,7 +22,8 @@ LABEL org.opencontainers.image.title="bench" \
       bench.pin.peft="0.21.2" \
       bench.pin.accelerate="1.15.0" \
       bench.pin.datasets="5.2.0" \
-      bench.pin.lm-eval="0.4.13"
+      bench.pin.lm-eval="0.4.13" \
+      bench.pin.bitsandbytes="0.50.2"
 ENV PATH="/opt/venv/bin:$PATH" \
     LC_ALL="C.UTF-8" \
     PYTHONUNBUFFERED="1" \
@@ -56,7 +57,7 @@ RUN --mount=type=bind,source=build/container,target=/opt/bench/build python3 -c 
     p = tomllib.load(open('/opt/bench/src/pyproject.toml', 'rb'))['project']; \
     extra = [d for e in [] for d in p['optional-dependencies'][e]]; \
     print(*p['dependencies'], *extra, sep=chr(10))" > /tmp/requirements.txt && \
-    PIP_CONFIG_FILE=/opt/bench/build/pip.conf pip install --no-cache-dir -c /opt/bench/constraints.txt --find-links /opt/bench/build/wheels -r /tmp/requirements.txt && \
+    PIP_CONFIG_FILE=/opt/bench/build/pip.conf pip install --no-cache-dir -c /opt/bench/constraints.txt --find-links /opt/bench/build/wheels -r /tmp/requirements.txt bitsandbytes && \
     rm /tmp/requirements.txt
 COPY bench_core /opt/bench/src/bench_core
 COPY harness /opt/bench/src/harness

@@ -27,7 +27,7 @@ def test_shipped_targets_load_with_expected_hardware_facts():
         "rtx2080ti": ("fp16", "sdpa", 11, "7.5"),
         "cpu": ("fp32", "sdpa", None, None),
     }
-    assert targets["cpu"].quantization == [] and targets["cpu"].cuda is None
+    assert targets["cpu"].quantization == ["bnb-4bit"] and targets["cpu"].cuda is None
     assert targets["h100"].torch_dtype == "bfloat16"
     assert targets["rtx2080ti"].torch_dtype == "float16"
     assert targets["cpu"].image == "bench:cpu"

@@ -113,7 +113,7 @@ def test_the_payload_holds_the_resolved_config_not_the_delta(tmp_path):
     }
     assert set(payload) == names
     assert payload["learning_rate"] == 2.0e-4 and payload["kl_coef"] == DistillConfig().kl_coef
-    assert distill.inputs["method_version"] == "2" and distill.inputs["key_schema"] == 2
+    assert distill.inputs["method_version"] == "3" and distill.inputs["key_schema"] == 2
 
 
 def test_first_difference_names_the_field_with_both_values():

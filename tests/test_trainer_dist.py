@@ -109,12 +109,14 @@ def test_launch_commands_per_topology(tmp_path):
         launch_command("ppo", cfg)
 
 
-def test_ddp_with_two_cpu_processes(tmp_path, tiny_llama):
+@pytest.mark.parametrize("mode", ["lora", "qlora"])  # qlora: a 4-bit base on each rank
+def test_ddp_with_two_cpu_processes(tmp_path, tiny_llama, mode):
     from safetensors.torch import load_file
 
     m = train_stage(
         "sft",
         {
+            "mode": mode,
             "dataset": str(_chat_data(tmp_path / "d.jsonl")),
             "nproc": 2,
             "max_steps": 2,
@@ -128,6 +130,7 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_llama):
         output_dir=tmp_path / "ddp",
     )
     assert m["world_size"] == 2 and m["steps"] == 2 and len(m["losses"]) == 2
+    assert m["mode"] == mode
     assert (
         m["plan"]["topology"] == "ddp"
         and m["plan"]["per_device_batch"] * m["plan"]["grad_accum"] == 2

@@ -135,7 +135,7 @@ class TrainConfig:
     seed: int = 0
     trust_remote_code: bool = False  # only ever set from a zoo entry that declares it
 
-    # Parameter-efficient training: lora, qlora (4-bit base, CUDA only) or full.
+    # Parameter-efficient training: lora, qlora (4-bit base, bitsandbytes) or full.
     mode: str = "lora"
     lora_r: int = 16
     lora_alpha: int = 32

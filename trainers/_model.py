@@ -9,6 +9,7 @@ directory or a stage directory (see :func:`resolve_stage`), so a checkpoint load
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -44,14 +45,26 @@ def torch_dtype(target: str):
 
 
 def attn_implementation(target: str) -> str:
-    from transformers.utils import is_flash_attn_2_available
-
     from containers.targets import get_target
 
     t = get_target(target)
-    if t.attn_implementation == "flash_attention_2" and is_flash_attn_2_available():
+    if t.attn_implementation == "flash_attention_2" and flash_attn_usable():
         return "flash_attention_2"
     return "sdpa"
+
+
+def flash_attn_usable() -> bool:
+    """flash-attn is installed *and* its CUDA extension imports. transformers checks only the
+    package's metadata, so a build against another torch ABI would pass and fail at load."""
+    from transformers.utils import is_flash_attn_2_available
+
+    if not is_flash_attn_2_available():
+        return False
+    try:
+        importlib.import_module("flash_attn_2_cuda")
+    except Exception:  # an ABI mismatch raises ImportError or OSError
+        return False
+    return True
 
 
 def resolve_stage(path: str | Path) -> tuple[Path, Path | None]:
@@ -90,35 +103,58 @@ def _drop_gguf_leftover(config: Any) -> None:
         del config.quantization_config
 
 
-def _device_map(device_map: Any, for_training: bool, quantized: bool) -> Any:
+def sharded_launch() -> bool:
+    """An ``accelerate launch`` that shards the model (FSDP, or DeepSpeed ZeRO-3): every rank
+    loads it unplaced for the wrapper to shard, instead of a whole copy per GPU."""
+    from transformers.utils import strtobool
+
+    env = os.environ
+    if strtobool(env.get("ACCELERATE_USE_FSDP", "false")):
+        return True
+    return bool(strtobool(env.get("ACCELERATE_USE_DEEPSPEED", "false"))) and (
+        env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
+
+
+def weights_gb(weights: Path) -> float:
+    """Size of a model directory's weight files (GB = 1e9 bytes)."""
+    files = [*Path(weights).glob("*.safetensors"), *Path(weights).glob("*.bin")]
+    return sum(f.stat().st_size for f in files) / 1e9
+
+
+def _device_map(device_map: Any, for_training: bool, quantized: bool, weights: Path) -> Any:
     import torch
 
     if device_map is not None or not torch.cuda.is_available():
         return device_map
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if for_training or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if sharded_launch() and not quantized:
+            return None  # FSDP / ZeRO-3 shard it (rank 0 reads, the others get their shards)
+        # This process's GPU at load: a 4-bit model must be placed there, and a DPO stage
+        # samples its preference pairs before the Trainer would move the model.
         return {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    if for_training:
-        # The Trainer moves an unplaced model to the GPU; a 4-bit one must be placed at load.
-        return {"": 0} if quantized else None
+    # evaluation: one GPU when the weights fit it (no pipeline across GPUs), else spread
+    if weights_gb(weights) * 1.2 < torch.cuda.get_device_properties(0).total_memory / 1e9:
+        return {"": 0}
     return "auto"
 
 
 def _quantization_config(quantization: str | None, target: str, dtype: Any):
     if quantization is None:
         return None
-    import torch
 
     from containers.targets import get_target
 
     if quantization not in ("bnb-4bit", "bnb-8bit"):
         raise ValueError(f"quantization {quantization!r}: use bnb-4bit (QLoRA) or bnb-8bit")
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"{quantization} (QLoRA) needs CUDA and bitsandbytes; none here: use mode=lora on CPU"
-        )
     if quantization not in get_target(target).quantization:
         raise ValueError(
             f"target {target} does not support {quantization}; see containers/targets.yaml"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(
+            f"{quantization} (QLoRA) needs bitsandbytes, which is not installed: "
+            "pip install bitsandbytes, or use mode=lora"
         )
     from transformers import BitsAndBytesConfig
 
@@ -141,8 +177,13 @@ def load_model(
     for_training: bool = False,
     device_map: Any = None,
     trust_remote_code: bool = False,
+    dtype: Any = None,
 ):
-    """(model, tokenizer) for a model directory or a stage directory, set up for ``target``."""
+    """(model, tokenizer) for a model directory or a stage directory, set up for ``target``.
+
+    ``dtype`` overrides the target's for the weights (full fine-tuning keeps fp32 weights and
+    lets autocast compute in the target's dtype). A stage's adapter is merged into its base
+    unless the model is loaded for training."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -153,18 +194,18 @@ def load_model(
         raise ValueError(f"target {target} needs a CUDA GPU and none is visible; pass target=cpu")
     weights, stage_adapter = resolve_stage(path)
     adapter = Path(adapter) if adapter is not None else stage_adapter
-    dtype = torch_dtype(target)
-    quant = _quantization_config(quantization, target, dtype)
+    compute = torch_dtype(target)
+    quant = _quantization_config(quantization, target, compute)
 
     config = AutoConfig.from_pretrained(weights, trust_remote_code=trust_remote_code)
     _drop_gguf_leftover(config)
     model = AutoModelForCausalLM.from_pretrained(
         weights,
         config=config,
-        dtype=dtype,
+        dtype=dtype or compute,
         attn_implementation=attn_implementation(target),
         quantization_config=quant,
-        device_map=_device_map(device_map, for_training, quant is not None),
+        device_map=_device_map(device_map, for_training, quant is not None, weights),
         trust_remote_code=trust_remote_code,
     )
     if quant is not None and for_training:
@@ -175,6 +216,8 @@ def load_model(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
+        if not for_training and quant is None:
+            model = model.merge_and_unload()  # one matmul per Linear, not three
     tok_dir = (
         adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else weights
     )

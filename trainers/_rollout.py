@@ -111,6 +111,10 @@ def sync(gen, model) -> None:
                     )
                 base = src.get_base_layer()
                 weight = base.weight
+                if getattr(weight, "quant_state", None) is not None:  # bitsandbytes 4-bit, packed
+                    from bitsandbytes.functional import dequantize_4bit
+
+                    weight = dequantize_4bit(weight.data, weight.quant_state)
                 if not src.merged:
                     for adapter in src.active_adapters:
                         weight = weight + src.get_delta_weight(adapter)

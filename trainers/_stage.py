@@ -44,6 +44,7 @@ from trainers._model import (
     merge_into,
     peak_memory_gb,
     reset_peak_memory,
+    sharded_launch,
 )
 from trainers.manifest import Manifest, git_state, package_versions, read_manifest, write_manifest
 
@@ -94,6 +95,11 @@ def model_context(weights: Path) -> int | None:
     return cfg.get("max_position_embeddings") or cfg.get("n_positions")
 
 
+# Consecutive fp16 steps the GradScaler may skip (non-finite gradients, finite loss) before the
+# divergence guard stops the run.
+MAX_SKIPPED_STEPS = 8
+
+
 def _callbacks_module():
     from transformers import TrainerCallback
 
@@ -104,17 +110,24 @@ def _callbacks_module():
         the weights after a diverged step are not worth keeping.
         """
 
-        def __init__(self, factor: float):
+        def __init__(self, factor: float, max_skipped: int = MAX_SKIPPED_STEPS):
             self.factor, self.first, self.diverged = factor, None, None
+            self.max_skipped, self.skipped = max_skipped, 0
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
             if loss is None:
                 return
-            bad = not math.isfinite(loss) or (
-                grad_norm is not None and not math.isfinite(grad_norm)
-            )
+            bad = not math.isfinite(loss)
+            if not bad and grad_norm is not None and not math.isfinite(grad_norm):
+                # Under fp16 the GradScaler skips a step whose gradients overflowed and lowers
+                # its scale (its warm-up from 2^16 does so a few times): not divergence, unless
+                # it keeps happening.
+                self.skipped += 1
+                bad = not args.fp16 or self.skipped > self.max_skipped
+            elif not bad:
+                self.skipped = 0
             if not bad and self.first is None:
                 self.first = abs(loss)
             elif not bad and abs(loss) > self.factor * max(self.first, 1.0):
@@ -193,7 +206,6 @@ class Stage:
     """One training stage of ``method`` under ``cfg``; see the module docstring."""
 
     def __init__(self, method: str, cfg: TrainConfig, *, kl: bool = False):
-        import torch
         from transformers import set_seed
 
         self.method, self.cfg, self.t_start = method, cfg, time.time()
@@ -202,10 +214,6 @@ class Stage:
         self.is_main = int(os.environ.get("RANK", "0")) == 0
         if cfg.mode not in ("lora", "qlora", "full"):
             raise ValueError(f"{method} config: mode {cfg.mode!r}; use lora, qlora or full")
-        if cfg.mode == "qlora" and not torch.cuda.is_available():
-            raise ValueError(
-                f"{method}: mode=qlora needs CUDA and bitsandbytes; none here: use mode=lora on CPU"
-            )
         if not cfg.model and not cfg.parent:
             raise ValueError(
                 f"{method} config: set model (a model directory) or parent (a stage directory)"
@@ -292,14 +300,27 @@ class Stage:
         self.grad_accum = self.cfg.grad_accum or max(1, math.ceil(self.per_rank / n))
 
     def load(self):
-        """(model, tokenizer) of the weights this stage starts from, on the stage's target."""
+        """(model, tokenizer) of the weights this stage starts from, on the stage's target.
+
+        Full fine-tuning loads fp32 weights: AdamW on bf16 weights rounds most small updates
+        away, and fp16 weights cannot be unscaled by the GradScaler; autocast computes in the
+        target's dtype. Under FSDP/ZeRO-3 the process group (and ZeRO-3's config) exists before
+        the load, so transformers loads on rank 0 and the others wait for their shards.
+        """
+        import torch
+
         reset_peak_memory()
+        if sharded_launch():
+            from transformers import TrainingArguments
+
+            self._early_args = TrainingArguments(**self.trainer_args())
         model, tok = load_model(
             self.weights,
             target=self.cfg.target,
             for_training=True,
             quantization="bnb-4bit" if self.cfg.mode == "qlora" else None,
             trust_remote_code=self.trust_remote_code,
+            dtype=torch.float32 if self.cfg.mode == "full" else None,
         )
         self.peak["after_load"] = round(peak_memory_gb(), 3)
         return model, tok
@@ -381,8 +402,25 @@ class Stage:
             )
         return cbs
 
+    def ready(self, trainer) -> None:
+        """Put right what the trl trainer set up that the target cannot train with.
+
+        trl casts a quantized model's adapters to bf16; on an fp16 target the CUDA GradScaler
+        has no bf16 unscale kernel and the first optimizer step fails. There the trainable
+        parameters go back to fp32 (the compute stays in the target's dtype).
+        """
+        import torch
+
+        from containers.targets import get_target
+
+        if trainer.args.fp16 or get_target(self.cfg.target).dtype == "fp16":
+            for p in trainer.model.parameters():
+                if p.requires_grad and p.dtype != torch.float32:
+                    p.data = p.data.float()
+
     def train(self, trainer, data: dict[str, Any]) -> Manifest:
         """Run (or resume) ``trainer``, save the outputs and write the manifest."""
+        self.ready(trainer)
         resume = last_checkpoint(self.out / CHECKPOINTS) if self.cfg.resume else None
         self.stats.t_start = self.t_start
         if resume and (resume / RUN_COST).is_file():  # the record covers the whole run

@@ -39,7 +39,10 @@ __all__ = ["VERSION", "DistillConfig", "main", "distill_rows", "kl_trainer_class
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "2"  # 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates
+# 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates;
+# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+#    GradScaler skips are not divergence
+VERSION = "3"
 
 SOURCES = ("arithmetic", "gsm8k", "openthoughts", "causal")
 

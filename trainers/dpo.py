@@ -40,7 +40,10 @@ __all__ = [
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "2"  # 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt
+# 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt;
+# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+#    GradScaler skips are not divergence
+VERSION = "3"
 
 # (prompt, chosen, rejected) strings or messages; or conversational chosen/rejected that
 # hold the prompt themselves (then a prompt column beside them is dropped: preference_rows)

@@ -43,8 +43,10 @@ __all__ = [
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
 # 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
-# LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path)
-VERSION = "3"
+# LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path);
+# 4: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+#    GradScaler skips are not divergence
+VERSION = "4"
 
 log = logging.getLogger(__name__)
 

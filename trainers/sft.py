@@ -45,7 +45,10 @@ __all__ = ["VERSION", "SFTConfig", "main", "COLUMNS"]
 
 # Bump when what this method trains changes for the same config (data rendering, loss, defaults'
 # meaning): it is part of every train cell's key, like a task's metadata.version.
-VERSION = "2"  # 2: rows are rendered for templates that strip reasoning or are missing
+# 2: rows are rendered for templates that strip reasoning or are missing;
+# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+#    GradScaler skips are not divergence
+VERSION = "3"
 
 COLUMNS = (("messages",), ("prompt", "completion"))
 
