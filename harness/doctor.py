@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import platform
@@ -62,7 +63,8 @@ def _torch() -> list[Check]:
         n = torch.cuda.device_count()
         cap = torch.cuda.get_device_capability(0)
         name = torch.cuda.get_device_name(0)
-        bf16 = "bf16" if torch.cuda.is_bf16_supported() else "no bf16"
+        # native bf16 only: the default counts emulation, which a Turing card "supports"
+        bf16 = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no bf16"
         checks.append(
             Check(
                 "cuda",
@@ -70,14 +72,67 @@ def _torch() -> list[Check]:
                 f"{n}x {name}, sm_{cap[0]}{cap[1]}, CUDA {torch.version.cuda}, {bf16}",
             )
         )
+    elif torch.version.cuda is None:
+        checks.append(Check("cuda", "missing", "CPU build of torch"))
     else:
-        why = (
-            "CPU build of torch"
-            if torch.version.cuda is None
-            else "no GPU visible (CUDA_VISIBLE_DEVICES? driver?)"
-        )
-        checks.append(Check("cuda", "missing", why))
+        checks.append(_no_cuda(torch.version.cuda, _driver_cuda()))
     return checks
+
+
+# The oldest driver each CUDA major version runs on (CUDA's minor-version compatibility).
+MIN_DRIVER = {"12": "525", "13": "580"}
+
+
+def _driver_cuda() -> tuple[int, int] | None:
+    """The CUDA version the installed driver supports, None without a driver."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) != 0 or not version.value:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return version.value // 1000, version.value % 1000 // 10
+
+
+def _no_cuda(torch_cuda: str, driver: tuple[int, int] | None) -> Check:
+    """A CUDA build of torch that sees no GPU: too old a driver, no driver, or none visible."""
+    major = torch_cuda.split(".")[0]
+    need = f"driver >= {MIN_DRIVER[major]}" if major in MIN_DRIVER else "a newer driver"
+    if driver is None:
+        return Check(
+            "cuda", "missing", f"no NVIDIA driver found (torch is built for CUDA {torch_cuda})"
+        )
+    if driver[0] < int(major):  # minor versions are compatible within a major one
+        return Check(
+            "cuda",
+            "broken",
+            f"torch is built for CUDA {torch_cuda}, the driver supports CUDA {driver[0]}.{driver[1]}: "
+            f"install {need}, or use an image built for CUDA {driver[0]} (target rtx2080ti: cu126)",
+        )
+    return Check("cuda", "missing", "no GPU visible (CUDA_VISIBLE_DEVICES?)")
+
+
+def _flash_attn() -> Check:
+    """flash-attn counts as working only if its CUDA extension imports: a build against another
+    torch ABI installs fine and fails when a model loads."""
+    check = _package(
+        "flash-attn",
+        "flash_attn|flash-attn",
+        "flash_attn",
+        "optional, Ampere+: pip install 'bench[flash]'; sdpa is used otherwise",
+    )
+    if check.status != "works":
+        return check
+    try:
+        importlib.import_module("flash_attn_2_cuda")
+    except Exception as e:  # ImportError, or OSError on an undefined symbol
+        return Check(
+            "flash-attn", "broken", f"{check.detail}: {str(e).splitlines()[0]}; sdpa is used"
+        )
+    return check
 
 
 def _binary(name: str, why: str) -> Check:
@@ -179,12 +234,7 @@ def run_checks() -> list[Check]:
             "bitsandbytes",
             "optional, QLoRA on CUDA: pip install 'bench[gpu]'",
         ),
-        _package(
-            "flash-attn",
-            "flash_attn|flash-attn",
-            "flash_attn",
-            "optional, Ampere+: pip install 'bench[flash]'; sdpa is used otherwise",
-        ),
+        _flash_attn(),
     ]
     checks += _hf_cache()
     checks.append(_bench_cache())
