@@ -28,11 +28,28 @@ def leaderboard(
     """
     db = Path(db_path) if db_path is not None else default_db_path(results_dir)
     ingest(results_dir, db)
-    text = render(db, fmt, models=models, methods=methods, tasks=tasks)
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        return render(db, fmt, models=models, methods=methods, tasks=tasks)
+    from leaderboards.rendering import _board, _format, _html, curves_table_csv, to_csv
+    from leaderboards.sample_page import SAMPLES_DIR, write_sample_pages
+    from leaderboards.store import connect
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    formatter = _format(fmt)
+    con = connect(db, read_only=True)
+    try:
+        board = _board(
+            con, formatter, {"models": models, "methods": methods, "tasks": tasks, "alpha": 0.05}
+        )
+        text = formatter(board)
         out.write_text(text, encoding="utf-8")
+        if formatter is _html:  # the board links each cell to its sample page
+            write_sample_pages(con, board, out.parent / SAMPLES_DIR)
+        elif formatter is to_csv:
+            out.with_suffix(".curves.csv").write_text(curves_table_csv(board), encoding="utf-8")
+    finally:
+        con.close()
     return text
 
 

@@ -78,6 +78,15 @@ class BoardCell:
     alpha: float = 0.05
     truncated: float | None = None  # share of samples that hit the generation cap
     looping: float | None = None  # share of samples that end in a degenerate loop
+    # share of the task's docs that Tulu 3's 8-gram rule finds in the lineage's training rows;
+    # None: an untrained cell, or a stage that did not record its rows
+    contamination: float | None = None
+
+    @property
+    def contaminated(self) -> bool:
+        from leaderboards.contamination import TASK_THRESHOLD
+
+        return self.contamination is not None and self.contamination > TASK_THRESHOLD
 
     @property
     def sig_base(self) -> bool:
@@ -113,6 +122,20 @@ class BoardCell:
 
 
 @dataclass
+class RowCost:
+    """What a row cost beside what it gained: its own stage's training time, the eval tokens
+    it spent per correct answer, and its Δ score against its parent per training hour."""
+
+    train_hours: float | None = None  # device-hours: wall hours × processes (GPUs, or 1 on CPU)
+    device: str | None = None  # "GPU" or "CPU"
+    tokens_per_correct: float | None = None  # generated tokens over correct answers, every task
+    delta_per_hour: float | None = None  # mean Δ vs parent over the row's tasks / train_hours
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
 class BoardRow:
     model: str
     stage: str  # the stage label, with a short weights key when one (model, stage) has several
@@ -120,6 +143,7 @@ class BoardRow:
     parent: str | None
     cells: dict[str, BoardCell] = field(default_factory=dict)
     weights: str = ""
+    cost: RowCost = field(default_factory=RowCost)
 
 
 @dataclass
@@ -130,6 +154,7 @@ class Board:
     analysis: dict | None = (
         None  # bench analyze's panels, attached for HTML (analysis_store.board_panels)
     )
+    curves: list | None = None  # per leaf train lineage, its StageCurves (curves.board_curves)
 
     @property
     def legend(self) -> list[str]:
@@ -145,6 +170,10 @@ class Board:
             "cut N% / loop N%: the share of samples that hit the cap / loop, when any did",
             "columns are task@version: only equal task versions are compared; "
             "[...] names the eval settings when a task was measured more than one way",
+            "contaminated N%: more than 2% of the task's docs have over half their 8-grams in "
+            "the training rows of the cell's lineage (Tulu 3's rule); train: the stage's training "
+            "device-hours; tok/correct: eval tokens per correct answer; Δ/train-h: Δ vs the "
+            "parent per training hour",
         ]
 
 
@@ -253,7 +282,65 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
             truncated=trunc,
             looping=loops,
         )
-    return Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
+    board = Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
+    _add_cost_and_contamination(con, board)
+    return board
+
+
+def _add_cost_and_contamination(con, board: Board) -> None:
+    cells = [(c.cell_key, col) for r in board.rows for col, c in r.cells.items()]
+    if not cells:
+        return
+    keys = sorted({k for k, _ in cells})
+    with _registered(con, "_board_cells", pa.table({"cell_key": keys})):
+        shares = {
+            (k, t): s
+            for k, t, s in con.execute(
+                "SELECT cell_key, task, share FROM contamination "
+                "WHERE cell_key IN (SELECT cell_key FROM _board_cells)"
+            ).fetchall()
+        }
+        spent = dict(
+            (k, (tok, right))
+            for k, tok, right in con.execute(
+                "SELECT cell_key, sum(gen_tokens), count(*) FILTER (WHERE correct) FROM samples "
+                "WHERE cell_key IN (SELECT cell_key FROM _board_cells) AND gen_tokens IS NOT NULL "
+                "GROUP BY cell_key"
+            ).fetchall()
+        )
+        trained = {
+            k: (wall, target, world)
+            for k, wall, target, world in con.execute(
+                "SELECT e.cell_key, t.wall_s, t.target, "
+                "TRY_CAST(json_extract(t.record_json, '$.train_metrics.world_size') AS DOUBLE) "
+                "FROM records e JOIN records t ON t.cell_key = e.parent_key AND t.kind = 'train' "
+                "WHERE e.kind = 'eval' AND e.cell_key IN (SELECT cell_key FROM _board_cells)"
+            ).fetchall()
+        }
+    tasks = {c.label: c.task for c in board.columns}
+    for row in board.rows:
+        for label, cell in row.cells.items():
+            cell.contamination = shares.get((cell.cell_key, tasks[label]))
+        own = {c.cell_key for c in row.cells.values()}
+        tok = sum(spent[k][0] for k in own if k in spent)
+        right = sum(spent[k][1] for k in own if k in spent)
+        cost = row.cost
+        if any(k in spent for k in own) and right:
+            cost.tokens_per_correct = tok / right
+        train = next((trained[k] for k in sorted(own) if k in trained), None)
+        if train and train[0] is not None:
+            wall, target, world = train
+            cost.device = "CPU" if (target or "cpu").startswith("cpu") else "GPU"
+            cost.train_hours = wall / 3600 * (world or 1)
+            deltas = [c.delta_parent for c in row.cells.values() if c.delta_parent is not None]
+            if deltas and cost.train_hours > 0:
+                cost.delta_per_hour = sum(deltas) / len(deltas) / cost.train_hours
+
+
+def _registered(con, name, table):
+    from leaderboards._rows import registered
+
+    return registered(con, name, table)
 
 
 def _paired_pvalues(con, rows: list[tuple]) -> dict[tuple[str, str, str], float]:

@@ -200,6 +200,33 @@ def curves_text(curves: list[StageCurve], width: int = 40) -> str:
     return "\n".join(lines) + "\n"
 
 
+CSV_FIELDS = ("stage", "cell_key", "step", "cumulative_step", "metric", "value")
+
+
+def curves_csv(curves: list[StageCurve]) -> str:
+    """Long CSV: a row per stage, step and metric (``cumulative_step`` is x over the recipe)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for c in curves:
+        for metric in metric_order(c.metrics):
+            for step, value in c.metrics[metric]:
+                w.writerow(
+                    [
+                        c.stage,
+                        c.cell_key,
+                        step,
+                        c.offset + step,
+                        metric,
+                        "" if value is None else repr(value),
+                    ]
+                )
+    return buf.getvalue()
+
+
 def curves_dict(curves: list[StageCurve]) -> list[dict]:
     """JSON-ready: per stage, per metric, [cumulative step, value] pairs."""
     return [
@@ -211,3 +238,103 @@ def curves_dict(curves: list[StageCurve]) -> list[dict]:
         }
         for c in curves
     ]
+
+
+MAX_LINEAGES = 8  # curve panels on the board; `bench curves CELL` shows any other
+PANEL_METRICS = 6
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def board_curves(
+    con, board, limit: int | None = MAX_LINEAGES
+) -> list[tuple[str, list[StageCurve]]]:
+    """(model, curves) for each leaf train lineage among the board's rows (the first ``limit``)."""
+    import pyarrow as pa
+
+    from leaderboards._rows import registered
+
+    keys = sorted({c.cell_key for r in board.rows for c in r.cells.values()})
+    if not keys:
+        return []
+    with registered(con, "_curve_cells", pa.table({"cell_key": keys})):
+        trains = con.execute(
+            "SELECT DISTINCT e.model_id, e.parent_key FROM records e JOIN records t "
+            "ON t.cell_key = e.parent_key AND t.kind = 'train' WHERE e.kind = 'eval' "
+            "AND e.cell_key IN (SELECT cell_key FROM _curve_cells) ORDER BY 1, 2"
+        ).fetchall()
+    lineages = [(m, lineage_curves(con, k)) for m, k in trains]
+    inner = {c.cell_key for _, cs in lineages for c in cs[:-1]}
+    leaves = [(m, cs) for m, cs in lineages if cs and cs[-1].cell_key not in inner]
+    return leaves[:limit]
+
+
+def _svg(metric: str, curves: list[StageCurve], w: int = 320, h: int = 150) -> str:
+    from html import escape
+
+    pts = [
+        (c.offset + s, v, i)
+        for i, c in enumerate(curves)
+        for s, v in c.metrics.get(metric, [])
+        if v is not None
+    ]
+    if not pts:
+        return ""
+    total = max(sum(c.steps for c in curves), 1)
+    lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
+    span = (hi - lo) or 1.0
+    pad_l, pad_b, pad_t = 44, 18, 16
+
+    def xy(step, v):
+        x = pad_l + (w - pad_l - 6) * step / total
+        y = pad_t + (h - pad_t - pad_b) * (1 - (v - lo) / span)
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+        f'data-metric="{escape(metric)}"><title>{escape(metric)}</title>',
+        f'<text x="{pad_l}" y="12" font-size="11">{escape(metric)}</text>',
+        f'<text x="2" y="{pad_t + 8}" font-size="9">{hi:.3g}</text>',
+        f'<text x="2" y="{h - pad_b}" font-size="9">{lo:.3g}</text>',
+        f'<text x="{w - 40}" y="{h - 4}" font-size="9">step {total}</text>',
+    ]
+    for i, c in enumerate(curves):
+        if i:  # a stage boundary
+            x = pad_l + (w - pad_l - 6) * c.offset / total
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad_t}" y2="{h - pad_b}" stroke="#999" '
+                'stroke-dasharray="3,3"/>'
+            )
+        mine = [p for p in pts if p[2] == i]
+        if mine:
+            color = _COLORS[i % len(_COLORS)]
+            line = " ".join(xy(s, v) for s, v, _ in mine)
+            parts.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{line}" '
+                f'data-stage="{escape(c.stage)}"/>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def curves_html(lineages: list[tuple[str, list[StageCurve]]] | None) -> str:
+    """The board's training-curve panels: per leaf lineage, a small chart per metric, x the
+    cumulative step over the recipe, one colour per stage, dashed lines at stage boundaries."""
+    from html import escape
+
+    if not lineages:
+        return ""
+    out = ['<h2>Training curves</h2><div class="curves">']
+    for model, curves in lineages:
+        names = metric_order(m for c in curves for m in c.metrics)[:PANEL_METRICS]
+        legend = " → ".join(
+            f'<span style="color:{_COLORS[i % len(_COLORS)]}">{escape(c.stage)}</span>'
+            for i, c in enumerate(curves)
+        )
+        charts = "".join(_svg(m, curves) for m in names)
+        out.append(
+            f'<figure data-lineage="{escape(curves[-1].cell_key)}"><figcaption>{escape(model)}: '
+            f"{legend} (x: cumulative step over the recipe)</figcaption>"
+            f'<div class="plots">{charts}</div></figure>'
+        )
+    out.append("</div>")
+    return "".join(out)

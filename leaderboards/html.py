@@ -16,6 +16,8 @@ from leaderboards._cells import deltas as _deltas
 from leaderboards._cells import num as _num
 from leaderboards.analysis_render import panels_html
 from leaderboards.board import Board, BoardRow, parent_stage, stage_depth
+from leaderboards.curves import curves_html
+from leaderboards.sample_page import SAMPLES_DIR, sample_page_name
 
 __all__ = ["to_html", "MAX_PLOTS", "MAX_SERIES"]
 
@@ -36,6 +38,9 @@ tbody tr:nth-child(even){background:#f3f6fb}tbody tr:hover{background:#fff4d6}
 .d{font-size:12px}.legend{color:#4a5163;font-size:13px;margin-top:10px}
 .plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;border:1px solid #dfe3ea;padding:8px}
 figcaption{font-size:12px;color:#5b6475}
+td a{color:inherit}.badge{background:#b42318;color:#fff;border-radius:3px;padding:0 4px;font-size:11px;margin-left:4px}
+.contam{color:#6b7385;font-size:11px;margin-left:4px}.cost{color:#4a5163}
+.curves svg{border:1px solid #dfe3ea;background:#fff}
 """
 
 _JS = """
@@ -69,7 +74,7 @@ document.body.dataset.ready = 'yes';
 """
 
 
-def _td(row: BoardRow, label: str, higher_is_better: bool) -> str:
+def _td(row: BoardRow, label: str, higher_is_better: bool, task: str = "") -> str:
     cell = row.cells.get(label)
     if cell is None:
         return '<td data-v="">—</td>'
@@ -81,17 +86,55 @@ def _td(row: BoardRow, label: str, higher_is_better: bool) -> str:
     se = f' <span class="se">± {_num(cell.stderr)}</span>' if cell.stderr is not None else ""
     marks = f'<span class="sig">{cell.marks}</span>' if cell.marks else ""
     tails = f' <span class="tail">{escape(cell.tails)}</span>' if cell.tails else ""
-    return f'<td data-v="{cell.value!r}" title="{escape(cell.cell_key)}">{_num(cell.value)}{se}{marks}{d}{tails}</td>'
+    contam = ""
+    if cell.contamination is not None:
+        share = f"{cell.contamination:.1%}"
+        contam = (
+            f'<span class="badge" title="{share} of the docs are in the training rows '
+            f'(8-gram rule)">contaminated {share}</span>'
+            if cell.contaminated
+            else f'<span class="contam" title="docs found in the training rows">overlap {share}</span>'
+        )
+    href = f"{SAMPLES_DIR}/{sample_page_name(cell.cell_key, task)}"
+    value = f'<a href="{escape(href)}" title="samples across the lineage">{_num(cell.value)}</a>'
+    return f'<td data-v="{cell.value!r}" title="{escape(cell.cell_key)}">{value}{se}{marks}{d}{tails}{contam}</td>'
+
+
+def _cost_tds(row: BoardRow) -> str:
+    c = row.cost
+    hours = f"{c.train_hours:.3g} {c.device}-h" if c.train_hours is not None else "—"
+    tok = f"{c.tokens_per_correct:.4g}" if c.tokens_per_correct is not None else "—"
+    rate = f"{c.delta_per_hour:+.4g}" if c.delta_per_hour is not None else "—"
+    return "".join(
+        f'<td class="cost" data-v="{"" if v is None else repr(v)}">{t}</td>'
+        for v, t in (
+            (c.train_hours, hours),
+            (c.tokens_per_correct, tok),
+            (c.delta_per_hour, rate),
+        )
+    )
+
+
+_COST = (
+    ("train", "this stage's training wall time × processes: GPU-hours on GPU, CPU-hours on CPU"),
+    ("tok/correct", "eval tokens generated per correct answer, over the row's tasks"),
+    ("Δ/train-h", "mean Δ score vs the parent row over its tasks, per training hour"),
+)
 
 
 def _table(board: Board) -> str:
-    head = '<th data-type="str">model</th><th data-type="str">stage</th>' + "".join(
-        f'<th data-type="num" title="metric: {escape(c.metric)}">{escape(c.label)}</th>'
-        for c in board.columns
+    head = (
+        '<th data-type="str">model</th><th data-type="str">stage</th>'
+        + "".join(
+            f'<th data-type="num" title="metric: {escape(c.metric)}">{escape(c.label)}</th>'
+            for c in board.columns
+        )
+        + "".join(f'<th data-type="num" title="{escape(t)}">{escape(h)}</th>' for h, t in _COST)
     )
     body = []
     for row in board.rows:
-        tds = "".join(_td(row, c.label, c.higher_is_better) for c in board.columns)
+        tds = "".join(_td(row, c.label, c.higher_is_better, c.task) for c in board.columns)
+        tds += _cost_tds(row)
         body.append(
             f"<tr><td>{escape(row.model)}</td>"
             f'<td data-v="{row.depth:03d} {escape(row.stage)}">{escape(row.stage)}</td>{tds}</tr>'
@@ -226,6 +269,7 @@ def to_html(board: Board, title: str = "bench leaderboard") -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{escape(title)}</h1><div class="meta">{escape(meta)}</div>'
-        f'{_table(board)}<div class="legend">{legend}</div>{_plots(board)}{panels_html(board.analysis)}'
+        f'{_table(board)}<div class="legend">{legend}</div>{_plots(board)}'
+        f"{curves_html(board.curves)}{panels_html(board.analysis)}"
         f"<script>{_JS}</script></body></html>\n"
     )

@@ -213,17 +213,29 @@ def to_latex(board: Board) -> str:
     return "\n".join(out) + "\n"
 
 
-_CSV_FIELDS = ("stderr", "n", "delta_base", "delta_parent", "p_base", "p_parent", "cell_key")
+_CSV_FIELDS = (
+    "stderr",
+    "n",
+    "delta_base",
+    "delta_parent",
+    "p_base",
+    "p_parent",
+    "cell_key",
+    "contamination",
+)
+_COST_FIELDS = ("train_hours", "device", "tokens_per_correct", "delta_per_hour")
 
 
 def to_csv(board: Board) -> str:
-    """Wide CSV: ``<task@v>`` holds the value, ``<task@v>:<field>`` the rest; empty = missing."""
+    """Wide CSV: ``<task@v>`` holds the value, ``<task@v>:<field>`` the rest, then the row's
+    cost; empty = missing. The training curves are a long table of their own
+    (:func:`curves_table_csv`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     header = ["model", "stage", "depth", "parent"]
     for c in board.columns:
         header += [c.label, *(f"{c.label}:{f}" for f in _CSV_FIELDS)]
-    w.writerow(header)
+    w.writerow(header + list(_COST_FIELDS))
     for row in board.rows:
         line = [row.model, row.stage, row.depth, row.parent or ""]
         for c in board.columns:
@@ -232,7 +244,27 @@ def to_csv(board: Board) -> str:
             if cell:
                 vals = [cell.value, *(getattr(cell, f) for f in _CSV_FIELDS)]
             line += ["" if v is None else repr(v) if isinstance(v, float) else v for v in vals]
+        cost = [getattr(row.cost, f) for f in _COST_FIELDS]
+        line += ["" if v is None else repr(v) if isinstance(v, float) else v for v in cost]
         w.writerow(line)
+    return buf.getvalue()
+
+
+def curves_table_csv(board: Board) -> str:
+    """Every board lineage's training curves, one row per stage, step and metric (a train
+    cell shared by two lineages once): ``bench leaderboard --format csv --out X.csv`` writes
+    it beside the board as ``X.curves.csv``."""
+    from leaderboards.curves import CSV_FIELDS, curves_csv
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", *CSV_FIELDS])
+    seen = set()
+    for model, curves in board.curves or []:
+        fresh = [c for c in curves if c.cell_key not in seen]
+        seen.update(c.cell_key for c in fresh)
+        for line in csv.reader(curves_csv(fresh).splitlines()[1:]):
+            w.writerow([model, *line])
     return buf.getvalue()
 
 
@@ -253,13 +285,33 @@ def board_to_dict(board: Board) -> dict:
                 "parent": r.parent,
                 "cells": {
                     label: {k: _jnum(v) for k, v in vars(c).items() if k != "alpha"}
-                    | {"sig_base": c.sig_base, "sig_parent": c.sig_parent}
+                    | {
+                        "sig_base": c.sig_base,
+                        "sig_parent": c.sig_parent,
+                        "contaminated": c.contaminated,
+                    }
                     for label, c in r.cells.items()
                 },
+                "cost": {k: _jnum(v) for k, v in r.cost.to_dict().items()},
             }
             for r in board.rows
         ],
+        "curves": _curves_json(board.curves),
     }
+
+
+def _curves_json(lineages) -> dict:
+    """Per train cell on the board: its stage, parent and logged steps (x: cumulative step)."""
+    from leaderboards.curves import curves_dict
+
+    out = {}
+    for model, curves in lineages or []:
+        for i, c in enumerate(curves_dict(curves)):
+            out.setdefault(
+                c["cell_key"],
+                {"model": model, "parent": curves[i - 1].cell_key if i else None, **c},
+            )
+    return out
 
 
 def to_json(board: Board) -> str:
@@ -314,10 +366,16 @@ def render(
 
 def _board(con, formatter, filters) -> Board:
     board = build_board(con, **filters)
-    if formatter is _html:  # only the HTML page shows bench analyze's panels
+    if formatter is _html:  # only the HTML page shows bench analyze's panels and curve charts
         from leaderboards.analysis_store import board_panels
+        from leaderboards.curves import board_curves
 
         board.analysis = board_panels(con, board)
+        board.curves = board_curves(con, board)
+    elif formatter in (to_json, to_csv):  # machine-readable: every lineage's curves
+        from leaderboards.curves import board_curves
+
+        board.curves = board_curves(con, board, limit=None)
     return board
 
 

@@ -3,6 +3,7 @@ cell beside its scores, checked against values written out by hand."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -213,3 +214,115 @@ def test_a_stage_without_recorded_rows_leaves_contamination_unknown(tmp_path):
     con = connect(results / "bench.duckdb", read_only=True)
     assert con.execute("SELECT count(*) FROM contamination").fetchall() == [(0,)]
     con.close()
+
+
+def test_flipped_docs_are_the_mcnemar_discordant_pairs(store):
+    from leaderboards.comparison import compare
+    from leaderboards.lineage_samples import WIN, lineage_samples
+
+    con, _ = store
+    (ts,) = lineage_samples(con, "e-distill-grpo", "t")
+    assert ts.stages == [
+        ("base", "e-base"),
+        ("distill", "e-distill"),
+        ("distill+grpo", "e-distill-grpo"),
+    ]
+    # hand count: distill right on 1..13; distill+grpo right on 4..15 -> wins 14, 15; losses 1, 2, 3
+    assert (ts.wins, ts.losses) == (2, 3)
+    c = compare(con, "e-distill", "e-distill-grpo").tasks[0]
+    assert (c.mcnemar.b_wins, c.mcnemar.a_wins) == (ts.wins, ts.losses)
+    (only,) = lineage_samples(con, "e-distill-grpo", flipped=True)
+    assert sorted((d.doc_id, d.flip) for d in only.docs) == [
+        (1, "right → wrong"),
+        (2, "right → wrong"),
+        (3, "right → wrong"),
+        (14, WIN),
+        (15, WIN),
+    ]
+    d = only.docs[-1]
+    assert [s.completion for s in d.by_stage] == [
+        "base says 15: The answer is 0.",
+        "distill says 15: The answer is 0.",
+        "distill+grpo says 15: The answer is 1.",
+    ]
+    assert [s.correct for s in d.by_stage] == [False, False, True]
+    (one,) = lineage_samples(con, "t-grpo", doc=7)  # a train key names its eval cell
+    assert [d.doc_id for d in one.docs] == [7] and one.cell_key == "e-distill-grpo"
+
+
+def test_board_rows_show_cost_beside_gain(store):
+    from leaderboards.board import build_board
+
+    con, _ = store
+    rows = {r.stage: r for r in build_board(con).rows}
+    # distill: 1800 s on CPU; eval 11 tokens x 40 docs over 13 right; Δ vs base +0.075 (3/40)
+    d = rows["distill"].cost
+    assert (d.device, d.train_hours) == ("CPU", 0.5)
+    assert d.tokens_per_correct == pytest.approx(11 * 40 / 13)
+    assert d.delta_per_hour == pytest.approx((13 - 10) / 40 / 0.5)
+    g = rows["distill+grpo"].cost  # 3600 s on h100; 12 right (4..15) vs 13: Δ -1/40 per hour
+    assert (g.device, g.train_hours) == ("GPU", 1.0)
+    assert g.delta_per_hour == pytest.approx(-1 / 40)
+    assert (
+        rows["base"].cost.train_hours is None
+        and rows["base"].cost.tokens_per_correct == 40 * 10 / 10
+    )
+
+
+def test_cli_samples_and_curves(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.errors import BenchError
+
+    results = tmp_path / "results"
+    lineage(results)
+    r = CliRunner().invoke(
+        app, ["samples", "e-distill-g", "--flipped", "--results", str(results)], terminal_width=200
+    )
+    assert r.exit_code == 0, r.output
+    assert "vs parent: 2 wrong → right, 3 right → wrong" in " ".join(r.output.split())
+    assert r.output.count("doc ") == 5 and "[wrong → right]" in r.output
+    r = CliRunner().invoke(
+        app, ["samples", "e-distill-g", "--doc", "15", "--json", "--results", str(results)]
+    )
+    (one,) = json.loads(r.output)
+    (doc,) = one["docs"]
+    assert doc["by_stage"][2]["completion"] == "distill+grpo says 15: The answer is 1."
+    assert doc["flip"] == "wrong → right"
+    r = CliRunner().invoke(app, ["curves", "t-grpo", "--results", str(results)])
+    assert r.exit_code == 0, r.output
+    assert "distill → distill+grpo" in r.output and "\nreward\n" in r.output
+    r = CliRunner().invoke(app, ["samples", "nope", "--results", str(results)])
+    assert isinstance(r.exception, BenchError)  # bench's main: one line, exit 2
+    assert "no eval or train cell key starts with 'nope'" in str(r.exception)
+
+
+def test_exports_carry_curves_cost_and_contamination(tmp_path):
+    import csv
+
+    from leaderboards.api import leaderboard
+
+    results = tmp_path / "results"
+    rng = random.Random(0)
+    qs = [question(rng, i) for i in range(40)]
+    lineage(results, grpo_rows=qs[:4], questions=qs)  # 10 % of the docs planted
+    data = json.loads(leaderboard(results, "json"))
+    assert data["curves"]["t-grpo"]["metrics"]["reward"] == [[4, 0.25], [5, 0.5]]
+    assert data["curves"]["t-grpo"]["parent"] == "t-distill"
+    row = next(r for r in data["rows"] if r["stage"] == "distill+grpo")
+    assert row["cells"]["t@v1"]["contamination"] == 0.1 and row["cells"]["t@v1"]["contaminated"]
+    assert row["cost"]["train_hours"] == 1.0 and row["cost"]["device"] == "GPU"
+    out = tmp_path / "board.csv"
+    leaderboard(results, "csv", out)
+    board = list(csv.DictReader(out.open()))
+    assert next(r for r in board if r["stage"] == "distill+grpo")["t@v1:contamination"] == "0.1"
+    curves = list(csv.DictReader(out.with_suffix(".curves.csv").open()))
+    loss = [(r["stage"], r["cumulative_step"], r["value"]) for r in curves if r["metric"] == "loss"]
+    assert loss == [
+        ("distill", "1", "2.0"),
+        ("distill", "2", "1.5"),
+        ("distill", "3", "1.0"),
+        ("distill+grpo", "4", "0.01"),
+        ("distill+grpo", "5", "0.02"),
+    ]
