@@ -6,7 +6,8 @@ cell's key moves. What goes in:
 
 - train cells: the weights they start from (the model identity for a first stage, the
   parent's key otherwise), the method and its ``VERSION``, the **resolved** method config
-  (every dataclass field with its effective value, file paths replaced by content hashes),
+  (every dataclass field with its effective value, file paths replaced by content hashes,
+  a setting this machine decides, like grpo's ``rollout_dtype: auto``, by what it resolves to),
   verifier versions for methods whose data or reward a verifier decides, the zoo's
   ``trust_remote_code``, seed, target and key-relevant package versions;
 - eval cells: the weights (model identity or train key), each task with its version and
@@ -73,9 +74,10 @@ def train_inputs(
 ) -> dict[str, Any]:
     """The payload of a train cell; ``config`` is the method's resolved config."""
     from tasks import all_verifier_versions
-    from trainers import method_version
+    from trainers import machine_settings, method_version
 
     resolved = {k: v for k, v in config.items() if k not in PATH_FIELDS}
+    resolved.update(machine_settings(method, resolved))  # e.g. rollout_dtype auto -> bf16
     return {
         "key_schema": KEY_SCHEMA,
         "kind": "train",

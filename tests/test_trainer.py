@@ -472,6 +472,7 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
 
     import trainers.grpo as grpo
     from trainers._rollout import cpu_has_bf16, trainer_class
+    from trainers.manifest import read_manifest
 
     def length(completions, **_):
         return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
@@ -512,6 +513,9 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     assert_trained(m, 3)
     assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
+    # the manifest says which copy sampled (auto resolved on this machine), as the key does
+    assert m["machine_settings"] == {"rollout_dtype": "bf16" if cpu_has_bf16() else "fp32"}
+    assert read_manifest(tmp_path)["machine_settings"] == m["machine_settings"]
     for _, copy_weight, policy_weight, (completions, logprobs) in seen:
         # synced: the copy is the policy's merged weights as they are after the last update
         assert copy_weight.dtype == dtype
@@ -538,7 +542,7 @@ def test_rollout_dtype_is_checked_and_resolved():
     with pytest.raises(FieldError, match="rollout_dtype.*auto, bf16, fp32, train"):
         GRPOConfig(rollout_dtype="fp16")
     assert copy_dtype("auto", vllm=False, cuda=False) == (
-        torch.bfloat16 if cpu_has_bf16() else "model"
+        torch.bfloat16 if cpu_has_bf16() else torch.float32
     )
     assert copy_dtype("auto", vllm=False, cuda=True) is None  # CUDA without vLLM: trl's own path
     assert copy_dtype("train", vllm=False, cuda=False) is None
@@ -546,6 +550,19 @@ def test_rollout_dtype_is_checked_and_resolved():
     assert copy_dtype("fp32", vllm=False, cuda=True) is torch.float32
     with pytest.raises(ValueError, match="set use_vllm=false or rollout_dtype=auto"):
         copy_dtype("bf16", vllm=True, cuda=True)
+
+
+def test_rollout_dtype_auto_resolves_per_machine_and_the_manifest_records_it(monkeypatch):
+    import trainers._rollout as rollout
+    from trainers.grpo import machine_settings
+
+    for bf16, cpu_copy in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(rollout, "cpu_has_bf16", lambda bf16=bf16: bf16)
+        assert rollout.resolve("auto", cuda=False) == cpu_copy
+        assert machine_settings({"rollout_dtype": "auto"}) == {"rollout_dtype": cpu_copy}
+        assert rollout.resolve("auto", cuda=True) == "train"  # trl's own path (or vLLM)
+        for explicit in ("bf16", "fp32", "train"):
+            assert rollout.resolve(explicit, cuda=False) == explicit
 
 
 # --- stopping -------------------------------------------------------------------------------

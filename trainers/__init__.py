@@ -33,6 +33,7 @@ __all__ = [
     "METHODS",
     "FieldError",
     "method_config",
+    "machine_settings",
     "method_version",
     "resolved_config",
     "train_stage",
@@ -56,6 +57,17 @@ def method_version(method: str) -> str:
     if method not in METHODS:
         raise _unknown(method)
     return str(importlib.import_module(METHODS[method].partition(":")[0]).VERSION)
+
+
+def machine_settings(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``config`` whose value this machine decides (grpo's ``rollout_dtype=auto``),
+    as ``method``'s module resolves them when it trains here: the train key holds these in place
+    of the setting, so runs that train differently never share a cell."""
+    if method not in METHODS:
+        raise _unknown(method)
+    module = importlib.import_module(METHODS[method].partition(":")[0])
+    resolve = getattr(module, "machine_settings", None)
+    return resolve(config) if resolve else {}
 
 
 def resolved_config(method: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -27,13 +27,14 @@ __all__ = [
     "cpu_has_bf16",
     "draw",
     "merged_copy",
+    "resolve",
     "sample",
     "sync",
     "trainer_class",
 ]
 
-# auto: bf16 copy on a CPU with bf16 matmuls, else a copy in the model's dtype; on CUDA trl's
-# own path. train: trl's own path (generate from the training model) everywhere.
+# auto: bf16 copy on a CPU with bf16 matmuls, else an fp32 copy; on CUDA trl's own path (see
+# resolve). train: trl's own path (generate from the training model) everywhere.
 ROLLOUT_DTYPES = ("auto", "bf16", "fp32", "train")
 
 
@@ -46,9 +47,20 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
+def resolve(setting: str, cuda: bool) -> str:
+    """``rollout_dtype=setting`` made concrete for this machine: ``auto`` becomes bf16 (a CPU
+    with bf16 matmuls), fp32 (any other CPU: the model's own dtype there) or train (CUDA: trl's
+    own path); the others stay as they are. The train key and the manifest hold this value."""
+    if setting != "auto":
+        return setting
+    if cuda:
+        return "train"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
 def copy_dtype(setting: str, vllm: bool, cuda: bool):
-    """The copy's dtype for ``rollout_dtype=setting``: a torch dtype, ``"model"`` (the training
-    model's), or None when trl generates itself (vLLM, CUDA under auto, or ``train``)."""
+    """The copy's torch dtype for ``rollout_dtype=setting``, or None when trl generates itself
+    (vLLM, CUDA under auto, or ``train``)."""
     import torch
 
     # ``setting`` is one of ROLLOUT_DTYPES: GRPOConfig's RANGES check it at construction
@@ -57,10 +69,9 @@ def copy_dtype(setting: str, vllm: bool, cuda: bool):
             f"grpo config: rollout_dtype={setting} is for HF generation, but vLLM generates "
             "here (its own dtype); set use_vllm=false or rollout_dtype=auto"
         )
-    if setting == "train" or vllm or (setting == "auto" and cuda):
+    setting = resolve(setting, cuda)
+    if setting == "train" or vllm:
         return None
-    if setting == "auto":
-        return torch.bfloat16 if cpu_has_bf16() else "model"
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[setting]
 
 

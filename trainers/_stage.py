@@ -418,8 +418,11 @@ class Stage:
                 if p.requires_grad and p.dtype != torch.float32:
                     p.data = p.data.float()
 
-    def train(self, trainer, data: dict[str, Any]) -> Manifest:
-        """Run (or resume) ``trainer``, save the outputs and write the manifest."""
+    def train(
+        self, trainer, data: dict[str, Any], machine: dict[str, Any] | None = None
+    ) -> Manifest:
+        """Run (or resume) ``trainer``, save the outputs and write the manifest (``machine``: the
+        settings this machine resolved, trainers.machine_settings)."""
         self.ready(trainer)
         resume = last_checkpoint(self.out / CHECKPOINTS) if self.cfg.resume else None
         self.stats.t_start = self.t_start
@@ -489,6 +492,7 @@ class Stage:
             git_commit=commit,
             git_dirty=dirty,
             trust_remote_code=self.trust_remote_code,
+            machine_settings=dict(machine or {}),
         )
         if self.is_main:
             (self.out / "log_history.json").write_text(

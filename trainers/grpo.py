@@ -34,6 +34,7 @@ from trainers.manifest import Manifest
 __all__ = [
     "VERSION",
     "GRPOConfig",
+    "machine_settings",
     "main",
     "no_signal_warning",
     "reward_functions",
@@ -157,6 +158,16 @@ def no_signal_warning(patience: int):
     return NoRewardSignal()
 
 
+def machine_settings(config: dict) -> dict:
+    """``rollout_dtype`` as it resolves on this machine (trainers._rollout.resolve): under
+    ``auto`` a CPU with bf16 matmuls and one without sample from different copies."""
+    import torch
+
+    from trainers._rollout import resolve
+
+    return {"rollout_dtype": resolve(config["rollout_dtype"], torch.cuda.is_available())}
+
+
 def _use_vllm(setting: str) -> bool:
     import torch
 
@@ -240,7 +251,8 @@ def main(cfg: GRPOConfig) -> Manifest:
         peft_config=stage.peft_config(),
         callbacks=[*stage.callbacks(), no_signal_warning(cfg.no_signal_patience)],
     )
-    return stage.train(trainer, data_identity(rows, source))
+    machine = machine_settings({"rollout_dtype": cfg.rollout_dtype})
+    return stage.train(trainer, data_identity(rows, source), machine)
 
 
 if __name__ == "__main__":

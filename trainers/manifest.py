@@ -51,6 +51,9 @@ class Manifest:
     git_commit: str | None
     git_dirty: bool | None
     trust_remote_code: bool = False
+    # settings this machine resolved (grpo: rollout_dtype auto -> bf16 | fp32 | train), as the
+    # train key holds them
+    machine_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     # a resumed stage: what the parts before the resume cost (tokens, train_s, wall_s), already
     # included in tokens and wall_s above
     resumed_cost: dict[str, float] | None = None
