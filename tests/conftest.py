@@ -32,6 +32,24 @@ def tiny_qwen2() -> Path:
     return materialize("tiny-random-qwen2")
 
 
+@pytest.fixture
+def target_dtype(monkeypatch):
+    """Give the cpu target another dtype (``target_dtype("fp16")``): the decisions an fp16 or
+    bf16 GPU target takes, made on this machine."""
+    import containers.targets as targets
+
+    real = targets.get_target
+
+    def set_dtype(dtype: str) -> None:
+        def patched(name, path=None):
+            t = real(name, path)
+            return t.model_copy(update={"dtype": dtype}) if name == "cpu" else t
+
+        monkeypatch.setattr(targets, "get_target", patched)
+
+    return set_dtype
+
+
 # --- real system components: skipped locally with the command that enables them, never on CI ---
 
 # Tests marked deselected by `make test`'s -m expression, and how to run them.

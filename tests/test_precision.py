@@ -11,24 +11,6 @@ from test_trainer import FAST, chat_rows
 from trainers._config import resolve
 
 
-@pytest.fixture
-def target_dtype(monkeypatch):
-    """Give the cpu target another dtype (``target_dtype("fp16")``): the decisions an fp16 or
-    bf16 GPU target takes, made on this machine."""
-    import containers.targets as targets
-
-    real = targets.get_target
-
-    def set_dtype(dtype: str) -> None:
-        def patched(name, path=None):
-            t = real(name, path)
-            return t.model_copy(update={"dtype": dtype}) if name == "cpu" else t
-
-        monkeypatch.setattr(targets, "get_target", patched)
-
-    return set_dtype
-
-
 def _guard():
     from trainers._stage import _callbacks_module
 
@@ -136,3 +118,17 @@ def test_full_mode_trains_fp32_weights_under_fp16_gradscaler_and_autocast(
     changed = (model.get_parameter(w) != before[w]).float().mean()
     # fp32 weights take the lr-1e-5 updates: (nearly) every element moved
     assert changed > 0.9 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_an_fp32_rollout_copy_of_a_flash_attention_policy_runs_sdpa(tiny_llama):
+    """On Ampere/Hopper the policy runs flash-attention 2, which computes in fp16/bf16 only:
+    an fp32 rollout copy (rollout_dtype=fp32) takes sdpa instead of failing to build."""
+    import torch
+
+    from trainers._model import load_model
+    from trainers._rollout import merged_copy
+
+    model, _ = load_model(tiny_llama)
+    model.config._attn_implementation = "flash_attention_2"  # as loaded on an h100 target
+    copy = merged_copy(model, torch.float32)
+    assert copy.config._attn_implementation == "sdpa" and copy.dtype == torch.float32

@@ -107,21 +107,11 @@ def test_rollout_copy_of_a_4bit_policy_is_its_dequantized_base_plus_lora_delta(t
     torch.testing.assert_close(copy.get_submodule(name).weight, expected)
 
 
-def _qlora_trainer(tmp_path: Path, model: Path, monkeypatch, fp16: bool):
-    """A qlora sft stage's trl trainer, before training, on a CPU target whose dtype is fp16
-    when ``fp16`` (the rtx2080ti's setting, which needs no GPU to be decided)."""
-    import containers.targets as targets
+def _qlora_trainer(tmp_path: Path, model: Path):
+    """A qlora sft stage's trl trainer, before training."""
     from trainers._stage import Stage
     from trainers.sft import SFTConfig, build_trainer
 
-    if fp16:
-        real = targets.get_target
-
-        def fp16_cpu(name, path=None):
-            t = real(name, path)
-            return t.model_copy(update={"dtype": "fp16"}) if name == "cpu" else t
-
-        monkeypatch.setattr(targets, "get_target", fp16_cpu)
     cfg = resolve(
         SFTConfig,
         {
@@ -137,17 +127,18 @@ def _qlora_trainer(tmp_path: Path, model: Path, monkeypatch, fp16: bool):
     return stage, build_trainer(stage, cfg, chat_rows(8))
 
 
-@pytest.mark.parametrize("fp16", [False, True])
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_qlora_trainable_parameters_are_fp32_on_an_fp16_target(
-    tmp_path, tiny_llama, monkeypatch, fp16
+    tmp_path, tiny_llama, target_dtype, dtype
 ):
     """trl casts a quantized model's adapters to bf16; the CUDA GradScaler of an fp16 target
     cannot unscale bf16 gradients, so the stage puts them back to fp32 before training."""
     import torch
 
-    stage, trainer = _qlora_trainer(tmp_path, tiny_llama, monkeypatch, fp16)
+    target_dtype(dtype)
+    stage, trainer = _qlora_trainer(tmp_path, tiny_llama)
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     assert trainable and {p.dtype for p in trainable} == {torch.bfloat16}  # trl's cast
     stage.ready(trainer)
-    expected = torch.float32 if fp16 else torch.bfloat16  # bf16 targets keep trl's choice
+    expected = torch.float32 if dtype == "fp16" else torch.bfloat16  # bf16 keeps trl's choice
     assert {p.dtype for p in trainable} == {expected}

@@ -91,14 +91,18 @@ def merged_copy(model, dtype):
     model's ``forward`` by a fused-LM-head wrapper whose closure holds the original model, so a
     deep copy, merged and unloaded, still ran the training model and its LoRA layers.
     """
+    import torch
     from transformers.initialization import no_init_weights
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dtype = next(base.parameters()).dtype if dtype == "model" else dtype
     config = copy.deepcopy(base.config)
     config.use_cache = True  # the Trainer turns it off on the training model's config
+    attn = {}
+    if dtype == torch.float32 and config._attn_implementation == "flash_attention_2":
+        attn = {"attn_implementation": "sdpa"}  # flash-attention computes in fp16/bf16 only
     with no_init_weights():  # every weight is overwritten by sync
-        gen = type(base)._from_config(config, dtype=dtype)
+        gen = type(base)._from_config(config, dtype=dtype, **attn)
     gen.to(next(base.parameters()).device).eval().requires_grad_(False)
     sync(gen, model)
     return gen
