@@ -390,17 +390,21 @@ def _with_mean_of_repeats(metrics: dict, primary: str, rows: list[dict], repeats
 
 
 def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
+    from bench_core.memory import MemorySpan
+
+    with MemorySpan() as memory:  # the cell's own peaks, not an earlier cell's in this process
+        return _run_eval(req, Path(results_dir), memory)
+
+
+def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     import lm_eval
 
     from harness.provenance import provenance
     from harness.taskinfo import resolve_tasks
-    from trainers.model import peak_memory_gb, reset_peak_memory
 
-    results_dir = Path(results_dir)
     s = req.settings
     leaves = [t.name for t in resolve_tasks(req.tasks, where="--tasks")]
     started, t0 = datetime.now(UTC), time.perf_counter()
-    reset_peak_memory()
     lm, dtype = build_lm(req, results_dir)
     _keep_prompt_opener(lm)
     _report_requests(lm)
@@ -496,7 +500,8 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
         wall_s=wall,
         load_s=load_s,
         tokens_per_s=generated / gen_s if gen_s > 0 else None,
-        peak_memory_bytes=int(peak_memory_gb() * 1e9),
+        peak_rss_bytes=memory.peak().rss_bytes,
+        peak_cuda_bytes=memory.peak().cuda_bytes,
         provenance=provenance(),
         started_at=started,
         finished_at=datetime.now(UTC),

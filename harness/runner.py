@@ -41,6 +41,7 @@ __all__ = [
     "run_cell",
     "stage_dir",
     "CellBusy",
+    "record_failure",
     "STAGE_CELL_FILE",
 ]
 
@@ -161,13 +162,6 @@ def _cell_lock(results_dir: Path, key: str) -> Iterator[None]:
         yield
 
 
-def _peak_bytes(peak) -> int | None:
-    """The manifest reports peak memory (GB) after load and after training; keep the max."""
-    if isinstance(peak, dict):
-        peak = max((v for v in peak.values() if isinstance(v, int | float)), default=0)
-    return int(peak * 1e9) or None if isinstance(peak, int | float) else None
-
-
 def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
     from harness._live import train_progress
     from harness.provenance import provenance
@@ -221,7 +215,8 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
         - t0
         + float((manifest.get("resumed_cost") or {}).get("wall_s", 0)),
         tokens_per_s=manifest.get("tokens_per_s"),
-        peak_memory_bytes=_peak_bytes(manifest.get("peak_memory_gb")),
+        peak_rss_bytes=manifest.get("peak_rss_bytes"),
+        peak_cuda_bytes=manifest.get("peak_cuda_bytes"),
         train_metrics=metrics,
         started_at=started,
         provenance=provenance(),
@@ -270,7 +265,8 @@ def _eval(cell: EvalCell, exp: Expansion, results_dir: Path) -> RunRecord:
     return run_eval(EvalRequest.for_cell(cell, exp.grid, weights, revision, configs), results_dir)
 
 
-def _record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
+def record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
+    """``results/failures/<kind>-<key>.json``: the error and the traceback being handled."""
     path = failure_path(results_dir, cell.kind, cell.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -279,7 +275,7 @@ def _record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None
                 "cell": cell.cell_id,
                 "key": cell.key,
                 "error": f"{type(error).__name__}: {error}",
-                "traceback": traceback.format_exc(),
+                "traceback": "".join(traceback.format_exception(error)),
                 "at": datetime.now(UTC).isoformat(),
             }
         )
@@ -312,7 +308,7 @@ def run_cell(
             except BenchError:
                 raise
             except Exception as e:  # a bug or a runtime failure: recorded, the grid goes on
-                _record_failure(results_dir, cell, e)
+                record_failure(results_dir, cell, e)
                 if reraise:
                     raise
                 return Outcome("failed", f"{type(e).__name__}: {e}"[:300])

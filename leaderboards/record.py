@@ -36,7 +36,7 @@ __all__ = [
     "stage_lineage",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class MetricValue(BaseModel):
@@ -94,7 +94,7 @@ class RunRecord(BaseModel):
     """A finished cell. ``kind='train'`` records a stage, ``kind='eval'`` its scores."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     kind: Literal["train", "eval"]
     cell_key: str
     grid: str | None = None
@@ -122,7 +122,13 @@ class RunRecord(BaseModel):
     wall_s: float | None = None
     load_s: float | None = None  # model load, outside tokens_per_s
     tokens_per_s: float | None = None  # eval: generated tokens per second of generation
-    peak_memory_bytes: int | None = None
+    # The cell's own peaks (bench_core.memory): host resident set, and CUDA max-allocated on the
+    # busiest device (None: the cell used no GPU).
+    peak_rss_bytes: int | None = None
+    peak_cuda_bytes: int | None = None
+    # schema <= 2: the harness process's peak (GPU reserved, or host RSS) when the record was
+    # written, which may be an earlier cell's; not comparable with the fields above
+    process_peak_bytes: int | None = None
     train_metrics: dict[str, float] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -193,7 +199,16 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_UPGRADES = {1: _v1_to_v2}  # each schema version adds one step here (never edit old steps)
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    data = {**data, "schema_version": 3}
+    data["process_peak_bytes"] = data.pop("peak_memory_bytes", None)
+    return data
+
+
+_UPGRADES = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}  # each schema version adds one step here (never edit old steps)
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS records (
     seed BIGINT,
     wall_s DOUBLE,
     tokens_per_s DOUBLE,
-    peak_memory_bytes BIGINT,
+    peak_rss_bytes BIGINT,
+    peak_cuda_bytes BIGINT,
     git_commit VARCHAR,
     git_dirty BOOLEAN,
     container_image VARCHAR,
@@ -238,7 +239,8 @@ def pair_counts_sql(pairs: str) -> str:
 
 # Bumped when a table's columns change. The store is a cache of the files under results/, so
 # a store of another version is dropped and re-ingested rather than migrated.
-STORE_VERSION = 4  # 4: train_curves, contamination; samples keep gen_tokens and truncated
+STORE_VERSION = 5  # 4: train_curves, contamination; samples keep gen_tokens and truncated;
+# 5: records' peak_rss_bytes and peak_cuda_bytes
 _CACHED_TABLES = (
     "records",
     "task_results",

@@ -205,6 +205,9 @@ def test_sft_packs_trains_and_writes_a_manifest(tmp_path, tiny_llama):
     assert m["method"] == "sft" and m["seed"] == 3 and m["parent"] is None and m["mode"] == "lora"
     assert m["base_weights"] == str(tiny_llama) and m["tokens"] > 0 and m["tokens_per_s"] > 0
     assert m["peak_memory_gb"]["after_train"] >= m["peak_memory_gb"]["after_load"] > 0
+    # the stage's own peaks, split: host RSS (the CPU figure above), no CUDA figure on CPU
+    assert m["peak_rss_bytes"] / 1e9 == pytest.approx(m["peak_memory_gb"]["after_train"], abs=1e-3)
+    assert m["peak_cuda_bytes"] is None
     assert (
         m["planned_memory_gb"] > 0 and m["plan"]["per_device_batch"] * m["plan"]["grad_accum"] == 4
     )

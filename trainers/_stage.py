@@ -33,6 +33,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from bench_core.memory import MemorySpan
 from trainers._config import TrainConfig, config_dict, save_config
 from trainers._model import (
     ADAPTER,
@@ -42,8 +43,6 @@ from trainers._model import (
     load_model,
     lora_config,
     merge_into,
-    peak_memory_gb,
-    reset_peak_memory,
     sharded_launch,
 )
 from trainers.manifest import Manifest, git_state, package_versions, read_manifest, write_manifest
@@ -271,6 +270,7 @@ class Stage:
         guard_cls, stats_cls = _callbacks_module()
         self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
         self.peak: dict[str, float] = {}
+        self.memory = MemorySpan().start()  # this stage's own peaks, not the process's
 
     def _check_resumable(self) -> None:
         """Refuse to resume checkpoints that another config wrote (a changed seed, data or
@@ -309,7 +309,6 @@ class Stage:
         """
         import torch
 
-        reset_peak_memory()
         if sharded_launch():
             from transformers import TrainingArguments
 
@@ -322,7 +321,7 @@ class Stage:
             trust_remote_code=self.trust_remote_code,
             dtype=torch.float32 if self.cfg.mode == "full" else None,
         )
-        self.peak["after_load"] = round(peak_memory_gb(), 3)
+        self.peak["after_load"] = round(self.memory.peak().gb, 3)
         return model, tok
 
     def peft_config(self):
@@ -445,7 +444,8 @@ class Stage:
                 f"{self.method}: training diverged at step {at} (loss {loss}, grad_norm {grad_norm}); stopped. "
                 f"Last good checkpoint: {good or 'none'}; lower learning_rate or max_grad_norm and rerun"
             )
-        self.peak["after_train"] = round(peak_memory_gb(), 3)
+        peak = self.memory.stop()
+        self.peak["after_train"] = round(peak.gb, 3)
         adapter = merged = None
         if self.cfg.mode == "full":
             trainer.save_model(str(self.out / MERGED))
@@ -479,6 +479,8 @@ class Stage:
             tokens=tokens,
             tokens_per_s=round(tokens / train_s, 2) if tokens and train_s > 0 else None,
             peak_memory_gb=self.peak,
+            peak_rss_bytes=peak.rss_bytes,
+            peak_cuda_bytes=peak.cuda_bytes,
             planned_memory_gb=round(self.plan.total_gb, 3),
             plan=self.plan.to_dict(),
             wall_s=round(wall, 2),

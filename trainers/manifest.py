@@ -38,7 +38,7 @@ class Manifest:
     losses: list[float]
     tokens: int
     tokens_per_s: float | None
-    peak_memory_gb: dict[str, float]  # after_load, after_train (GPU reserved or CPU RSS)
+    peak_memory_gb: dict[str, float]  # after_load, after_train: Peak.gb of the stage so far
     planned_memory_gb: float | None
     plan: dict[str, Any]
     wall_s: float
@@ -54,6 +54,9 @@ class Manifest:
     # settings this machine resolved (grpo: rollout_dtype auto -> bf16 | fp32 | train), as the
     # train key holds them
     machine_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the stage's own peaks (bench_core.memory): host RSS; CUDA max-allocated (None: no GPU)
+    peak_rss_bytes: int | None = None
+    peak_cuda_bytes: int | None = None
     # a resumed stage: what the parts before the resume cost (tokens, train_s, wall_s), already
     # included in tokens and wall_s above
     resumed_cost: dict[str, float] | None = None
