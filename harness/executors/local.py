@@ -1,17 +1,28 @@
-"""The local executor: a plan's cells in this process, in order; eval cells optionally in N processes.
+"""The local executor: a plan's cells in order; eval cells optionally in N processes.
 
 A failed cell does not stop the grid; cells that need it are ``blocked``. A cell another
 runner holds is ``busy`` (not a failure), and so are the cells waiting for it.
+
+On a GPU target every cell runs in a (spawned) process of its own, as under SLURM: the CUDA
+memory a cell held goes back to the card when its process ends. In one process the caching
+allocator keeps it, and a vLLM eval after training fails vLLM's free-memory check. On CPU the
+cells run in this process (no start-up cost); ``BENCH_CELL_PROCESS=1`` (or ``0``) forces
+either way.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.runner import Cell, Outcome, Plan, run_cell
+from harness import _live
+from harness.errors import BenchError
+from harness.runner import Cell, Outcome, Plan, record_failure, run_cell
 
-__all__ = ["run_local"]
+__all__ = ["run_local", "cell_process", "CELL_PROCESS_ENV"]
+
+CELL_PROCESS_ENV = "BENCH_CELL_PROCESS"  # auto (a process per cell on GPU targets) | 1 | 0
 
 Progress = Callable[[Cell, Outcome | str], None] | None
 
@@ -25,7 +36,70 @@ def _waiting_on(cell: Cell, outcome: dict[str, Outcome]) -> Outcome | None:
     return Outcome("blocked", f"needs {cell.needs}, which {need.status}")
 
 
-def _run_in_worker(cell: Cell, plan: Plan, results_dir: str, force: bool) -> Outcome:
+def cell_process(target: str) -> bool:
+    """Whether each cell of a grid on ``target`` runs in a process of its own."""
+    how = os.environ.get(CELL_PROCESS_ENV, "auto").strip().lower()
+    if how in ("0", "1"):
+        return how == "1"
+    if how != "auto":
+        raise BenchError(f"{CELL_PROCESS_ENV}={how!r}: use auto, 1 or 0")
+    from containers.targets import get_target
+
+    return get_target(target).is_gpu
+
+
+def _child(cell: Cell, plan: Plan, results_dir: str, force: bool, conn, log: str | None) -> None:
+    if log is not None:  # a live view shows the run: the cell's output goes to its log file
+        f = open(log, "a", buffering=1)  # noqa: SIM115 - open until the process ends
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        _live._sink = lambda phase: conn.send(("phase", phase))
+    try:
+        conn.send(("outcome", run_cell(cell, plan.expansion, results_dir, force=force)))
+    except BenchError as e:
+        try:
+            conn.send(("error", e))
+        except Exception:  # noqa: BLE001 - an error type that does not pickle: its message
+            conn.send(("error", BenchError(str(e))))
+
+
+def _run_in_process(cell: Cell, plan: Plan, results_dir: Path, force: bool) -> Outcome:
+    """:func:`run_cell` in a spawned process; its phases reach this process's live view, a
+    user mistake is raised here, and a process that dies without an answer (killed for
+    memory, a crash) is recorded as the cell's failure."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    log = str(_live.log_path(results_dir, cell)) if _live._sink is not None else None
+    args = (cell, plan, str(results_dir), force, send, log)
+    proc = ctx.Process(target=_child, args=args, name=f"bench-{cell.kind}-{cell.key}")
+    proc.start()
+    send.close()
+    answer = None
+    while True:
+        try:
+            kind, value = recv.recv()
+        except EOFError:
+            break
+        if kind == "phase":
+            _live.report(value)
+        else:
+            answer = kind, value
+    proc.join()
+    if answer is None:
+        code = proc.exitcode
+        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        error = RuntimeError(f"the cell's process ended without a result ({why})")
+        record_failure(results_dir, cell, error)
+        return Outcome("failed", str(error))
+    kind, value = answer
+    if kind == "error":
+        raise value
+    return value
+
+
+def _run_here(cell: Cell, plan: Plan, results_dir: Path | str, force: bool) -> Outcome:
     return run_cell(cell, plan.expansion, results_dir, force=force)
 
 
@@ -49,8 +123,11 @@ def _evals_parallel(
             ready.append(cell)
         else:
             outcome[cell.key] = waiting
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, c, plan, str(results_dir), force): c for c in ready}
+    # a fresh process per cell where cells get their own (a GPU's memory back after each)
+    per_cell = 1 if cell_process(plan.grid.target) else None
+    spawn = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=per_cell) as pool:
+        futures = {pool.submit(_run_here, c, plan, str(results_dir), force): c for c in ready}
         for fut in as_completed(futures):
             cell = futures[fut]
             outcome[cell.key] = fut.result()
@@ -68,6 +145,7 @@ def run_local(
 ) -> dict[str, Outcome]:
     """Run ``plan.todo``; returns cell key -> :class:`Outcome`."""
     outcome: dict[str, Outcome] = {}
+    run = _run_in_process if cell_process(plan.grid.target) else _run_here
     sequential = plan.todo if workers <= 1 else [c for c in plan.todo if c.kind == "train"]
     for cell in sequential:
         waiting = _waiting_on(cell, outcome)
@@ -76,7 +154,7 @@ def run_local(
         else:
             if progress is not None:
                 progress(cell, "start")
-            outcome[cell.key] = run_cell(cell, plan.expansion, results_dir, force=force)
+            outcome[cell.key] = run(cell, plan, results_dir, force)
         if progress is not None:
             progress(cell, outcome[cell.key])
     if workers > 1:
