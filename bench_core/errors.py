@@ -38,6 +38,7 @@ def pydantic_reason(err: dict) -> str:
         "int_parsing": lambda: "must be an integer",
         "int_from_float": lambda: "must be an integer",
         "float_parsing": lambda: "must be a number",
+        "finite_number": lambda: "must be a finite number",
         "bool_parsing": lambda: "must be true or false",
         "missing": lambda: "is required",
         "extra_forbidden": lambda: "is not a known field",

@@ -3,6 +3,11 @@
 PyYAML's ``safe_load`` keeps the last of two equal keys silently, so a grid with two
 ``max_steps:`` lines trains with whichever came last. :func:`load_strict` refuses it,
 naming the key and its line. Merge keys (``<<: *anchor``) still override as YAML says.
+
+Aliases stay allowed (a grid may share a block), but what they expand to is bounded: a
+1 KB "billion laughs" file is a few dozen nodes that expand to 10^9, and every reader
+after the loader (a key's JSON, pydantic) walks the expansion. :func:`load_strict` counts
+the expanded nodes and refuses a file past :data:`MAX_NODES` or :data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DuplicateKeyError", "load_strict"]
+__all__ = ["DuplicateKeyError", "TooLargeError", "MAX_DEPTH", "MAX_NODES", "load_strict"]
+
+MAX_NODES = 100_000  # a big grid or zoo is a few thousand
+MAX_DEPTH = 50
+
+
+class TooLargeError(yaml.YAMLError):
+    """The document expands past the node or depth limit (an alias bomb, a runaway nesting)."""
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -42,5 +54,29 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def load_strict(text: str) -> Any:
-    """``yaml.safe_load`` that raises :class:`DuplicateKeyError` (a ``yaml.YAMLError``) on a repeated key."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    """``yaml.safe_load`` that raises :class:`DuplicateKeyError` (a ``yaml.YAMLError``) on a
+    repeated key, and :class:`TooLargeError` on a document that expands past the limits."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise TooLargeError(f"nested deeper than {MAX_DEPTH} levels; flatten it") from None
+    _check_size(data)
+    return data
+
+
+def _check_size(data: Any) -> None:
+    """Walk the document as its readers will (aliases expanded), stopping at the limits."""
+    stack, nodes = [(data, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise TooLargeError(
+                f"expands to more than {MAX_NODES:,} values (YAML aliases?); write it out plainly"
+            )
+        if depth > MAX_DEPTH:
+            raise TooLargeError(f"nested deeper than {MAX_DEPTH} levels; flatten it")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for kv in value.items() for v in kv)
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)

@@ -134,7 +134,7 @@ def tiny_identity(spec) -> str:
 
 def _template(spec) -> str:
     path = TEMPLATES / spec.build_template
-    if not path.is_file():
+    if path.resolve().parent != TEMPLATES.resolve() or not path.is_file():
         raise BenchError(
             f"harness/models.yaml: models.{spec.name}.build_template: no file {path}; "
             f"use one of {', '.join(p.name for p in sorted(TEMPLATES.glob('*.jinja')))} or none"

@@ -21,9 +21,18 @@ def _ints(text: str | None, what: str) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise BenchError(f"{what} '{text}': give comma-separated integers, e.g. 1,2,4,8") from None
+    if not values or min(values) < 1:
+        raise BenchError(f"{what} '{text}': each value must be at least 1, e.g. 1,2,4,8")
+    return values
+
+
+def _file_opt(path: Path | None, what: str, example: str) -> None:
+    """An output file option, checked before minutes of analysis are spent."""
+    if path is not None and path.is_dir():
+        raise BenchError(f"{what} {path}: is a directory; name a file, e.g. {path / example}")
 
 
 @analyze_app.command("weights")
@@ -68,6 +77,10 @@ def weights_cmd(
     """Per tensor, layer and module: relative ‖ΔW‖, update sparsity, optional rank and spectra."""
     from harness.analyze import analyze_weights
 
+    _file_opt(out, "--out", "weights.json")
+    _file_opt(heatmap, "--heatmap", "heatmap.png")
+    if top_k < 1:
+        raise BenchError(f"--top-k {top_k}: must be at least 1")
     tols = [t.strip() for t in tol.split(",") if t.strip()]
     diff = analyze_weights(
         a,

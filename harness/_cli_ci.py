@@ -69,6 +69,8 @@ def ci_check(
     """Run the regression grid afresh and compare its per-sample outcomes with the baselines; exit 1 on a regression."""
     from harness.regression import BASELINES_DIR, POOLED, check_records, load_baselines
 
+    if not 0 < alpha < 1:  # nan fails this too: a level outside (0, 1) passes every regression
+        raise BenchError(f"--alpha {alpha}: must be in (0, 1), e.g. 0.01")
     directory = baselines or BASELINES_DIR
     base = load_baselines(directory)
     if not base:
@@ -142,7 +144,7 @@ def ci_check(
             soft_wrap=True,
         )
     for cell in report.new_cells:
-        console.print(f"new cell {cell}: no baseline yet (`bench ci update`)")
+        console.print(escape(f"new cell {cell}: no baseline yet (`bench ci update`)"))
     bad = report.regressions
     console.print(
         f"{len(bad)} regressions, {len(report.missing_cells)} missing cells, "
@@ -209,7 +211,9 @@ def leaderboard_extras(results: Path, publish: Path | None, diff_scorer: bool) -
             written = publish_site(results, publish)
         except ValueError as e:  # leaderboards' one-line messages (a locked store)
             raise BenchError(str(e).splitlines()[0]) from None
-        console.print(f"wrote {len(written)} files to {publish} (open {publish / 'index.html'})")
+        console.print(
+            escape(f"wrote {len(written)} files to {publish} (open {publish / 'index.html'})")
+        )
     if diff_scorer:
         from leaderboards.scorer_diff import scorer_diff
 

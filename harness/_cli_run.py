@@ -125,12 +125,14 @@ def _run(
             console.print("leaderboard: no finished cells yet")
     for key, o in outcome.items():
         if o.status == "failed":
-            console.print(f"[red]failed[/] {cells[key].cell_id} [{key}]: {escape(o.detail)}")
+            # the key goes through escape too: '[abc123]' is rich markup and would vanish
+            where = escape(f"{cells[key].cell_id} [{key}]")
+            console.print(f"[red]failed[/] {where}: {escape(o.detail)}")
             tail = _failure_tail(results, cells[key])
             if tail:
                 console.print(escape(tail), highlight=False)
         elif o.status in ("blocked", "busy", "unfinished"):
-            console.print(f"{o.status} {cells[key].cell_id} [{key}]: {escape(o.detail)}")
+            console.print(escape(f"{o.status} {cells[key].cell_id} [{key}]: {o.detail}"))
     busy = (
         f", {count['busy']} busy (another runner holds them; run again when it is done)"
         if count["busy"]
@@ -140,13 +142,16 @@ def _run(
         f"ran {count['done']} cells, {count['failed']} failed, {count['blocked']} blocked by a failure"
         f"{busy}; {len(plan.skipped)} already done (record exists)"
     )
-    # a cell another runner holds is not a failure of this run; the exit code says only what failed
     if (
         count["failed"]
         or count["blocked"]
         or any(o.status == "unfinished" for o in outcome.values())
     ):
         raise typer.Exit(1)
+    # a cell another runner holds is not a failure, but not run either: a script that reads
+    # exit 0 as "every cell has its record" must not go on (3: run again when it is done)
+    if count["busy"]:
+        raise typer.Exit(3)
 
 
 @app.command("train+eval")
@@ -249,7 +254,7 @@ def leaderboard(
     if out is None:
         typer.echo(text)
     else:
-        console.print(f"wrote {out}")
+        console.print(escape(f"wrote {out}"))
 
 
 @app.command("compare")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
 from harness.errors import BenchError
@@ -107,7 +108,7 @@ def _plan_grid(grid: str, as_json: bool) -> None:
     console.print(table)
     for r in rows:
         for note in (r["plan"] or {}).get("notes", []):
-            console.print(f"  {r['model']} {r['stage']}: {note}")
+            console.print(escape(f"  {r['model']} {r['stage']}: {note}"))
 
 
 def _context_length(model: str, facts) -> int | None:

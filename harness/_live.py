@@ -196,7 +196,7 @@ class LiveView:
         except OSError:
             return
         if lines:
-            self.console.print(f"  last lines of {path}:", highlight=False)
+            self.console.print(escape(f"  last lines of {path}:"), highlight=False)
             self.console.print(escape("\n".join("    " + ln for ln in lines)), highlight=False)
 
     def eta(self) -> float | None:

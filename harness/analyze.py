@@ -65,10 +65,13 @@ def _lineage(name: str) -> tuple[str, str]:
     """(root model, stage) of a zoo entry: ``tulu-3-8b`` -> (``llama-3.1-8b``, ``sft+dpo+rlvr``)."""
     from harness.zoo import load_zoo
 
-    zoo, methods = load_zoo(), []
-    while zoo[name].lineage is not None:
+    zoo, methods, seen = load_zoo(), [], {name}
+    while zoo[name].lineage is not None and zoo[name].lineage.parent in zoo:
         methods.insert(0, zoo[name].lineage.method)
         name = zoo[name].lineage.parent
+        if name in seen:  # load_zoo refuses a cycle; a walk never trusts that alone
+            break
+        seen.add(name)
     return name, "+".join(methods) or "base"
 
 

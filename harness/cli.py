@@ -65,7 +65,7 @@ def models_fetch(name: str) -> None:
     from harness.zoo import materialize
 
     path = materialize(name)
-    console.print(f"{name}: {path}")
+    console.print(escape(f"{name}: {path}"), highlight=False)
 
 
 @grid_app.command("list")
@@ -173,6 +173,11 @@ def eval_cmd(
     """Evaluate a model or checkpoint on tasks in one lm-eval call; writes a run record."""
     from harness.api import eval_model
 
+    if not 0 <= seed < 2**32:  # numpy's and torch's seeds
+        raise BenchError(f"--seed {seed}: must be in [0, 2^32)")
+    if not tasks.strip(" ,"):
+        raise BenchError("--tasks '': name at least one task, e.g. math_arith")
+
     record = eval_model(
         model=model,
         checkpoint=checkpoint,
@@ -264,8 +269,8 @@ def main() -> None:
 
 # errno values that are the storage's state, not a bug: the user frees space or picks a folder
 _STORAGE = {
-    errno.ENOSPC: "disk full; free space (or pick another --results) and rerun: finished cells "
-    "are kept",
+    errno.ENOSPC: "disk full (no space left on device); free space and run again: finished "
+    "cells are kept",
     errno.EDQUOT: "disk quota exceeded; free space and rerun: finished cells are kept",
     errno.EROFS: "read-only file system; pick a writable folder",
     errno.EACCES: "permission denied; pick a folder you can write, or fix its permissions",

@@ -13,6 +13,7 @@ cells carry their resolved config, resolved eval settings and key payload (``inp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class GridSpec(BaseModel):
     tasks: list[str]
     eval: EvalSettings = EvalSettings()
     target: str = "cpu"  # checked against containers/targets.yaml at load (_check_references)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**32)
 
     @field_validator("models", "tasks")
     @classmethod
@@ -70,6 +71,19 @@ class GridSpec(BaseModel):
         if not v:
             raise ValueError("must list at least one entry")
         return v
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, v: str) -> str:
+        # the name is a folder (the SLURM job folder under --results) and a row label
+        if not _GRID_NAME.fullmatch(v) or ".." in v:
+            raise ValueError(
+                "must be letters, digits, '_', '-' or '.' (at most 100; no '/', '..' or spaces)"
+            )
+        return v
+
+
+_GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -449,10 +463,7 @@ def expand(grid: GridSpec) -> Expansion:
 
 
 def _lineage(name: str) -> list[str]:
-    """Zoo names from the lineage root to ``name``."""
-    from harness.zoo import get_model
+    """Zoo names from the lineage root to ``name`` (a cycle is an error, never a hang)."""
+    from harness.zoo import lineage_chain
 
-    chain = [name]
-    while get_model(chain[0]).lineage is not None:
-        chain.insert(0, get_model(chain[0]).lineage.parent)
-    return chain
+    return lineage_chain(name)

@@ -161,13 +161,34 @@ def load_baselines(directory: Path) -> dict[str, dict[str, Any]]:
     for path in sorted(Path(directory).glob("*.json")):
         try:
             doc = json.loads(path.read_text())
+            _check_baseline(doc)
             out[doc["cell"]] = doc | {"file": str(path)}
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise BenchError(
                 f"{path}: not a baseline file ({type(e).__name__}: {e}); rewrite it with "
                 "`bench ci update`"
             ) from None
     return out
+
+
+def _check_baseline(doc: Any) -> None:
+    """The shape check_cell reads: {cell, tasks: {task: {docs: [[doc_id, correct, score,
+    answer], ...]}}}; anything else is named here, not as a traceback mid-check."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("cell"), str):
+        raise ValueError("not an object with a 'cell' name")
+    if not isinstance(doc.get("tasks"), dict):
+        raise ValueError("field 'tasks' must be an object of task -> docs")
+    for task, t in doc["tasks"].items():
+        docs = t.get("docs") if isinstance(t, dict) else None
+        if not isinstance(docs, list) or not all(
+            isinstance(d, list) and len(d) >= 4 and isinstance(d[0], int) for d in docs
+        ):
+            raise ValueError(
+                f"field 'tasks.{task}.docs' must be a list of [doc_id, correct, score, answer]"
+            )
+        for k in ("mean", "delta"):
+            if k in t and not isinstance(t[k], int | float):
+                raise ValueError(f"field 'tasks.{task}.{k}' must be a number")
 
 
 def _dump(doc: dict[str, Any]) -> str:

@@ -8,9 +8,10 @@ samples per prompt. Zoo → grid → CLI: a value the grid or CLI sets wins over
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["EvalSettings", "ResolvedEval", "resolve_eval", "THINKING_GEN_TOKS"]
 
@@ -35,6 +36,25 @@ class EvalSettings(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = (
         8  # a speed knob: not part of the cell key
     )
+
+    @field_validator("gen_kwargs")
+    @classmethod
+    def _plain_kwargs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # lm-eval's generation kwargs are flat: numbers, strings, booleans, lists of strings
+        for key, value in v.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"key {key!r}: must be a keyword name such as until")
+            items = value if isinstance(value, list) else [value]
+            if isinstance(value, list) and len(value) > 64:
+                raise ValueError(f"{key}: at most 64 entries")
+            for x in items:
+                if not isinstance(x, str | int | float | bool) and x is not None:
+                    raise ValueError(f"{key}: must be a number, string, true/false or a list")
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ValueError(f"{key}: must be a finite number")
+                if isinstance(x, str) and len(x) > 1000:
+                    raise ValueError(f"{key}: a string of at most 1000 characters")
+        return v
 
 
 class ResolvedEval(BaseModel):

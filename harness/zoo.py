@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bench_core.errors import BenchError, closest
+from bench_core.errors import BenchError, closest, pydantic_reason
 from bench_core.extends import resolve_extends
 from bench_core.offline import hub_offline
 from bench_core.yamlio import DuplicateKeyError, load_strict
@@ -42,17 +42,23 @@ __all__ = [
     "is_materialized",
     "planner_facts",
     "cached_revision",
+    "lineage_chain",
 ]
 
 ZOO_FILE = Path(__file__).with_name("models.yaml")
 COMPLETE = ".bench-complete"
 
 
+MAX_ZOO_BYTES = 1 << 20  # a user's models file; the shipped one is ~20 KB
+
+_Count = Field(default=None, ge=1)
+
+
 class LoraDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
 
 
 class Lineage(BaseModel):
@@ -69,14 +75,14 @@ class ModelSpec(BaseModel):
     source: Literal["hub", "bundled", "tiny", "local"] = "hub"
     path: str | None = None  # for source=local
     architecture: str | None = None
-    params: float | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    context_length: int | None = None
-    vocab_size: int | None = None
+    params: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    hidden_size: int | None = _Count
+    num_layers: int | None = _Count
+    context_length: int | None = _Count
+    vocab_size: int | None = _Count
     # Mixture of experts: every expert's weights are held, only experts_per_token compute
-    num_experts: int | None = None
-    experts_per_token: int | None = None
+    num_experts: int | None = _Count
+    experts_per_token: int | None = _Count
     # tiny models only: the chat template the build gives the tokenizer (a file under
     # harness/templates/, or "none" for a tokenizer without one); unset: the bundled one's
     build_template: str | None = None
@@ -86,14 +92,47 @@ class ModelSpec(BaseModel):
     lora: LoraDefaults = LoraDefaults()
     lineage: Lineage | None = None
 
+    @field_validator("build_template")
+    @classmethod
+    def _template_name(cls, v: str | None) -> str | None:
+        # a file name under harness/templates/, never a path: the build reads it
+        if v is not None and (not _TEMPLATE.fullmatch(v) or ".." in v):
+            raise ValueError("must be a file name under harness/templates/ (no '/') or none")
+        return v
+
+
+_TEMPLATE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "bench")).expanduser()
 
 
-def _read_zoo(file: Path) -> tuple[dict, dict[str, dict]]:
+def _read_user_file(file: Path) -> str:
+    """$BENCH_MODELS: only a regular file under the size cap is read (a FIFO would block, a
+    device such as /dev/zero never end)."""
+    import stat
+
+    st = file.stat()
+    if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(file))
+        raise BenchError(
+            f"{file}: not a regular file (a FIFO or device?); "
+            "$BENCH_MODELS must name a models.yaml-like file"
+        )
+    if st.st_size > MAX_ZOO_BYTES:
+        raise BenchError(
+            f"{file}: {st.st_size:,} bytes, over the {MAX_ZOO_BYTES:,} a models file may have; "
+            "$BENCH_MODELS must name a models.yaml-like file"
+        )
+    with open(file, "rb") as f:
+        return f.read(MAX_ZOO_BYTES + 1).decode()
+
+
+def _read_zoo(file: Path, user: bool = False) -> tuple[dict, dict[str, dict]]:
     try:
-        data = load_strict(file.read_text()) or {}
+        data = load_strict(_read_user_file(file) if user else file.read_text()) or {}
     except DuplicateKeyError as e:  # safe_load would keep the last entry silently
         raise BenchError(f"{file}: {str(e).splitlines()[0]}") from None
     except OSError as e:  # $BENCH_MODELS naming a missing file or a directory
@@ -115,6 +154,11 @@ def _read_zoo(file: Path) -> tuple[dict, dict[str, dict]]:
         )
     if not isinstance(data.get("models", {}), dict):
         raise BenchError(f"{file}: field 'models' must be a mapping of name -> entry")
+    if not isinstance(data.get("defaults", {}) or {}, dict):
+        raise BenchError(f"{file}: field 'defaults' must be a mapping of field -> value")
+    for name, entry in (data.get("models") or {}).items():
+        if entry is not None and not isinstance(entry, dict):
+            raise BenchError(f"{file}: models.{name}: must be a mapping of field -> value")
     return data.get("defaults", {}) or {}, data.get("models", {}) or {}
 
 
@@ -123,10 +167,16 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
     """The zoo, plus the entries of ``$BENCH_MODELS`` (a user's own models.yaml) when set."""
     defaults, raw = _read_zoo(ZOO_FILE)
     files = {name: ZOO_FILE for name in raw}
+    user_defaults: dict = {}
     extra = extra or os.environ.get("BENCH_MODELS")
     if extra:
-        user_defaults, user_raw = _read_zoo(Path(extra))
-        defaults = {**defaults, **user_defaults}
+        user_defaults, user_raw = _read_zoo(Path(extra), user=True)
+        if "trust_remote_code" in user_defaults:
+            # it runs the hub repo's code: stated per entry, never for every model at once
+            raise BenchError(
+                f"{extra}: field 'defaults.trust_remote_code': not allowed in defaults; "
+                "set it on the entries that need it"
+            )
         raw = {**raw, **user_raw}
         files.update({name: Path(extra) for name in user_raw})
     zoo = {}
@@ -136,14 +186,48 @@ def load_zoo(extra: str | None = None) -> dict[str, ModelSpec]:
         resolved = resolve_extends(
             name, raw, str(files[name]), "models", never_inherited=("lineage",)
         )
-        entry = {**defaults, **resolved, "name": name}
+        # a user's defaults are for the user's entries; the shipped ones stay as shipped
+        base = {**defaults, **(user_defaults if files[name] != ZOO_FILE else {})}
+        entry = {**base, **resolved, "name": name}
         try:
             zoo[name] = ModelSpec.model_validate(entry)
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
-            raise BenchError(f"{files[name]}: models.{name}.{field}: {err['msg']}") from e
+            raise BenchError(
+                f"{files[name]}: models.{name}.{field}: {pydantic_reason(err)}"
+            ) from None
+    _check_lineage(zoo, files)
     return zoo
+
+
+def _check_lineage(zoo: dict[str, ModelSpec], files: dict[str, Path]) -> None:
+    """A lineage is a chain to a root: a model naming itself, or a loop, is refused here (every
+    walk of it stops at a visited name too)."""
+    for name in zoo:
+        seen = [name]
+        current = zoo[name]
+        while current.lineage is not None and current.lineage.parent in zoo:
+            parent = current.lineage.parent
+            if parent in seen:
+                raise BenchError(
+                    f"{files[name]}: models.{name}.lineage.parent: cycle through "
+                    f"{' -> '.join([*seen, parent])}; a lineage ends at a base model"
+                )
+            seen.append(parent)
+            current = zoo[parent]
+
+
+def lineage_chain(name: str) -> list[str]:
+    """Zoo names from the lineage root to ``name`` (the root is the first name without a
+    parent in the zoo); a visited name ends the walk, whatever the file says."""
+    chain = [name]
+    while (spec := get_model(chain[0])).lineage is not None:
+        parent = spec.lineage.parent
+        if parent in chain:
+            raise BenchError(f"model '{name}': lineage cycle through {' -> '.join(chain)}")
+        chain.insert(0, parent)
+    return chain
 
 
 # A zoo name is a cache directory's name (and a row label): no path parts, no markup.

@@ -121,7 +121,7 @@ def _md_escape(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]()!"})
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]"})
 
 
 def _md_text(s: str) -> str:

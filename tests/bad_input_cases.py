@@ -101,6 +101,54 @@ def build_workspace(ws: Path) -> None:
     (ws / "big_field.csv").write_text(f'input,label\n"{big}\nHypothesis: A causes B.",1\n')
     (ws / "outdir").mkdir(exist_ok=True)
     _results(ws / "results")
+    _hostile_workspace(ws)
+
+
+_BOMB = "".join(  # "billion laughs": 9 lines, 10^9 values once expanded
+    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 10 if i else ['x'] * 10)}]\n"
+    for i in range(9)
+)
+
+
+def _hostile_workspace(ws: Path) -> None:
+    """The second sweep's inputs (issue 29): zoo lineage, defaults and numbers, YAML that
+    expands or nests without bound, grid names that are paths, malformed baselines."""
+    zoos = {
+        "zoo_cycle": "models:\n  a: {hub: x/a, lineage: {parent: b, method: sft}}\n"
+        "  b: {hub: x/b, lineage: {parent: a, method: sft}}\n",
+        "zoo_self": "models:\n  a: {hub: x/a, lineage: {parent: a, method: sft}}\n",
+        "zoo_trc": "defaults: {trust_remote_code: true}\nmodels:\n  a: {hub: x/a}\n",
+        "zoo_nan": "models:\n  a: {hub: x/a, params: .nan}\n",
+        "zoo_ctx": "models:\n  a: {hub: x/a, context_length: -5}\n",
+        "zoo_template": "models:\n  a: {source: tiny, architecture: LlamaForCausalLM, "
+        "build_template: ../../etc/hostname}\n",
+        "zoo_bomb": "models:\n  a: {hub: x/a}\n" + _BOMB,
+    }
+    for name, text in zoos.items():
+        (ws / f"{name}.yaml").write_text(text)
+    fifo = ws / "zoo_fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    base = yaml.safe_load(Path(_grid(ws, "hostile_base")).read_text())
+    for name, over in {
+        "grid_traversal": {"name": "../../outside"},
+        "grid_slash": {"name": "a/b"},
+        "gen_nested": {"eval": {"gen_kwargs": {"until": [{"x": 1}]}}},
+        "lr_inf": {"steps": {"sft": {"dataset": "data.jsonl", "learning_rate": float("inf")}}},
+        "seed_big": {"seed": 2**32},
+    }.items():
+        (ws / f"{name}.yaml").write_text(yaml.safe_dump({**base, **over}))
+    (ws / "gen_bomb.yaml").write_text(
+        _BOMB + yaml.safe_dump(base).replace("eval:\n", "eval:\n  gen_kwargs: {until: *i}\n")
+    )
+    (ws / "deep.yaml").write_text("name: deep\nx: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    baselines = ws / "badbase"
+    baselines.mkdir(exist_ok=True)
+    (baselines / "cell.json").write_text(json.dumps({"cell": "m/base", "tasks": {"t": [1, 2]}}))
+    bad = ws / "results-one-bad"
+    shutil.rmtree(bad, ignore_errors=True)
+    shutil.copytree(ws / "results", bad)
+    (bad / "records" / "eval-edited.json").write_text("[]")
 
 
 def _results(results: Path) -> None:
@@ -403,6 +451,195 @@ CASES: list[Case] = [
         ["compare", "a" * 16, "b" * 16, "--task", "nosuchtask", "--results", "{ws}/results"],
         2,
         "--task nosuchtask: neither cell has it",
+    ),
+    # issue 29: the zoo's lineage, defaults and numbers; $BENCH_MODELS that is not a file
+    Case(
+        "zoo lineage cycle",
+        ["grid", "show", "smoke"],
+        2,
+        "models.a.lineage.parent: cycle through a -> b -> a",
+        env={"BENCH_MODELS": "{ws}/zoo_cycle.yaml"},
+    ),
+    Case(
+        "zoo model its own parent",
+        ["models"],
+        2,
+        "models.a.lineage.parent: cycle through a -> a",
+        env={"BENCH_MODELS": "{ws}/zoo_self.yaml"},
+    ),
+    Case(
+        "zoo defaults: trust_remote_code",
+        ["models"],
+        2,
+        "field 'defaults.trust_remote_code': not allowed in defaults",
+        env={"BENCH_MODELS": "{ws}/zoo_trc.yaml"},
+    ),
+    Case(
+        "zoo params: .nan",
+        ["models"],
+        2,
+        "models.a.params: must be a finite number",
+        env={"BENCH_MODELS": "{ws}/zoo_nan.yaml"},
+    ),
+    Case(
+        "zoo context_length: -5",
+        ["models"],
+        2,
+        "models.a.context_length: must be at least 1",
+        env={"BENCH_MODELS": "{ws}/zoo_ctx.yaml"},
+    ),
+    Case(
+        "zoo build_template: ../../etc/hostname",
+        ["models"],
+        2,
+        "models.a.build_template: must be a file name under harness/templates/",
+        env={"BENCH_MODELS": "{ws}/zoo_template.yaml"},
+    ),
+    Case(
+        "zoo YAML alias bomb",
+        ["models"],
+        2,
+        "expands to more than 100,000 values",
+        env={"BENCH_MODELS": "{ws}/zoo_bomb.yaml"},
+    ),
+    Case(
+        "$BENCH_MODELS is a FIFO",
+        ["models"],
+        2,
+        "zoo_fifo: not a regular file (a FIFO or device?)",
+        env={"BENCH_MODELS": "{ws}/zoo_fifo"},
+    ),
+    Case(
+        "$BENCH_MODELS is /dev/zero",
+        ["models"],
+        2,
+        "/dev/zero: not a regular file",
+        env={"BENCH_MODELS": "/dev/zero"},
+    ),
+    # issue 29: grid names and eval settings
+    Case(
+        "grid name: ../../outside",
+        ["grid", "show", "{ws}/grid_traversal.yaml"],
+        2,
+        "field 'name': must be letters, digits",
+    ),
+    Case("grid name: a/b", ["grid", "show", "{ws}/grid_slash.yaml"], 2, "field 'name': must be"),
+    Case(
+        "gen_kwargs alias bomb",
+        ["grid", "show", "{ws}/gen_bomb.yaml"],
+        2,
+        "expands to more than 100,000 values",
+    ),
+    Case(
+        "gen_kwargs nested mapping",
+        ["grid", "show", "{ws}/gen_nested.yaml"],
+        2,
+        "field 'eval.gen_kwargs': until: must be a number, string, true/false or a list",
+    ),
+    Case("YAML nested 10,000 deep", ["grid", "show", "{ws}/deep.yaml"], 2, "nested deeper than"),
+    Case(
+        "learning_rate: .inf",
+        ["grid", "show", "{ws}/lr_inf.yaml"],
+        2,
+        "field 'steps.sft.learning_rate': must be a finite number",
+    ),
+    Case(
+        "seed: 2^32", ["grid", "show", "{ws}/seed_big.yaml"], 2, "field 'seed': must be less than"
+    ),
+    # issue 29: ranges at the CLI
+    Case(
+        "ci check --alpha nan",
+        ["ci", "check", "--alpha", "nan", "--no-run", "--results", "{ws}/results"],
+        2,
+        "--alpha nan: must be in (0, 1)",
+    ),
+    Case(
+        "ci check --alpha -1",
+        ["ci", "check", "--alpha", "-1", "--no-run", "--results", "{ws}/results"],
+        2,
+        "--alpha -1.0: must be in (0, 1)",
+    ),
+    Case(
+        "ci check malformed baseline",
+        ["ci", "check", "--baselines", "{ws}/badbase", "--no-run", "--results", "{ws}/results"],
+        2,
+        "badbase/cell.json: not a baseline file",
+    ),
+    Case(
+        "eval --seed -1",
+        ["eval", "--model", "tiny-random-llama", "--seed", "-1"],
+        2,
+        "--seed -1: must be in [0, 2^32)",
+    ),
+    Case(
+        "eval --seed 2^32",
+        ["eval", "--model", "tiny-random-llama", "--seed", str(2**32)],
+        2,
+        "must be in [0, 2^32)",
+    ),
+    Case(
+        "eval --tasks ''",
+        ["eval", "--model", "tiny-random-llama", "--tasks", ""],
+        2,
+        "--tasks '': name at least one task",
+    ),
+    Case(
+        "analyze behavior --k -3",
+        ["analyze", "behavior", "--results", "{ws}/results", "--k", "-3"],
+        2,
+        "--k '-3': each value must be at least 1",
+    ),
+    Case(
+        "analyze weights --out DIR",
+        ["analyze", "weights", "a", "b", "--out", "{ws}/outdir"],
+        2,
+        "--out {ws}/outdir: is a directory",
+    ),
+    Case(
+        "analyze weights --heatmap DIR",
+        ["analyze", "weights", "a", "b", "--heatmap", "{ws}/outdir"],
+        2,
+        "--heatmap {ws}/outdir: is a directory",
+    ),
+    # issue 29: storage and names the OS refuses: one line, not a traceback
+    Case(
+        "leaderboard --out /dev/full",
+        ["leaderboard", "--results", "{ws}/results", "--format", "md", "--out", "/dev/full"],
+        2,
+        "disk full (no space left on device)",
+    ),
+    Case(
+        "--out name over 255 bytes",
+        [
+            "leaderboard",
+            "--results",
+            "{ws}/results",
+            "--format",
+            "md",
+            "--out",
+            "{ws}/" + "x" * 300,
+        ],
+        2,
+        "name too long",
+    ),
+    Case(
+        "$BENCH_CACHE under a file",
+        ["models", "fetch", "tiny-random-llama"],
+        2,
+        "not a directory",
+        env={"BENCH_CACHE": "{ws}/binary.csv/cache"},
+    ),
+    Case(
+        "one edited record ([]) among good ones",
+        ["leaderboard", "--results", "{ws}/results-one-bad", "--format", "md"],
+        0,
+        "eval-edited.json: record skipped: a run record is a JSON object, not list",
+    ),
+    Case(
+        "rescore with one edited record",
+        ["rescore", "--results", "{ws}/results-one-bad", "--dry-run"],
+        0,
+        "eval-edited.json: record skipped",
     ),
     Case(
         "markdown escapes raw HTML",

@@ -79,6 +79,8 @@ class Allowed:
             return None if value in self.choices else f"{self.describe()}, got {value!r}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"must be a number, got {value!r}"
+        if value != value or value in (float("inf"), float("-inf")):  # .nan or .inf in YAML
+            return f"must be a finite number, got {value!r}"
         low = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
         high = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
         return None if low and high else f"{self.describe()}, got {value!r}"
