@@ -1,7 +1,8 @@
 """The board's sample pages: one static page per board cell (eval cell × task), self-contained.
 
-The page embeds its docs as JSON and renders one page of docs at a time in the browser (50 by
-default), so a task of 10,000 docs loads as fast as one of 50. ``#flipped``, ``#wins`` and
+The page embeds an index of its docs (doc_id, flip); the docs themselves are chunk scripts of
+500 beside it, loaded when a page of docs (50) shows one, so a task of 10,000 docs loads as
+fast as one of 50. ``#flipped``, ``#wins`` and
 ``#losses`` in the URL filter to the docs whose verdict changed against the parent stage;
 ``#doc=ID`` shows one doc. Text reaches the DOM only through ``textContent``: a completion is
 never markup.
@@ -12,12 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from html import escape
 from pathlib import Path
 
 from leaderboards.lineage_samples import TaskSamples, lineage_samples, to_dict
 
-__all__ = ["SAMPLES_DIR", "sample_page_name", "sample_page_html", "write_sample_pages"]
+__all__ = [
+    "SAMPLES_DIR",
+    "sample_page_name",
+    "sample_page_files",
+    "write_page",
+    "write_sample_pages",
+]
 
 SAMPLES_DIR = "samples"  # beside the board's HTML file
 PAGE_SIZE = 50
@@ -48,33 +56,48 @@ pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,Menlo,Consolas,mon
 
 _JS = """
 const data = JSON.parse(document.getElementById('data').textContent);
-const PAGE = %d;
+const PAGE = %d, CHUNK = %d, chunks = {}, waiting = {};
+window.benchChunk = (i, docs) => { chunks[i] = docs; (waiting[i] || []).forEach(f => f()); };
+function load(i) {  // a chunk of docs is a script beside the page: file:// allows it, fetch does not
+  return new Promise(done => {
+    if (chunks[i]) return done();
+    if (!waiting[i]) {
+      waiting[i] = [];
+      const s = document.createElement('script'); s.src = data.chunk_dir + '/' + i + '.js';
+      document.head.append(s);
+    }
+    waiting[i].push(done);
+  });
+}
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined && text !== null) e.textContent = text; return e; };
-function filtered() {
-  const h = location.hash;
+function filtered() {  // positions into data.index: [doc_id, flip]
+  const h = location.hash, all = data.index.map((d, i) => i);
   const m = h.match(/doc=(-?\\d+)/);
-  if (m) return data.docs.filter(d => d.doc_id === parseInt(m[1]));
-  if (h.includes('wins')) return data.docs.filter(d => d.flip === 'wrong → right');
-  if (h.includes('losses')) return data.docs.filter(d => d.flip === 'right → wrong');
-  if (h.includes('flipped')) return data.docs.filter(d => d.flip);
-  return data.docs;
+  if (m) return all.filter(i => data.index[i][0] === parseInt(m[1]));
+  if (h.includes('wins')) return all.filter(i => data.index[i][1] === 1);
+  if (h.includes('losses')) return all.filter(i => data.index[i][1] === -1);
+  if (h.includes('flipped')) return all.filter(i => data.index[i][1] !== 0);
+  return all;
 }
 function page() { const m = location.hash.match(/page=(\\d+)/); return m ? parseInt(m[1]) : 0; }
-function render() {
+async function render() {
   const t0 = performance.now();
   const docs = filtered(), p = Math.min(page(), Math.max(0, Math.ceil(docs.length / PAGE) - 1));
+  const shown = docs.slice(p * PAGE, (p + 1) * PAGE);
+  await Promise.all([...new Set(shown.map(i => Math.floor(i / CHUNK)))].map(load));
   const root = document.getElementById('docs'); root.replaceChildren();
   document.getElementById('shown').textContent =
     `${docs.length} doc(s); page ${p + 1} of ${Math.max(1, Math.ceil(docs.length / PAGE))}`;
-  for (const d of docs.slice(p * PAGE, (p + 1) * PAGE)) {
+  for (const i of shown) {
+    const d = chunks[Math.floor(i / CHUNK)][i %% CHUNK];
     const box = el('section', 'doc'); box.dataset.doc = d.doc_id; if (d.flip) box.dataset.flip = d.flip;
     const h = el('h2', null, `doc ${d.doc_id}`);
     if (d.flip) h.append(' ', el('span', d.flip === 'wrong → right' ? 'flip-win' : 'flip-loss', `[${d.flip}]`));
     box.append(h, el('div', 'meta', `target: ${d.target ?? '—'}`), el('pre', 'prompt', d.prompt));
     const grid = el('div', 'stages'); grid.style.gridTemplateColumns = `repeat(${data.stages.length}, 1fr)`;
-    d.by_stage.forEach((s, i) => {
-      const st = data.stages[i], c = el('div', 'stage' + (s ? (s.correct ? ' right' : ' wrong') : ''));
+    d.by_stage.forEach((s, k) => {
+      const st = data.stages[k], c = el('div', 'stage' + (s ? (s.correct ? ' right' : ' wrong') : ''));
       c.dataset.stage = st.stage;
       const h3 = el('h3', null, `${st.stage} · ${s ? (s.correct ? '✓ right' : '✗ wrong') : 'not evaluated'}`);
       if (s && s.truncated) h3.append(el('span', 'flag', 'truncated'));
@@ -94,11 +117,15 @@ function render() {
   document.querySelectorAll('nav a').forEach(a => a.classList.toggle('on',
     a.getAttribute('href') === '#' + (base || 'all')));
   document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+  // since navigation start: the page, its index, the chunks it needs and this page of docs
+  if (!document.body.dataset.loadMs) document.body.dataset.loadMs = performance.now().toFixed(0);
   document.body.dataset.ready = 'yes';
 }
 window.addEventListener('hashchange', render);
 render();
 """
+
+CHUNK = 500  # docs per chunk script
 
 
 def _json_for_script(obj) -> str:
@@ -106,8 +133,22 @@ def _json_for_script(obj) -> str:
     return json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace("&", "\\u0026")
 
 
-def sample_page_html(ts: TaskSamples, *, board_href: str = "../leaderboard.html") -> str:
+def sample_page_files(
+    ts: TaskSamples, name: str, *, board_href: str = "../leaderboard.html"
+) -> dict[str, str]:
+    """``{relative path: text}``: the page ``name`` and its doc chunks under ``<stem>.d/``. The
+    page holds the lineage and an index of (doc_id, flip) only; a page of docs loads the chunk
+    scripts it shows, so a 10,000-doc task opens as fast as a 50-doc one."""
     data = to_dict(ts)
+    docs = data.pop("docs")
+    chunk_dir = name.removesuffix(".html") + ".d"
+    data["chunk_dir"] = chunk_dir
+    flip_code = {None: 0, "wrong → right": 1, "right → wrong": -1}
+    data["index"] = [[d["doc_id"], flip_code[d["flip"]]] for d in docs]
+    files = {
+        f"{chunk_dir}/{i // CHUNK}.js": f"benchChunk({i // CHUNK}, {_json_for_script(docs[i : i + CHUNK])});\n"
+        for i in range(0, len(docs), CHUNK)
+    }
     lineage = " → ".join(f"{s} ({k[:8]})" for s, k in ts.stages)
     flips = (
         f"vs parent: {ts.wins} wrong → right, {ts.losses} right → wrong "
@@ -118,14 +159,14 @@ def sample_page_html(ts: TaskSamples, *, board_href: str = "../leaderboard.html"
     nav = "".join(
         f'<a href="#{h}">{escape(label)}</a>'
         for h, label in (
-            ("all", f"all ({len(ts.docs)})"),
+            ("all", f"all ({len(docs)})"),
             ("flipped", f"flipped ({ts.wins + ts.losses})"),
             ("wins", f"wrong → right ({ts.wins})"),
             ("losses", f"right → wrong ({ts.losses})"),
         )
     )
     title = f"{ts.task} · {ts.stages[-1][0]} · samples"
-    return (
+    files[name] = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{escape(title)}</h1><div class="meta">cell {escape(ts.cell_key)} · lineage '
@@ -134,8 +175,18 @@ def sample_page_html(ts: TaskSamples, *, board_href: str = "../leaderboard.html"
         f'<nav>{nav}<a href="{escape(board_href)}">board</a></nav><div class="meta" id="shown"></div>'
         '<div class="pager" id="pager"></div><div id="docs"></div>'
         f'<script type="application/json" id="data">{_json_for_script(data)}</script>'
-        f"<script>{_JS % PAGE_SIZE}</script></body></html>\n"
+        f"<script>{_JS % (PAGE_SIZE, CHUNK)}</script></body></html>\n"
     )
+    return files
+
+
+def write_page(ts: TaskSamples, out_dir: str | Path, name: str) -> Path:
+    out = Path(out_dir)
+    shutil.rmtree(out / (name.removesuffix(".html") + ".d"), ignore_errors=True)
+    for rel, text in sample_page_files(ts, name).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text, encoding="utf-8")
+    return out / name
 
 
 def write_sample_pages(con, board, out_dir: str | Path) -> list[Path]:
@@ -152,7 +203,5 @@ def write_sample_pages(con, board, out_dir: str | Path) -> list[Path]:
                 (ts,) = lineage_samples(con, cell.cell_key, task)
             except ValueError:  # a cell without samples: no page, and no link (html.py checks)
                 continue
-            path = out / sample_page_name(cell.cell_key, task)
-            path.write_text(sample_page_html(ts), encoding="utf-8")
-            written.append(path)
+            written.append(write_page(ts, out, sample_page_name(cell.cell_key, task)))
     return written
