@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from leaderboards.curves import stage_dir, train_lineage
+from leaderboards.curves import stage_dir
 
 __all__ = [
     "N",
@@ -27,7 +27,6 @@ __all__ = [
     "TRAIN_ROWS",
     "tokens",
     "doc_text",
-    "NgramIndex",
     "contaminated",
     "read_train_rows",
     "contamination_rows",
@@ -62,28 +61,15 @@ def doc_text(meta: str | None, prompt: str | None) -> str:
     return prompt or ""
 
 
-class NgramIndex:
-    """The n-grams of a set of training rows, for every n a doc needs (8, or a short doc's length)."""
-
-    def __init__(self, rows: Iterable[str]):
-        self.rows = [tokens(r) for r in rows]
-        self._by_n: dict[int, set[int]] = {}
-
-    def grams(self, n: int) -> set[int]:
-        if n not in self._by_n:
-            self._by_n[n] = {hash(g) for toks in self.rows for g in _grams(toks, n)}
-        return self._by_n[n]
-
-
-def contaminated(text: str, index: NgramIndex) -> bool:
+def contaminated(text: str, train_rows: Iterable[str]) -> bool:
+    """One doc against a list of rows (the rule in its plainest form; ingest batches it)."""
     toks = tokens(text)
     if not toks:
         return False
     n = min(N, len(toks))
     grams = _grams(toks, n)
-    seen = index.grams(n)
-    hits = sum(hash(g) in seen for g in grams)
-    return hits / len(grams) > DOC_THRESHOLD
+    seen = {g for r in train_rows for g in _grams(tokens(r), n)}
+    return sum(g in seen for g in grams) / len(grams) > DOC_THRESHOLD
 
 
 def read_train_rows(results_dir: str | Path, train_key: str) -> list[str] | None:
@@ -98,37 +84,98 @@ def read_train_rows(results_dir: str | Path, train_key: str) -> list[str] | None
 
 def contamination_rows(con, results_dir: str | Path, eval_keys: list[str]) -> list[dict]:
     """A row per (eval cell, task) of each trained cell whose every lineage stage recorded its
-    training rows; a cell with a stage that did not (older results) gets none: unknown, not 0."""
-    out, cache = [], {}
-    for key in eval_keys:
-        lineage = [k for k, _ in train_lineage(con, key)]
-        if not lineage:
+    training rows; a cell with a stage that did not (older results) gets none: unknown, not 0.
+
+    Batched for a store of thousands of cells: the distinct docs of all the cells are read once,
+    each train cell's rows are reduced once to the doc n-grams they contain, and only the docs
+    a lineage's hits touch are checked."""
+    import pyarrow as pa
+
+    from leaderboards._rows import registered
+
+    if not eval_keys:
+        return []
+    with registered(con, "_contam_new", pa.table({"cell_key": eval_keys})):
+        trained = con.execute(
+            "SELECT e.cell_key, e.parent_key FROM records e JOIN records t "
+            "ON t.cell_key = e.parent_key AND t.kind = 'train' "
+            "WHERE e.kind = 'eval' AND e.cell_key IN (SELECT cell_key FROM _contam_new)"
+        ).fetchall()
+    if not trained:
+        return []
+    parents = dict(
+        con.execute("SELECT cell_key, parent_key FROM records WHERE kind = 'train'").fetchall()
+    )
+    rows: dict[str, list[str] | None] = {}
+    lineages: dict[str, tuple[str, ...]] = {}
+    for cell, key in trained:
+        chain, k = [], key
+        while k and k not in chain and k in parents:
+            chain.append(k)
+            k = parents[k]
+        for k in chain:
+            if k not in rows:
+                rows[k] = read_train_rows(results_dir, k)
+        if all(rows[k] is not None for k in chain):
+            lineages[cell] = tuple(chain[::-1])
+    if not lineages:
+        return []
+    with registered(con, "_contam_cells", pa.table({"cell_key": list(lineages)})):
+        docs = con.execute(
+            "SELECT DISTINCT task, doc_id, meta, prompt FROM samples "
+            "WHERE cell_key IN (SELECT cell_key FROM _contam_cells)"
+        ).fetchall()
+        counts = con.execute(
+            "SELECT cell_key, task, count(*) FROM samples "
+            "WHERE cell_key IN (SELECT cell_key FROM _contam_cells) GROUP BY ALL"
+        ).fetchall()
+    # every doc's n-grams (n = 8, or its length when shorter), and which docs hold each one
+    doc_grams: list[list[int]] = []
+    holders: dict[int, dict[int, list[int]]] = {}  # n -> gram -> doc indices
+    for i, (_, _, meta, prompt) in enumerate(docs):
+        toks = tokens(doc_text(meta, prompt))
+        n = min(N, len(toks))
+        grams = [hash(g) for g in _grams(toks, n)] if toks else []
+        doc_grams.append(grams)
+        for g in set(grams):
+            holders.setdefault(n, {}).setdefault(g, []).append(i)
+    hits: dict[str, set[int]] = {}  # train key -> doc n-grams its rows contain
+    for k in {k for chain in lineages.values() for k in chain}:
+        toks = [tokens(r) for r in rows[k]]
+        hits[k] = {
+            h
+            for n, grams in holders.items()
+            for t in toks
+            for g in _grams(t, n)
+            if (h := hash(g)) in grams
+        }
+    bad_by_lineage: dict[tuple[str, ...], set[tuple]] = {}
+    for chain in set(lineages.values()):
+        found = set().union(*(hits[k] for k in chain))
+        touched = {i for grams in holders.values() for g in found & grams.keys() for i in grams[g]}
+        bad_by_lineage[chain] = {
+            docs[i]
+            for i in touched
+            if sum(g in found for g in doc_grams[i]) / len(doc_grams[i]) > DOC_THRESHOLD
+        }
+    bad_counts: dict[tuple[str, str], int] = {}
+    for cell, chain in lineages.items():
+        bad = bad_by_lineage[chain]
+        if not bad:
             continue
-        rows = []
-        for k in lineage:
-            if k not in cache:
-                cache[k] = read_train_rows(results_dir, k)
-            if cache[k] is None:
-                rows = None
-                break
-            rows += cache[k]
-        if rows is None:
-            continue
-        index = NgramIndex(rows)
-        docs: dict[str, list[bool]] = {}
-        for task, meta, prompt in con.execute(
-            "SELECT task, meta, prompt FROM samples WHERE cell_key = ?", [key]
+        for row in con.execute(
+            "SELECT task, doc_id, meta, prompt FROM samples WHERE cell_key = ?", [cell]
         ).fetchall():
-            docs.setdefault(task, []).append(contaminated(doc_text(meta, prompt), index))
-        for task, flags in sorted(docs.items()):
-            out.append(
-                {
-                    "cell_key": key,
-                    "task": task,
-                    "n_docs": len(flags),
-                    "n_contaminated": sum(flags),
-                    "share": sum(flags) / len(flags),
-                    "train_cells": lineage,
-                }
-            )
-    return out
+            if row in bad:
+                bad_counts[(cell, row[0])] = bad_counts.get((cell, row[0]), 0) + 1
+    return [
+        {
+            "cell_key": cell,
+            "task": task,
+            "n_docs": n,
+            "n_contaminated": bad_counts.get((cell, task), 0),
+            "share": bad_counts.get((cell, task), 0) / n,
+            "train_cells": list(lineages[cell]),
+        }
+        for cell, task, n in sorted(counts)
+    ]
