@@ -3,8 +3,11 @@
     .venv/bin/python ci/perf/leaderboard_render.py [--cells 10000] [--samples 1000] [--dir DIR]
 
 Writes N eval records (500 models × 20 stages by default) with 2 tasks of M/2 per-sample
-rows each (Parquet, one file per cell × task), then times: the first ingest, a repeated
-(idempotent) ingest, and rendering every format. Prints seconds and rows/s.
+rows each (Parquet, one file per cell × task) and, for every trained stage, its train record
+with the files a stage leaves (log_history.json of 50 logged steps, train_rows.jsonl.gz of 20
+rows), so ingest loads training curves and checks contamination, and the board shows cost,
+curve panels and sample links. Then times: the first ingest, a repeated (idempotent) ingest,
+and rendering every format. Prints seconds and rows/s.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def _write_cell(args: tuple[str, int, int]) -> None:
             )
         )
     when = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=idx)
+    train_key = None if stage == "base" else "t" + key[1:]
+    if train_key:
+        _write_train(results, idx, model, stage, train_key, when)
     rec = RunRecord(
         kind="eval",
         cell_key=key,
@@ -98,11 +104,54 @@ def _write_cell(args: tuple[str, int, int]) -> None:
         model_id=model,
         stage=stage,
         recipe=[] if stage == "base" else stage.split("+"),
+        parent_key=train_key,
         tasks=tasks,
         started_at=when,
         finished_at=when,
     )
     # Written directly (no fsync per file): this measures ingest, not the disk.
+    record_path(results, rec).write_text(rec.model_dump_json(indent=2))
+
+
+def _write_train(results: Path, idx: int, model: str, stage: str, key: str, when) -> None:
+    import gzip
+    import json
+
+    parent_stage = stage.rsplit("+", 1)[0] if "+" in stage else None
+    parent = None
+    if parent_stage:  # the parent stage's train key: same model, that stage's index
+        pidx = idx - idx % len(STAGES) + STAGES.index(parent_stage)
+        parent = "t" + f"{pidx:08d}"[1:] + "0" * 24
+    out = results / "checkpoints" / key
+    out.mkdir(parents=True, exist_ok=True)
+    method = stage.rsplit("+", 1)[-1]
+    extra = {"grpo": ("reward", "kl", "completions/mean_length"), "dpo": ("rewards/margins",)}
+    log = [
+        {"loss": 2.0 / s, "grad_norm": 1.0 + s % 3, "learning_rate": 1e-4, "step": s}
+        | {m: s / 50 for m in extra.get(method, ())}
+        for s in range(1, 51)
+    ]
+    (out / "log_history.json").write_text(json.dumps(log))
+    with gzip.open(out / "train_rows.jsonl.gz", "wt") as f:
+        f.writelines(
+            json.dumps(f"Question {idx}-{r}: what is {r} plus {idx}? The answer is {r + idx}.")
+            + "\n"
+            for r in range(20)
+        )
+    rec = RunRecord(
+        kind="train",
+        cell_key=key,
+        grid="perf",
+        model_id=model,
+        stage=stage,
+        recipe=stage.split("+"),
+        parent_key=parent,
+        checkpoint=str(out),
+        target="cpu",
+        wall_s=600.0 * len(stage.split("+")),
+        started_at=when,
+        finished_at=when,
+    )
     record_path(results, rec).write_text(rec.model_dump_json(indent=2))
 
 
