@@ -5,3 +5,10 @@ keys and file digests), ``gitinfo`` (commit and dirty flag), ``packages`` (the p
 lists and their versions), ``rows`` (reading row files). Standard library only, so that
 ``tasks`` and ``leaderboards`` can use it without reaching up (tests/test_imports.py).
 """
+
+import logging
+
+# bitsandbytes' CPU backend logs a warning at import (so at every `import peft`) on CPUs with
+# AVX512-BF16 when the `kernels` package, which fetches its faster 4-bit matmul from the hub, is
+# absent; QLoRA runs on its built-in kernels instead. One line on every command's stderr is noise.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

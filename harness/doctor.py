@@ -232,7 +232,7 @@ def run_checks() -> list[Check]:
             "bitsandbytes",
             "bitsandbytes",
             "bitsandbytes",
-            "optional, QLoRA on CUDA: pip install 'bench[gpu]'",
+            "optional, QLoRA (mode=qlora, CUDA or CPU): pip install bitsandbytes",
         ),
         _flash_attn(),
     ]

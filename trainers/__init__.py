@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bench_core  # noqa: F401 - its logging setup, before anything imports peft
 from trainers._config import FieldError
 from trainers.methods import METHODS
 
