@@ -9,6 +9,8 @@ two formats cannot drift apart. torch is imported lazily (only by ``detect_targe
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -50,6 +52,7 @@ class Target(BaseModel):
     quantization: list[str]
     gpu_memory_gb: int | None
     gpus_per_node: int
+    node_memory_gb: int | None = None  # host memory of one node: what a SLURM request is capped at
     extras: list[str]
     pip_packages: list[str] = []
     bundle_models: list[str] = []  # zoo models built into the image (`bench models fetch`)
@@ -91,6 +94,13 @@ class Target(BaseModel):
         return self.cuda is not None
 
     @property
+    def has_vllm(self) -> bool:
+        """Whether the target's image installs vLLM: through an extra it installs (pyproject.toml's
+        optional dependencies) or its own pip_packages."""
+        packages = [*self.pip_packages, *(p for e in self.extras for p in _extra_packages(e))]
+        return any(re.match(r"vllm\b", p) for p in packages)
+
+    @property
     def image(self) -> str:
         """The image name builds tag and images carry in BENCH_IMAGE."""
         return f"bench:{self.name}"
@@ -103,6 +113,14 @@ class Target(BaseModel):
     @property
     def constraints_path(self) -> Path:
         return REPO_ROOT / self.constraints
+
+
+@functools.cache
+def _extra_packages(extra: str) -> tuple[str, ...]:
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return tuple(project.get("optional-dependencies", {}).get(extra, ()))
 
 
 def load_targets(path: str | Path | None = None) -> dict[str, Target]:

@@ -297,10 +297,18 @@ def run_grid(
 
 def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
     """``bench grid show --json``: per cell its kind, key, row, status, why and key payload (inputs);
-    train cells their nproc and the planner's plan on the grid's target (topology, GPUs, batch,
-    accumulation, GB per device, fits);
-    eval cells also carry their resolved settings (zoo -> grid -> CLI)."""
+    train cells their nproc and, from one plan (harness.plans.cell_plan, what the stage, its
+    launcher and SLURM use), the planner's figures (topology, GPUs, batch, accumulation, GB per device, fits),
+    the ``launch`` argv and the ``slurm`` request (gpus, cpus, mem_gb), or why it is refused;
+    eval cells also carry their resolved settings (zoo -> grid -> CLI) and their request."""
+    from harness.executors.slurm import resources
+    from harness.plans import cell_config
+    from harness.runner import stage_dir
+    from trainers.launch import stage_command
+
     plan = load_plan(grid, results)
+    spec = plan.expansion.grid
+    gpu = _target(spec).is_gpu
     rows = []
     for cell in plan.expansion.cells:
         st = plan.status[cell.key]
@@ -312,8 +320,18 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
             "status": st.status,
             "why": st.why,
         }
+        try:
+            res = resources(cell, spec)
+            slurm, refused = {k: res[k] for k in ("gpus", "cpus", "mem_gb")}, None
+        except BenchError as e:
+            slurm, refused = None, str(e)
         if cell.kind == "train":
-            p = _cell_plan(cell, plan.expansion.grid.target)
+            p = _cell_plan(cell, spec.target)
+            launch = None
+            if p is not None:
+                config = stage_dir(results, cell.key) / "launch.yaml"
+                cfg = cell_config(cell, spec.target)
+                launch = stage_command(cell.method, cfg, p, config, cuda=gpu)
             row |= {
                 "method": cell.method,
                 "parent_stage": cell.parent_stage,
@@ -322,6 +340,7 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
                 "topology": p.topology if p else None,
                 "gpus": p.gpus if p else None,
                 "plan": p.to_dict() if p else None,
+                "launch": launch,
             }
         else:
             s = cell.settings
@@ -336,19 +355,25 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
                 "top_p": s.top_p,
                 "repeats": s.repeats,
             }
+        row |= {"slurm": slurm} | ({"refused": refused} if refused else {})
         rows.append(row | {"inputs": cell.inputs})
     return rows
 
 
+def _target(grid):
+    from containers.targets import get_target
+
+    return get_target(grid.target)
+
+
 def _cell_plan(cell, target: str):
-    """The memory planner's plan of a train cell on the grid's target; None when the model
-    lacks the facts to plan it (bench plan says which)."""
-    from harness.zoo import planner_facts
-    from trainers.planner import plan_config
+    """The cell's plan (harness.plans.cell_plan), or None when the model lacks the facts to plan
+    it (bench plan says which)."""
+    from harness.plans import cell_plan
 
     try:
-        return plan_config(planner_facts(cell.model), cell.method, target, cell.resolved)
-    except (BenchError, ValueError):
+        return cell_plan(cell, target)
+    except BenchError:
         return None
 
 

@@ -203,6 +203,8 @@ def build_lm(req: EvalRequest, results_dir: Path):
         # from its cache) for the same tokens/s; and a fixed KV cache, since by default vLLM claims
         # 90% of host RAM and refuses to start when other processes hold more than a tenth.
         cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
+        if target.is_gpu:  # the GPUs its SLURM request holds: tensor parallelism over them
+            cpu["tensor_parallel_size"] = _tensor_parallel(req, weights)
         lm = VLLM(
             pretrained=str(weights),
             dtype=target.torch_dtype,
@@ -214,6 +216,21 @@ def build_lm(req: EvalRequest, results_dir: Path):
         )
         return lm, target.torch_dtype
     raise BenchError(f"--backend: unknown backend '{req.settings.backend}'; use hf or vllm")
+
+
+def _tensor_parallel(req: EvalRequest, weights) -> int:
+    """vLLM's tensor-parallel size: the GPUs the weights need (harness.plans.eval_gpus, the SLURM
+    request's count), at most the GPUs this process sees."""
+    import torch
+
+    from harness.zoo import planner_facts
+    from trainers.planner import serving_gpus
+
+    try:
+        facts = planner_facts(req.model_id)
+    except BenchError:
+        facts = weights
+    return max(1, min(serving_gpus(facts, req.target), torch.cuda.device_count()))
 
 
 def _stop_engine(lm) -> None:

@@ -236,6 +236,7 @@ def _check_references(grid: GridSpec, path: Path) -> None:
             f"{path}: field 'target': unknown hardware target '{grid.target}'"
             f"{closest(grid.target, targets)}; targets (containers/targets.yaml): {', '.join(targets)}"
         )
+    _check_image(grid, targets[grid.target], path)
     zoo = load_zoo()
     for i, name in enumerate(grid.published):
         if name not in zoo or zoo[name].lineage is None:
@@ -273,6 +274,26 @@ def _check_references(grid: GridSpec, path: Path) -> None:
                 grid, model, step, path
             )  # every field checked by type, before anything runs
     resolve_tasks(grid.tasks, where=f"{path}: field 'tasks'")
+
+
+def _check_image(grid: GridSpec, target, path: Path) -> None:
+    """vLLM wanted where the target's image has none. A GPU target runs in its image (the CPU
+    lane's vLLM is a venv of its own, so a cpu target is not checked)."""
+    if not target.is_gpu or target.has_vllm:
+        return
+    if grid.eval.backend == "vllm":
+        raise BenchError(
+            f"{path}: field 'eval.backend': vllm is not in target {grid.target}'s image "
+            "(containers/targets.yaml extras); use backend: hf"
+        )
+    deltas = [(f"steps.{s}", c) for s, c in grid.steps.items()]
+    deltas += [(f"per_model.{m}.{s}", c) for m, d in grid.per_model.items() for s, c in d.items()]
+    for where, cfg in deltas:
+        if str(cfg.get("use_vllm", "auto")).lower() == "true":
+            raise BenchError(
+                f"{path}: field '{where}.use_vllm': true, but vllm is not in target "
+                f"{grid.target}'s image; use use_vllm: auto (HF rollouts)"
+            )
 
 
 def _step_config(
@@ -313,6 +334,10 @@ def _step_config(
             )
     try:
         resolved = resolved_config(method, delta)
+        if "nproc" not in delta:
+            nproc = _planned_nproc(grid, model, method, resolved)
+            if nproc != resolved["nproc"]:
+                delta["nproc"] = resolved["nproc"] = nproc
     except FieldError as e:  # type or range of one field: name it as the grid spells it
         raise BenchError(
             f"{where}.{e.field}': {e.reason}; see trainers/{method}.py for its config fields"
@@ -322,6 +347,19 @@ def _step_config(
             f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields"
         ) from None
     return method, delta, resolved
+
+
+def _planned_nproc(grid: GridSpec, model: str, method: str, resolved: dict) -> int:
+    """An unset nproc on a GPU target: the GPUs the planner shards the stage over (1 if it fits
+    one), so the stage, its launch and its SLURM request run on what the plan needs."""
+    from containers.targets import get_target
+    from harness.zoo import planner_facts
+    from trainers.planner import plan_config
+
+    if not get_target(grid.target).is_gpu:
+        return resolved["nproc"]
+    p = plan_config(planner_facts(model), method, grid.target, resolved, search_gpus=True)
+    return p.gpus
 
 
 def weights_key(identity: str) -> str:

@@ -42,8 +42,6 @@ KEY_SCHEMA = 2
 # Fields the harness sets per stage: paths on this machine (never part of what decides a result), and
 # target, seed and trust_remote_code, which the payload holds once at its top level.
 PATH_FIELDS = ("model", "parent", "output_dir", "target", "seed", "trust_remote_code")
-# Methods whose training data or reward is decided by a verifier.
-VERIFIED_METHODS = ("dpo", "grpo")
 
 
 def data_identity(config: Any) -> Any:
@@ -74,7 +72,7 @@ def train_inputs(
 ) -> dict[str, Any]:
     """The payload of a train cell; ``config`` is the method's resolved config."""
     from tasks import all_verifier_versions
-    from trainers import machine_settings, method_version
+    from trainers import machine_settings, method_config, method_version
 
     resolved = {k: v for k, v in config.items() if k not in PATH_FIELDS}
     resolved.update(machine_settings(method, resolved))  # e.g. rollout_dtype auto -> bf16
@@ -86,7 +84,7 @@ def train_inputs(
         "method": method,
         "method_version": method_version(method),
         step: data_identity(resolved),
-        "verifiers": all_verifier_versions() if method in VERIFIED_METHODS else {},
+        "verifiers": all_verifier_versions() if method_config(method).VERIFIER_DRIVEN else {},
         "trust_remote_code": trust_remote_code,
         "packages": package_versions(KEY_PACKAGES["train"]),
         "seed": seed,

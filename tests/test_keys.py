@@ -63,11 +63,11 @@ def test_a_changed_trainer_default_moves_the_stage_and_its_descendants_not_the_b
 
 
 def test_a_method_version_bump_moves_its_cells(tmp_path, monkeypatch):
-    import trainers.sft as sft
+    from trainers.sft import SFTConfig
 
     path = write(tmp_path)
     before = keys(path)
-    monkeypatch.setattr(sft, "VERSION", sft.VERSION + "-bumped")
+    monkeypatch.setattr(SFTConfig, "VERSION", SFTConfig.VERSION + "-bumped")
     after = keys(path)
     assert after[("train", "sft")] != before[("train", "sft")]
     assert (

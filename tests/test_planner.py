@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from trainers.planner import Plan, model_facts, plan
@@ -59,18 +61,29 @@ def test_bf16_weights_of_llama_8b_are_params_times_two_bytes():
     )
 
 
-def test_qlora_weights_keep_embeddings_in_compute_dtype():
+def test_qlora_counts_what_peft_upcasts_at_fp32_and_the_adapters_in_trls_dtype():
     p = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=512, mode="qlora")
-    emb = 151936 * 1536  # tied: counted once, kept in fp16
-    expected = (emb * 2 + (1.54e9 - emb) * 0.516) / 1e9
-    assert p.weights_gb == pytest.approx(expected)
+    # prepare_model_for_kbit_training casts every parameter bitsandbytes left (the tied
+    # embedding, counted once) to fp32: 4 bytes, not the fp16 compute dtype's 2
+    emb = 151936 * 1536
+    assert p.weights_gb == pytest.approx((emb * 4 + (1.54e9 - emb) * 0.516) / 1e9)
     assert p.dtype == "nf4+fp16"
+    # trl makes a quantized model's adapters bf16 (2 bytes; grads and AdamW states alike); on
+    # fp16 targets they are cast back to fp32, which the CUDA GradScaler needs
+    h, i, kv = 1536, 8960, 1536 * 2 / 12
+    n = 16 * 28 * (9 * h + 2 * kv + 3 * i)
+    h100 = plan(QWEN25_15B, "sft", "h100", seq_len=512, mode="qlora")
+    assert (h100.adapter_gb, h100.gradients_gb, h100.optimizer_gb) == pytest.approx(
+        (n * 2 / 1e9, n * 2 / 1e9, n * 4 / 1e9)
+    )
+    assert p.adapter_gb == pytest.approx(n * 4 / 1e9)
 
 
 @pytest.mark.parametrize(
     ("facts", "low", "high"),
-    [(QWEN25_15B, 1.5, 3.0), (PHI35_MINI, 3.0, 5.0), (R1_QWEN_7B, 6.5, 8.5)],
-    ids=["qwen2.5-1.5b~2GB", "phi-3.5-mini~4GB", "r1-distill-qwen-7b~7-8GB"],
+    # r1-distill-qwen-7b: its untied 1.09e9 embedding parameters are upcast to fp32 by peft
+    [(QWEN25_15B, 1.5, 3.0), (PHI35_MINI, 3.0, 5.0), (R1_QWEN_7B, 8.5, 10.0)],
+    ids=["qwen2.5-1.5b~2GB", "phi-3.5-mini~4GB", "r1-distill-qwen-7b~9GB"],
 )
 def test_qlora_per_gpu_figures_match_the_seeds(facts, low, high):
     # the seeds' figures: QLoRA at batch 1, modest sequence, gradient checkpointing on
@@ -99,9 +112,13 @@ def test_batch_and_accumulation_reach_the_effective_batch():
     assert small.per_device_batch * small.grad_accum == 64
 
 
-def test_too_big_for_one_gpu_is_sharded():
+def test_too_big_for_one_gpu_is_sharded_with_fsdp_never_zero3():
+    # full fine-tuning shards with FSDP too: DeepSpeed is in no image, so ZeRO-3 is never planned
     p = plan(LLAMA31_8B, "sft", "a100-40g", seq_len=2048, mode="full", effective_batch=64)
-    assert p.topology == "deepspeed-zero3" and p.gpus in (2, 4, 8) and p.fits
+    assert p.topology == "fsdp" and p.gpus in (2, 4, 8) and p.fits
+    # FSDP shards weights, gradients and both AdamW states: 16.06 × 4 GB over p.gpus
+    state = (p.weights_gb + p.gradients_gb + p.optimizer_gb) / p.gpus
+    assert p.total_gb == pytest.approx(state + p.activations_gb + 0.5)
     lora = plan(LLAMA31_8B, "sft", "rtx2080ti", seq_len=1024, mode="lora", effective_batch=16)
     assert lora.topology == "fsdp"
     assert plan(QWEN25_15B, "sft", "h100", seq_len=1024, gpus=4).topology == "ddp"
@@ -113,7 +130,9 @@ def test_dpo_doubles_and_grpo_adds_generation_memory():
     dpo = plan(QWEN25_15B, "dpo", "h100", seq_len=1024)
     grpo = plan(QWEN25_15B, "grpo", "h100", seq_len=1024)
     assert dpo.activations_per_sample_gb > 1.9 * sft.activations_per_sample_gb
-    assert grpo.extra_gb > 1.54e9 * 2 / 1e9  # vLLM's own weight copy plus KV cache
+    # vLLM colocate reserves its share of the card, whatever it holds: utilization × 80 GB
+    u = grpo.vllm_gpu_memory_utilization
+    assert grpo.extra_gb == pytest.approx(u * 80 * 2**30 / 1e9) and grpo.extra_gb > 1.54e9 * 2 / 1e9
 
 
 def test_facts_from_a_model_directory_are_exact(tiny_llama):
@@ -166,22 +185,28 @@ SMALL = dict(
 )
 
 
+KL = None  # distill's profile with kl_coef > 0, read from its config (set below)
+
+
 def test_distill_kl_counts_five_full_vocabulary_fp32_tensors():
+    global KL
+    from trainers.distill import DistillConfig
+
+    KL = DistillConfig(kl_coef=0.05).memory()
+    assert DistillConfig().memory() == DistillConfig.MEMORY != KL
     # fp32 on cpu (4 bytes a value), no checkpointing, seq 512 (> the fused head's 256-row tile)
     layers = 2 * 512 * 4 * (8 * 64 + 2 * 64 + 4 * 128)  # 2 layers x seq x bytes x values/token
-    kl = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False, kl=True)
+    kl = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False, memory=KL)
     assert kl.activations_per_sample_gb * 1e9 == layers + 512 * 1000 * 4 * 5
     sft = plan(
         SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False
     )  # fused head, tiled
     assert sft.activations_per_sample_gb * 1e9 == layers + 256 * 1000 * 4 * 2
     assert plan(
-        SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False, kl=True
-    ).activations_per_sample_gb * 1e9 == 2 * (
-        layers + 512 * 1000 * 4 * 2
-    )  # kl means nothing outside distill
+        SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False
+    ).activations_per_sample_gb * 1e9 == 2 * (layers + 512 * 1000 * 4 * 2)  # dpo: two sequences
     # full fine-tuning with KL keeps a frozen reference copy of the weights
-    full = plan(SMALL, "distill", "cpu", seq_len=512, mode="full", kl=True)
+    full = plan(SMALL, "distill", "cpu", seq_len=512, mode="full", memory=KL)
     assert full.extra_gb == full.weights_gb == 1e6 * 4 / 1e9
 
 
@@ -191,7 +216,7 @@ def test_plan_config_reads_a_resolved_stage_config():
 
     cfg = resolved_config("distill", {"kl_coef": 0.05, "max_length": 512, "nproc": 2})
     p = plan_config(SMALL, "distill", "cpu", cfg)
-    assert p.seq_len == 512 and p.gpus == 2 and any("kl" in n for n in p.notes)
+    assert p.seq_len == 512 and p.gpus == 2 and any("5 full-vocabulary" in n for n in p.notes)
 
 
 MIXTRAL = dict(
@@ -225,8 +250,8 @@ def test_moe_holds_all_experts_and_computes_with_the_active_ones():
     assert moe.adapter_gb * 1e9 == 16 * 32 * (6 * h + 2 * kv) * 4
     # qlora leaves the fused experts in bf16: only attention (and nothing else) is 4-bit
     q = plan(MIXTRAL, "sft", "a100", mode="qlora")
-    kept = 2 * 32000 * 4096 + experts
-    assert q.weights_gb == pytest.approx((kept * 2 + (46.70e9 - kept) * 0.516) / 1e9)
+    kept = 2 * 32000 * 4096 + experts  # and peft upcasts them to fp32
+    assert q.weights_gb == pytest.approx((kept * 4 + (46.70e9 - kept) * 0.516) / 1e9)
     assert (
         plan(dense, "dpo", "a100", seq_len=2048, gpus=8).activations_per_sample_gb
         < moe.activations_per_sample_gb
@@ -287,13 +312,21 @@ def test_dpo_models_grid_shows_each_train_cell_topology_and_gpus(tmp_path):
 def test_grpo_without_vllm_plans_no_engine_copy_and_a_set_batch_is_planned_as_set():
     from trainers.planner import plan_config
 
-    colocate = plan(QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8)
-    hf = plan(
-        QWEN25_15B, "grpo", "rtx2080ti", seq_len=1536, mode="qlora", num_generations=8, vllm=False
-    )
-    # vLLM's fp16 weight copy plus the KV cache of 8 sequences of 1536 tokens, by hand
+    colocate = plan(QWEN25_15B, "grpo", "h100", seq_len=1024, num_generations=8, completion_len=512)
+    hf = plan(QWEN25_15B, "grpo", "h100", seq_len=1024, num_generations=8, vllm=False)
+    # vLLM sized for its bf16 weight copy, the KV cache of 8 sequences of 1024 + 512 tokens and
+    # 1 GB of runtime, as a share of the 80 GiB card rounded up to 0.01; it reserves that share
     kv = 2 * 28 * 1536 * (2 / 12) * 1536 * 2 * 8
-    assert colocate.extra_gb * 1e9 == pytest.approx(1.54e9 * 2 + kv) and hf.extra_gb == 0
+    card = 80 * 2**30 / 1e9
+    u = math.ceil((1.54e9 * 2 + kv + 1e9) / (card * 1e9) * 100) / 100
+    assert colocate.vllm_gpu_memory_utilization == u == 0.06
+    assert colocate.extra_gb == pytest.approx(u * card) and hf.extra_gb == 0
+    # a set share is planned as set; qlora and an image without vLLM mean HF rollouts
+    assert plan(QWEN25_15B, "grpo", "h100", vllm_utilization=0.3).extra_gb == pytest.approx(
+        0.3 * card
+    )
+    assert plan(QWEN25_15B, "grpo", "h100", mode="qlora").extra_gb == 0
+    assert plan(QWEN25_15B, "grpo", "rtx2080ti", mode="qlora").extra_gb == 0
     # the planner alone takes the largest batch that fits; a stage's per_device_batch is kept
     free = plan(QWEN25_15B, "sft", "rtx2080ti", seq_len=1536, mode="qlora", effective_batch=32)
     one = plan(
@@ -338,11 +371,17 @@ def test_bench_plan_grid_sizes_every_rlcausality_train_cell_for_the_11_gb_card(
         for m in ("qwen2.5-1.5b", "phi-3.5-mini-instruct", "deepseek-r1-distill-qwen-7b")
         for s in ("sft", "sft+grpo")
     }
+    card = 11 * 2**30 / 1e9  # 11 GiB
     for c in cells:
         p = c["plan"]
-        # as the grid sets them: 2 GPUs, batch 1, the seed's accumulation, under 11 GB x 0.9
-        assert p["fits"] and p["gpus"] == 2 and p["per_device_batch"] == 1, c
-        assert p["total_gb"] <= 11 * 0.9 and p["device_memory_gb"] == 11, c
+        # as the grid sets them: 2 GPUs under ddp (qlora is never sharded, the rollouts are HF's),
+        # batch 1, the seed's accumulation
+        assert (p["gpus"], p["topology"], p["per_device_batch"]) == (2, "ddp", 1), c
+        assert p["device_memory_gb"] == round(card, 2) and p["extra_gb"] == 0, c
+        # every cell fits 0.9 of the card but the 7B model's GRPO stage: its fp32 embeddings
+        # (peft's upcast) and 1024-token completions take 11.6 GB, and it is refused
+        big = (c["model"], c["stage"]) == ("deepseek-r1-distill-qwen-7b", "sft+grpo")
+        assert p["fits"] is not big and (p["total_gb"] <= 0.9 * card) is not big, c
     accum = {(c["model"], c["stage"]): c["plan"]["grad_accum"] for c in cells}
     assert (
         accum[("qwen2.5-1.5b", "sft")] == 16

@@ -114,6 +114,9 @@ def test_python_command_wraps_apptainer_only_with_a_container(tmp_path):
         and f"--bind={tmp_path}/results:/results" in cmd
     )
     assert "--nv" not in python_command("/img/bench.sif", [tmp_path], 0)
+    assert f"--bind={tmp_path.resolve()}:/hf" in python_command(
+        "/img/bench.sif", [tmp_path], 0, hf_home=tmp_path
+    )
 
 
 # --- a real cluster ----------------------------------------------------------------------

@@ -620,7 +620,7 @@ def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
         output_dir=tmp_path / "es",
     )
     assert m["steps"] == 2 and m["stopped_early"] is True
-    with pytest.raises(ValueError, match="early_stopping_patience needs eval_fraction"):
+    with pytest.raises(ValueError, match="early_stopping_patience' needs eval_fraction"):
         train_stage(
             "sft",
             {"dataset": str(data), "early_stopping_patience": 2},

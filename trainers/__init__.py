@@ -28,7 +28,7 @@ from typing import Any
 
 import bench_core  # noqa: F401 - its logging setup, before anything imports peft
 from trainers._config import FieldError
-from trainers.methods import METHODS
+from trainers.methods import METHODS, method_config
 
 __all__ = [
     "METHODS",
@@ -36,6 +36,7 @@ __all__ = [
     "method_config",
     "machine_settings",
     "method_version",
+    "build_config",
     "resolved_config",
     "train_stage",
 ]
@@ -45,19 +46,16 @@ def _unknown(method: str) -> ValueError:
     return ValueError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def method_config(method: str) -> type:
-    """The config dataclass of ``method``."""
-    if method not in METHODS:
-        raise _unknown(method)
-    module, _, name = METHODS[method].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def method_version(method: str) -> str:
-    """The method module's ``VERSION``: bumped when it trains differently for the same config."""
-    if method not in METHODS:
-        raise _unknown(method)
-    return str(importlib.import_module(METHODS[method].partition(":")[0]).VERSION)
+    """The method config's ``VERSION``: bumped when it trains differently for the same config."""
+    return str(method_config(method).VERSION)
+
+
+def build_config(method: str, config: dict[str, Any]) -> Any:
+    """``method``'s config object for ``config`` (its fields; defaults for the rest)."""
+    from trainers._config import resolve
+
+    return resolve(method_config(method), config)
 
 
 def machine_settings(method: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +117,8 @@ def train_stage(
     if cfg.nproc <= 1:
         from trainers._stage import STEP_PROGRESS
 
+        _one_gpu()
+
         main = importlib.import_module(f"trainers.{method}").main
         token = STEP_PROGRESS.set(progress)
         try:
@@ -128,30 +128,53 @@ def train_stage(
     return _launch(method, cfg, save_config)
 
 
+def _one_gpu() -> None:
+    """An in-process stage sees one GPU: narrow CUDA_VISIBLE_DEVICES before CUDA starts (the
+    Trainer would wrap the model in DataParallel over every visible GPU and scale the batch)."""
+    import logging
+    import os
+
+    import torch
+
+    from trainers.launch import visible_devices
+
+    env = visible_devices(1)
+    if not env:
+        return
+    if torch.cuda.is_initialized():
+        logging.getLogger(__name__).warning(
+            "CUDA started before this stage with %d GPUs visible: run it with "
+            "CUDA_VISIBLE_DEVICES=%s",
+            torch.cuda.device_count(),
+            env["CUDA_VISIBLE_DEVICES"],
+        )
+        return
+    os.environ.update(env)
+
+
 def _launch(method: str, cfg: Any, save_config) -> dict[str, Any]:
+    import os
+
     import torch
 
     from trainers._model import ensure_merged
-    from trainers.launch import launch_command
+    from trainers._stage import stage_plan
+    from trainers.launch import stage_command, visible_devices
     from trainers.manifest import read_manifest
-    from trainers.planner import plan
 
-    if cfg.parent:
-        ensure_merged(cfg.parent)  # once, before the ranks start, not once per rank
+    weights = Path(ensure_merged(cfg.parent)) if cfg.parent else Path(cfg.model)
+    plan = stage_plan(cfg, weights, cfg.max_length, cfg.nproc)  # refused here if it cannot fit
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "launch.yaml"
     save_config(cfg, config_path)
-    cpu = not torch.cuda.is_available()
-    weights = Path(cfg.parent) / "merged" if cfg.parent else Path(cfg.model)
-    topology = plan(
-        weights, method, cfg.target, cfg.max_length, cfg.mode, cfg.effective_batch, gpus=cfg.nproc
-    ).topology
-    cmd = launch_command(method, config_path, topology=topology, nproc=cfg.nproc, cpu=cpu)
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    cuda = torch.cuda.is_available()
+    cmd = stage_command(method, cfg, plan, config_path, cuda=cuda)
+    env = {**os.environ, **(visible_devices(cfg.nproc) if cuda else {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(
-            f"{method} stage under {topology} x{cfg.nproc} failed (exit {done.returncode}): {tail[0]}"
+            f"{method} stage under {plan.topology} x{cfg.nproc} failed (exit {done.returncode}): {tail[0]}"
         )
     return read_manifest(out)

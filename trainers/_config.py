@@ -24,6 +24,7 @@ import yaml
 
 __all__ = [
     "TrainConfig",
+    "MemoryProfile",
     "FieldError",
     "Allowed",
     "at_least",
@@ -125,9 +126,35 @@ def check_ranges(cfg: Any) -> None:
             raise FieldError(name, problem)
 
 
+@dataclasses.dataclass(frozen=True)
+class MemoryProfile:
+    """What a method holds in memory besides the model it trains: the facts the memory
+    planner (trainers/planner.py) reads from a method's config instead of its name."""
+
+    sequences_per_row: int = 1  # forwards per training row (dpo: chosen and rejected together)
+    fused_head: bool = False  # trl's fused LM head scores a tile of positions, not the sequence
+    logit_tensors: int = 2  # full-vocabulary fp32 tensors per scored position at the loss's peak
+    reference_copy: bool = False  # a frozen reference model in full mode (adapters disable instead)
+    rollout_engine: bool = False  # generates rollouts while training (vLLM colocate, if on)
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Fields every method shares. A method's config subclasses this and adds its own."""
+    """Fields every method shares. A method's config subclasses this and adds its own.
+
+    A method's config also declares the method's facts as class attributes, read where a
+    method is keyed or planned (never re-derived from its name):
+
+    - ``VERSION``: bumped when the method trains differently for the same config; part of
+      every train cell's key.
+    - ``VERIFIER_DRIVEN``: its data or reward comes from a task verifier, so a verifier's
+      version is part of its cells' keys (harness/keys.py).
+    - ``MEMORY``: its :class:`MemoryProfile`; :meth:`memory` refines it from field values.
+    """
+
+    VERSION: ClassVar[str]
+    VERIFIER_DRIVEN: ClassVar[bool]
+    MEMORY: ClassVar[MemoryProfile]
 
     # Where from and where to. The harness sets these through ``train_stage``.
     model: str = ""  # base model directory (the zoo's materialized path)
@@ -223,6 +250,19 @@ class TrainConfig:
         parent = getattr(super(), "__post_init__", None)  # a mixin's own checks, if it has any
         if parent is not None:
             parent()
+        if self.early_stopping_patience and self.eval_fraction <= 0:
+            raise FieldError(
+                "early_stopping_patience", "needs eval_fraction > 0 (held-out rows to stop on)"
+            )
+
+    def memory(self) -> MemoryProfile:
+        """This config's memory profile (the class's ``MEMORY``; a field may refine it)."""
+        return self.MEMORY
+
+    def rollout_vllm(self, target: str) -> bool:
+        """Whether rollouts come from a vLLM colocate engine on ``target`` (methods that
+        generate while training decide; the others never do)."""
+        return False
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

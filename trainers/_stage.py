@@ -201,10 +201,28 @@ def _step_progress_callback(progress: Callable[[int, int, float | None], None]):
     return StepProgress()
 
 
+def stage_plan(cfg: TrainConfig, weights: Path, max_length: int, world_size: int):
+    """The stage's plan (trainers.planner.plan_for) at its clipped max_length over its
+    processes; a GPU plan that does not fit is refused before anything loads."""
+    import dataclasses
+
+    from containers.targets import get_target
+    from trainers.planner import plan_for
+
+    if max_length != cfg.max_length:
+        cfg = dataclasses.replace(cfg, max_length=max_length)
+    plan = plan_for(cfg, weights, gpus=world_size)
+    if not plan.fits and get_target(cfg.target).is_gpu:
+        raise ValueError(plan.refusal())
+    if not plan.fits:  # a CPU plan sizes host memory by half of it: an estimate, not a wall
+        log.warning("%s", plan.refusal())
+    return plan
+
+
 class Stage:
     """One training stage of ``method`` under ``cfg``; see the module docstring."""
 
-    def __init__(self, method: str, cfg: TrainConfig, *, kl: bool = False):
+    def __init__(self, method: str, cfg: TrainConfig):
         from transformers import set_seed
 
         self.method, self.cfg, self.t_start = method, cfg, time.time()
@@ -216,10 +234,6 @@ class Stage:
         if not cfg.model and not cfg.parent:
             raise ValueError(
                 f"{method} config: set model (a model directory) or parent (a stage directory)"
-            )
-        if cfg.early_stopping_patience and cfg.eval_fraction <= 0:
-            raise ValueError(
-                f"{method} config: early_stopping_patience needs eval_fraction > 0 (held-out rows)"
             )
         set_seed(cfg.seed)
         if cfg.parent:
@@ -244,20 +258,7 @@ class Stage:
             )
             self.max_length = context
 
-        from trainers.planner import plan
-
-        self.plan = plan(
-            self.weights,
-            method,
-            cfg.target,
-            self.max_length,
-            cfg.mode,
-            cfg.effective_batch,
-            gpus=self.world_size,
-            lora_r=cfg.lora_r,
-            gradient_checkpointing=cfg.gradient_checkpointing,
-            kl=kl,
-        )
+        self.plan = stage_plan(cfg, self.weights, self.max_length, self.world_size)
         self.per_rank = max(1, cfg.effective_batch // self.world_size)
         self.set_per_device_batch(
             cfg.per_device_batch or min(self.plan.per_device_batch, self.per_rank)
@@ -350,6 +351,8 @@ class Stage:
             if c.gradient_checkpointing is None
             else c.gradient_checkpointing
         )
+        if self.plan.topology == "fsdp":  # FSDP checkpoints activations itself (trainers/launch.py)
+            ckpt = False
         args: dict[str, Any] = dict(
             output_dir=str(self.out / CHECKPOINTS),
             max_steps=c.max_steps,
@@ -378,6 +381,10 @@ class Stage:
         )
         if self.world_size > 1 and not cuda:
             args["ddp_backend"] = "gloo"
+        if self.world_size > 1 and c.mode != "full":
+            # a PeftModel is not a PreTrainedModel, so the Trainer would search the graph for
+            # unused parameters every step; every adapter is used
+            args["ddp_find_unused_parameters"] = False
         if has_eval:
             args.update(eval_strategy="steps", eval_steps=c.eval_steps)
         if c.early_stopping_patience:

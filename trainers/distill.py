@@ -20,8 +20,9 @@ needed for the KL, so this path skips trl's fused LM head).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trainers._config import at_least, cli
+from trainers._config import MemoryProfile, at_least, cli
 from trainers._data import (
     arithmetic_sft_rows,
     causal_sft_rows,
@@ -35,20 +36,24 @@ from trainers._data import (
 from trainers.manifest import Manifest
 from trainers.sft import COLUMNS, SFTConfig, build_trainer
 
-__all__ = ["VERSION", "DistillConfig", "main", "distill_rows", "kl_trainer_class"]
-
-# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
-# meaning): it is part of every train cell's key, like a task's metadata.version.
-# 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates;
-# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-#    GradScaler skips are not divergence
-VERSION = "3"
+__all__ = ["DistillConfig", "main", "distill_rows", "kl_trainer_class"]
 
 SOURCES = ("arithmetic", "gsm8k", "openthoughts", "causal")
 
 
 @dataclass
 class DistillConfig(SFTConfig):
+    # 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates;
+    #    3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+    #    GradScaler skips are not divergence
+    VERSION: ClassVar[str] = "3"
+    VERIFIER_DRIVEN: ClassVar[bool] = False
+    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(fused_head=True)
+    # kl_coef > 0: KLSFTTrainer.compute_loss at its peak (the `kl =` line) holds the student's
+    # log-probs, the reference's, p = exp(logp), logp - ref_logp and their product: five
+    # full-vocabulary fp32 tensors per position, unfused; full mode adds a frozen reference
+    KL_MEMORY: ClassVar[MemoryProfile] = MemoryProfile(logit_tensors=5, reference_copy=True)
+
     sources: str = "arithmetic"  # used when dataset is empty
     levels: str = "2"
     n_per_level: int = 300
@@ -66,6 +71,9 @@ class DistillConfig(SFTConfig):
         "n_hub": at_least(1),
         "kl_coef": at_least(0),
     }
+
+    def memory(self) -> MemoryProfile:
+        return self.KL_MEMORY if self.kl_coef > 0 else self.MEMORY
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
@@ -172,7 +180,7 @@ def main(cfg: DistillConfig) -> Manifest:
     if cfg.kl_coef < 0:
         raise ValueError(f"distill config: kl_coef {cfg.kl_coef} must be >= 0")
     rows, source = distill_rows(cfg)
-    stage = Stage("distill", cfg, kl=cfg.kl_coef > 0)
+    stage = Stage("distill", cfg)
     trainer = build_trainer(stage, cfg, rows, trainer_cls=kl_trainer_class())
     trainer.kl_coef = cfg.kl_coef
     if cfg.kl_coef and cfg.mode == "full":

@@ -13,8 +13,9 @@ are all correct gives no pair. Under LoRA the reference model is the adapter-dis
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trainers._config import TrainConfig, at_least, cli, positive
+from trainers._config import MemoryProfile, TrainConfig, at_least, cli, positive
 from trainers._data import (
     CausalData,
     arithmetic_prompts,
@@ -29,7 +30,6 @@ from trainers._data import (
 from trainers.manifest import Manifest
 
 __all__ = [
-    "VERSION",
     "DPOConfig",
     "main",
     "build_pairs",
@@ -38,13 +38,6 @@ __all__ = [
     "COLUMNS",
 ]
 
-# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
-# meaning): it is part of every train cell's key, like a task's metadata.version.
-# 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt;
-# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-#    GradScaler skips are not divergence
-VERSION = "3"
-
 # (prompt, chosen, rejected) strings or messages; or conversational chosen/rejected that
 # hold the prompt themselves (then a prompt column beside them is dropped: preference_rows)
 COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
@@ -52,6 +45,16 @@ COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
 
 @dataclass
 class DPOConfig(TrainConfig, CausalData):
+    # Bump when what this method trains changes for the same config (data rendering, loss,
+    # defaults' meaning): it is part of every train cell's key, like a task's metadata.version.
+    # 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt;
+    #    3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+    #    GradScaler skips are not divergence
+    VERSION: ClassVar[str] = "3"
+    VERIFIER_DRIVEN: ClassVar[bool] = True  # pairs are ranked by the task's verifier
+    # chosen and rejected in one forward; full mode keeps a frozen reference model
+    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(sequences_per_row=2, reference_copy=True)
+
     dataset: str = ""  # prompt/chosen/rejected rows; empty: build pairs with the verifier
     sources: str = "arithmetic"  # arithmetic | causal: the prompts pairs are built for
     learning_rate: float = 2e-5

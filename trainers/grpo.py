@@ -16,8 +16,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trainers._config import Allowed, TrainConfig, at_least, cli, one_of, positive
+from trainers._config import (
+    Allowed,
+    FieldError,
+    MemoryProfile,
+    TrainConfig,
+    at_least,
+    cli,
+    one_of,
+    positive,
+)
 from trainers._data import (
     CausalData,
     arithmetic_prompts,
@@ -32,7 +42,6 @@ from trainers._rollout import ROLLOUT_DTYPES
 from trainers.manifest import Manifest
 
 __all__ = [
-    "VERSION",
     "GRPOConfig",
     "machine_settings",
     "main",
@@ -40,14 +49,6 @@ __all__ = [
     "reward_functions",
     "think_format_reward",
 ]
-
-# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
-# meaning): it is part of every train cell's key, like a task's metadata.version.
-# 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
-# LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path);
-# 4: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-#    GradScaler skips are not divergence
-VERSION = "4"
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,16 @@ REWARD_SOURCES = {"math": "arithmetic", "think_quality": "arithmetic", "causal_n
 
 @dataclass
 class GRPOConfig(TrainConfig, CausalData):
+    # Bump when what this method trains changes for the same config (data rendering, loss,
+    # defaults' meaning): it is part of every train cell's key, like a task's metadata.version.
+    # 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
+    # LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path);
+    # 4: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+    #    GradScaler skips are not divergence
+    VERSION: ClassVar[str] = "4"
+    VERIFIER_DRIVEN: ClassVar[bool] = True  # the reward is the task's verifier
+    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(rollout_engine=True)
+
     dataset: str = ""  # rows with prompt + reference_column; empty: prompts from sources
     sources: str = "arithmetic"  # arithmetic | causal
     reference_column: str = "reference"
@@ -77,8 +88,12 @@ class GRPOConfig(TrainConfig, CausalData):
     beta: float = 0.0  # KL to the start; under LoRA trl uses the adapter-disabled model
     loss_type: str = "dapo"
     scale_rewards: str = "group"
-    use_vllm: str = "auto"  # auto | true | false
-    vllm_gpu_memory_utilization: float = 0.3
+    # auto: vLLM colocate where the target's image has vLLM, except under qlora (trl would
+    # merge the adapter into the 4-bit base and requantize it at every sync); true | false
+    use_vllm: str = "auto"
+    # share of the card vLLM colocate reserves; null: sized by the planner (weights + KV cache of
+    # one step's generations at max_length + max_completion_length)
+    vllm_gpu_memory_utilization: float | None = None
     # HF-path rollouts: auto: from a merged copy in bf16 on a CPU with bf16 matmuls (else in the
     # model's dtype), trl's own path on CUDA; bf16 | fp32: from such a copy; train: trl's path,
     # the training model itself (fp32, adapter unmerged, train mode), about 3x slower on CPU
@@ -98,7 +113,40 @@ class GRPOConfig(TrainConfig, CausalData):
         "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
         "no_signal_patience": at_least(0),
         "rollout_dtype": one_of(*ROLLOUT_DTYPES),
+        "use_vllm": one_of("auto", "true", "false"),
     }
+
+    def __post_init__(self) -> None:
+        if isinstance(self.use_vllm, bool):  # YAML's unquoted true/false
+            self.use_vllm = str(self.use_vllm).lower()
+        super().__post_init__()
+        if self.effective_batch % self.num_generations:
+            raise FieldError(
+                "effective_batch",
+                f"{self.effective_batch} must be a multiple of num_generations "
+                f"{self.num_generations} (each prompt's group of completions trains together)",
+            )
+        if self.use_vllm == "true" and self.mode == "qlora":
+            raise FieldError(
+                "use_vllm",
+                "true cannot go with mode qlora (each sync would requantize the 4-bit base); "
+                "set use_vllm: auto (HF rollouts) or mode: lora",
+            )
+
+    def memory(self) -> MemoryProfile:
+        if self.beta > 0:  # trl keeps a reference model for the KL term in full mode
+            return MemoryProfile(rollout_engine=True, reference_copy=True)
+        return self.MEMORY
+
+    def rollout_vllm(self, target: str) -> bool:
+        """vLLM colocate rollouts on ``target``: as ``use_vllm`` says; auto where the target's
+        image carries vLLM and the base is not 4-bit."""
+        from containers.targets import get_target
+
+        if self.use_vllm != "auto":
+            return self.use_vllm == "true"
+        t = get_target(target)
+        return t.is_gpu and t.has_vllm and self.mode != "qlora"
 
 
 def think_format_reward(completions, **_columns) -> list[float]:
@@ -168,17 +216,31 @@ def machine_settings(config: dict) -> dict:
     return {"rollout_dtype": resolve(config["rollout_dtype"], torch.cuda.is_available())}
 
 
-def _use_vllm(setting: str) -> bool:
+def _use_vllm(cfg: GRPOConfig) -> bool:
+    """The planned rollout engine (:meth:`GRPOConfig.rollout_vllm`), where vLLM and CUDA exist."""
     import torch
 
-    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-    if str(setting).lower() in ("auto", ""):
-        return available
-    if str(setting).lower() in ("true", "1", "yes") and not available:
-        raise ValueError(
-            "grpo config: use_vllm=true needs vllm installed and CUDA; set use_vllm=auto"
-        )
-    return str(setting).lower() in ("true", "1", "yes")
+    want = cfg.rollout_vllm(cfg.target)
+    if want and not (importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()):
+        if cfg.use_vllm == "true":
+            raise ValueError(
+                "grpo config: use_vllm=true needs vllm installed and CUDA; set use_vllm=auto"
+            )
+        return False  # auto in an environment without the image's vLLM: HF rollouts
+    return want
+
+
+def vllm_args(cfg: GRPOConfig, plan, max_length: int, vllm: bool) -> dict:
+    """trl.GRPOConfig's vLLM fields: colocate, the share of the card the plan sized, and a
+    context of prompt + completion (vLLM would otherwise reserve the model's full context)."""
+    if not vllm:
+        return {"use_vllm": False}
+    return {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": plan.vllm_gpu_memory_utilization,
+        "vllm_max_model_length": max_length + cfg.max_completion_length,
+    }
 
 
 def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
@@ -210,20 +272,14 @@ def main(cfg: GRPOConfig) -> Manifest:
     import trl
     from datasets import Dataset
 
+    from trainers._data import sample_rows
     from trainers._rollout import copy_dtype, trainer_class
     from trainers._stage import Stage
-
-    if cfg.effective_batch % cfg.num_generations:
-        raise ValueError(
-            f"grpo config: effective_batch {cfg.effective_batch} must be a multiple of num_generations "
-            f"{cfg.num_generations} (each prompt's group of completions trains together)"
-        )
-    from trainers._data import sample_rows
 
     rows, source = prompt_rows(cfg)
     rows = sample_rows(rows, cfg.limit, cfg.seed)
     funcs, weights = reward_functions(cfg)
-    vllm = _use_vllm(cfg.use_vllm)
+    vllm = _use_vllm(cfg)
     rollout = copy_dtype(cfg.rollout_dtype, vllm, torch.cuda.is_available())
     stage = Stage("grpo", cfg)
     model, tokenizer = stage.load()
@@ -237,9 +293,7 @@ def main(cfg: GRPOConfig) -> Manifest:
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         reward_weights=weights,
-        use_vllm=vllm,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        **vllm_args(cfg, stage.plan, stage.max_length, vllm),
     )
     trainer = trainer_class()(
         rollout_dtype=rollout,

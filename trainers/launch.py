@@ -1,27 +1,31 @@
-"""The command that runs a stage under the planner's topology.
+"""The command that runs a stage under its plan's topology (trainers.planner.plan_for).
 
 - ``single``: ``python -m trainers.<method> --config FILE``.
-- ``ddp`` on CPU: ``torchrun --standalone --nproc_per_node N`` (gloo). ``accelerate launch
-  --cpu`` was seen failing here with "Default process group has not been initialized".
-- ``ddp`` on GPUs: ``accelerate launch --multi_gpu --num_processes N``.
-- ``fsdp`` / ``deepspeed-zero3``: ``accelerate launch`` with trl's shipped accelerate
-  configs (fsdp2.yaml, zero3.yaml; ZeRO-3 needs deepspeed installed).
+- ``ddp`` on CPU: ``torchrun --standalone --nproc_per_node N`` (gloo; standalone picks a free
+  port). ``accelerate launch --cpu`` was seen failing here with "Default process group has not
+  been initialized".
+- ``ddp`` on GPUs: ``accelerate launch`` with trl's multi_gpu.yaml; ``fsdp``: with trl's
+  fsdp2.yaml (FSDP2; its activation checkpointing replaces the Trainer's, which would add an
+  all-gather in the backward). Each takes a free port (two stages may share a node), and the
+  stage's resolved mixed precision (trl's yamls say bf16, which the Trainer would otherwise
+  keep when the stage asked for none).
 
-Multi-node runs add ``--nnodes``/``--machine_rank``/``--main_process_ip`` from the
-SLURM environment; that is the executor's job, this module builds one node's command.
+Multi-node runs would add ``--nnodes``/``--machine_rank``/``--main_process_ip``; this module
+builds one node's command.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["launch_command", "accelerate_config"]
+__all__ = ["launch_command", "stage_command", "accelerate_config", "precision", "visible_devices"]
 
 ACCELERATE_CONFIGS = {
     "ddp": "multi_gpu.yaml",
     "fsdp": "fsdp2.yaml",
-    "deepspeed-zero3": "zero3.yaml",
 }
 
 
@@ -34,6 +38,17 @@ def accelerate_config(topology: str) -> Path:
     return Path(spec.origin).parent / "accelerate_configs" / ACCELERATE_CONFIGS[topology]
 
 
+def precision(cfg: Any, cuda: bool) -> str:
+    """The stage's mixed precision: its ``mixed_precision``, or with ``auto`` the target's dtype
+    as autocast on CUDA and none on a CPU."""
+    from containers.targets import get_target
+
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    dtype = get_target(cfg.target).dtype
+    return dtype if cuda and dtype in ("bf16", "fp16") else "no"
+
+
 def launch_command(
     method: str,
     config_path: str | Path,
@@ -42,6 +57,8 @@ def launch_command(
     nproc: int = 1,
     cpu: bool = False,
     overrides: list[str] | None = None,
+    mixed_precision: str = "no",
+    activation_checkpointing: bool = False,
 ) -> list[str]:
     """argv that trains ``method`` with ``config_path`` under ``topology`` on ``nproc`` processes."""
     from trainers.methods import METHODS
@@ -67,6 +84,11 @@ def launch_command(
             f"--nproc_per_node={nproc}",
             *tail,
         ]
+    fsdp = (
+        ["--fsdp_activation_checkpointing", str(activation_checkpointing).lower()]
+        if topology == "fsdp"
+        else []
+    )
     return [
         sys.executable,
         "-m",
@@ -75,5 +97,40 @@ def launch_command(
         str(accelerate_config(topology)),
         "--num_processes",
         str(nproc),
+        "--main_process_port",
+        "0",  # accelerate picks a free port
+        "--mixed_precision",
+        mixed_precision,
+        *fsdp,
         *tail,
     ]
+
+
+def stage_command(method: str, cfg: Any, plan: Any, config_path: str | Path, *, cuda: bool):
+    """The launch argv of a stage from its plan: the one the launcher runs and `bench grid show`
+    prints (the plan's GPUs are the stage's ``nproc``)."""
+    return launch_command(
+        method,
+        config_path,
+        topology=plan.topology,
+        nproc=cfg.nproc,
+        cpu=not cuda,
+        mixed_precision=precision(cfg, cuda),
+        activation_checkpointing=plan.gradient_checkpointing,
+    )
+
+
+def visible_devices(nproc: int, env: dict[str, str] | None = None, count: int | None = None):
+    """``CUDA_VISIBLE_DEVICES`` narrowed to the first ``nproc`` GPUs when more are visible ({}
+    otherwise): a single process that sees several GPUs gets wrapped in DataParallel by the
+    Trainer, which multiplies its batch by the GPU count."""
+    env = os.environ if env is None else env
+    if count is None:
+        import torch
+
+        count = torch.cuda.device_count()
+    if count <= nproc:
+        return {}
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(count)]
+    return {"CUDA_VISIBLE_DEVICES": ",".join(ids[:nproc])}

@@ -4,8 +4,10 @@
 weights + adapter + gradients + optimizer states + activations (GB = 1e9 bytes), then
 picks the largest per-device batch (a power of two) that fits the target's memory and
 the gradient accumulation reaching ``effective_batch``. A model too large for one device
-is sharded (``fsdp`` for adapters, ``deepspeed-zero3`` for full fine-tuning) over as few
-of the node's GPUs as fit. Estimates are deliberately simple (formulas below, checked
+is sharded with ``fsdp`` (adapters and full fine-tuning alike; never a 4-bit base, which
+FSDP2 leaves unsharded) over as few of the node's GPUs as fit. What a method holds besides
+the model (reference copy, rollout engine, sequences per row) is its config's
+``MemoryProfile``; :func:`plan_for` plans a stage from its resolved config object. Estimates are deliberately simple (formulas below, checked
 against measured peaks in the stage manifests), not a simulator.
 
 Mixture-of-experts models (``num_experts`` > 1) hold every expert's weights, so weights,
@@ -33,27 +35,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trainers.methods import METHODS
+from trainers._config import MemoryProfile
+from trainers.methods import METHODS, method_config
 
-__all__ = ["ModelFacts", "Plan", "plan", "plan_config", "model_facts", "TOPOLOGIES", "MODES"]
+__all__ = [
+    "ModelFacts",
+    "Plan",
+    "plan",
+    "plan_for",
+    "plan_config",
+    "serving_gpus",
+    "model_facts",
+    "TOPOLOGIES",
+    "MODES",
+]
 
-TOPOLOGIES = ("single", "ddp", "fsdp", "deepspeed-zero3")
+# FSDP (FSDP2, trl's fsdp2.yaml) shards adapters and full fine-tuning alike: ZeRO-3 would need
+# DeepSpeed, which no image installs (an sdist that JIT-builds its ops on first use)
+TOPOLOGIES = ("single", "ddp", "fsdp")
 MODES = ("lora", "qlora", "full")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/param)
 FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
 CUDA_OVERHEAD_GB = 0.5  # context, cuBLAS workspace, allocator slack
+VLLM_RUNTIME_GB = 1.0  # a vLLM engine's own activations, sampler and CUDA context
 GB = 1e9
+GIB = 2**30
 # Full-vocabulary fp32 tensors per position that the LM-head loss keeps at its peak: the
 # logits and their gradient (trl's losses, a fused head's tile).
 LOGIT_TENSORS = 2
-# distill's KL loss (trainers/distill.py KLSFTTrainer.compute_loss) at its peak, the `kl =`
-# line: the student's log-probs (saved by log_softmax), the reference's log-probs,
-# p = exp(logp) and logp - ref_logp (both saved by the product) and their elementwise
-# product before the sum; the backward holds as many (logp, p, and the two products'
-# gradients plus the gradient being accumulated into logp). The fp32 casts of the logits
-# are freed once log_softmax returns (it saves its output only).
-KL_LOGIT_TENSORS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,9 +222,17 @@ class Plan:
     gradient_checkpointing: bool
     fits: bool
     notes: list[str] = dataclasses.field(default_factory=list)
-    active_params: float | None = (
-        None  # per token (MoE: routed experts only); compute ≈ 6× per token
-    )
+    active_params: float | None = None  # per token (MoE: routed experts only); compute ≈ 6×
+    vllm_gpu_memory_utilization: float | None = None  # grpo with vLLM colocate: its share
+
+    def refusal(self) -> str:
+        """One line: why this plan is not launched and what to change."""
+        return (
+            f"{self.method} on {self.model}: {self.total_gb:.1f} GB per device at batch "
+            f"{self.per_device_batch} does not fit {self.target}'s {self.device_memory_gb} GB "
+            f"({self.topology} over {self.gpus} GPU{'s' if self.gpus > 1 else ''}); "
+            "set nproc to more GPUs, mode: qlora, a shorter max_length or per_device_batch: 1"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -308,6 +326,14 @@ def _activation_bytes(
     return layers + logits
 
 
+def _vllm_utilization(f: ModelFacts, b: int, seq: int, n_seqs: int, card_gb: float) -> float:
+    """The share of the card a vLLM colocate engine needs: its weight copy, the KV cache of
+    ``n_seqs`` sequences of ``seq`` tokens and ~1 GB of runtime (rounded up to 0.01)."""
+    kv = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq * b * n_seqs
+    need = f.params * b + kv + VLLM_RUNTIME_GB * GB
+    return min(0.9, math.ceil(need / (card_gb * GB) * 100) / 100)
+
+
 def plan(
     model: Any,
     method: str,
@@ -317,17 +343,29 @@ def plan(
     effective_batch: int = 8,
     *,
     gpus: int = 1,
+    search_gpus: bool = True,
     lora_r: int = 16,
     gradient_checkpointing: bool | None = None,
-    kl: bool = False,
+    memory: MemoryProfile | None = None,
     num_generations: int = 8,
+    completion_len: int = 0,
     vllm: bool | None = None,
+    vllm_utilization: float | None = None,
     per_device_batch: int | None = None,
 ) -> Plan:
-    """Estimate per-device memory and choose batch, accumulation and topology. ``vllm``: grpo
-    rollouts from a vLLM colocate engine (None: on GPU targets, as ``use_vllm=auto``);
-    ``per_device_batch``: the stage's own batch, planned as set instead of chosen."""
+    """Estimate per-device memory and choose batch, accumulation and topology.
+
+    ``memory``: the method's :class:`MemoryProfile` (default: its config class's ``MEMORY``;
+    :func:`plan_for` passes the config's own). ``gpus``: the processes the stage runs; with
+    ``search_gpus`` a model that does not fit them is sharded over more of the node's GPUs
+    (what ``bench plan`` asks), without it only over these (what a stage will run on).
+    ``vllm``: rollouts from a vLLM colocate engine (None: where the target's image has vLLM
+    and the base is not 4-bit, as ``use_vllm: auto``), which reserves ``vllm_utilization``
+    of the card (None: sized for ``num_generations`` sequences of seq_len + completion_len).
+    ``per_device_batch``: the stage's own batch, planned as set instead of chosen.
+    """
     from containers.targets import get_target
+    from trainers.methods import method_config
 
     if method not in METHODS:
         raise ValueError(f"planner: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -339,70 +377,80 @@ def plan(
     f = model_facts(model)
     if mode == "qlora" and "bnb-4bit" not in t.quantization:
         raise ValueError(
-            f"planner: target {target} has no 4-bit quantization (QLoRA needs CUDA); use mode=lora"
+            f"planner: target {target} has no 4-bit quantization (QLoRA needs bitsandbytes); "
+            "use mode=lora"
         )
+    mem = memory or method_config(method).MEMORY
     b = DTYPE_BYTES[t.dtype]
     ckpt = t.is_gpu if gradient_checkpointing is None else gradient_checkpointing
     notes: list[str] = []
 
-    if mode == "qlora":  # bitsandbytes quantizes Linear layers: not embeddings, not fused experts
+    if mode == "qlora":
+        # bitsandbytes quantizes Linear layers, not embeddings, norms or fused experts; peft's
+        # prepare_model_for_kbit_training then casts every parameter it left to fp32
         kept = f.embedding_params + f.expert_params
-        weights = kept * b + (f.params - kept) * NF4_BYTES
+        weights = kept * 4 + (f.params - kept) * NF4_BYTES
     else:
         weights = f.params * b
     if mode == "full":
         adapter, grads, optim = 0.0, f.params * b, 2 * f.params * b
     else:
         n = _lora_params(f, lora_r)
-        adapter, grads, optim = n * 4, n * 4, n * 8
+        # trl casts a quantized model's adapters to bf16 (fp32 on fp16 targets, whose CUDA
+        # GradScaler cannot unscale bf16); gradients and AdamW states follow the adapter's dtype
+        ab = (4 if t.dtype == "fp16" else 2) if mode == "qlora" else 4
+        adapter, grads, optim = n * ab, n * ab, 2 * n * ab
 
-    kl = kl and method == "distill"
-    fused = method in ("sft", "distill") and not kl
-    per_sample = _activation_bytes(
-        f, seq_len, b, ckpt, fused, KL_LOGIT_TENSORS if kl else LOGIT_TENSORS
+    per_sample = mem.sequences_per_row * _activation_bytes(
+        f, seq_len, b, ckpt, mem.fused_head, mem.logit_tensors
     )
-    if method == "dpo":
-        per_sample *= 2  # chosen and rejected in one forward
-    extra = 0.0
-    if mode == "full" and (method == "dpo" or kl):
-        extra += weights  # a frozen reference copy; adapters use the adapter-disabled base
-    if kl:
-        notes.append(f"distill kl: {KL_LOGIT_TENSORS} full-vocabulary fp32 tensors per position")
+    # a frozen reference copy in full mode (adapters use the adapter-disabled base instead):
+    # prepared like the policy, so sharded with it
+    reference = weights if mode == "full" and mem.reference_copy else 0.0
+    if mem.logit_tensors != LOGIT_TENSORS:
+        notes.append(f"{mem.logit_tensors} full-vocabulary fp32 tensors per position at the loss")
     if f.num_experts > 1:
         notes.append(
             f"MoE: weights of all {f.num_experts} experts, activations of {f.experts_per_token} per token; "
             "LoRA on attention only (experts are fused parameters)"
         )
-    if method == "grpo" and t.is_gpu and vllm is False:
-        notes.append("grpo: HF rollouts on the training model (use_vllm false): no vLLM copy")
-    elif method == "grpo" and t.is_gpu:
-        # vLLM (colocate) holds its own weight copy and the KV cache of a generation batch
-        kv_cache = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq_len * b * num_generations
-        extra += f.params * b + kv_cache
-        notes.append("grpo: includes vLLM's weight copy and KV cache (colocate mode)")
+    rollout, utilization = 0.0, None
+    if mem.rollout_engine and t.is_gpu:
+        if vllm is None:
+            vllm = t.has_vllm and mode != "qlora"
+        if vllm:
+            card = t.gpu_memory_gb * GIB / GB
+            utilization = vllm_utilization or _vllm_utilization(
+                f, b, seq_len + completion_len, num_generations, card
+            )
+            rollout = utilization * card * GB  # vLLM reserves this share, whatever it holds
+            notes.append(f"vLLM colocate reserves {utilization:.2f} of each GPU")
+        else:
+            notes.append("HF rollouts on the training model: no vLLM engine")
     overhead = CUDA_OVERHEAD_GB * GB if t.is_gpu else 0.0
 
-    capacity = t.gpu_memory_gb if t.is_gpu else _host_memory_gb() * 0.5
+    # a card's "11 GB" / "80 GB" are GiB (an RTX 2080 Ti holds 11264 MiB): in GB of 1e9 bytes
+    capacity = t.gpu_memory_gb * GIB / GB if t.is_gpu else _host_memory_gb() * 0.5
     budget = capacity * 0.9 * GB  # allocator fragmentation headroom
 
     def fixed_per_device(n: int, topo: str) -> float:
-        if topo == "deepspeed-zero3":
-            return (weights + grads + optim + adapter) / n + extra + overhead
-        if topo == "fsdp":
-            return (weights + extra) / n + grads + optim + adapter + overhead
-        return weights + adapter + grads + optim + extra + overhead
+        state = weights + adapter + grads + optim + reference
+        return (state / n if topo == "fsdp" else state) + rollout + overhead
 
     topology, n_gpus = ("single" if gpus == 1 else "ddp"), gpus
     if fixed_per_device(gpus, topology) + per_sample > budget:
-        sharded = "deepspeed-zero3" if mode == "full" else "fsdp"
-        max_gpus = max(gpus, t.gpus_per_node) if t.is_gpu else gpus
-        # powers of two: they divide the usual effective batches and fill a node evenly
-        candidates = [2**k for k in range(1, 8) if gpus <= 2**k <= max_gpus]
-        for n in candidates:
-            if fixed_per_device(n, sharded) + per_sample <= budget:
-                topology, n_gpus = sharded, n
-                notes.append(f"does not fit one device: sharded with {sharded} over {n} GPUs")
-                break
+        if mode == "qlora":
+            # accelerate keeps uint8 4-bit weights out of FSDP2's shards: no saving, so no sharding
+            notes.append("qlora is not sharded: each GPU holds the whole 4-bit model")
+        else:
+            max_gpus = max(gpus, t.gpus_per_node) if t.is_gpu and search_gpus else gpus
+            # powers of two: they divide the usual effective batches and fill a node evenly
+            candidates = [n for n in [gpus, *(2**k for k in range(1, 8))] if gpus <= n <= max_gpus]
+            for n in sorted({n for n in candidates if n > 1}):
+                if fixed_per_device(n, "fsdp") + per_sample <= budget:
+                    topology, n_gpus = "fsdp", n
+                    notes.append(f"does not fit one device: sharded with fsdp over {n} GPUs")
+                    break
     fixed = fixed_per_device(n_gpus, topology)
     fits = fixed + per_sample <= budget
     if not fits:
@@ -439,11 +487,11 @@ def plan(
         optimizer_gb=optim / GB,
         activations_gb=per_sample * batch / GB,
         activations_per_sample_gb=per_sample / GB,
-        extra_gb=extra / GB,
+        extra_gb=(reference + rollout) / GB,
         overhead_gb=overhead / GB,
         total_gb=(fixed + per_sample * batch) / GB,
         min_total_gb=(fixed_per_device(1, "single") + per_sample) / GB,
-        device_memory_gb=capacity if t.is_gpu else round(capacity, 1),
+        device_memory_gb=round(capacity, 2) if t.is_gpu else round(capacity, 1),
         per_device_batch=batch,
         grad_accum=accum,
         effective_batch=batch * accum * n_gpus,
@@ -453,25 +501,74 @@ def plan(
         fits=fits,
         notes=notes,
         active_params=f.active_params,
+        vllm_gpu_memory_utilization=utilization,
     )
 
 
-def plan_config(model: Any, method: str, target: str, config: Mapping[str, Any]) -> Plan:
-    """The plan of a stage from its method's resolved config (a mapping of its fields):
-    ``nproc`` GPUs, its ``per_device_batch`` when set, distill's ``kl_coef``, grpo's
-    ``num_generations`` and ``use_vllm``."""
+def plan_for(
+    config: Any,
+    model: Any,
+    target: str | None = None,
+    *,
+    gpus: int | None = None,
+    search_gpus: bool = False,
+) -> Plan:
+    """The plan of one stage from its method's resolved config **object**: the one plan the
+    stage, the launcher, ``bench plan --grid``, ``bench grid show`` and SLURM's request read.
+
+    ``model``: the weights the stage starts from (a directory, a ``ModelFacts``, numbers);
+    ``target``: default ``config.target``; ``gpus``: the processes it runs on (default
+    ``config.nproc``; the stage passes its WORLD_SIZE). Sharding stays within those GPUs
+    (``search_gpus``: may take more of the node's, to choose an unset nproc).
+    """
+    target = target or config.target
+    method = next((m for m in METHODS if method_config(m) is type(config)), None)
+    if method is None:
+        raise ValueError(f"planner: {type(config).__name__} is no method's config (METHODS)")
+    memory = config.memory()
     return plan(
         model,
         method,
         target,
-        seq_len=int(config["max_length"]),
-        mode=config["mode"],
-        effective_batch=int(config["effective_batch"]),
-        gpus=int(config.get("nproc") or 1),
-        lora_r=int(config["lora_r"]),
-        gradient_checkpointing=config.get("gradient_checkpointing"),
-        kl=float(config.get("kl_coef") or 0) > 0,
-        num_generations=int(config.get("num_generations") or 8),
-        vllm={"true": True, "false": False}.get(str(config.get("use_vllm", "auto")).lower()),
-        per_device_batch=config.get("per_device_batch"),
+        seq_len=int(config.max_length),
+        mode=config.mode,
+        effective_batch=int(config.effective_batch),
+        gpus=int(gpus or config.nproc or 1),
+        search_gpus=search_gpus,
+        lora_r=int(config.lora_r),
+        gradient_checkpointing=config.gradient_checkpointing,
+        memory=memory,
+        num_generations=int(getattr(config, "num_generations", 8)),
+        completion_len=int(getattr(config, "max_completion_length", 0)),
+        vllm=config.rollout_vllm(target) if memory.rollout_engine else None,
+        vllm_utilization=getattr(config, "vllm_gpu_memory_utilization", None),
+        per_device_batch=config.per_device_batch,
     )
+
+
+def plan_config(
+    model: Any, method: str, target: str, config: Mapping[str, Any], *, search_gpus: bool = False
+) -> Plan:
+    """:func:`plan_for` of ``method``'s config built from a mapping of its fields (a cell's
+    resolved config); fields the harness sets per stage (paths, target) are ignored."""
+    from trainers._config import resolve
+
+    fields = {k: v for k, v in config.items() if k not in ("model", "parent", "output_dir")}
+    fields["target"] = target
+    return plan_for(resolve(method_config(method), fields), model, target, search_gpus=search_gpus)
+
+
+def serving_gpus(model: Any, target: str) -> int:
+    """GPUs an eval of ``model`` loads on (its vLLM tensor-parallel size): its weights in the
+    target's dtype over 0.9 of each card's memory, rounded up to a power of two and capped at
+    the node's GPUs; 1 on a CPU target."""
+    from containers.targets import get_target
+
+    t = get_target(target)
+    if not t.is_gpu:
+        return 1
+    need = model_facts(model).params * DTYPE_BYTES[t.dtype] / (0.9 * t.gpu_memory_gb * GIB)
+    n = 1
+    while n < need and n < t.gpus_per_node:
+        n *= 2
+    return min(n, t.gpus_per_node)

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trainers._config import TrainConfig, at_least, cli, fraction
+from trainers._config import MemoryProfile, TrainConfig, at_least, cli, fraction
 from trainers._data import (
     CausalData,
     causal_sft_rows,
@@ -41,14 +42,7 @@ from trainers._data import (
 )
 from trainers.manifest import Manifest
 
-__all__ = ["VERSION", "SFTConfig", "main", "COLUMNS"]
-
-# Bump when what this method trains changes for the same config (data rendering, loss, defaults'
-# meaning): it is part of every train cell's key, like a task's metadata.version.
-# 2: rows are rendered for templates that strip reasoning or are missing;
-# 3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-#    GradScaler skips are not divergence
-VERSION = "3"
+__all__ = ["SFTConfig", "main", "COLUMNS"]
 
 COLUMNS = (("messages",), ("prompt", "completion"))
 
@@ -57,6 +51,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SFTConfig(TrainConfig, CausalData):
+    # Bump when what this method trains changes for the same config (data rendering, loss,
+    # defaults' meaning): it is part of every train cell's key, like a task's metadata.version.
+    # 2: rows are rendered for templates that strip reasoning or are missing;
+    #    3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
+    #    GradScaler skips are not divergence
+    VERSION: ClassVar[str] = "3"
+    VERIFIER_DRIVEN: ClassVar[bool] = False
+    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(fused_head=True)
+
     dataset: str = ""  # .jsonl/.json/.parquet/.csv with messages, or prompt + completion
     sources: str = ""  # used when dataset is empty: causal
     item_seed: int = 0  # seeds the generated items (and a file's shuffle)

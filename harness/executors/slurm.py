@@ -126,47 +126,35 @@ def _weights_gb(model: str, dtype: str) -> float:
     return params * {"bf16": 2, "fp16": 2, "fp32": 4}.get(dtype, 4) / 1e9
 
 
-def _train_plan(cell, target: str):
-    """The memory planner's plan for a train cell, or None (planner absent or unsure)."""
-    try:
-        from harness.zoo import planner_facts
-        from trainers.planner import plan
-    except ImportError:
-        return None
-    cfg = cell.resolved  # every field with its effective value: the trainer's defaults, not guesses
-    try:
-        return plan(
-            planner_facts(cell.model),
-            cell.method,
-            target,
-            seq_len=int(cfg["max_length"]),
-            mode=cfg["mode"],
-            effective_batch=int(cfg["effective_batch"]),
-            lora_r=int(cfg["lora_r"]),
-            num_generations=int(cfg.get("num_generations", 8)),
-        )
-    except Exception:
-        return None
-
-
 def resources(cell, grid) -> dict[str, Any]:
-    """cpus, mem_gb (host), gpus and timeout_min of one cell on the grid's hardware target."""
+    """cpus, mem_gb (host), gpus and timeout_min of one cell on the grid's hardware target.
+
+    A train cell asks for exactly the GPUs its plan runs on (its ``nproc``: harness.plans.cell_plan,
+    the plan the stage and the launcher use) and is refused here when that plan cannot fit; an
+    eval cell for the GPUs its weights need (its vLLM tensor-parallel size). Host memory is one
+    copy of the weights plus a merge's (ranks load sharded models through rank 0) and 8 GB,
+    capped at the target's node memory.
+    """
     from containers.targets import get_target
+    from harness.plans import cell_plan, eval_gpus
 
     try:
         target = get_target(grid.target)
     except ValueError as e:
         raise BenchError(f"grid {grid.name}: field 'target': {e}") from None
     weights = _weights_gb(cell.model, target.dtype)
-    gpus = 1 if target.is_gpu else 0
-    mem = 8 + 2 * weights  # load + lm-eval / trainer overhead
+    mem = 8 + 2 * weights  # load + merge or lm-eval / trainer overhead
     if cell.kind == "train":
-        p = _train_plan(cell, target.name)
-        if target.is_gpu:
-            gpus = min(max(p.gpus if p else 1, int(cell.resolved["nproc"])), target.gpus_per_node)
-            mem = 8 + 2 * weights * gpus  # every rank loads the weights; a merge needs a full copy
-        elif p is not None:
+        p = cell_plan(cell, target.name)
+        if target.is_gpu and not p.fits:
+            raise BenchError(f"grid {grid.name}: {cell.cell_id}: {p.refusal()}")
+        gpus = p.gpus if target.is_gpu else 0
+        if not target.is_gpu:
             mem += p.total_gb  # on CPU the training state lives in host memory
+    else:
+        gpus = eval_gpus(cell, target.name) if target.is_gpu else 0
+    if target.node_memory_gb:
+        mem = min(mem, target.node_memory_gb)
     return {
         "cpus": CPUS_PER_GPU * gpus if gpus else CPU_TARGET_CPUS,
         "mem_gb": int(math.ceil(mem)),
@@ -203,18 +191,28 @@ class CellTask(Checkpointable):
         return run_cell(cell, exp, results_dir, force=force)
 
 
-def python_command(container: str | None, binds: Sequence[Path], gpus: int) -> str:
+def hub_cache() -> Path:
+    """The host's Hugging Face home (HF_HOME, else ~/.cache/huggingface)."""
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+
+
+def python_command(
+    container: str | None, binds: Sequence[Path], gpus: int, hf_home: Path | None = None
+) -> str:
     """The interpreter command of the sbatch template; inside ``apptainer exec`` with a container.
 
     Paths are bound at the same place inside the container (submitit passes host paths),
-    and the results directory also at /results, where the images expect it.
+    the results directory also at /results and the host's hub cache (``hf_home``, default
+    :func:`hub_cache`) at /hf, where the images expect them: the image's own /hf is read-only
+    and its HF_HOME overrides the host's, so without the bind no hub model loads.
     """
     if not container:
         return shlex.quote(sys.executable)
+    hf_home = Path(hf_home or hub_cache()).resolve()
     args = ["apptainer", "exec"] + (["--nv"] if gpus else [])
     for path in dict.fromkeys(binds):
         args.append(f"--bind={path}:{path}")
-    args += [f"--bind={binds[0]}:/results", container, "python"]
+    args += [f"--bind={binds[0]}:/results", f"--bind={hf_home}:/hf", container, "python"]
     return shlex.join(args)
 
 
@@ -260,10 +258,10 @@ def _dependency(parents: set[str], submitted: Sequence[str]) -> str | None:
     return "afterany:" + ":".join(ids)
 
 
-def _submit_wave(wave_no: int, cells: list, exp, jobs: dict, submit: Callable) -> None:
+def _submit_wave(wave_no: int, cells: list, requests: dict, jobs: dict, submit: Callable) -> None:
     groups: dict[tuple, list] = {}
     for cell in cells:
-        res = resources(cell, exp.grid)
+        res = requests[cell.key]
         groups.setdefault((cell.kind, *sorted(res.items())), []).append(cell)
     for (kind, *res_items), group in groups.items():
         parents = {jobs[c.needs].job_id for c in group if c.needs in jobs}
@@ -308,6 +306,10 @@ def run_slurm(
     binds = [results_dir]
     if os.environ.get("BENCH_CACHE"):
         binds.append(Path(os.environ["BENCH_CACHE"]).expanduser().resolve())
+    if container:
+        hub_cache().mkdir(parents=True, exist_ok=True)  # apptainer binds existing paths only
+    # every cell's request first: a plan that cannot fit is refused before anything is submitted
+    requests = {c.key: resources(c, exp.grid) for c in plan.todo}
     todo_kind = {c.key: c.kind for c in plan.todo}
     jobs: dict[str, Any] = {}
 
@@ -355,7 +357,7 @@ def run_slurm(
                 progress(cell, Outcome("submitted", job.job_id))
 
     for wave_no, cells in enumerate(waves(plan.todo)):
-        _submit_wave(wave_no, cells, exp, jobs, submit)
+        _submit_wave(wave_no, cells, requests, jobs, submit)
     if not wait:
         return {key: Outcome("submitted", job.job_id) for key, job in jobs.items()}
     return _wait(plan, jobs, poll_s, progress, max_wait_s)
