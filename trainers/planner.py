@@ -390,10 +390,14 @@ def plan(
         # prepare_model_for_kbit_training then casts every parameter it left to fp32
         kept = f.embedding_params + f.expert_params
         weights = kept * 4 + (f.params - kept) * NF4_BYTES
+    elif mode == "full":
+        # trained weights load in fp32 (autocast computes in the target's dtype): fp32
+        # gradients and two fp32 AdamW states, 16 bytes a parameter
+        weights = f.params * 4
     else:
         weights = f.params * b
     if mode == "full":
-        adapter, grads, optim = 0.0, f.params * b, 2 * f.params * b
+        adapter, grads, optim = 0.0, f.params * 4, 2 * f.params * 4
     else:
         n = _lora_params(f, lora_r)
         # trl casts a quantized model's adapters to bf16 (fp32 on fp16 targets, whose CUDA
