@@ -526,7 +526,9 @@ def plan_for(
     (``search_gpus``: may take more of the node's, to choose an unset nproc).
     """
     target = target or config.target
-    method = next((m for m in METHODS if method_config(m) is type(config)), None)
+    # by name: under `python -m trainers.<m>` the class is __main__'s copy of the module's
+    name = type(config).__name__
+    method = next((m for m in METHODS if METHODS[m].endswith(f":{name}")), None)
     if method is None:
         raise ValueError(f"planner: {type(config).__name__} is no method's config (METHODS)")
     memory = config.memory()
