@@ -234,7 +234,7 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 # Commands defined in sibling modules register themselves on `app` (from _cli_common) when imported.
-from harness import _cli_analyze, _cli_ci, _cli_inspect, _cli_run, _cli_tools  # noqa: E402,F401
+from harness import _cli_analyze, _cli_ci, _cli_data, _cli_inspect, _cli_run, _cli_tools  # noqa: E402,F401
 
 
 def main() -> None:

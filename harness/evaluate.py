@@ -78,13 +78,15 @@ class EvalRequest:
         )
 
 
-def _task_manager(repeats: int = 1, builtin: bool = False):
+def _task_manager(repeats: int = 1, builtin: bool = False, num_fewshot: int = 0):
     from lm_eval.tasks import TaskManager
 
     from harness.lmeval_tasks import builtin_manager_class
     from tasks import TASKS_DIR
 
-    class Repeating(builtin_manager_class(TaskManager) if builtin else TaskManager):
+    base = builtin_manager_class(TaskManager, num_fewshot) if builtin else TaskManager
+
+    class Repeating(base):
         """Sets every loaded task's ``repeats`` (samples per prompt) from the resolved settings."""
 
         def load(self, *args, **kwargs):
@@ -94,8 +96,14 @@ def _task_manager(repeats: int = 1, builtin: bool = False):
                     task.set_config(key="repeats", value=repeats)
             return loaded
 
-    # lm-eval's ~14k built-in YAMLs only when a cell names one of them: indexing costs ~50 s per process.
-    return Repeating(include_path=str(TASKS_DIR), include_defaults=builtin)
+    # lm-eval's ~14k built-in YAMLs only when a cell names one of them: indexing costs ~50 s per
+    # process, so the index resolve_tasks already built is reused rather than built a second time.
+    tm = Repeating(include_path=str(TASKS_DIR), include_defaults=False)
+    if builtin:
+        from harness.lmeval_tasks import with_builtin_index
+
+        with_builtin_index(tm)
+    return tm
 
 
 THINK_OPEN = "<think>"
@@ -283,6 +291,18 @@ def _meta(doc: dict) -> dict[str, Any]:
     }
 
 
+def _choice_logprobs(sample: dict) -> list[float] | None:
+    """A multiple-choice doc's loglikelihood per choice (lm-eval's ``resps``: one
+    ``[(loglikelihood, is_greedy)]`` per choice); None for a generated sample."""
+    resps = sample.get("resps") or []
+    pairs = [r[0] if isinstance(r, list | tuple) and len(r) == 1 else None for r in resps]
+    if not pairs or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], float) for p in pairs
+    ):
+        return None
+    return [float(p[0]) for p in pairs]
+
+
 def _completions(sample: dict) -> list[str]:
     """Every repeat's completion of one doc (lm-eval keeps them all in ``resps``)."""
     resps = sample.get("resps") or []
@@ -305,6 +325,27 @@ def _sample_rows(
     if filt:  # a task with several filters (lm-eval's gsm8k) lists each doc once per filter: the primary's
         samples, primary = [s for s in samples if s.get("filter", filt) == filt], metric
     for s in samples:
+        choices = _choice_logprobs(s)
+        if choices is not None:  # multiple choice: the model's pick (acc's argmax) is its answer
+            pick = max(range(len(choices)), key=choices.__getitem__)
+            args = s.get("arguments") or []
+            rows.append(
+                {
+                    "cell_key": cell_key,
+                    "task": task,
+                    "doc_id": int(s["doc_id"]),
+                    "repeat": 0,
+                    "target": str(s.get("target", "")),
+                    "completion": str(args[pick][1]) if pick < len(args) else "",
+                    "answer": str(pick),
+                    "logprob": choices[pick],
+                    "choice_logprobs": choices,
+                    "prompt": json.dumps(args[0][0] if args else None, default=str)[:20000],
+                    "meta": _meta(s.get("doc", {})),
+                    "score": min(max(float(s.get(primary) or 0.0), 0.0), 1.0),
+                }
+            )
+            continue
         for repeat, completion in enumerate(_completions(s)):
             score = s.get(primary) if repeat == 0 else None
             row = {
@@ -367,6 +408,8 @@ def _count_tokens(rows: list[dict], tok, budget: int | None) -> None:
     if tok is None:
         return
     for r in rows:
+        if r.get("choice_logprobs") is not None:  # scored, not generated
+            continue
         r["gen_tokens"] = len(tok(r["completion"], add_special_tokens=False)["input_ids"])
         r["truncated"] = (
             bool(budget) and r["gen_tokens"] >= budget - 1
@@ -428,7 +471,9 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     load_s = time.perf_counter() - t0
     from harness.taskinfo import task_index
 
-    tm = _task_manager(s.repeats, builtin=any(t not in task_index() for t in leaves))
+    tm = _task_manager(
+        s.repeats, builtin=any(t not in task_index() for t in leaves), num_fewshot=s.num_fewshot
+    )
     try:
         out = lm_eval.simple_evaluate(
             model=lm,

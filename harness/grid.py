@@ -64,6 +64,8 @@ class GridSpec(BaseModel):
     eval: EvalSettings = EvalSettings()
     target: str = "cpu"  # checked against containers/targets.yaml at load (_check_references)
     seed: int = Field(default=0, ge=0, lt=2**32)
+    # the data mirror its cells read; default $BENCH_DATA_DIR, else ../shared/data
+    data_dir: str | None = None
 
     @field_validator("models", "tasks")
     @classmethod
@@ -382,7 +384,10 @@ def eval_cell(
     parent_stage: str | None,
 ) -> EvalCell:
     """The one place an eval cell is made: settings resolved for ``spec`` (zoo -> grid), key payload, key."""
+    from harness.datamirror import mirror_identity
+
     settings = resolve_eval(spec, grid.eval)
+    root = Path(grid.data_dir).expanduser() if grid.data_dir else None
     inputs = eval_inputs(
         weights=identity,
         train=train_key,
@@ -391,6 +396,7 @@ def eval_cell(
         trust_remote_code=spec.trust_remote_code,
         seed=grid.seed,
         target=grid.target,
+        data=mirror_identity([t for t, _ in tasks], settings.num_fewshot, root),
     )
     key = content_key(inputs)
     weights = train_key or weights_key(identity or "")

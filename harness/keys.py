@@ -11,7 +11,8 @@ cell's key moves. What goes in:
   verifier versions for methods whose data or reward a verifier decides, the zoo's
   ``trust_remote_code``, seed, target and key-relevant package versions;
 - eval cells: the weights (model identity or train key), each task with its version and
-  its verifiers' versions, the resolved eval settings, seed, target and packages.
+  its verifiers' versions, the resolved eval settings, seed, target and packages, and the
+  content hashes of the data-mirror files its tasks read (``data``, when any).
 
 ``KEY_SCHEMA`` changes whenever the payload's layout changes: every key moves with it.
 """
@@ -101,8 +102,11 @@ def eval_inputs(
     trust_remote_code: bool,
     seed: int,
     target: str,
+    data: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The payload of an eval cell; ``tasks`` maps task name -> version, ``settings`` are resolved."""
+    """The payload of an eval cell; ``tasks`` maps task name -> version, ``settings`` are resolved,
+    ``data`` maps task -> {split: hash} of the mirror files it reads (a cell reading none has no
+    ``data`` field, so its key is what it was before the mirror existed)."""
     from harness.taskinfo import task_verifiers
 
     packages = KEY_PACKAGES["eval"] + (("vllm",) if settings.get("backend") == "vllm" else ())
@@ -118,7 +122,7 @@ def eval_inputs(
         "packages": package_versions(packages),
         "seed": seed,
         "target": target,
-    }
+    } | ({"data": data} if data else {})
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

@@ -262,7 +262,12 @@ def _eval(cell: EvalCell, exp: Expansion, results_dir: Path) -> RunRecord:
         for c in exp.train
         if c.model == cell.model and (cell.stage + "+").startswith(c.stage + "+")
     }
-    return run_eval(EvalRequest.for_cell(cell, exp.grid, weights, revision, configs), results_dir)
+    from bench_core.mirror import use_data_dir
+
+    with use_data_dir(exp.grid.data_dir):
+        return run_eval(
+            EvalRequest.for_cell(cell, exp.grid, weights, revision, configs), results_dir
+        )
 
 
 def record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:

@@ -51,6 +51,8 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("repeat", pa.int64()),  # index of the sample among a prompt's repeats (0 when one)
         pa.field("gen_tokens", pa.int64()),  # tokens generated
         pa.field("truncated", pa.bool_()),  # the generation hit its token cap
+        # a multiple-choice doc: each choice's loglikelihood, in the task's choice order
+        pa.field("choice_logprobs", pa.list_(pa.float64())),
     ]
 )
 # Columns the DuckDB store keeps; the rest stay in the Parquet files for `bench analyze`.
@@ -132,6 +134,9 @@ def _normalize(row: Mapping[str, Any], i: int, path: Path) -> dict[str, Any]:
         "repeat": int(row.get("repeat") or 0),
         "gen_tokens": None if row.get("gen_tokens") is None else int(row["gen_tokens"]),
         "truncated": None if row.get("truncated") is None else bool(row["truncated"]),
+        "choice_logprobs": None
+        if row.get("choice_logprobs") is None
+        else [float(v) for v in row["choice_logprobs"]],
     }
 
 

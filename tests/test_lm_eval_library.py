@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 import harness.lmeval_tasks as lmeval_tasks
+from bench_core.mirror import split_file
 from harness.errors import BenchError
 from harness.taskinfo import resolve_tasks
-from tasks.math.gsm8k import data_dir
+
+GSM8K_TEST = split_file("openai/gsm8k", "main", "test")
 
 
 @pytest.fixture
@@ -50,10 +52,7 @@ def test_an_unknown_task_is_one_line_with_a_hint(small_index):
         resolve_tasks(["gsm8kk"])
 
 
-@pytest.mark.skipif(
-    data_dir() is None or not (data_dir() / "gsm8k_test.jsonl").is_file(),
-    reason="no local GSM8K (../shared/data)",
-)
+@pytest.mark.skipif(GSM8K_TEST is None, reason="no local GSM8K (../shared/data)")
 def test_gsm8k_reads_the_local_file_offline(small_index, monkeypatch):
     from lm_eval.tasks import TaskManager
 
@@ -61,13 +60,13 @@ def test_gsm8k_reads_the_local_file_offline(small_index, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     over = lmeval_tasks.local_overrides(small_index / "gsm8k.yaml")
     assert over["dataset_path"] == "json"
-    assert over["dataset_kwargs"]["data_files"]["test"] == str(data_dir() / "gsm8k_test.jsonl")
+    assert over["dataset_kwargs"]["data_files"]["test"] == str(GSM8K_TEST)
     tm = lmeval_tasks.builtin_manager_class(TaskManager)(
         include_path=str(small_index), include_defaults=False
     )
     task = tm.load(["gsm8k"])["tasks"]["gsm8k"]
     docs = list(task.test_docs())
-    first = json.loads((data_dir() / "gsm8k_test.jsonl").open().readline())
+    first = json.loads(GSM8K_TEST.open().readline())
     assert len(docs) == 1319 and docs[0]["question"] == first["question"]
     assert (
         len(list(task.fewshot_docs())) == 7473

@@ -282,7 +282,17 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
     assert data_dir() == tmp_path
     (tmp_path / "gsm8k_test.jsonl").write_text(GSM8K_SLICE.read_text())
-    assert load_gsm8k("test") == _slice_rows()
+    assert load_gsm8k("test") == _slice_rows()  # the earlier file name, read as a fallback
+
+
+def test_gsm8k_reads_the_mirror_layout_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "gsm8k_test.jsonl").write_text(GSM8K_SLICE.read_text().splitlines()[0] + "\n")
+    folder = tmp_path / "openai" / "gsm8k" / "main"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_text(GSM8K_SLICE.read_text())
+    assert load_gsm8k("test") == _slice_rows()  # every row of the layout's file, not the one
 
 
 def test_offline_without_local_gsm8k_is_a_one_line_error(monkeypatch, tmp_path):
@@ -291,7 +301,7 @@ def test_offline_without_local_gsm8k_is_a_one_line_error(monkeypatch, tmp_path):
     with pytest.raises(ValueError) as err:
         load_gsm8k("test")
     message = str(err.value)
-    assert "\n" not in message and str(tmp_path / "gsm8k_test.jsonl") in message
+    assert "\n" not in message and f"{tmp_path}/openai/gsm8k/main/test.jsonl" in message
     assert "BENCH_DATA_DIR" in message
 
 

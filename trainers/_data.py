@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench_core.mirror import mirror_rows
 from bench_core.offline import hub_offline
 from bench_core.rows import read_rows as read_file
 from trainers._config import Allowed, at_least
@@ -58,12 +59,17 @@ EVAL_ITEM_SEED = test_seed()  # the generated items the leaderboard tests on (ma
 
 
 def read_rows(spec: str, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local .jsonl/.json/.parquet/.csv file (bench_core.rows), or ``hub:org/name`` when online."""
+    """Rows of a local .jsonl/.json/.parquet/.csv file (bench_core.rows), or ``hub:org/name``: the
+    data mirror's ``org/name/<split>.jsonl`` when it holds the split, else the hub when online."""
     if spec.startswith("hub:"):
         name = spec.removeprefix("hub:")
+        mirrored = mirror_rows(name, None, split)
+        if mirrored is not None:
+            return mirrored
         if hub_offline(datasets=True):
             raise ValueError(
-                f"dataset {name}: HF_HUB_OFFLINE is set; point dataset= at a local file instead"
+                f"dataset {name}: not in the data mirror ({name}/{split}.jsonl under $BENCH_DATA_DIR) "
+                "and HF_HUB_OFFLINE is set; copy the split there or point dataset= at a local file"
             )
         import datasets
 
@@ -281,9 +287,13 @@ def _causal_file_rows(spec: str) -> list[dict]:
     """Rows of a Corr2Cause file (the released layout), or of the hub's train.csv when online."""
     if spec.startswith("hub:"):
         name = spec.removeprefix("hub:")
+        mirrored = mirror_rows(name, None, "train")  # the hub's train.csv, as the mirror holds it
+        if mirrored is not None:
+            return mirrored
         if hub_offline(datasets=True):
             raise ValueError(
-                f"causal_file {spec}: HF_HUB_OFFLINE is set; point causal_file at a local Corr2Cause CSV"
+                f"causal_file {spec}: not in the data mirror ({name}/train.jsonl under "
+                "$BENCH_DATA_DIR) and HF_HUB_OFFLINE is set; point causal_file at a local Corr2Cause CSV"
             )
         import datasets
 

@@ -151,10 +151,15 @@ def load_paraphrased(**metadata: Any) -> dict[str, Any]:
 def load_corr2cause(
     split: str = "test", fewshot_seed: int = 4321, n_fewshot_items: int = 24, **_: Any
 ) -> dict[str, Any]:
-    """Real Corr2Cause rows: the file named by $BENCH_CORR2CAUSE_FILE, else the hub's
-    ``{split}.csv`` (train, dev or test) when online."""
+    """Real Corr2Cause rows: the file named by $BENCH_CORR2CAUSE_FILE, else the data mirror's
+    ``causal-nlp/corr2cause/{split}.jsonl``, else the hub's ``{split}.csv`` (train, dev or test)
+    when online."""
+    from bench_core.mirror import mirror_rows
+
     if path := os.environ.get(FILE_ENV):
         rows = read_rows(path)
+    elif (mirrored := mirror_rows(HUB_DATASET, None, split)) is not None:
+        rows = mirrored
     elif not hub_offline(datasets=True):
         import datasets
 
@@ -164,7 +169,8 @@ def load_corr2cause(
     else:
         raise ValueError(
             f"causal_nli_corr2cause: no data; set {FILE_ENV}=/path/to/corr2cause.csv "
-            "(columns input,label) or unset HF_HUB_OFFLINE to read the hub dataset"
+            f"(columns input,label), put {HUB_DATASET}/{split}.jsonl in the data mirror, "
+            "or unset HF_HUB_OFFLINE to read the hub dataset"
         )
     test = [to_doc(r, k) for k, r in enumerate(rows)]
     return _splits(test, int(fewshot_seed), int(n_fewshot_items))

@@ -1,20 +1,19 @@
-"""GSM8K: local files first, the hub only as a fallback for users who are online.
+"""GSM8K: the data mirror first, the hub only as a fallback for users who are online.
 
-The data folder is ``$BENCH_DATA_DIR``, else ``<repo root>/../shared/data`` when that
-exists; it holds ``gsm8k_{train,test}.jsonl`` (fields ``question``, ``answer`` = a worked
-solution ending ``#### <number>``). Without the file, ``openai/gsm8k`` (config
-``main``) is loaded with ``datasets``. Tests never take the hub path.
+The mirror (bench_core.mirror: ``$BENCH_DATA_DIR``, else ``../shared/data`` beside the
+checkout) holds ``openai/gsm8k/main/{train,test}.jsonl`` (fields ``question``, ``answer`` =
+a worked solution ending ``#### <number>``); the earlier names ``gsm8k_{train,test}.jsonl`` at
+its top are read too. Without either, ``openai/gsm8k`` (config ``main``) is loaded with
+``datasets``. Tests never take the hub path.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
+from bench_core.mirror import data_dir, split_file
 from bench_core.offline import hub_offline
 from bench_core.rows import read_rows
-from tasks import TASKS_DIR
 from tasks.math.extract import normalize_number
 
 __all__ = [
@@ -31,26 +30,17 @@ HUB_DATASET = ("openai/gsm8k", "main")
 _CALCULATOR_RE = re.compile(r"<<[^<>]*>>")
 
 
-def data_dir() -> Path | None:
-    """Where local data lives: ``$BENCH_DATA_DIR``, else ``../shared/data`` beside the repo."""
-    env = os.environ.get("BENCH_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    shared = TASKS_DIR.parent.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
-
-
 def load_gsm8k(split: str) -> list[dict]:
     """Rows ``{question, answer}`` of a split (``train`` or ``test``)."""
-    folder = data_dir()
-    name = f"gsm8k_{split}.jsonl"
-    if folder is not None and (folder / name).is_file():
-        return read_rows(folder / name)
+    found = split_file(*HUB_DATASET, split)
+    if found is not None:
+        return read_rows(found)
     if hub_offline(datasets=True):
-        where = folder / name if folder is not None else name
+        folder = data_dir()
+        where = f"{folder}/openai/gsm8k/main/{split}.jsonl" if folder else f"{split}.jsonl"
         raise ValueError(
-            f"GSM8K: {where} not found and the hub is off (HF_HUB_OFFLINE); "
-            "set BENCH_DATA_DIR to a folder holding gsm8k_train.jsonl and gsm8k_test.jsonl"
+            f"GSM8K: {where} not found and the hub is off (HF_HUB_OFFLINE); set BENCH_DATA_DIR to "
+            "a data mirror holding openai/gsm8k/main/{train,test}.jsonl (bench data pull gsm8k)"
         )
     import datasets  # the online fallback only
 
