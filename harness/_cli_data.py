@@ -12,7 +12,7 @@ from harness._cli_common import JsonOpt, _print_json, app, console
 
 data_app = typer.Typer(
     no_args_is_help=True,
-    help="The data mirror: DATA_DIR/<dataset_path>[/<dataset_name>]/<split>.jsonl, for offline runs.",
+    help="The data mirror for offline runs: DATA_DIR/<dataset_path>/<dataset_name>/<split>.jsonl (the name only where the task has one).",
 )
 app.add_typer(data_app, name="data")
 MirrorOpt = Annotated[
