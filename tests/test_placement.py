@@ -167,3 +167,25 @@ def test_an_evaluated_lora_stage_runs_merged_weights(tmp_path, tiny_llama):
         torch.testing.assert_close(evaluated(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
     trained, _ = load_model(stage, for_training=True)  # a stage trained further keeps it apart
     assert hasattr(trained, "peft_config")
+
+
+def visible_devices(pause: float) -> str | None:
+    """What a cell's process sees (run in an eval worker; module level so it pickles)."""
+    import time
+
+    time.sleep(pause)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_parallel_eval_workers_each_take_a_gpu_of_their_own(monkeypatch):
+    """``--workers N`` on a GPU target: each cell's process sees one free GPU, not all of them
+    (every vLLM engine started on GPU 0 and all but one failed its free-memory check)."""
+    from harness.executors.local import _eval_pool, _on_a_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pool, on_a_gpu = _eval_pool(2, per_cell=True)
+    assert on_a_gpu is _on_a_gpu
+    with pool:
+        seen = [f.result() for f in [pool.submit(on_a_gpu, visible_devices, 1.0) for _ in range(4)]]
+    assert sorted(seen) == ["3", "3", "5", "5"]  # one GPU each, both used, each freed again
+    assert _eval_pool(2, per_cell=False)[1] is None  # CPU cells: no GPU to hand out

@@ -103,6 +103,59 @@ def _run_here(cell: Cell, plan: Plan, results_dir: Path | str, force: bool) -> O
     return run_cell(cell, plan.expansion, results_dir, force=force)
 
 
+_free_gpus = None  # in an eval worker process: the queue of GPUs no cell holds
+
+
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _hold_gpus(queue) -> None:
+    global _free_gpus
+    _free_gpus = queue
+
+
+def _on_a_gpu(fn: Callable, *args):
+    """``fn(*args)`` in a fresh worker process with one free GPU its only visible one, so
+    parallel eval cells do not all start on GPU 0; the GPU is free again when it returns."""
+    gpu = _free_gpus.get()
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    try:
+        return fn(*args)
+    finally:
+        _free_gpus.put(gpu)
+
+
+def _eval_pool(workers: int, per_cell: bool):
+    """(process pool, how its tasks run) for parallel eval cells: with a process per cell
+    (GPU targets) each worker takes one of the visible GPUs for its cell."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn = mp.get_context("spawn")
+    gpus = _visible_gpus() if per_cell else []
+    if not gpus:
+        per_task = 1 if per_cell else None
+        return ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=per_task), None
+    free = spawn.Queue()
+    for gpu in gpus:
+        free.put(gpu)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=spawn,
+        max_tasks_per_child=1,
+        initializer=_hold_gpus,
+        initargs=(free,),
+    )
+    return pool, _on_a_gpu
+
+
 def _evals_parallel(
     cells: list[Cell],
     plan: Plan,
@@ -113,8 +166,7 @@ def _evals_parallel(
     progress: Progress,
 ) -> None:
     """Eval cells in ``workers`` processes (each loads its own model; the trains are done by now)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     ready = []
     for cell in cells:
@@ -124,10 +176,12 @@ def _evals_parallel(
         else:
             outcome[cell.key] = waiting
     # a fresh process per cell where cells get their own (a GPU's memory back after each)
-    per_cell = 1 if cell_process(plan.grid.target) else None
-    spawn = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=per_cell) as pool:
-        futures = {pool.submit(_run_here, c, plan, str(results_dir), force): c for c in ready}
+    pool, on_a_gpu = _eval_pool(workers, cell_process(plan.grid.target))
+    with pool:
+        futures = {}
+        for c in ready:
+            task = (_run_here, c, plan, str(results_dir), force)
+            futures[pool.submit(on_a_gpu, *task) if on_a_gpu else pool.submit(*task)] = c
         for fut in as_completed(futures):
             cell = futures[fut]
             outcome[cell.key] = fut.result()
