@@ -75,3 +75,26 @@ def curves_cmd(
         _print_json(curves_dict(curves))
     else:
         typer.echo(curves_csv(curves) if fmt == "csv" else curves_text(curves, width), nl=False)
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="The tracker's local folder to write.")],
+    to: Annotated[str, typer.Option("--to", help="trackio, mlflow or wandb.")] = "trackio",
+    project: Annotated[str, typer.Option("--project", help="Project / experiment name.")] = "bench",
+    results: ResultsOpt = DEFAULT_RESULTS,
+) -> None:
+    """Replay the store through Trackio, MLflow or W&B offline: per eval cell, its lineage's
+    scores and training curves on one step axis, the cell key and lineage as tags."""
+    from leaderboards.export import export
+
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"{out}: is a file; name a folder for the tracker's local store")
+    con = _store(results)
+    try:
+        runs = export(con, to, out, project)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    finally:
+        con.close()
+    console.print(f"exported {len(runs)} run(s) to {to} in {out}")
