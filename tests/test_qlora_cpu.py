@@ -142,3 +142,33 @@ def test_qlora_trainable_parameters_are_fp32_on_an_fp16_target(
     stage.ready(trainer)
     expected = torch.float32 if dtype == "fp16" else torch.bfloat16  # bf16 keeps trl's choice
     assert {p.dtype for p in trainable} == {expected}
+
+
+def _quant_state_bytes(p) -> int:
+    """A 4-bit weight's block constants: absmax (double-quantized to uint8) and its own
+    fp32 absmax and code book."""
+    s = getattr(p, "quant_state", None)
+    if s is None:
+        return 0
+    n = s.absmax.numel() * s.absmax.element_size()
+    if s.state2 is not None:
+        n += (s.state2.absmax.numel() + s.state2.code.numel()) * 4
+    return n
+
+
+def test_planned_qlora_weights_are_those_of_the_4bit_model_peft_prepares(tiny_llama, target_dtype):
+    """What bitsandbytes leaves unquantized (embeddings, lm_head, norms), peft's
+    prepare_model_for_kbit_training casts to fp32 whatever the target's dtype: on an fp16
+    target the plan's weights are the loaded model's bytes, not half its embeddings."""
+    import torch
+
+    from trainers._model import load_model
+    from trainers.planner import plan
+
+    target_dtype("fp16")
+    planned = plan(tiny_llama, "sft", "cpu", 64, "qlora")
+    model, _ = load_model(tiny_llama, quantization="bnb-4bit", for_training=True)
+    kept = [p for p in model.parameters() if getattr(p, "quant_state", None) is None]
+    assert kept and {p.dtype for p in kept} == {torch.float32}
+    loaded = sum(p.numel() * p.element_size() + _quant_state_bytes(p) for p in model.parameters())
+    assert planned.weights_gb == pytest.approx(loaded / 1e9, rel=0.05)
