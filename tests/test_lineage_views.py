@@ -326,3 +326,29 @@ def test_exports_carry_curves_cost_and_contamination(tmp_path):
         ("distill+grpo", "4", "0.01"),
         ("distill+grpo", "5", "0.02"),
     ]
+
+
+def test_the_smoke_recipe_trains_on_none_of_its_test_docs():
+    """The smoke grid's training rows (distill's conversations, grpo's prompts: the rows its
+    stages build) against the 40 math_arith_2digit docs it is scored on: 0 % by the rule,
+    and by the reference."""
+    import yaml
+
+    from leaderboards.contamination import contaminated
+    from tasks.math import test_seed
+    from tasks.math.generate import generate
+    from trainers._stage import _strings
+    from trainers.distill import distill_rows
+    from trainers.grpo import prompt_rows
+    from trainers.methods import method_config
+
+    spec = yaml.safe_load(open("harness/grids/smoke.yaml"))
+    distill = method_config("distill")(**spec["steps"]["distill"])
+    grpo = method_config("grpo")(**spec["steps"]["grpo"])
+    rows = ["\n".join(_strings(r)) for r in distill_rows(distill)[0] + prompt_rows(grpo)[0]]
+    docs = [i["question"] for i in generate(100, test_seed(), levels=(2,))][: spec["eval"]["limit"]]
+    assert len(rows) == 240 + 12 - 1 and len(docs) == 40  # one generated item was a test question
+    assert sum(contaminated(d, rows) for d in docs) == 0
+    assert reference_share(docs, rows) == 0.0
+    # the rule would catch them: the same rows plus the test questions flag every doc
+    assert all(contaminated(d, rows + docs) for d in docs)

@@ -76,6 +76,7 @@ def _write_cell(args: tuple[str, int, int]) -> None:
                 pa.array(np.zeros(per_task, dtype=np.int64)),
                 pa.array(doc % 64 + 20),
                 pa.array(doc % 50 == 0),
+                *(pa.nulls(per_task, f.type) for f in list(SAMPLES_SCHEMA)[14:]),  # newer columns
             ],
             schema=SAMPLES_SCHEMA,
         )
