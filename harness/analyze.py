@@ -37,6 +37,8 @@ def _same(a: Path | None, b: Path | None) -> bool:
 
 
 def _stage_dir(path: Path, label: str, model_id=None, stage=None) -> Checkpoint:
+    from trainers.manifest import stage_path
+
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as e:
@@ -49,7 +51,7 @@ def _stage_dir(path: Path, label: str, model_id=None, stage=None) -> Checkpoint:
         label,
         merged if (merged / "config.json").exists() else None,
         adapter if (adapter / "adapter_config.json").exists() else None,
-        Path(manifest["base_weights"]) if manifest.get("base_weights") else None,
+        stage_path(manifest["base_weights"], path) if manifest.get("base_weights") else None,
         model_id,
         stage,
     )

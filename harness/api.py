@@ -36,7 +36,7 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
     """
     from harness.keys import file_digest
     from harness.runner import STAGE_CELL_FILE
-    from trainers.manifest import Manifest, read_manifest
+    from trainers.manifest import Manifest, read_manifest, stage_path
 
     if not (checkpoint / "manifest.json").exists():
         if not (checkpoint / "config.json").exists():
@@ -76,7 +76,7 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
         if merged and merged.is_dir()
         else [
             _weights_digest(checkpoint / (manifest.adapter or "adapter"), file_digest),
-            _weights_digest(Path(manifest.base_weights), file_digest),
+            _weights_digest(stage_path(manifest.base_weights, checkpoint), file_digest),
         ]
     )
     model = cell.get("model") or Path(manifest.base_model).name

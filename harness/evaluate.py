@@ -459,6 +459,7 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
 def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     import lm_eval
 
+    from harness.lmeval_tasks import quiet_git_hash
     from harness.provenance import provenance
     from harness.taskinfo import resolve_tasks
 
@@ -474,6 +475,7 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     tm = _task_manager(
         s.repeats, builtin=any(t not in task_index() for t in leaves), num_fewshot=s.num_fewshot
     )
+    quiet_git_hash()
     try:
         out = lm_eval.simple_evaluate(
             model=lm,

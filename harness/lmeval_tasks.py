@@ -211,3 +211,14 @@ def with_builtin_index(tm) -> None:
     tm._all_subtasks = sorted(k for k, v in kinds.items() if v in (Kind.TASK, Kind.PY_TASK))
     tm._all_groups = sorted(k for k, v in kinds.items() if v == Kind.GROUP)
     tm._all_tags = sorted(k for k, v in kinds.items() if v == Kind.TAG)
+
+
+def quiet_git_hash() -> None:
+    """lm-eval stamps its results with ``git describe`` of the working directory, letting git
+    print "fatal: not a git repository" outside a checkout; bench stamps its own commit in the
+    record, so lm-eval's is asked of git quietly."""
+    import lm_eval.evaluator
+
+    from bench_core.gitinfo import git_state
+
+    lm_eval.evaluator.get_git_commit_hash = lambda: git_state()[0]

@@ -9,9 +9,12 @@ and call :func:`run_cell` with the cell itself: nothing is re-loaded or re-expan
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import fnmatch
 import json
+import logging
+import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -32,6 +35,8 @@ from harness.status import (
     record_file,
 )
 from leaderboards.record import RunRecord, write_record
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Cell",
@@ -270,21 +275,39 @@ def _eval(cell: EvalCell, exp: Expansion, results_dir: Path) -> RunRecord:
         )
 
 
+def _why(error: BaseException) -> str:
+    """The failure's one line; full or read-only storage said plainly, not as errno 28."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {error.filename}" if error.filename else ""
+        return f"disk full{where} (no space left on device); free space and run again"
+    if isinstance(error, OSError) and error.errno == errno.EROFS:
+        return f"read-only file system ({error.filename or 'results'}); pick a writable --results"
+    return f"{type(error).__name__}: {error}"
+
+
 def record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
-    """``results/failures/<kind>-<key>.json``: the error and the traceback being handled."""
+    """``results/failures/<kind>-<key>.json``: the error and the traceback being handled.
+
+    Written whole (by rename), or on a full disk the shortest one that fits, or none: never
+    a 0-byte file, never an error that hides the cell's own."""
     path = failure_path(results_dir, cell.kind, cell.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "cell": cell.cell_id,
-                "key": cell.key,
-                "error": f"{type(error).__name__}: {error}",
-                "traceback": "".join(traceback.format_exception(error)),
-                "at": datetime.now(UTC).isoformat(),
-            }
-        )
-    )
+    doc = {
+        "cell": cell.cell_id,
+        "key": cell.key,
+        "error": _why(error),
+        "traceback": "".join(traceback.format_exception(error)),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    for text in (json.dumps(doc), json.dumps({k: doc[k] for k in ("cell", "key", "error")})):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    log.warning("%s: cannot write the failure file (%s)", path, doc["error"])
 
 
 def run_cell(
@@ -316,7 +339,7 @@ def run_cell(
                 record_failure(results_dir, cell, e)
                 if reraise:
                     raise
-                return Outcome("failed", f"{type(e).__name__}: {e}"[:300])
+                return Outcome("failed", _why(e)[:300])
             failure_path(results_dir, cell.kind, cell.key).unlink(missing_ok=True)
     except CellBusy:
         return Outcome("busy", "another runner holds this cell")

@@ -106,12 +106,50 @@ def _checkpoint_ok(cell, results_dir: Path) -> str | None:
         return (
             f"its checkpoint is missing (results/checkpoints/{cell.key}); it will be trained again"
         )
+    broken = _weights_broken(own.parent)
+    if broken:
+        return f"its checkpoint is damaged ({broken}); it will be trained again"
     parent = results_dir / "checkpoints" / str(cell.parent_key) / "manifest.json"
     # its adapter is relative to the parent's merged weights: a parent trained after it is other
     # weights. The manifests' own created_at, not file times, so a copied results/ stays done.
     if cell.parent_key and parent.exists() and _created(parent) > _created(own):
         return f"parent {cell.parent_stage} was trained again after it; it will be trained again"
     return None
+
+
+def _weights_broken(stage: Path) -> str | None:
+    """What is wrong with a finished stage's weights, read from headers only (no tensor is
+    loaded): the manifest, and each safetensors file of the adapter or merged folder it names,
+    whose header must parse and whose size must be what the header says."""
+    try:
+        manifest = json.loads((stage / "manifest.json").read_text())
+        folders = [manifest[k] for k in ("adapter", "merged") if manifest.get(k)]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return "manifest.json does not load"
+    for folder in folders:
+        files = sorted((stage / str(folder)).glob("*.safetensors"))
+        if not files:
+            return f"{folder}/ holds no weights"
+        for f in files:
+            if not _safetensors_ok(f):
+                return f"{folder}/{f.name} is cut off or corrupt"
+    return None
+
+
+def _safetensors_ok(path: Path) -> bool:
+    """The format's own invariant: 8-byte header length, a JSON header, and data exactly as
+    long as the largest end offset it lists."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return False
+            header = json.loads(f.read(n))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        return 8 + n + max(ends, default=0) == size
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return False
 
 
 def _created(manifest: Path) -> str:

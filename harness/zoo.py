@@ -256,6 +256,8 @@ def get_model(name: str) -> ModelSpec:
     """A zoo entry (by name or hub id, ``@rev`` pins a revision); a local directory or an
     ``org/name`` hub id the zoo lacks becomes an ad-hoc entry."""
     zoo = load_zoo()
+    if not isinstance(name, str) or not name.strip():  # '' is Path('.'): the working directory
+        raise BenchError("model name is empty; name a zoo model, a hub id or a model directory")
     if name in zoo:
         return _with_cached_revision(zoo[name])
     if Path(name).expanduser().is_dir():

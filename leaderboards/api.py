@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leaderboards.comparison import Comparison, compare
 from leaderboards.rendering import render
-from leaderboards.store import default_db_path, ingest
+from leaderboards.store import ingest, writable_store
 
 __all__ = ["leaderboard", "compare_cells"]
 
@@ -26,8 +26,12 @@ def leaderboard(
     Ingest problems (corrupt records, missing samples) are issued as ``IngestWarning``
     and do not stop the render.
     """
-    db = Path(db_path) if db_path is not None else default_db_path(results_dir)
-    ingest(results_dir, db)
+    with writable_store(results_dir, db_path) as db:  # a read-only results folder: a copy
+        ingest(results_dir, db)
+        return _render(db, fmt, out, models, methods, tasks)
+
+
+def _render(db: Path, fmt: str, out, models, methods, tasks) -> str:
     if out is None:
         return render(db, fmt, models=models, methods=methods, tasks=tasks)
     from leaderboards.rendering import _board, _format, _html, curves_table_csv, to_csv

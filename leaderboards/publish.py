@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from leaderboards.record import read_records
 from leaderboards.rendering import render
-from leaderboards.store import connect, default_db_path, ingest
+from leaderboards.store import connect, ingest, writable_store
 
 __all__ = ["MARKER", "VIEW_FORMATS", "check_site_dir", "provenance_lines", "publish"]
 
@@ -93,7 +93,11 @@ def publish(
     """Write the site; returns the files written (the folder is refreshed, never appended to)."""
     results_dir, out = Path(results_dir), Path(out_dir)
     check_site_dir(results_dir, out)
-    db = Path(db_path) if db_path is not None else default_db_path(results_dir)
+    with writable_store(results_dir, db_path) as db:  # a read-only results folder: a copy
+        return _publish(results_dir, out, db)
+
+
+def _publish(results_dir: Path, out: Path, db: Path) -> list[Path]:
     ingest(results_dir, db)
     paths = sorted((results_dir / "records").glob("*.json"))
     loaded = list(read_records(paths))

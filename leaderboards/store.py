@@ -10,8 +10,12 @@ record is skipped with a warning naming the file; the rest load.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +30,14 @@ from leaderboards.record import one_line, parse_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
 from leaderboards.sql import create_schema, pair_counts_sql
 
-__all__ = ["IngestReport", "IngestWarning", "ingest", "connect", "default_db_path"]
+__all__ = [
+    "IngestReport",
+    "IngestWarning",
+    "ingest",
+    "connect",
+    "default_db_path",
+    "writable_store",
+]
 
 _BATCH = 2000  # samples files per read_parquet call
 
@@ -54,18 +65,68 @@ def default_db_path(results_dir: str | Path) -> Path:
     return Path(results_dir) / "bench.duckdb"
 
 
+def _can_write(db: Path) -> bool:
+    folder = db.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:  # a read-only mount (root too)
+            return False
+    except OSError:
+        return False
+    if db.exists():  # duckdb writes a .wal beside the file
+        return os.access(db, os.W_OK) and os.access(folder, os.W_OK)
+    return os.access(folder, os.W_OK)
+
+
+@contextmanager
+def writable_store(results_dir: str | Path, db_path: str | Path | None = None):
+    """The store's path, or, when the results folder cannot be written (a read-only mount, a
+    colleague's folder), a copy of it in a temporary folder: the board renders either way and
+    nothing in the results folder is touched."""
+    db = Path(db_path) if db_path is not None else default_db_path(results_dir)
+    if _can_write(db):
+        yield db
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        copy = Path(tmp) / db.name
+        if db.is_file() and os.access(db, os.R_OK):
+            shutil.copyfile(db, copy)  # a head start; ingest brings it up to date
+        yield copy
+
+
+# A concurrent `bench leaderboard` holds the store's lock for its ingest and render (seconds):
+# wait for it, so a grid's own final board is not lost to it.
+LOCK_WAIT_S = float(os.environ.get("BENCH_STORE_WAIT", "120"))
+
+
 def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the store; a writable connection also creates tables and views."""
+    """Open the store; a writable connection also creates tables and views. A store another
+    process holds is waited for (up to ``LOCK_WAIT_S``), then one line says who holds it."""
     if read_only and not Path(db_path).exists():
         raise ValueError(f"{db_path}: no leaderboard database; run `bench leaderboard` to ingest")
+    deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.05
+    while True:
+        try:
+            return _connect(db_path, read_only)
+        except _Locked:
+            if time.monotonic() >= deadline:
+                raise ValueError(
+                    f"{db_path}: locked by another process (another `bench leaderboard`?); "
+                    "retry when it has finished"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+class _Locked(Exception):
+    pass
+
+
+def _connect(db_path: str | Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(db_path), read_only=read_only)
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
-            raise ValueError(
-                f"{db_path}: locked by another process (another `bench leaderboard`?); "
-                "retry when it has finished"
-            ) from None
+            raise _Locked from None
         if "not a valid duckdb" not in str(e).lower() and "corrupt" not in str(e).lower():
             raise ValueError(f"{db_path}: cannot open ({str(e).splitlines()[0]})") from None
         if read_only:

@@ -303,6 +303,27 @@ def _lora_rank(f, shape) -> float:
     return int(torch.linalg.matrix_rank(rb @ ra.T, rtol=max(shape) * eps)) / min(shape)
 
 
+def _same_architecture(a: Path, b: Path) -> None:
+    """Two checkpoints of different architectures share tensor names (``model.layers.0...``)
+    but not meaning: a Δ between them is no update of one model, so it is refused."""
+
+    def arch(p: Path):
+        try:
+            cfg = json.loads((p / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(cfg, dict):
+            return None
+        return cfg.get("model_type"), tuple(cfg.get("architectures") or ())
+
+    xa, xb = arch(a), arch(b)
+    if xa and xb and xa != xb:
+        raise ValueError(
+            f"A ({xa[0]}) and B ({xb[0]}) are different architectures; compare a stage with its "
+            "parent or its base model"
+        )
+
+
 def compare_weights(
     a: str | Path,
     b: str | Path,
@@ -333,6 +354,7 @@ def compare_weights(
         shapes_b = {**shapes_a, **{n: saved[key] for n, key in replaced.items()}}
         names_b = {n: replaced.get(n, n) for n in files_b}
     else:
+        _same_architecture(Path(a), Path(b))
         factors, files_b = {}, weight_files(b)
         shapes_b = tensor_shapes(files_b)
         names_b = {n: n for n in files_b}

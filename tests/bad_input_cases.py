@@ -578,6 +578,12 @@ CASES: list[Case] = [
         "must be in [0, 2^32)",
     ),
     Case(
+        "eval --model ''",
+        ["eval", "--model", "", "--limit", "1"],
+        2,
+        "model name is empty",
+    ),
+    Case(
         "eval --tasks ''",
         ["eval", "--model", "tiny-random-llama", "--tasks", ""],
         2,

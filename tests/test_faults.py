@@ -187,3 +187,84 @@ def test_a_run_where_every_cell_failed_ends_with_why(tmp_path):
     assert "leaderboard: no finished cells yet" in proc.stdout
     first_failure = next(i for i, x in enumerate(lines) if x.startswith("failed broken-model/base"))
     assert first_failure > lines.index("leaderboard: no finished cells yet")
+
+
+def _bench(*args, cwd=None, timeout=900):
+    return subprocess.run(
+        [*BENCH, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def _preempted(results: Path, key: str) -> Path:
+    """A stage killed after its last checkpoint and before its manifest and record."""
+    (results / "checkpoints" / key / "manifest.json").unlink()
+    record_file(results, "train", key).unlink()
+    return results / "checkpoints" / key
+
+
+@pytest.mark.slow
+def test_an_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path, tiny_llama):
+    """A kill while trainer_state.json is written leaves checkpoint-2 cut off: the rerun resumes
+    from checkpoint-1 (it used to fail on every rerun, --force included, naming no file)."""
+    grid = grid_file(
+        tmp_path, recipes=[["distill"]], steps={"distill": {**DISTILL, "save_total_limit": 5}}
+    )
+    results = tmp_path / "results"
+    first = _bench("train", "--grid", grid, "--results", results)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    (train,) = plan_grid(load_grid(grid), results).expansion.train
+    stage = _preempted(results, train.key)
+    state = stage / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    state.write_text(state.read_text()[:40])  # cut off mid-write
+    again = _bench("train", "--grid", grid, "--results", results)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["resumed_from"].endswith("checkpoint-1") and manifest["steps"] == 2
+    assert record_file(results, "train", train.key).exists()
+
+
+@pytest.mark.slow
+def test_a_moved_results_folder_resumes_and_stays_cached(tmp_path, tiny_llama):
+    """A cluster requeues the job where results/ is another path (moved, copied, or spelled
+    relative instead of absolute): finished cells stay done, a preempted stage resumes."""
+    grid = grid_file(tmp_path, recipes=[["distill"]], steps={"distill": DISTILL})
+    old = tmp_path / "a" / "results"
+    first = _bench("train+eval", "--grid", grid, "--results", old)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    new = tmp_path / "b" / "elsewhere"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    rows = json.loads(
+        _bench("grid", "show", grid, "--results", "elsewhere", "--json", cwd=new.parent).stdout
+    )
+    assert {r["status"] for r in rows} == {"done"}, [(r["stage"], r["why"]) for r in rows]
+    # the manifest names the parent weights beside the stage, not under the old path
+    (train,) = plan_grid(load_grid(grid), new).expansion.train
+    manifest = json.loads((new / "checkpoints" / train.key / "manifest.json").read_text())
+    assert manifest["output_dir"] == "." and str(old) not in json.dumps(manifest)
+    stage = _preempted(new, train.key)
+    again = _bench("train", "--grid", grid, "--results", "elsewhere", cwd=new.parent)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["resumed_from"].endswith("checkpoint-2")
+    rows = json.loads(_bench("grid", "show", grid, "--results", new, "--json").stdout)
+    assert {r["status"] for r in rows} == {"done"}
+
+
+@pytest.mark.slow
+def test_a_corrupt_adapter_makes_its_stage_changed(tmp_path, tiny_llama):
+    grid = grid_file(tmp_path, recipes=[["distill"]], steps={"distill": DISTILL})
+    results = tmp_path / "results"
+    plan, outcome = run_grid(grid, results=results, kind="train")
+    (train,) = plan.expansion.train
+    weights = stage_dir(results, train.key) / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a torn copy
+    st = plan_grid(load_grid(grid), results, kind="train").status[train.key]
+    assert st.status == "changed" and "adapter_model.safetensors is cut off" in st.why, st
+    rows = json.loads(_bench("grid", "show", grid, "--results", results, "--json").stdout)
+    assert next(r for r in rows if r["key"] == train.key)["status"] == "changed"

@@ -234,9 +234,13 @@ def test_stderr_falls_back_to_samples(tmp_path):
     assert list(rows.values()) == [(0.5, "record")]  # lm-eval's value wins when present
 
 
-def test_a_locked_database_is_a_one_line_error(tmp_path):
+def test_a_locked_database_is_a_one_line_error(tmp_path, monkeypatch):
     import subprocess
     import sys
+
+    from leaderboards import store
+
+    monkeypatch.setattr(store, "LOCK_WAIT_S", 0.5)
 
     _grid(tmp_path, n_models=1)
     db = tmp_path / "bench.duckdb"

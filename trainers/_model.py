@@ -89,7 +89,9 @@ def resolve_stage(path: str | Path) -> tuple[Path, Path | None]:
         raise ValueError(
             f"{path}: stage has neither {MERGED}/ nor {ADAPTER}/; retrain it or restore the files"
         )
-    return Path(data["base_weights"]), adapter
+    from trainers.manifest import stage_path
+
+    return stage_path(data["base_weights"], path), adapter
 
 
 def _drop_gguf_leftover(config: Any) -> None:

@@ -45,7 +45,14 @@ from trainers._model import (
     merge_into,
     sharded_launch,
 )
-from trainers.manifest import Manifest, git_state, package_versions, read_manifest, write_manifest
+from trainers.manifest import (
+    Manifest,
+    git_state,
+    package_versions,
+    read_manifest,
+    stage_relative,
+    write_manifest,
+)
 
 __all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints", "model_context"]
 
@@ -74,13 +81,29 @@ class TrainingDiverged(ValueError):
     """The loss went NaN/inf or exploded; the last good checkpoint is kept on disk."""
 
 
+# Paths on this machine: a results folder spelled another way, moved or copied to another
+# cluster resumes its checkpoints (the cell key, equal by then, covers what they hold).
+MACHINE_PATHS = {"model", "parent", "output_dir"}
+
+
 def last_checkpoint(directory: Path) -> Path | None:
-    """The newest ``checkpoint-N`` whose trainer_state.json (written last) exists."""
+    """The newest ``checkpoint-N`` whose trainer_state.json (written last of the trainer's
+    state) reads as JSON: a kill in the middle of that write leaves the checkpoint before it."""
     if not directory.is_dir():
         return None
     done = [p for p in directory.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
-    done = [p for p in done if (p / "trainer_state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    for p in sorted(done, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        state = p / "trainer_state.json"
+        if not state.exists():
+            continue
+        try:
+            ok = isinstance(json.loads(state.read_text()).get("global_step"), int)
+        except (OSError, ValueError, AttributeError):
+            ok = False
+        if ok:
+            return p
+        log.warning("%s: unreadable (cut off mid-write?); resuming from an earlier one", state)
+    return None
 
 
 def model_context(weights: Path) -> int | None:
@@ -285,7 +308,11 @@ class Stage:
             return
         saved = yaml.safe_load(saved_file.read_text()) or {}
         now = yaml.safe_load(yaml.safe_dump(config_dict(self.cfg)))
-        changed = [k for k in now if k in saved and k not in RESUMABLE and saved[k] != now[k]]
+        changed = [
+            k
+            for k in now
+            if k in saved and k not in RESUMABLE | MACHINE_PATHS and saved[k] != now[k]
+        ]
         if changed:
             k = changed[0]
             more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
@@ -473,9 +500,9 @@ class Stage:
         manifest = Manifest(
             method=self.method,
             base_model=self.base_model,
-            base_weights=str(self.weights),
-            parent=str(self.cfg.parent) if self.cfg.parent else None,
-            output_dir=str(self.out),
+            base_weights=stage_relative(self.weights, self.out),
+            parent=stage_relative(self.cfg.parent, self.out) if self.cfg.parent else None,
+            output_dir=".",  # paths here are relative to the stage folder (stage_path)
             mode=self.cfg.mode,
             adapter=adapter,
             merged=merged,

@@ -17,7 +17,15 @@ from typing import Any
 from bench_core.gitinfo import git_state
 from bench_core.packages import PROVENANCE_PACKAGES, installed_versions
 
-__all__ = ["Manifest", "write_manifest", "read_manifest", "package_versions", "git_state"]
+__all__ = [
+    "Manifest",
+    "write_manifest",
+    "read_manifest",
+    "package_versions",
+    "git_state",
+    "stage_relative",
+    "stage_path",
+]
 
 MANIFEST_VERSION = 1
 
@@ -66,6 +74,26 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def stage_relative(path: str | Path, stage_dir: str | Path) -> str:
+    """A path as the manifest keeps it: relative to the stage folder when it lies beside it
+    (a parent stage under the same results/checkpoints/), so a moved or copied results folder
+    still finds it; else absolute, never relative to the working directory."""
+    path, stage = Path(path).resolve(), Path(stage_dir).resolve()
+    if path.is_relative_to(stage.parent):
+        return os.path.relpath(path, stage)
+    return str(path)
+
+
+def stage_path(value: str, stage_dir: str | Path) -> Path:
+    """A manifest's path back: relative to the stage folder; a manifest written before paths
+    were kept so names one relative to the working directory, tried second."""
+    p = Path(value)
+    if p.is_absolute():
+        return p
+    beside = Path(stage_dir) / p
+    return beside if beside.exists() or not p.exists() else p
 
 
 def package_versions() -> dict[str, str]:
