@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -67,8 +68,14 @@ def json_safe(x):
     return x
 
 
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,249}")
+
+
 def write_analysis(results_dir: str | Path, name: str, doc: dict) -> Path:
-    """Write ``results/analysis/<name>.json`` atomically (temp file + rename)."""
+    """Write ``results/analysis/<name>.json`` atomically (temp file + rename). ``name`` is a
+    slug of checked parts (a cell key, a task name): one file name, never a path."""
+    if not _FILE_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"analysis name {name!r}: not a file name (no '/', '..' or spaces)")
     path = Path(results_dir) / ANALYSIS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
