@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from leaderboards.board import build_board
 from leaderboards.record import read_records
 from leaderboards.rendering import render
+from leaderboards.sample_page import SAMPLES_DIR, write_sample_pages
 from leaderboards.store import connect, ingest, writable_store
 
 __all__ = ["MARKER", "VIEW_FORMATS", "check_site_dir", "provenance_lines", "publish"]
@@ -105,7 +107,7 @@ def _publish(results_dir: Path, out: Path, db: Path) -> list[Path]:
     footer = provenance_lines(records)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `bench leaderboard --publish`; it refreshes this folder\n")
-    for sub in ("views", "records"):
+    for sub in ("views", "records", SAMPLES_DIR):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "views").mkdir(parents=True, exist_ok=True)
     (out / "records").mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,8 @@ def _publish(results_dir: Path, out: Path, db: Path) -> list[Path]:
     con = connect(db, read_only=True)
     try:
         page = render(con, "html")
+        # the board links each cell to its sample page
+        samples = write_sample_pages(con, build_board(con), out / SAMPLES_DIR, "../index.html")
         for stem, tasks in _views(con):
             for fmt, ext in VIEW_FORMATS.items():
                 text = render(con, fmt, tasks=tasks)
@@ -132,6 +136,7 @@ def _publish(results_dir: Path, out: Path, db: Path) -> list[Path]:
         f"</div><h2>Provenance</h2>{foot}</footer>"
     )
     written.append(_write(out / "index.html", page.replace("</body>", extra + "</body>", 1)))
+    written += samples
     for p in paths:
         shutil.copyfile(p, out / "records" / p.name)
         written.append(out / "records" / p.name)

@@ -180,17 +180,24 @@ def sample_page_files(
     return files
 
 
-def write_page(ts: TaskSamples, out_dir: str | Path, name: str) -> Path:
+def write_page(
+    ts: TaskSamples, out_dir: str | Path, name: str, board_href: str = "../leaderboard.html"
+) -> list[Path]:
+    """The page and its chunk scripts; returns the files written, the page first."""
     out = Path(out_dir)
     shutil.rmtree(out / (name.removesuffix(".html") + ".d"), ignore_errors=True)
-    for rel, text in sample_page_files(ts, name).items():
+    files = sample_page_files(ts, name, board_href=board_href)
+    for rel, text in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text, encoding="utf-8")
-    return out / name
+    return [out / name, *(out / rel for rel in files if rel != name)]
 
 
-def write_sample_pages(con, board, out_dir: str | Path) -> list[Path]:
-    """A page per board cell under ``out_dir`` (the board links ``samples/<name>``)."""
+def write_sample_pages(
+    con, board, out_dir: str | Path, board_href: str = "../leaderboard.html"
+) -> list[Path]:
+    """A page per board cell under ``out_dir`` (the board links ``samples/<name>``), with its
+    chunk scripts; returns every file written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -203,5 +210,5 @@ def write_sample_pages(con, board, out_dir: str | Path) -> list[Path]:
                 (ts,) = lineage_samples(con, cell.cell_key, task)
             except ValueError:  # a cell without samples: no page, and no link (html.py checks)
                 continue
-            written.append(write_page(ts, out, sample_page_name(cell.cell_key, task)))
+            written += write_page(ts, out, sample_page_name(cell.cell_key, task), board_href)
     return written

@@ -34,7 +34,7 @@ def site(tmp_path_factory) -> Path:
         app, ["leaderboard", "--results", str(root / "results"), "--publish", str(root / "site")]
     )
     assert res.exit_code == 0, res.output
-    assert "wrote 13 files" in res.output
+    assert "wrote 21 files" in res.output  # 13, and a sample page + chunk per board cell
     return root / "site"
 
 

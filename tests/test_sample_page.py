@@ -119,7 +119,7 @@ def big_page(n: int = 10_000) -> TaskSamples:
 
 @needs_chromium
 def test_a_10000_doc_page_loads_in_under_2_s(tmp_path):
-    page = write_page(big_page(), tmp_path / "site", "big.html")
+    page = write_page(big_page(), tmp_path / "site", "big.html")[0]
     size = sum(f.stat().st_size for f in (tmp_path / "site").rglob("*") if f.is_file())
     t0 = time.perf_counter()
     dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
