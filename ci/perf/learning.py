@@ -6,6 +6,17 @@ McNemar p-values (scipy ``binomtest`` on the discordant pairs, two-sided) and th
 time of every phase, and exits 1 when a comparison misses p < ``--alpha``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python ci/perf/learning.py [--n-eval 100] [--out DIR]
+        [--eval-seed SEED] [--rollout-dtype auto|bf16|fp32|train]
+
+``--rollout-dtype`` compares GRPO's rollout paths on one seed (``train``: trl's own generation
+from the fp32 training model; ``auto``: on a CPU with bf16 matmuls, a merged bf16 copy). Two
+facts about the bf16 copy, measured on the distilled model: on its first rollouts its per-token
+log-probs are within 0.007 (mean |log ratio|; largest 0.15) of the fp32 policy's (an fp32 copy:
+identical); but it holds small updates poorly: an update of one Adam step at lr 3e-4 (about
+3e-5 per weight, against a bf16 spacing near 1e-3) moves 15 % of its weights, by a whole
+spacing, and the change it sees has cosine 0.29 with the real one (0.50 after three steps' worth,
+0.80 after ten), so for its first steps GRPO samples from a policy that barely follows its own
+updates.
 
 Design. Held-out items are the leaderboard's own test items (tasks.math, seed 1234);
 training items use another seed. *distill* learns the programmatic teacher's ``<think>``
