@@ -314,7 +314,7 @@ def _step_config(
         if key in _HARNESS_FIELDS:
             raise BenchError(
                 f"{where}.{key}': set by the harness for every stage; remove it from the grid "
-                f"(see trainers/{method}.py for the fields a grid may set)"
+                f"(see trainers/{method}_config.py for the fields a grid may set)"
             )
         if key in _ZOO_FIELDS:
             raise BenchError(
@@ -332,7 +332,7 @@ def _step_config(
         if key not in fields:
             raise BenchError(
                 f"{where}.{key}': not a {method} setting{closest(key, fields)}; "
-                f"see trainers/{method}.py for its config fields"
+                f"see trainers/{method}_config.py for its config fields"
             )
     try:
         resolved = resolved_config(method, delta)
@@ -342,11 +342,11 @@ def _step_config(
                 delta["nproc"] = resolved["nproc"] = nproc
     except FieldError as e:  # type or range of one field: name it as the grid spells it
         raise BenchError(
-            f"{where}.{e.field}': {e.reason}; see trainers/{method}.py for its config fields"
+            f"{where}.{e.field}': {e.reason}; see trainers/{method}_config.py for its config fields"
         ) from None
     except (ValueError, TypeError) as e:
         raise BenchError(
-            f"{where}': {str(e).splitlines()[0]}; see trainers/{method}.py for its config fields"
+            f"{where}': {str(e).splitlines()[0]}; see trainers/{method}_config.py for its config fields"
         ) from None
     return method, delta, resolved
 

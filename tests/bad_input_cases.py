@@ -182,7 +182,7 @@ def _g(name: str) -> str:
     return "{ws}/" + name + ".yaml"
 
 
-_STEP = "see trainers/sft.py for its config fields"
+_STEP = "see trainers/sft_config.py for its config fields"
 CASES: list[Case] = [
     # step values: type and range, at load (grid show and --dry-run)
     Case(

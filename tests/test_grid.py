@@ -139,7 +139,7 @@ def test_published_stages_are_rows_of_their_own_beside_the_trained_ones():
         ({"recipes": [["distil"]]}, "recipes.0.0", "distill"),
         ({"steps": {"x": {"method": "ppo"}}}, "steps.x.method", "methods:"),
         ({"steps": {"distill": {"max_step": 3}}}, "steps.distill.max_step", "max_steps"),
-        ({"steps": {"sft": {"output_dir": "x"}}}, "steps.sft.output_dir", "trainers/sft.py"),
+        ({"steps": {"sft": {"output_dir": "x"}}}, "steps.sft.output_dir", "trainers/sft_config.py"),
         ({"eval": {"limit": "many"}}, "eval.limit", "valid"),
         ({"seed": "zero"}, "seed", "valid"),
     ],

@@ -39,7 +39,7 @@ def keys(path: str) -> dict[tuple[str, str], str]:
 def test_a_changed_trainer_default_moves_the_stage_and_its_descendants_not_the_base(
     tmp_path, monkeypatch
 ):
-    import trainers.distill as distill
+    import trainers.distill_config as distill
 
     path = write(tmp_path)
     before = keys(path)

@@ -265,3 +265,29 @@ def test_unset_nproc_follows_the_plan_on_a_gpu_target():
     assert cell.config["nproc"] == cell.resolved["nproc"] == 2
     # a CPU target keeps the default
     assert expand(grid.model_copy(update={"target": "cpu"})).train[0].resolved["nproc"] == 1
+
+
+def test_method_configs_load_without_torch_and_no_class_is_built_inside_a_function():
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from trainers import METHODS, method_config; "
+        "[method_config(m)() for m in METHODS]; "
+        "print([m for m in ('torch', 'transformers', 'trl') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stderr
+    for module in METHODS.values():
+        assert module.partition(":")[0].endswith("_config")  # trainers/<m>_config.py
+    nested = [
+        f"{path.name}:{sub.name}"
+        for path in sorted((REPO / "trainers").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.ClassDef)
+    ]
+    # _rollout.py stays torch-free (grpo_config reads ROLLOUT_DTYPES): its trainer is built on use
+    assert nested == ["_rollout.py:CopyRolloutTrainer"]

@@ -12,10 +12,9 @@ from trainers._config import resolve
 
 
 def _guard():
-    from trainers._stage import _callbacks_module
+    from trainers._stage import DivergenceGuard
 
-    guard_cls, _ = _callbacks_module()
-    return guard_cls(factor=10.0)
+    return DivergenceGuard(factor=10.0)
 
 
 def _log(guard, fp16: bool, loss: float, grad_norm: float, step: int = 1):

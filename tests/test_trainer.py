@@ -362,9 +362,9 @@ def test_grpo_rewards_are_the_task_verifier():
 def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
     from types import SimpleNamespace
 
-    from trainers.grpo import no_signal_warning
+    from trainers.grpo import NoRewardSignal
 
-    cb = no_signal_warning(3)
+    cb = NoRewardSignal(3)
     state = SimpleNamespace(global_step=0)
     with caplog.at_level("WARNING", logger="trainers.grpo"):
         for step, frac in enumerate([1.0, 1.0, 0.75, 1.0, 1.0, None, 1.0, 1.0, 1.0], 1):
@@ -374,7 +374,7 @@ def test_grpo_warns_once_when_no_group_has_reward_variance(caplog):
             )
             assert len(caplog.records) == (step >= 7)  # the run restarts after 0.75
     assert "no reward variance in any group for 3 steps (to step 7)" in caplog.text
-    off = no_signal_warning(0)
+    off = NoRewardSignal(0)
     with caplog.at_level("WARNING", logger="trainers.grpo"):
         for _ in range(5):
             off.on_log(None, state, None, logs={"frac_reward_zero_std": 1.0})

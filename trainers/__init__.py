@@ -1,7 +1,8 @@
 """Post-training methods: ``sft``, ``distill``, ``dpo``, ``grpo`` over trl + peft.
 
-Each method is one module, ``trainers/<method>.py``: a config dataclass (defaults) and
-``main(cfg) -> Manifest``. Config flows dataclass defaults → YAML → CLI overrides
+Each method is a torch-free config, ``trainers/<method>_config.py`` (defaults and the
+method's facts: ``VERSION``, ``VERIFIER_DRIVEN``, ``MEMORY``), and a trainer module,
+``trainers/<method>.py`` with ``main(cfg) -> Manifest``; ``METHODS`` points at the configs. Config flows dataclass defaults → YAML → CLI overrides
 (``python -m trainers.grpo --config g.yaml learning_rate=1e-5``); the resolved config is
 saved beside the checkpoint. The harness calls :func:`train_stage`.
 

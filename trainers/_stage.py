@@ -33,6 +33,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from bench_core.memory import MemorySpan
 from trainers._config import TrainConfig, config_dict, save_config
 from trainers._model import (
@@ -122,81 +124,77 @@ def model_context(weights: Path) -> int | None:
 MAX_SKIPPED_STEPS = 8
 
 
-def _callbacks_module():
-    from transformers import TrainerCallback
+class DivergenceGuard(TrainerCallback):
+    """Stop at a NaN/inf loss or grad norm, or |loss| > factor × max(|first loss|, 1).
 
-    class DivergenceGuard(TrainerCallback):
-        """Stop at a NaN/inf loss or grad norm, or |loss| > factor × max(|first loss|, 1).
+    Runs in ``on_log``, before the Trainer's save of that step, and cancels the save:
+    the weights after a diverged step are not worth keeping.
+    """
 
-        Runs in ``on_log``, before the Trainer's save of that step, and cancels the save:
-        the weights after a diverged step are not worth keeping.
-        """
+    def __init__(self, factor: float, max_skipped: int = MAX_SKIPPED_STEPS):
+        self.factor, self.first, self.diverged = factor, None, None
+        self.max_skipped, self.skipped = max_skipped, 0
 
-        def __init__(self, factor: float, max_skipped: int = MAX_SKIPPED_STEPS):
-            self.factor, self.first, self.diverged = factor, None, None
-            self.max_skipped, self.skipped = max_skipped, 0
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
+        if loss is None:
+            return
+        bad = not math.isfinite(loss)
+        if not bad and grad_norm is not None and not math.isfinite(grad_norm):
+            # Under fp16 the GradScaler skips a step whose gradients overflowed and lowers
+            # its scale (its warm-up from 2^16 does so a few times): not divergence, unless
+            # it keeps happening.
+            self.skipped += 1
+            bad = not args.fp16 or self.skipped > self.max_skipped
+        elif not bad:
+            self.skipped = 0
+        if not bad and self.first is None:
+            self.first = abs(loss)
+        elif not bad and abs(loss) > self.factor * max(self.first, 1.0):
+            bad = True
+        if bad:
+            self.diverged = (state.global_step, loss, grad_norm)
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
-            if loss is None:
-                return
-            bad = not math.isfinite(loss)
-            if not bad and grad_norm is not None and not math.isfinite(grad_norm):
-                # Under fp16 the GradScaler skips a step whose gradients overflowed and lowers
-                # its scale (its warm-up from 2^16 does so a few times): not divergence, unless
-                # it keeps happening.
-                self.skipped += 1
-                bad = not args.fp16 or self.skipped > self.max_skipped
-            elif not bad:
-                self.skipped = 0
-            if not bad and self.first is None:
-                self.first = abs(loss)
-            elif not bad and abs(loss) > self.factor * max(self.first, 1.0):
-                bad = True
-            if bad:
-                self.diverged = (state.global_step, loss, grad_norm)
-                control.should_training_stop = True
-                control.should_save = False
-                control.should_evaluate = False
 
-    class RunStats(TrainerCallback):
-        """Losses, token counts and wall time of this process's part of the run."""
+class RunStats(TrainerCallback):
+    """Losses, token counts and wall time of this process's part of the run."""
 
-        def __init__(self):
-            self.losses, self.tokens, self.tokens_start, self.t0, self.t1 = [], 0, 0, None, None
-            self.earlier = {"tokens": 0, "train_s": 0.0, "wall_s": 0.0}  # parts before a resume
-            self.t_start = time.time()  # the Stage's start (set by it): wall time of this part
+    def __init__(self):
+        self.losses, self.tokens, self.tokens_start, self.t0, self.t1 = [], 0, 0, None, None
+        self.earlier = {"tokens": 0, "train_s": 0.0, "wall_s": 0.0}  # parts before a resume
+        self.t_start = time.time()  # the Stage's start (set by it): wall time of this part
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.t0 = time.time()
-            self.tokens_start = self.tokens = int(state.num_input_tokens_seen or 0)
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+        self.tokens_start = self.tokens = int(state.num_input_tokens_seen or 0)
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "loss" in logs:
-                self.losses.append(float(logs["loss"]))
-            if "num_tokens" in logs:
-                self.tokens = int(logs["num_tokens"])
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+        if "num_tokens" in logs:
+            self.tokens = int(logs["num_tokens"])
 
-        def on_train_end(self, args, state, control, **kwargs):
-            self.t1 = time.time()
+    def on_train_end(self, args, state, control, **kwargs):
+        self.t1 = time.time()
 
-        def cost(self) -> dict[str, float]:
-            """What the whole run has cost so far: the earlier parts plus this one."""
-            now = time.time()
-            return {
-                "tokens": self.earlier["tokens"] + self.tokens - self.tokens_start,
-                "train_s": self.earlier["train_s"] + (self.t1 or now) - (self.t0 or now),
-                "wall_s": self.earlier["wall_s"] + now - self.t_start,
-            }
+    def cost(self) -> dict[str, float]:
+        """What the whole run has cost so far: the earlier parts plus this one."""
+        now = time.time()
+        return {
+            "tokens": self.earlier["tokens"] + self.tokens - self.tokens_start,
+            "train_s": self.earlier["train_s"] + (self.t1 or now) - (self.t0 or now),
+            "wall_s": self.earlier["wall_s"] + now - self.t_start,
+        }
 
-        def on_save(self, args, state, control, **kwargs):
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if state.is_world_process_zero and ckpt.is_dir():
-                (ckpt / RUN_COST).write_text(json.dumps(self.cost()))
-
-    return DivergenceGuard, RunStats
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ckpt.is_dir():
+            (ckpt / RUN_COST).write_text(json.dumps(self.cost()))
 
 
 # Whoever runs the stage may watch it: a plain callable (step, max_steps, loss | None) set by
@@ -207,21 +205,18 @@ STEP_PROGRESS: ContextVar[Callable[[int, int, float | None], None] | None] = Con
 )
 
 
-def _step_progress_callback(progress: Callable[[int, int, float | None], None]):
-    from transformers import TrainerCallback
+class StepProgress(TrainerCallback):
+    """Reports (step, max_steps, last logged loss) to a watcher (``STEP_PROGRESS``)."""
 
-    class StepProgress(TrainerCallback):
-        def __init__(self):
-            self.loss = None
+    def __init__(self, progress: Callable[[int, int, float | None], None]):
+        self.progress, self.loss = progress, None
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.loss = (logs or {}).get("loss", self.loss)
-            progress(state.global_step, state.max_steps, self.loss)
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.loss = (logs or {}).get("loss", self.loss)
+        self.progress(state.global_step, state.max_steps, self.loss)
 
-        def on_step_end(self, args, state, control, **kwargs):
-            progress(state.global_step, state.max_steps, self.loss)
-
-    return StepProgress()
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress(state.global_step, state.max_steps, self.loss)
 
 
 def stage_plan(cfg: TrainConfig, weights: Path, max_length: int, world_size: int):
@@ -291,8 +286,7 @@ class Stage:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / MANIFEST).unlink(missing_ok=True)  # a rerun invalidates the old result
             save_config(cfg, self.out / CONFIG)
-        guard_cls, stats_cls = _callbacks_module()
-        self.guard, self.stats = guard_cls(cfg.divergence_factor), stats_cls()
+        self.guard, self.stats = DivergenceGuard(cfg.divergence_factor), RunStats()
         self.peak: dict[str, float] = {}
         self.memory = MemorySpan().start()  # this stage's own peaks, not the process's
 
@@ -426,7 +420,7 @@ class Stage:
     def callbacks(self) -> list:
         cbs = [self.guard, self.stats]
         if STEP_PROGRESS.get() is not None:
-            cbs.append(_step_progress_callback(STEP_PROGRESS.get()))
+            cbs.append(StepProgress(STEP_PROGRESS.get()))
         if self.cfg.early_stopping_patience:
             from transformers import EarlyStoppingCallback
 

@@ -19,10 +19,10 @@ needed for the KL, so this path skips trl's fused LM head).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+import torch
+import trl
 
-from trainers._config import MemoryProfile, at_least, cli
+from trainers._config import cli
 from trainers._data import (
     arithmetic_sft_rows,
     causal_sft_rows,
@@ -33,47 +33,13 @@ from trainers._data import (
     read_rows,
     require_columns,
 )
+from trainers.distill_config import DistillConfig
 from trainers.manifest import Manifest
-from trainers.sft import COLUMNS, SFTConfig, build_trainer
+from trainers.sft import COLUMNS, build_trainer
 
-__all__ = ["DistillConfig", "main", "distill_rows", "kl_trainer_class"]
+__all__ = ["DistillConfig", "main", "distill_rows", "KLSFTTrainer"]
 
 SOURCES = ("arithmetic", "gsm8k", "openthoughts", "causal")
-
-
-@dataclass
-class DistillConfig(SFTConfig):
-    # 2: seeded n_hub/limit samples; rows rendered for reasoning-stripping templates;
-    #    3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-    #    GradScaler skips are not divergence
-    VERSION: ClassVar[str] = "3"
-    VERIFIER_DRIVEN: ClassVar[bool] = False
-    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(fused_head=True)
-    # kl_coef > 0: KLSFTTrainer.compute_loss at its peak (the `kl =` line) holds the student's
-    # log-probs, the reference's, p = exp(logp), logp - ref_logp and their product: five
-    # full-vocabulary fp32 tensors per position, unfused; full mode adds a frozen reference
-    KL_MEMORY: ClassVar[MemoryProfile] = MemoryProfile(logit_tensors=5, reference_copy=True)
-
-    sources: str = "arithmetic"  # used when dataset is empty
-    levels: str = "2"
-    n_per_level: int = 300
-    n_gsm8k: int = 200
-    item_seed: int = 0
-    hub_dataset: str = "open-thoughts/OpenThoughts-114k"
-    n_hub: int = 1000
-    kl_coef: float = 0.0
-    direct_fraction: float = 0.0  # arithmetic, causal: share of traces with the answer but no steps
-
-    # checked at construction with SFTConfig's and TrainConfig's (trainers/_config.py: check_ranges)
-    RANGES = {
-        "n_per_level": at_least(1),
-        "n_gsm8k": at_least(1),
-        "n_hub": at_least(1),
-        "kl_coef": at_least(0),
-    }
-
-    def memory(self) -> MemoryProfile:
-        return self.KL_MEMORY if self.kl_coef > 0 else self.MEMORY
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
@@ -116,61 +82,55 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
     return rows, "+".join(names)
 
 
-def kl_trainer_class():
-    import torch
-    import trl
+class KLSFTTrainer(trl.SFTTrainer):
+    """SFTTrainer whose training loss adds ``kl_coef · KL(π_θ ‖ π_ref)``."""
 
-    class KLSFTTrainer(trl.SFTTrainer):
-        """SFTTrainer whose training loss adds ``kl_coef · KL(π_θ ‖ π_ref)``."""
+    kl_coef: float = 0.0
+    ref_model = None  # full mode only; LoRA disables the adapter instead
 
-        kl_coef: float = 0.0
-        ref_model = None  # full mode only; LoRA disables the adapter instead
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.kl_coef or not self.model.training or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = {**inputs, "use_cache": False}
+        labels = inputs.pop("labels")
+        logp = model(**inputs).logits[:, :-1].float().log_softmax(-1)
+        target = labels[:, 1:]
+        mask = target != -100
+        with torch.no_grad():
+            ref_logp = self._reference_logits(model, inputs)[:, :-1].float().log_softmax(-1)
+        nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        kl = (logp.exp() * (logp - ref_logp)).sum(-1)
+        # Normalised like SFTTrainer: by the tokens of the whole accumulated batch
+        n = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        n = torch.as_tensor(n, device=logp.device).clamp(min=1)
+        nll_mean, kl_mean = (nll * mask).sum() / n, (kl * mask).sum() / n
+        loss = nll_mean + self.kl_coef * kl_mean
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        # Each micro-batch holds its share of the accumulated batch's mean and the Trainer
+        # sums the shares into the logged loss; the metrics are averaged over micro-batches,
+        # so scale each share back to the whole batch for nll + kl_coef·kl to equal the loss.
+        share = self.args.gradient_accumulation_steps if num_items_in_batch is not None else 1
+        self._metrics["train"]["kl"].append(
+            self.accelerator.gather_for_metrics(kl_mean.detach() * share).mean().item()
+        )
+        self._metrics["train"]["nll"].append(
+            self.accelerator.gather_for_metrics(nll_mean.detach() * share).mean().item()
+        )
+        if "attention_mask" in inputs:
+            tokens = inputs["attention_mask"].sum()
+        else:
+            tokens = torch.tensor(inputs["position_ids"].size(1), device=logp.device)
+        self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return loss
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not self.kl_coef or not self.model.training or return_outputs:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            inputs = {**inputs, "use_cache": False}
-            labels = inputs.pop("labels")
-            logp = model(**inputs).logits[:, :-1].float().log_softmax(-1)
-            target = labels[:, 1:]
-            mask = target != -100
-            with torch.no_grad():
-                ref_logp = self._reference_logits(model, inputs)[:, :-1].float().log_softmax(-1)
-            nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            kl = (logp.exp() * (logp - ref_logp)).sum(-1)
-            # Normalised like SFTTrainer: by the tokens of the whole accumulated batch
-            n = mask.sum() if num_items_in_batch is None else num_items_in_batch
-            n = torch.as_tensor(n, device=logp.device).clamp(min=1)
-            nll_mean, kl_mean = (nll * mask).sum() / n, (kl * mask).sum() / n
-            loss = nll_mean + self.kl_coef * kl_mean
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes
-            # Each micro-batch holds its share of the accumulated batch's mean and the Trainer
-            # sums the shares into the logged loss; the metrics are averaged over micro-batches,
-            # so scale each share back to the whole batch for nll + kl_coef·kl to equal the loss.
-            share = self.args.gradient_accumulation_steps if num_items_in_batch is not None else 1
-            self._metrics["train"]["kl"].append(
-                self.accelerator.gather_for_metrics(kl_mean.detach() * share).mean().item()
-            )
-            self._metrics["train"]["nll"].append(
-                self.accelerator.gather_for_metrics(nll_mean.detach() * share).mean().item()
-            )
-            if "attention_mask" in inputs:
-                tokens = inputs["attention_mask"].sum()
-            else:
-                tokens = torch.tensor(inputs["position_ids"].size(1), device=logp.device)
-            self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
-            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-            return loss
-
-        def _reference_logits(self, model, inputs):
-            if self.ref_model is not None:
-                return self.ref_model(**inputs).logits
-            peft_model = self.accelerator.unwrap_model(model)
-            with peft_model.disable_adapter():
-                return peft_model(**inputs).logits
-
-    return KLSFTTrainer
+    def _reference_logits(self, model, inputs):
+        if self.ref_model is not None:
+            return self.ref_model(**inputs).logits
+        peft_model = self.accelerator.unwrap_model(model)
+        with peft_model.disable_adapter():
+            return peft_model(**inputs).logits
 
 
 def main(cfg: DistillConfig) -> Manifest:
@@ -181,7 +141,7 @@ def main(cfg: DistillConfig) -> Manifest:
         raise ValueError(f"distill config: kl_coef {cfg.kl_coef} must be >= 0")
     rows, source = distill_rows(cfg)
     stage = Stage("distill", cfg)
-    trainer = build_trainer(stage, cfg, rows, trainer_cls=kl_trainer_class())
+    trainer = build_trainer(stage, cfg, rows, trainer_cls=KLSFTTrainer)
     trainer.kl_coef = cfg.kl_coef
     if cfg.kl_coef and cfg.mode == "full":
         ref, _ = load_model(

@@ -12,12 +12,8 @@ are all correct gives no pair. Under LoRA the reference model is the adapter-dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
-from trainers._config import MemoryProfile, TrainConfig, at_least, cli, positive
+from trainers._config import cli
 from trainers._data import (
-    CausalData,
     arithmetic_prompts,
     causal_prompts,
     causal_source,
@@ -27,6 +23,7 @@ from trainers._data import (
     require_columns,
     split_eval,
 )
+from trainers.dpo_config import DPOConfig
 from trainers.manifest import Manifest
 
 __all__ = [
@@ -41,43 +38,6 @@ __all__ = [
 # (prompt, chosen, rejected) strings or messages; or conversational chosen/rejected that
 # hold the prompt themselves (then a prompt column beside them is dropped: preference_rows)
 COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
-
-
-@dataclass
-class DPOConfig(TrainConfig, CausalData):
-    # Bump when what this method trains changes for the same config (data rendering, loss,
-    # defaults' meaning): it is part of every train cell's key, like a task's metadata.version.
-    # 2: limit is a seeded sample; conversational pairs lose a duplicated string prompt;
-    #    3: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-    #    GradScaler skips are not divergence
-    VERSION: ClassVar[str] = "3"
-    VERIFIER_DRIVEN: ClassVar[bool] = True  # pairs are ranked by the task's verifier
-    # chosen and rejected in one forward; full mode keeps a frozen reference model
-    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(sequences_per_row=2, reference_copy=True)
-
-    dataset: str = ""  # prompt/chosen/rejected rows; empty: build pairs with the verifier
-    sources: str = "arithmetic"  # arithmetic | causal: the prompts pairs are built for
-    learning_rate: float = 2e-5
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    levels: str = "2"
-    n_prompts: int = 64
-    item_seed: int = 0
-    samples_per_prompt: int = 4
-    sample_max_new_tokens: int = 128
-    sample_temperature: float = 1.0
-    teacher_fallback: bool = True
-
-    # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
-    # a pair needs two samples of a prompt
-    RANGES = {
-        "beta": positive(),
-        "n_prompts": at_least(1),
-        "item_seed": at_least(0),
-        "samples_per_prompt": at_least(2),
-        "sample_max_new_tokens": at_least(1),
-        "sample_temperature": positive(),
-    }
 
 
 def task_prompts(cfg: DPOConfig) -> tuple[list[dict], str, str]:

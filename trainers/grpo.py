@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
-from typing import ClassVar
 
-from trainers._config import (
-    Allowed,
-    FieldError,
-    MemoryProfile,
-    TrainConfig,
-    at_least,
-    cli,
-    one_of,
-    positive,
-)
+from transformers import TrainerCallback
+
+from trainers._config import cli
 from trainers._data import (
-    CausalData,
     arithmetic_prompts,
     causal_prompts,
     causal_source,
@@ -38,14 +28,14 @@ from trainers._data import (
     read_rows,
     require_columns,
 )
-from trainers._rollout import ROLLOUT_DTYPES
+from trainers.grpo_config import GRPOConfig, machine_settings
 from trainers.manifest import Manifest
 
 __all__ = [
     "GRPOConfig",
     "machine_settings",
     "main",
-    "no_signal_warning",
+    "NoRewardSignal",
     "reward_functions",
     "think_format_reward",
 ]
@@ -59,94 +49,6 @@ VERIFIERS = {
 }
 # the generated prompts each reward can score (think_quality's verify checks math answers)
 REWARD_SOURCES = {"math": "arithmetic", "think_quality": "arithmetic", "causal_nli": "causal"}
-
-
-@dataclass
-class GRPOConfig(TrainConfig, CausalData):
-    # Bump when what this method trains changes for the same config (data rendering, loss,
-    # defaults' meaning): it is part of every train cell's key, like a task's metadata.version.
-    # 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
-    # LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path);
-    # 4: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-    #    GradScaler skips are not divergence
-    VERSION: ClassVar[str] = "4"
-    VERIFIER_DRIVEN: ClassVar[bool] = True  # the reward is the task's verifier
-    MEMORY: ClassVar[MemoryProfile] = MemoryProfile(rollout_engine=True)
-
-    dataset: str = ""  # rows with prompt + reference_column; empty: prompts from sources
-    sources: str = "arithmetic"  # arithmetic | causal
-    reference_column: str = "reference"
-    reward: str = "math"
-    format_weight: float = 0.0
-    learning_rate: float = 1e-5
-    levels: str = "4"
-    n_prompts: int = 256
-    item_seed: int = 0
-    num_generations: int = 8
-    max_completion_length: int = 128
-    temperature: float = 1.0
-    beta: float = 0.0  # KL to the start; under LoRA trl uses the adapter-disabled model
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    # auto: vLLM colocate where the target's image has vLLM, except under qlora (trl would
-    # merge the adapter into the 4-bit base and requantize it at every sync); true | false
-    use_vllm: str = "auto"
-    # share of the card vLLM colocate reserves; null: sized by the planner (weights + KV cache of
-    # one step's generations at max_length + max_completion_length)
-    vllm_gpu_memory_utilization: float | None = None
-    # HF-path rollouts: auto: from a merged copy in bf16 on a CPU with bf16 matmuls (else in the
-    # model's dtype), trl's own path on CUDA; bf16 | fp32: from such a copy; train: trl's path,
-    # the training model itself (fp32, adapter unmerged, train mode), about 3x slower on CPU
-    rollout_dtype: str = "auto"
-    no_signal_patience: int = 3  # warn after this many steps with no reward variance; 0: off
-
-    # checked at construction with TrainConfig's (trainers/_config.py: check_ranges);
-    # a group advantage needs two generations of a prompt
-    RANGES = {
-        "format_weight": at_least(0),
-        "n_prompts": at_least(1),
-        "item_seed": at_least(0),
-        "num_generations": at_least(2),
-        "max_completion_length": at_least(1),
-        "temperature": positive(),
-        "beta": at_least(0),
-        "vllm_gpu_memory_utilization": Allowed(lo=0, hi=1, lo_open=True),
-        "no_signal_patience": at_least(0),
-        "rollout_dtype": one_of(*ROLLOUT_DTYPES),
-        "use_vllm": one_of("auto", "true", "false"),
-    }
-
-    def __post_init__(self) -> None:
-        if isinstance(self.use_vllm, bool):  # YAML's unquoted true/false
-            self.use_vllm = str(self.use_vllm).lower()
-        super().__post_init__()
-        if self.effective_batch % self.num_generations:
-            raise FieldError(
-                "effective_batch",
-                f"{self.effective_batch} must be a multiple of num_generations "
-                f"{self.num_generations} (each prompt's group of completions trains together)",
-            )
-        if self.use_vllm == "true" and self.mode == "qlora":
-            raise FieldError(
-                "use_vllm",
-                "true cannot go with mode qlora (each sync would requantize the 4-bit base); "
-                "set use_vllm: auto (HF rollouts) or mode: lora",
-            )
-
-    def memory(self) -> MemoryProfile:
-        if self.beta > 0:  # trl keeps a reference model for the KL term in full mode
-            return MemoryProfile(rollout_engine=True, reference_copy=True)
-        return self.MEMORY
-
-    def rollout_vllm(self, target: str) -> bool:
-        """vLLM colocate rollouts on ``target``: as ``use_vllm`` says; auto where the target's
-        image carries vLLM and the base is not 4-bit."""
-        from containers.targets import get_target
-
-        if self.use_vllm != "auto":
-            return self.use_vllm == "true"
-        t = get_target(target)
-        return t.is_gpu and t.has_vllm and self.mode != "qlora"
 
 
 def think_format_reward(completions, **_columns) -> list[float]:
@@ -177,43 +79,29 @@ def reward_functions(cfg: GRPOConfig) -> tuple[list, list[float]]:
     return funcs, weights
 
 
-def no_signal_warning(patience: int):
-    """A callback that warns once when, for ``patience`` logged steps in a row, every group's
+class NoRewardSignal(TrainerCallback):
+    """Warns once when, for ``patience`` logged steps in a row, every group's
     rewards were equal (trl's ``frac_reward_zero_std`` = 1): all advantages are then zero and
     the policy gets no gradient, and a run that lands there rarely leaves it (seen: one update
     sent every rollout to the length limit, and every later group scored 0)."""
-    from transformers import TrainerCallback
 
-    class NoRewardSignal(TrainerCallback):
-        def __init__(self):
-            self.run, self.warned = 0, False
+    def __init__(self, patience: int):
+        self.patience, self.run, self.warned = patience, 0, False
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            frac = (logs or {}).get("frac_reward_zero_std")
-            if frac is None:
-                return
-            self.run = self.run + 1 if frac >= 1.0 else 0
-            if patience and self.run >= patience and not self.warned:
-                self.warned = True
-                log.warning(
-                    "grpo: no reward variance in any group for %d steps (to step %d), so no "
-                    "gradient; raise num_generations or temperature, or train on prompts the "
-                    "model sometimes solves (levels, dataset)",
-                    self.run,
-                    state.global_step,
-                )
-
-    return NoRewardSignal()
-
-
-def machine_settings(config: dict) -> dict:
-    """``rollout_dtype`` as it resolves on this machine (trainers._rollout.resolve): under
-    ``auto`` a CPU with bf16 matmuls and one without sample from different copies."""
-    import torch
-
-    from trainers._rollout import resolve
-
-    return {"rollout_dtype": resolve(config["rollout_dtype"], torch.cuda.is_available())}
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        frac = (logs or {}).get("frac_reward_zero_std")
+        if frac is None:
+            return
+        self.run = self.run + 1 if frac >= 1.0 else 0
+        if self.patience and self.run >= self.patience and not self.warned:
+            self.warned = True
+            log.warning(
+                "grpo: no reward variance in any group for %d steps (to step %d), so no "
+                "gradient; raise num_generations or temperature, or train on prompts the "
+                "model sometimes solves (levels, dataset)",
+                self.run,
+                state.global_step,
+            )
 
 
 def _use_vllm(cfg: GRPOConfig) -> bool:
@@ -303,7 +191,7 @@ def main(cfg: GRPOConfig) -> Manifest:
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=stage.peft_config(),
-        callbacks=[*stage.callbacks(), no_signal_warning(cfg.no_signal_patience)],
+        callbacks=[*stage.callbacks(), NoRewardSignal(cfg.no_signal_patience)],
     )
     machine = machine_settings({"rollout_dtype": cfg.rollout_dtype})
     return stage.train(trainer, data_identity(rows, source), machine)

@@ -13,10 +13,10 @@ import importlib
 __all__ = ["METHODS", "method_config"]
 
 METHODS: dict[str, str] = {
-    "sft": "trainers.sft:SFTConfig",
-    "distill": "trainers.distill:DistillConfig",
-    "dpo": "trainers.dpo:DPOConfig",
-    "grpo": "trainers.grpo:GRPOConfig",
+    "sft": "trainers.sft_config:SFTConfig",
+    "distill": "trainers.distill_config:DistillConfig",
+    "dpo": "trainers.dpo_config:DPOConfig",
+    "grpo": "trainers.grpo_config:GRPOConfig",
 }
 
 
