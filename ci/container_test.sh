@@ -86,9 +86,25 @@ say "imports"
 if [ -z "${BENCH_CONTAINER_SKIP_EVAL:-}" ]; then
   say "small eval of the bundled model"
   in_image eval --model smollm2-135m-instruct --tasks math_arith --limit 5
-  records=$(find "$results" -name '*.json' | wc -l)
+  records=$(find "$results" -path '*/records/*.json' | wc -l)
   echo "records written to the bind-mounted results dir: $records"
   [ "$records" -gt 0 ] || { echo "no run record came out of the container" >&2; exit 1; }
+  # the record as the board reads it: written inside the image, stamped with it
+  "$PY" - "$results" <<'PY'
+import sys
+from pathlib import Path
+
+from leaderboards.record import load_record
+
+for path in sorted(Path(sys.argv[1]).glob("records/*.json")):
+    rec = load_record(path)
+    task = rec.tasks[0]
+    metric = task.metrics[task.primary_metric]
+    print(f"record {path.name}: {rec.model_id} / {rec.stage}, {task.name} {task.primary_metric} "
+          f"{metric.value:.3f} (n={metric.n}), backend {rec.backend}, dtype {rec.dtype}, "
+          f"image {rec.provenance.container_image} {rec.provenance.container_digest}")
+    assert rec.provenance.container_image, "the record does not name the image it was computed in"
+PY
 fi
 t_run=$(( $(now) - t0 ))
 
