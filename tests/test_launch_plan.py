@@ -291,3 +291,17 @@ def test_method_configs_load_without_torch_and_no_class_is_built_inside_a_functi
     ]
     # _rollout.py stays torch-free (grpo_config reads ROLLOUT_DTYPES): its trainer is built on use
     assert nested == ["_rollout.py:CopyRolloutTrainer"]
+
+
+def test_vllm_evals_run_tensor_parallel_over_the_gpus_their_request_holds(monkeypatch):
+    import torch
+
+    from harness.evaluate import _tensor_parallel
+
+    class Req:
+        model_id, target = "meta-llama/Meta-Llama-3-70B-Instruct", "a100"
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert _tensor_parallel(Req(), None) == 2  # 141 GB of bf16 over 0.9 of 80 GiB cards
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _tensor_parallel(Req(), None) == 1  # never more than this process sees
