@@ -14,6 +14,8 @@ containers_app = typer.Typer(
     no_args_is_help=True, help="Images per hardware target (Docker/podman/Apptainer)."
 )
 app.add_typer(containers_app, name="containers")
+methods_app = typer.Typer(no_args_is_help=True, help="Training methods and their config fields.")
+app.add_typer(methods_app, name="methods")
 EngineOpt = Annotated[str, typer.Option("--engine", help="apptainer, docker or podman.")]
 
 
@@ -201,3 +203,53 @@ def containers_run(
         raise typer.Exit(e.returncode) from None
     if print_only:
         console.print(" ".join(cmd), highlight=False, soft_wrap=True)
+
+
+@methods_app.command("list")
+def methods_list(as_json: JsonOpt = False) -> None:
+    """The training methods, with each one's version and facts."""
+    from trainers import METHODS, method_config
+
+    rows = []
+    for name in METHODS:
+        cls = method_config(name)
+        rows.append(
+            {
+                "method": name,
+                "version": cls.VERSION,
+                "verifier_driven": cls.VERIFIER_DRIVEN,
+                "memory": dict(vars(cls.MEMORY)),
+                "config": METHODS[name],
+            }
+        )
+    if as_json:
+        return _print_json(rows)
+    for r in rows:
+        console.print(
+            f"{r['method']:<8} v{r['version']}  verifier-driven: {r['verifier_driven']}  "
+            f"{r['config']}"
+        )
+
+
+@methods_app.command("show")
+def methods_show(name: str, as_json: JsonOpt = False) -> None:
+    """Each config field of a method: default, allowed values and doc."""
+    from rich.table import Table
+
+    from harness.errors import closest
+    from trainers import METHODS, method_config
+    from trainers._config import field_docs
+
+    if name not in METHODS:
+        raise BenchError(
+            f"unknown method '{name}'{closest(name, METHODS)}; methods: {', '.join(METHODS)}"
+        )
+    rows = field_docs(method_config(name))
+    if as_json:
+        return _print_json(rows)
+    table = Table(title=f"{name} ({METHODS[name]})")
+    for col in ("field", "default", "allowed", "doc"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["field"], repr(r["default"]), r["allowed"], r["doc"])
+    console.print(table)

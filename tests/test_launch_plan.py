@@ -305,3 +305,25 @@ def test_vllm_evals_run_tensor_parallel_over_the_gpus_their_request_holds(monkey
     assert _tensor_parallel(Req(), None) == 2  # 141 GB of bf16 over 0.9 of 80 GiB cards
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert _tensor_parallel(Req(), None) == 1  # never more than this process sees
+
+
+def test_bench_methods_show_prints_each_field_with_default_range_and_doc():
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    out = CliRunner().invoke(app, ["methods", "show", "grpo", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["field"]: r for r in json.loads(out.output)}
+    assert set(rows) == {f.name for f in __import__("dataclasses").fields(method_config("grpo"))}
+    use_vllm = rows["use_vllm"]
+    assert (use_vllm["default"], use_vllm["allowed"]) == (
+        "auto",
+        "must be one of auto, true, false",
+    )
+    assert "qlora" in use_vllm["doc"]
+    assert rows["num_generations"]["allowed"] == "must be at least 2"
+    bad = CliRunner().invoke(app, ["methods", "show", "grop"])
+    assert isinstance(bad.exception, BenchError) and "did you mean: grpo" in str(bad.exception)

@@ -36,6 +36,7 @@ __all__ = [
     "parse_overrides",
     "save_config",
     "config_dict",
+    "field_docs",
     "cli",
 ]
 
@@ -263,6 +264,45 @@ class TrainConfig:
         """Whether rollouts come from a vLLM colocate engine on ``target`` (methods that
         generate while training decide; the others never do)."""
         return False
+
+
+def field_docs(cls: type) -> list[dict[str, Any]]:
+    """Every field of a config dataclass: its name, type, default, allowed values (``RANGES``)
+    and doc (the comment on its line and the comment lines just above it, where it is declared)."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    ranges: dict[str, Allowed] = {}
+    for klass in reversed(cls.__mro__):
+        ranges.update(vars(klass).get("RANGES", {}))
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                above.append(stripped.lstrip("# "))
+                continue
+            m = re.match(r"\s+(\w+)\s*:[^=]*=.*?(?:#\s*(.*))?$", line)
+            if m and not m.group(1).isupper():
+                doc = " ".join([*above, m.group(2) or ""]).strip()
+                comments[m.group(1)] = doc or comments.get(m.group(1), "")
+            above = []
+    return [
+        {
+            "field": f.name,
+            "type": str(f.type),
+            "default": f.default if f.default is not dataclasses.MISSING else None,
+            "allowed": ranges[f.name].describe() if f.name in ranges else "",
+            "doc": comments.get(f.name, ""),
+        }
+        for f in dataclasses.fields(cls)
+    ]
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
