@@ -237,8 +237,7 @@ def methods_show(name: str, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     from harness.errors import closest
-    from trainers import METHODS, method_config
-    from trainers._config import field_docs
+    from trainers import METHODS, field_docs, method_config
 
     if name not in METHODS:
         raise BenchError(

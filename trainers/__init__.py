@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import bench_core  # noqa: F401 - its logging setup, before anything imports peft
-from trainers._config import FieldError
+from trainers._config import FieldError, field_docs
 from trainers.methods import METHODS, method_config
 
 __all__ = [
     "METHODS",
     "FieldError",
+    "field_docs",
     "method_config",
     "machine_settings",
     "method_version",
