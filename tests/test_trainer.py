@@ -282,7 +282,7 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
     merged = tmp_path / "distill" / "merged"
     # kept relative to the stage folder: a moved results folder still finds its parent
     assert g["base_weights"] == "../distill/merged" and g["parent"] == "../distill"
-    assert g["output_dir"] == "."
+    assert g["output_dir"] == str((tmp_path / "grpo").resolve())
     assert g["base_model"] == str(tiny_qwen2)
 
     # the parent's merged weights are base + its adapter, not the base

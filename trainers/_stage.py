@@ -496,7 +496,8 @@ class Stage:
             base_model=self.base_model,
             base_weights=stage_relative(self.weights, self.out),
             parent=stage_relative(self.cfg.parent, self.out) if self.cfg.parent else None,
-            output_dir=".",  # paths here are relative to the stage folder (stage_path)
+            # where it was written (absolute); the paths that are read back are stage-relative
+            output_dir=str(self.out.resolve()),
             mode=self.cfg.mode,
             adapter=adapter,
             merged=merged,
