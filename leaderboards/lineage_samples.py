@@ -120,14 +120,28 @@ def resolve_train_or_eval_cell(con, prefix: str) -> str:
     return keys[0]
 
 
-def _lineage(con, cell_key: str, task: str) -> list[tuple[str, str]]:
+def lineage_parents(con) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(cell, task) -> (stage, parent cell) for every board cell: one query of the board view."""
+    return {
+        (k, t): (st, p)
+        for k, t, st, p in con.execute(
+            "SELECT cell_key, task, stage, parent_cell FROM leaderboard_long"
+        ).fetchall()
+    }
+
+
+def _lineage(con, cell_key: str, task: str, parents=None) -> list[tuple[str, str]]:
     chain, key, seen = [], cell_key, set()
     while key and key not in seen:
         seen.add(key)
-        got = con.execute(
-            "SELECT stage, parent_cell FROM leaderboard_long WHERE cell_key = ? AND task = ? LIMIT 1",
-            [key, task],
-        ).fetchall()
+        if parents is not None:
+            got = [parents[(key, task)]] if (key, task) in parents else []
+        else:
+            got = con.execute(
+                "SELECT stage, parent_cell FROM leaderboard_long WHERE cell_key = ? AND task = ? "
+                "LIMIT 1",
+                [key, task],
+            ).fetchall()
         if not got:
             break
         chain.append((got[0][0], key))
@@ -136,10 +150,17 @@ def _lineage(con, cell_key: str, task: str) -> list[tuple[str, str]]:
 
 
 def lineage_samples(
-    con, cell: str, task: str | None = None, *, flipped: bool = False, doc: int | None = None
+    con,
+    cell: str,
+    task: str | None = None,
+    *,
+    flipped: bool = False,
+    doc: int | None = None,
+    parents: dict | None = None,
 ) -> list[TaskSamples]:
-    """Per task of the cell (or only ``task``): its lineage's samples, doc by doc."""
-    key = resolve_eval_cell(con, cell)
+    """Per task of the cell (or only ``task``): its lineage's samples, doc by doc. ``parents``
+    (:func:`lineage_parents`) saves a query of the board view per stage when many are shown."""
+    key = cell if parents is not None else resolve_eval_cell(con, cell)
     tasks = [
         t
         for (t,) in con.execute(
@@ -152,18 +173,19 @@ def lineage_samples(
                 f"cell {key[:12]} has no samples of task '{task}'; it has: {', '.join(tasks) or 'none'}"
             )
         tasks = [task]
-    return [_task_samples(con, key, t, flipped, doc) for t in tasks]
+    return [_task_samples(con, key, t, flipped, doc, parents) for t in tasks]
 
 
-def _task_samples(con, key: str, task: str, flipped: bool, doc: int | None) -> TaskSamples:
-    stages = _lineage(con, key, task) or [("?", key)]
+def _task_samples(con, key, task, flipped, doc, parents=None) -> TaskSamples:
+    stages = _lineage(con, key, task, parents) or [("?", key)]
     out = TaskSamples(key, task, stages)
     index = {k: i for i, (_, k) in enumerate(stages)}
+    # cell_key IN (?, ...), not list_contains: DuckDB prunes row groups on a plain IN list
     rows = con.execute(
         "SELECT cell_key, doc_id, prompt, target, completion, answer, correct, score, truncated, "
-        "gen_tokens FROM samples WHERE task = $t AND list_contains($k, cell_key) "
+        f"gen_tokens FROM samples WHERE task = ? AND cell_key IN ({', '.join('?' * len(index))}) "
         "ORDER BY doc_id",
-        {"t": task, "k": list(index)},
+        [task, *index],
     ).fetchall()
     docs: dict[int, DocSamples] = {}
     for ck, doc_id, prompt, target, completion, answer, correct, score, trunc, ntok in rows:

@@ -17,7 +17,7 @@ import shutil
 from html import escape
 from pathlib import Path
 
-from leaderboards.lineage_samples import TaskSamples, lineage_samples, to_dict
+from leaderboards.lineage_samples import TaskSamples, lineage_parents, lineage_samples, to_dict
 
 __all__ = [
     "SAMPLES_DIR",
@@ -200,14 +200,14 @@ def write_sample_pages(
     chunk scripts; returns every file written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, parents = [], lineage_parents(con)
     for row in board.rows:
         for col, cell in row.cells.items():
             task = next((c.task for c in board.columns if c.label == col), None)
             if task is None:
                 continue
             try:
-                (ts,) = lineage_samples(con, cell.cell_key, task)
+                (ts,) = lineage_samples(con, cell.cell_key, task, parents=parents)
             except ValueError:  # a cell without samples: no page, and no link (html.py checks)
                 continue
             written += write_page(ts, out, sample_page_name(cell.cell_key, task), board_href)
