@@ -189,7 +189,7 @@ class TrainConfig:
     warmup_steps: float = 0.0  # a count, or a fraction of max_steps when < 1
     lr_scheduler_type: str = "linear"
     weight_decay: float = 0.0
-    gradient_checkpointing: bool | None = None  # None: on for GPU targets, off on CPU
+    gradient_checkpointing: bool | None = None  # None: the planner's choice (on)
     # auto: the target's dtype as autocast on CUDA (bf16/fp16), fp32 on CPU; bf16: bf16 autocast
     # on CPU too (about twice fp32's speed where the CPU has avx512_bf16/AMX); no: fp32
     mixed_precision: str = "auto"

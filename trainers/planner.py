@@ -58,6 +58,10 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/param)
 FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
 CUDA_OVERHEAD_GB = 0.5  # context, cuBLAS workspace, allocator slack
+# On CPU the plan is the process's RSS: the interpreter, torch, transformers, trl and the
+# tokenizer come to ~0.9 GB before any tensor (smollm2-135m sft and distill stages measured
+# 0.91 and 0.86 GB above their plans; ci/perf/plan_vs_measured.py).
+HOST_OVERHEAD_GB = 0.9
 VLLM_RUNTIME_GB = 1.0  # a vLLM engine's own activations, sampler and CUDA context
 GB = 1e9
 GIB = 2**30
@@ -382,7 +386,9 @@ def plan(
         )
     mem = memory or method_config(method).MEMORY
     b = DTYPE_BYTES[t.dtype]
-    ckpt = t.is_gpu if gradient_checkpointing is None else gradient_checkpointing
+    # on by default on CPU as well: a 135M stage's layer activations at batch 8 are ~2.7 GB
+    # without it, and recomputing them gives the same gradients
+    ckpt = True if gradient_checkpointing is None else gradient_checkpointing
     notes: list[str] = []
 
     if mode == "qlora":
@@ -431,7 +437,7 @@ def plan(
             notes.append(f"vLLM colocate reserves {utilization:.2f} of each GPU")
         else:
             notes.append("HF rollouts on the training model: no vLLM engine")
-    overhead = CUDA_OVERHEAD_GB * GB if t.is_gpu else 0.0
+    overhead = (CUDA_OVERHEAD_GB if t.is_gpu else HOST_OVERHEAD_GB) * GB
 
     # a card's "11 GB" / "80 GB" are GiB (an RTX 2080 Ti holds 11264 MiB): in GB of 1e9 bytes
     capacity = t.gpu_memory_gb * GIB / GB if t.is_gpu else _host_memory_gb() * 0.5
