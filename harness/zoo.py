@@ -39,6 +39,7 @@ __all__ = [
     "get_model",
     "model_identity",
     "materialize",
+    "build_tiny",
     "is_materialized",
     "planner_facts",
     "cached_revision",
@@ -402,6 +403,15 @@ def _local_dir(path: Path) -> Path:
             f"{config}: not a JSON object; not a transformers model config, re-save the model"
         )
     return path
+
+
+def build_tiny(spec: ModelSpec, out: Path, tokenizer_dir: Path) -> None:
+    """Write a ``tiny-random-*`` zoo model (random weights from its config) into ``out``,
+    with the tokenizer files of ``tokenizer_dir``: what ``materialize`` caches, for callers
+    (the GPU lane) that build one in a folder of their own."""
+    from harness import _build
+
+    _build.build_tiny(spec, out, tokenizer_dir)
 
 
 def materialize(name: str) -> Path:

@@ -84,8 +84,7 @@ class Checks:
             out = self.work / "models" / name
             out.mkdir(parents=True)
             if name == "tiny":
-                from harness._build import build_tiny
-                from harness.zoo import get_model
+                from harness.zoo import build_tiny, get_model
 
                 build_tiny(get_model("tiny-random-llama"), out, self.model_files)
             else:
