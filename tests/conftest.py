@@ -1,4 +1,5 @@
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,25 @@ def pytest_terminal_summary(terminalreporter, config):
             f"CI=true: {', '.join(unrun)} deselected and not named in {LANES_ENV} "
             "(the lanes .ci/run runs next): the run fails"
         )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = needs("chromium", [] if CHROMIUM.exists() else [str(CHROMIUM)], "make system-deps")
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a profile of its own under ``tmp_path`` (``--screenshot=``,
+    ``--dump-dom`` ...): the HTML tests' one way to load a page as a reader would."""
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs
+from conftest import chromium, needs_chromium
 
 from leaderboards import render
 from leaderboards._synthetic import write_eval_cell
 from leaderboards.store import ingest
 
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = needs("chromium", [] if CHROMIUM.exists() else [str(CHROMIUM)], "make system-deps")
 STAGES = [("base", 0.3), ("sft", 0.35), ("distill", 0.5), ("distill+grpo", 0.7)]
 MODELS = ["smol-135m", "qwen-0.5b"]
 TASKS = ["math_gsm8k", "causal_nli"]
@@ -50,28 +47,12 @@ def test_html_is_self_contained(page):
     assert html.count("<tr>") == 1 + len(MODELS) * len(STAGES)
 
 
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
-
-
 @needs_chromium
 def test_screenshot_shows_table_and_plots(page, tmp_path):
     from PIL import Image  # a matplotlib dependency
 
     shot = tmp_path / "shot.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri())
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri())
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape == (1600, 1200, 3)
 
@@ -96,7 +77,7 @@ def _rows(dom: str) -> list[list[str]]:
 
 @needs_chromium
 def test_dom_after_javascript_has_rows_and_plots(page, tmp_path):
-    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     assert 'data-ready="yes"' in dom  # the script ran to its end
     assert len(_rows(dom)) == len(MODELS) * len(STAGES)
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', dom)) == len(TASKS) + len(
@@ -108,11 +89,11 @@ def test_dom_after_javascript_has_rows_and_plots(page, tmp_path):
 def test_sorting_by_a_column(page, tmp_path):
     # column 2 is the first task column; the hash triggers the same sort a header click does
     before = [float(r[1]) for r in _rows(page.read_text())]
-    dom = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#sort=2:desc").stdout
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri() + "#sort=2:desc").stdout
     after = [float(r[1]) for r in _rows(dom)]
     assert after == sorted(before, reverse=True) and after != before
     assert 'aria-sort="descending"' in dom
-    dom = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#sort=2:asc").stdout
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri() + "#sort=2:asc").stdout
     assert [float(r[1]) for r in _rows(dom)] == sorted(before)
 
 
@@ -250,7 +231,7 @@ def test_screenshot_shows_the_analysis_panels(analysis_page, tmp_path):
     from PIL import Image
 
     shot = tmp_path / "shot.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2600", analysis_page.as_uri())
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2600", analysis_page.as_uri())
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     panels = img[900:]  # below the board's table and its two plots
 
@@ -260,5 +241,5 @@ def test_screenshot_shows_the_analysis_panels(analysis_page, tmp_path):
     # the heatmap's colormaps reach their ends (viridis yellow, magma black/cream); the pass@k lines are blue/orange
     assert near((253, 231, 37)) > 50 or near((68, 1, 84)) > 50
     assert near((31, 119, 180), 0) > 100 and near((255, 127, 14), 0) > 100
-    dom = _chromium(tmp_path, "--dump-dom", analysis_page.as_uri()).stdout
+    dom = chromium(tmp_path, "--dump-dom", analysis_page.as_uri()).stdout
     assert 'data-ready="yes"' in dom and dom.count("<figure>") == 4

@@ -5,19 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs
+from conftest import chromium, needs_chromium
 from typer.testing import CliRunner
 
 from harness.cli import app
 from leaderboards._synthetic import write_eval_cell
 
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = needs("chromium", [] if CHROMIUM.exists() else [str(CHROMIUM)], "make system-deps")
 STAGES = [("base", 0.3), ("sft", 0.6)]
 
 
@@ -99,34 +96,14 @@ def test_publish_into_a_file_is_one_line_exit_2(tmp_path):
 def test_published_site_renders_in_chromium(site, tmp_path):
     from PIL import Image
 
-    base = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
     shot = tmp_path / "site.png"
-    subprocess.run(
-        [*base, f"--screenshot={shot}", "--window-size=1200,1400", (site / "index.html").as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=True,
+    chromium(
+        tmp_path, f"--screenshot={shot}", "--window-size=1200,1400", (site / "index.html").as_uri()
     )
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape == (1400, 1200, 3)
     assert float((img[60:140].sum(axis=2) < 720).mean()) > 0.2  # the dark table header
     assert int((img[300:] == (31, 119, 180)).all(axis=2).sum()) > 2000  # matplotlib's bars
-    dom = subprocess.run(
-        [*base, "--dump-dom", (site / "index.html").as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dom = chromium(tmp_path, "--dump-dom", (site / "index.html").as_uri()).stdout
     assert "Provenance" in dom and "records.json" in dom
     assert dom.count("<tr") >= 3  # header + two rows after the page's script ran

@@ -4,41 +4,16 @@ shows both completions of a flipped doc, and a 10,000-doc page loads in under 2 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs
+from conftest import chromium, needs_chromium
 from test_lineage_views import lineage
 
 from leaderboards.lineage_samples import DocSamples, StageSample, TaskSamples
 from leaderboards.sample_page import sample_page_name, write_page
-
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = needs("chromium", [] if CHROMIUM.exists() else [str(CHROMIUM)], "make system-deps")
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
 
 
 @pytest.fixture(scope="module")
