@@ -119,31 +119,28 @@ def test_the_payload_holds_the_resolved_config_not_the_delta(tmp_path):
 def test_grpo_rollout_dtype_auto_is_keyed_by_what_it_resolves_to_on_this_machine(
     tmp_path, monkeypatch
 ):
-    """Under rollout_dtype=auto a CPU samples from an fp32 copy and a CUDA machine through trl's
-    own path: two trainings, so two keys, and the key says which. An explicit bf16 copy is a
-    third."""
-    import torch
+    """Under rollout_dtype=auto a CPU with bf16 matmuls samples from a bf16 copy and one
+    without from an fp32 copy: two trainings, so two keys, and the key says which."""
+    import trainers._rollout as rollout
 
     path = write(tmp_path)
 
-    def grpo_payload(grid_path, cuda: bool) -> tuple[str, dict]:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        cell = next(c for c in expand(load_grid(grid_path)).train if c.stage == "distill+grpo")
+    def grpo_payload(bf16: bool) -> tuple[str, dict]:
+        monkeypatch.setattr(rollout, "cpu_has_bf16", lambda: bf16)
+        cell = next(c for c in expand(load_grid(path)).train if c.stage == "distill+grpo")
         return cell.key, cell.inputs["grpo"]
 
-    (cpu, payload_cpu), (gpu, payload_gpu) = grpo_payload(path, False), grpo_payload(path, True)
-    assert payload_cpu["rollout_dtype"] == "fp32" and payload_gpu["rollout_dtype"] == "train"
-    assert cpu != gpu
+    (with_bf16, payload_bf16), (without, payload_fp32) = grpo_payload(True), grpo_payload(False)
+    assert payload_bf16["rollout_dtype"] == "bf16" and payload_fp32["rollout_dtype"] == "fp32"
+    assert with_bf16 != without
     # a stage the setting plays no part in keeps its key; an explicit value is keyed as given
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(rollout, "cpu_has_bf16", lambda: True)
     distill_key = keys(path)[("train", "distill")]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(rollout, "cpu_has_bf16", lambda: False)
     assert keys(path)[("train", "distill")] == distill_key
-    explicit = write(tmp_path, steps={**GRID["steps"], "grpo": {"rollout_dtype": "fp32"}})
-    assert grpo_payload(explicit, False)[0] == cpu  # auto on a CPU is fp32, keyed as fp32
-    bf16 = write(tmp_path, steps={**GRID["steps"], "grpo": {"rollout_dtype": "bf16"}})
-    key_bf16, payload_bf16 = grpo_payload(bf16, False)
-    assert payload_bf16["rollout_dtype"] == "bf16" and key_bf16 not in (cpu, gpu)
+    explicit = write(tmp_path, steps={**GRID["steps"], "grpo": {"rollout_dtype": "bf16"}})
+    cell = next(c for c in expand(load_grid(explicit)).train if c.stage == "distill+grpo")
+    assert cell.inputs["grpo"]["rollout_dtype"] == "bf16" and cell.key == with_bf16
 
 
 def test_first_difference_names_the_field_with_both_values():

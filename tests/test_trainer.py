@@ -476,7 +476,7 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     import torch
 
     import trainers.grpo as grpo
-    from trainers._rollout import trainer_class
+    from trainers._rollout import cpu_has_bf16, trainer_class
     from trainers.manifest import read_manifest
 
     def length(completions, **_):
@@ -517,9 +517,9 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     m = train_stage("grpo", config, base_model=tiny_llama, parent=None, output_dir=tmp_path)
     assert_trained(m, 3)
     assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
-    dtype = torch.float32  # rollout_dtype=auto on a CPU: the policy's own dtype
+    dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     # the manifest says which copy sampled (auto resolved on this machine), as the key does
-    assert m["machine_settings"] == {"rollout_dtype": "fp32"}
+    assert m["machine_settings"] == {"rollout_dtype": "bf16" if cpu_has_bf16() else "fp32"}
     assert read_manifest(tmp_path)["machine_settings"] == m["machine_settings"]
     for _, copy_weight, policy_weight, (completions, logprobs) in seen:
         # synced: the copy is the policy's merged weights as they are after the last update
@@ -541,13 +541,14 @@ def test_rollout_dtype_is_checked_and_resolved():
     import torch
 
     from trainers._config import FieldError
-    from trainers._rollout import copy_dtype
+    from trainers._rollout import copy_dtype, cpu_has_bf16
     from trainers.grpo import GRPOConfig
 
     with pytest.raises(FieldError, match="rollout_dtype.*auto, bf16, fp32, train"):
         GRPOConfig(rollout_dtype="fp16")
-    assert copy_dtype("auto", vllm=False, cuda=False) is torch.float32
-    assert copy_dtype("bf16", vllm=False, cuda=False) is torch.bfloat16
+    assert copy_dtype("auto", vllm=False, cuda=False) == (
+        torch.bfloat16 if cpu_has_bf16() else torch.float32
+    )
     assert copy_dtype("auto", vllm=False, cuda=True) is None  # CUDA without vLLM: trl's own path
     assert copy_dtype("train", vllm=False, cuda=False) is None
     assert copy_dtype("auto", vllm=True, cuda=True) is None
@@ -556,15 +557,17 @@ def test_rollout_dtype_is_checked_and_resolved():
         copy_dtype("bf16", vllm=True, cuda=True)
 
 
-def test_rollout_dtype_auto_resolves_per_machine_and_the_manifest_records_it():
+def test_rollout_dtype_auto_resolves_per_machine_and_the_manifest_records_it(monkeypatch):
     import trainers._rollout as rollout
     from trainers.grpo import machine_settings
 
-    assert rollout.resolve("auto", cuda=False) == "fp32"  # the policy's own dtype: on-policy
-    assert rollout.resolve("auto", cuda=True) == "train"  # trl's own path (or vLLM)
-    assert machine_settings({"rollout_dtype": "auto"}) == {"rollout_dtype": "fp32"}
-    for explicit in ("bf16", "fp32", "train"):
-        assert rollout.resolve(explicit, cuda=False) == explicit
+    for bf16, cpu_copy in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(rollout, "cpu_has_bf16", lambda bf16=bf16: bf16)
+        assert rollout.resolve("auto", cuda=False) == cpu_copy
+        assert machine_settings({"rollout_dtype": "auto"}) == {"rollout_dtype": cpu_copy}
+        assert rollout.resolve("auto", cuda=True) == "train"  # trl's own path (or vLLM)
+        for explicit in ("bf16", "fp32", "train"):
+            assert rollout.resolve(explicit, cuda=False) == explicit
 
 
 # --- stopping -------------------------------------------------------------------------------

