@@ -41,9 +41,10 @@ def test_an_inner_span_does_not_hide_the_outer_span_peak():
 def test_two_eval_cells_in_one_process_record_their_own_peaks(
     tmp_path, monkeypatch, tiny_llama, tiny_qwen2
 ):
+    from test_runner import eval_grid
+
     from harness import evaluate
     from harness.api import run_grid
-    from tests.test_runner import eval_grid
 
     build_lm, calls = evaluate.build_lm, []
 

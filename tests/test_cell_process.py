@@ -10,12 +10,12 @@ import threading
 import time
 
 import pytest
+from test_runner import eval_grid
 
 from harness.api import run_grid
 from harness.errors import BenchError
 from harness.executors.local import cell_process
 from leaderboards.record import load_record
-from tests.test_runner import eval_grid
 
 
 def test_cells_get_a_process_on_gpu_targets_unless_told(monkeypatch):
