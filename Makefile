@@ -18,10 +18,10 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml ci/constraints/cpu.txt
+$(STAMP): pyproject.toml ci/constraints/cpu.txt containers/constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check $(PIP_TORCH) -c ci/constraints/cpu.txt -c containers/constraints/cpu.txt -e '.[dev]'
 	touch $(STAMP)
 
 # System packages the tests run for real: headless Chromium (the HTML board's screenshot) and

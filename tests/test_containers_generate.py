@@ -175,3 +175,34 @@ def test_def_and_dockerfile_agree(name):
     d_files = [tuple(f) for f in d.files]
     s_files = [tuple(f.split()) for f in s.files]
     assert [f for f in s_files if f[0] != "build/container"] == d_files
+
+
+def test_the_cpu_lane_runs_the_cpu_images_python_stack():
+    """Every package the CPU image pins is installed here at that version (make setup applies
+    the image's constraints), so what the tests exercise is what the images ship; the GPU images
+    pin the same shared stack."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    def pins(path: Path) -> dict[str, str]:
+        out = {}
+        for line in path.read_text().splitlines():
+            name, sep, pinned = line.split("#")[0].strip().partition("==")
+            if sep:
+                out[name.lower()] = pinned
+        return out
+
+    cpu = pins(REPO_ROOT / "containers" / "constraints" / "cpu.txt")
+    assert {"accelerate", "trl", "peft", "transformers", "torch"} <= set(cpu)
+    drift = {
+        name: (pinned, version(name))
+        for name, pinned in cpu.items()
+        if Version(version(name)).base_version != Version(pinned).base_version
+    }
+    assert drift == {}, f"installed here vs pinned in the CPU image: {drift}"
+    for gpu in ("cu130.txt", "rtx2080ti.txt"):
+        shared = pins(REPO_ROOT / "containers" / "constraints" / gpu)
+        assert {k: v for k, v in shared.items() if k in cpu} == {
+            k: v for k, v in cpu.items() if k in shared
+        }, gpu
