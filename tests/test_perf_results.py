@@ -1,0 +1,31 @@
+"""ci/perf/RESULTS.md: a benchmark rewrites its own section and keeps the others."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _results_module():
+    spec = importlib.util.spec_from_file_location("perf_results", ROOT / "ci/perf/_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_benchmark_replaces_its_section_and_keeps_the_others(tmp_path):
+    results = _results_module()
+    path = tmp_path / "RESULTS.md"
+    results.record("ci/perf/a.py", "| x | 1 |", command="python a.py", path=path)
+    results.record("ci/perf/b.py", "b's figure: 2.0", command="python b.py", path=path)
+    results.record("ci/perf/a.py", "| x | 3 |", command="python a.py --n 5", path=path)
+    text = path.read_text()
+    assert text.startswith("# Benchmark results")
+    assert text.count("## a.py") == 1 and text.count("## b.py") == 1
+    assert "| x | 3 |" in text and "| x | 1 |" not in text
+    assert "b's figure: 2.0" in text
+    assert "`python a.py --n 5`" in text and "`python a.py`_" not in text
+    # sections keep the order they were first written in
+    assert text.index("## a.py") < text.index("## b.py")
