@@ -8,11 +8,15 @@ starting model samples ``samples_per_prompt`` completions; chosen is one the ver
 accepts, rejected one it refuses. When no sample is correct, the programmatic teacher's
 trace (correct by construction) is chosen if ``teacher_fallback``; a prompt whose samples
 are all correct gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
+
+:func:`read_pairs`, :func:`verifier_pairs` and :func:`split_pairs` build the rows of every
+pair method (orpo trains on the same pairs: trainers/orpo.py); the fields they read are
+:class:`trainers.dpo_config.PairData`'s.
 """
 
 from __future__ import annotations
 
-from trainers._config import cli
+from trainers._config import TrainConfig, cli
 from trainers._data import (
     arithmetic_prompts,
     causal_prompts,
@@ -21,14 +25,18 @@ from trainers._data import (
     prompt_messages,
     read_rows,
     require_columns,
+    sample_rows,
     split_eval,
 )
-from trainers.dpo_config import DPOConfig
+from trainers.dpo_config import DPOConfig, PairData
 from trainers.manifest import Manifest
 
 __all__ = [
     "DPOConfig",
     "main",
+    "read_pairs",
+    "verifier_pairs",
+    "split_pairs",
     "build_pairs",
     "task_prompts",
     "preference_rows",
@@ -40,14 +48,17 @@ __all__ = [
 COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
 
 
-def task_prompts(cfg: DPOConfig) -> tuple[list[dict], str, str]:
+def task_prompts(cfg: PairData) -> tuple[list[dict], str, str]:
     """Prompts with ``prompt`` (messages), ``reference`` and ``teacher`` (a correct trace),
     the task that judges them, and a name for the source."""
     if cfg.sources == "causal":
         items = causal_prompts(cfg, cfg.item_seed)[: cfg.n_prompts]
         return items, "causal_nli", f"{causal_source(cfg, cfg.item_seed)} n_prompts={cfg.n_prompts}"
     if cfg.sources != "arithmetic":
-        raise ValueError(f"dpo config: sources {cfg.sources!r} unknown; use arithmetic or causal")
+        method = type(cfg).__name__.removesuffix("Config").lower()
+        raise ValueError(
+            f"{method} config: sources {cfg.sources!r} unknown; use arithmetic or causal"
+        )
     from tasks.math import think_trace
 
     items = [
@@ -103,7 +114,7 @@ def preference_rows(rows: list[dict], source: str) -> list[dict]:
 
 
 def build_pairs(
-    model, tokenizer, items: list[dict], cfg: DPOConfig, task: str = "math"
+    model, tokenizer, items: list[dict], cfg: PairData, task: str = "math"
 ) -> list[dict]:
     """Preference rows from sampled completions judged by ``task``'s verifier."""
     import importlib
@@ -139,33 +150,51 @@ def build_pairs(
     return rows
 
 
+def read_pairs(spec: str) -> list[dict]:
+    """The rows of a preference file (``dataset=``) as (prompt, chosen, rejected)."""
+    rows = read_rows(spec)
+    require_columns(rows, COLUMNS, spec)
+    return preference_rows(rows, spec)
+
+
+def verifier_pairs(model, tokenizer, cfg: PairData, method: str) -> tuple[list[dict], str]:
+    """Pairs the task verifier ranks among ``model``'s samples of the config's prompts, and
+    a name for their source."""
+    items, task, name = task_prompts(cfg)
+    rows = build_pairs(model, tokenizer, items, cfg, task)
+    if not rows:
+        raise ValueError(
+            f"{method}: every sampled completion was correct, no preference pairs; raise levels "
+            "(arithmetic) or num_variables (causal)"
+        )
+    return rows, f"pairs({task} verifier, {name})"
+
+
+def split_pairs(
+    rows: list[dict], tokenizer, cfg: TrainConfig
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """(the rows trained on: a seeded ``limit`` sample, the train split, the held-out split),
+    the splits rendered as ``tokenizer``'s chat template needs them."""
+    from trainers._templates import template_preferences
+
+    rows = sample_rows(rows, cfg.limit, cfg.seed)
+    train, held = split_eval(template_preferences(rows, tokenizer)[0], cfg.eval_fraction, cfg.seed)
+    return rows, train, held
+
+
 def main(cfg: DPOConfig) -> Manifest:
     import trl
     from datasets import Dataset
 
     from trainers._stage import Stage
 
-    if cfg.dataset:
-        rows = read_rows(cfg.dataset)
-        require_columns(rows, COLUMNS, cfg.dataset)
-        rows = preference_rows(rows, cfg.dataset)
-        source = cfg.dataset
+    if cfg.dataset:  # a bad file fails before the model loads
+        rows, source = read_pairs(cfg.dataset), cfg.dataset
     stage = Stage("dpo", cfg)
     model, tokenizer = stage.load()
     if not cfg.dataset:
-        items, task, name = task_prompts(cfg)
-        rows = build_pairs(model, tokenizer, items, cfg, task)
-        source = f"pairs({task} verifier, {name})"
-        if not rows:
-            raise ValueError(
-                "dpo: every sampled completion was correct, no preference pairs; raise levels "
-                "(arithmetic) or num_variables (causal)"
-            )
-    from trainers._data import sample_rows
-    from trainers._templates import template_preferences
-
-    rows = sample_rows(rows, cfg.limit, cfg.seed)
-    train, held = split_eval(template_preferences(rows, tokenizer)[0], cfg.eval_fraction, cfg.seed)
+        rows, source = verifier_pairs(model, tokenizer, cfg, "dpo")
+    rows, train, held = split_pairs(rows, tokenizer, cfg)
     args = trl.DPOConfig(
         **stage.trainer_args(has_eval=bool(held)),
         max_length=stage.max_length,
