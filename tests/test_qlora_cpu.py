@@ -49,13 +49,13 @@ def test_qlora_grpo_stage_trains_with_a_rollout_copy_of_the_4bit_policy(
     import torch
 
     import trainers.grpo as grpo
-    from trainers._rollout import trainer_class
+    from trainers._rollout_trainer import CopyRolloutTrainer
 
     def length(completions, **_):
         return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
 
     monkeypatch.setattr(grpo, "reward_functions", lambda cfg: ([length], [1.0]))
-    cls, seen = trainer_class(), []
+    cls, seen = CopyRolloutTrainer, []
     generate = cls._generate_single_turn
 
     def recording(self, *args, **kwargs):

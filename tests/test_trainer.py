@@ -476,14 +476,15 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     import torch
 
     import trainers.grpo as grpo
-    from trainers._rollout import cpu_has_bf16, trainer_class
+    from trainers._rollout import cpu_has_bf16
+    from trainers._rollout_trainer import CopyRolloutTrainer
     from trainers.manifest import read_manifest
 
     def length(completions, **_):
         return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
 
     monkeypatch.setattr(grpo, "reward_functions", lambda cfg: ([length], [1.0]))
-    cls, name, seen = trainer_class(), "model.layers.0.self_attn.q_proj", []
+    cls, name, seen = CopyRolloutTrainer, "model.layers.0.self_attn.q_proj", []
     generate = cls._generate_single_turn
 
     def recording(self, *args, **kwargs):

@@ -3,9 +3,10 @@
 trl's HF path generates from the training model itself: fp32, the LoRA adapter unmerged (three
 matmuls and a dropout per adapted Linear) and in train mode (LoRA dropout on), then samples
 with ``torch.multinomial``, which on a CPU costs about 13 ms per token step over a 49k
-vocabulary. The GRPOTrainer of :func:`trainer_class` does what trl's vLLM colocate mode does
-instead: it generates from a separate copy of the policy (bf16 on a CPU with bf16 matmuls)
-with the LoRA deltas folded in, in eval mode, refreshed from the training weights whenever the
+vocabulary. ``CopyRolloutTrainer`` (trainers/_rollout_trainer.py, which imports trl; this
+module imports no torch or trl until called) does what trl's vLLM colocate mode does instead:
+it generates from a separate copy of the policy (bf16 on a CPU with bf16 matmuls) with the
+LoRA deltas folded in, in eval mode, refreshed from the training weights whenever the
 optimizer has stepped since the last refresh. The copy only chooses the completions: trl
 recomputes their log-probs on the training model, and its rewards, advantages and loss are
 untouched. :func:`sample` is a plain KV-cache sampling loop that prefills each distinct prompt
@@ -18,8 +19,6 @@ Measured in ci/perf/grpo_rollouts.py.
 from __future__ import annotations
 
 import copy
-import functools
-from typing import Any
 
 __all__ = [
     "ROLLOUT_DTYPES",
@@ -30,7 +29,6 @@ __all__ = [
     "resolve",
     "sample",
     "sync",
-    "trainer_class",
 ]
 
 # auto: bf16 copy on a CPU with bf16 matmuls, else an fp32 copy; on CUDA trl's own path (see
@@ -257,54 +255,3 @@ def sample(
         end = next((i for i, t in enumerate(row) if t in stops), len(row) - 1)
         completions.append(row[: end + 1])
     return completions
-
-
-@functools.cache
-def trainer_class():
-    """trl's GRPOTrainer taking ``rollout_dtype=`` (a :func:`copy_dtype`; None: trl's own
-    generation) whose HF-path rollouts come from a merged copy; built on first use, so
-    importing this module imports no trl."""
-    import trl
-
-    class CopyRolloutTrainer(trl.GRPOTrainer):
-        """trl's GRPOTrainer whose HF-path rollouts come from a merged copy (module docstring)."""
-
-        def __init__(self, *args: Any, rollout_dtype, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self.rollout_dtype, self.rollout_model, self._rollout_step = rollout_dtype, None, None
-
-        def _generate_single_turn(
-            self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
-        ):
-            if (
-                self.rollout_dtype is None
-                or self.use_vllm
-                or self.use_transformers_continuous_batching
-                or images
-                or multimodal_fields
-                or self.args.generation_kwargs  # settings the sampler does not apply
-            ):
-                return super()._generate_single_turn(
-                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-                )
-            policy = self.accelerator.unwrap_model(self.model_wrapped)
-            if self.rollout_model is None:
-                self.rollout_model = merged_copy(policy, self.rollout_dtype)
-            elif self._rollout_step != self.state.global_step:  # the optimizer stepped since
-                sync(self.rollout_model, policy)
-            self._rollout_step = self.state.global_step
-            completions = sample(
-                self.rollout_model,
-                prompt_ids,
-                max_new_tokens=self.max_completion_length,
-                eos_token_ids=list(self.eos_token_ids),
-                pad_token_id=self._tokenizer.pad_token_id,
-                temperature=self.temperature,
-                top_k=self.top_k,
-                top_p=self.top_p,
-                min_p=self.min_p,
-                repetition_penalty=self.repetition_penalty,
-            )
-            return completions, None
-
-    return CopyRolloutTrainer

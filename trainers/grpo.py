@@ -161,7 +161,8 @@ def main(cfg: GRPOConfig) -> Manifest:
     from datasets import Dataset
 
     from trainers._data import sample_rows
-    from trainers._rollout import copy_dtype, trainer_class
+    from trainers._rollout import copy_dtype
+    from trainers._rollout_trainer import CopyRolloutTrainer
     from trainers._stage import Stage
 
     rows, source = prompt_rows(cfg)
@@ -183,7 +184,7 @@ def main(cfg: GRPOConfig) -> Manifest:
         reward_weights=weights,
         **vllm_args(cfg, stage.plan, stage.max_length, vllm),
     )
-    trainer = trainer_class()(
+    trainer = CopyRolloutTrainer(
         rollout_dtype=rollout,
         model=model,
         reward_funcs=funcs,
