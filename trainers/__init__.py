@@ -1,4 +1,4 @@
-"""Post-training methods: ``sft``, ``distill``, ``dpo``, ``grpo`` over trl + peft.
+"""Post-training methods over trl + peft: ``sft``, ``distill``, ``dpo``, ``grpo``, ``orpo`` (``METHODS``).
 
 Each method is a torch-free config, ``trainers/<method>_config.py`` (defaults and the
 method's facts: ``VERSION``, ``VERIFIER_DRIVEN``, ``MEMORY``), and a trainer module,

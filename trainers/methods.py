@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "distill": "trainers.distill_config:DistillConfig",
     "dpo": "trainers.dpo_config:DPOConfig",
     "grpo": "trainers.grpo_config:GRPOConfig",
+    "orpo": "trainers.orpo_config:ORPOConfig",
 }
 
 
