@@ -24,7 +24,9 @@ def plan_cmd(
     model: Annotated[
         str, typer.Option("--model", help="Zoo name, hub id or model directory.")
     ] = "",
-    method: Annotated[str, typer.Option("--method", help="sft, distill, dpo or grpo.")] = "sft",
+    method: Annotated[
+        str, typer.Option("--method", help="A training method (bench methods list).")
+    ] = "sft",
     target: Annotated[
         str, typer.Option("--target", help="Hardware target (containers/targets.yaml).")
     ] = "h100",

@@ -85,12 +85,14 @@ def test_atomic_build_refuses_a_target_outside_its_root(tmp_path):
 
 def test_step_ranges_are_checked_where_configs_are_built():
     """trainers' own configs refuse out-of-range values (the python -m trainers.<method> path too)."""
-    from trainers import FieldError, resolved_config
+    from trainers import METHODS, FieldError, resolved_config
 
     for method, delta, field in [
         ("sft", {"max_steps": 0}, "max_steps"),
         ("dpo", {"beta": 0}, "beta"),
         ("dpo", {"samples_per_prompt": 1}, "samples_per_prompt"),
+        ("orpo", {"beta": 0}, "beta"),
+        ("orpo", {"samples_per_prompt": 1}, "samples_per_prompt"),
         ("distill", {"direct_fraction": 1.2}, "direct_fraction"),
         ("grpo", {"vllm_gpu_memory_utilization": 0}, "vllm_gpu_memory_utilization"),
         ("sft", {"lr_scheduler_type": "cosin"}, "lr_scheduler_type"),
@@ -98,7 +100,7 @@ def test_step_ranges_are_checked_where_configs_are_built():
         with pytest.raises(FieldError) as err:
             resolved_config(method, delta)
         assert err.value.field == field
-    for method in ("sft", "distill", "dpo", "grpo"):  # every default is in range
+    for method in METHODS:  # every default is in range
         assert resolved_config(method, {})["max_steps"] >= 1
 
 

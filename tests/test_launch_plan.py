@@ -33,6 +33,83 @@ def test_every_method_declares_its_facts_and_the_planner_reads_no_method_name():
     assert method_config("grpo")(beta=0.04).memory().reference_copy
 
 
+def test_a_method_is_its_config_class_everywhere_a_method_is_used(tmp_path, monkeypatch):
+    """Every method of METHODS, with no edit elsewhere: planned from its MEMORY alone, keyed by
+    its VERSION and VERIFIER_DRIVEN, listed and shown by `bench methods`, accepted by a grid
+    (a field typo names its config file), launched as trainers/<m>.py, and trained by it."""
+    import dataclasses
+    import importlib
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    import tasks.math.verifier as math_verifier
+    from harness.api import grid_rows
+    from harness.cli import app
+    from harness.grid import expand, load_grid
+    from harness.zoo import planner_facts
+    from trainers.planner import plan
+
+    methods = list(METHODS)
+    grid = {
+        "name": "every-method",
+        "models": ["tiny-random-llama"],
+        "recipes": [[m] for m in methods],
+        "tasks": ["math_arith"],
+        "eval": {"limit": 2},
+    }
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(grid))
+
+    def train_keys() -> dict[str, str]:
+        return {c.method: c.key for c in expand(load_grid(str(path))).train}
+
+    before = train_keys()
+    assert sorted(before) == sorted(methods)
+    # the planner reads the method's MEMORY, never its name: the same plan as another
+    # method's name with this method's MEMORY
+    facts = planner_facts("qwen2.5-7b-instruct")
+    for m in methods:
+        for mode in ("lora", "full"):
+            own = plan(facts, m, "h100", mode=mode).to_dict()
+            borrowed = plan(facts, "sft", "h100", mode=mode, memory=method_config(m).MEMORY)
+            assert {**own, "method": "sft"} == borrowed.to_dict(), (m, mode)
+    # keys: a VERSION bump moves only that method's cell; a verifier bump moves exactly the
+    # verifier-driven methods' cells
+    for m in methods:
+        with monkeypatch.context() as patch:
+            patch.setattr(method_config(m), "VERSION", method_config(m).VERSION + "-bumped")
+            moved = {k for k, v in train_keys().items() if v != before[k]}
+        assert moved == {m}, m
+    monkeypatch.setattr(math_verifier, "VERSION", math_verifier.VERSION + "-bumped")
+    moved = {k for k, v in train_keys().items() if v != before[k]}
+    assert moved == {m for m in methods if method_config(m).VERIFIER_DRIVEN}
+    monkeypatch.undo()
+    # `bench methods list` and `bench methods show`
+    listed = json.loads(CliRunner().invoke(app, ["methods", "list", "--json"]).output)
+    assert {r["method"]: r["version"] for r in listed} == {
+        m: method_config(m).VERSION for m in methods
+    }
+    for m in methods:
+        shown = json.loads(CliRunner().invoke(app, ["methods", "show", m, "--json"]).output)
+        assert [r["field"] for r in shown] == [f.name for f in dataclasses.fields(method_config(m))]
+    # every train cell is planned and launched as trainers/<m>.py, whose main trains
+    rows = {
+        r["stage"]: r for r in grid_rows(str(path), tmp_path / "results") if r["kind"] == "train"
+    }
+    for m in methods:
+        assert rows[m]["plan"]["method"] == m and rows[m]["launch"][1:3] == ["-m", f"trainers.{m}"]
+        assert callable(importlib.import_module(f"trainers.{m}").main)
+        assert (REPO / "trainers" / f"{m}_config.py").is_file()
+        # a grid's typo names the method's config file, which exists
+        bad = tmp_path / f"bad-{m}.yaml"
+        bad.write_text(yaml.safe_dump({**grid, "steps": {m: {"max_stepz": 2}}}))
+        with pytest.raises(BenchError) as err:
+            load_grid(str(bad))
+        assert f"see trainers/{m}_config.py" in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("grid", ["all", "rlcausality", "dpo-models"])
 def test_stage_launcher_and_slurm_agree_on_every_train_cell(grid, tmp_path):
     from containers.targets import get_target

@@ -60,7 +60,7 @@ def test_unknown_method_lists_the_methods(tmp_path, tiny_llama):
         train_stage("ppo", {}, base_model=tiny_llama, parent=None, output_dir=tmp_path)
     message = str(e.value)
     assert "\n" not in message and "'ppo'" in message
-    assert all(m in message for m in METHODS) and list(METHODS) == ["sft", "distill", "dpo", "grpo"]
+    assert METHODS and all(m in message for m in METHODS)
 
 
 def test_a_seed_in_the_config_is_refused_not_silently_replaced(tmp_path, tiny_llama):
