@@ -9,26 +9,32 @@ time of every phase, and exits 1 when a comparison misses p < ``--alpha``.
         [--eval-seed SEED] [--rollout-dtype auto|bf16|fp32|train]
 
 ``--rollout-dtype`` compares GRPO's rollout paths on one seed (``train``: trl's own generation
-from the fp32 training model; ``auto``: on a CPU with bf16 matmuls, a merged bf16 copy). Two
-facts about the bf16 copy, measured on the distilled model: on its first rollouts its per-token
-log-probs are within 0.007 (mean |log ratio|; largest 0.15) of the fp32 policy's (an fp32 copy:
-identical); but it holds small updates poorly: an update of one Adam step at lr 3e-4 (about
-3e-5 per weight, against a bf16 spacing near 1e-3) moves 15 % of its weights, by a whole
-spacing, and the change it sees has cosine 0.29 with the real one (0.50 after three steps' worth,
-0.80 after ten), so for its first steps GRPO samples from a policy that barely follows its own
-updates. That is not what stops GRPO learning today: with ``--rollout-dtype fp32`` (exact log-probs)
-on the test seed, distill took L2 5 -> 37 % and L4 5 -> 32 %, and GRPO's rollout reward went
-0.25 0.50 0.19 0.38 0.19 0.19 0.06 0.25 0.00 0.06 with L4 staying at 32 % (8/8, p = 1.0), as with
-the bf16 copy (reward to 0, L4 26 %). Distill now shows its steps on 95 % of L4 items (35 % when
-GRPO last learned here), so the failure GRPO used to select away is mostly gone: this script fails.
+from the fp32 training model; ``auto``: on a CPU with bf16 matmuls, a merged bf16 copy).
+
+Settings were chosen on ``VALIDATION_SEED``'s held-out items; the script reports on the
+leaderboard's test seed and on ``FRESH_SEED``, both fixed before tuning. Trained stages do not
+depend on the held-out seed (training items use ``item_seed`` 0), so ``--reuse`` re-evaluates
+kept stages on another seed. Each run writes its table to ci/perf/RESULTS.md.
+
+Why ``--direct-fraction`` is 0.75. GRPO can only select behaviour the policy already samples.
+With half the traces direct, the distilled model shows its steps greedily on 96 % of L4 items
+and its L4 failures are arithmetic slips and skipped steps, which ten GRPO steps cannot fix:
+GRPO left L4 where distill put it (28 % -> 27 %, 9/10). Its rollout reward fell over those steps
+(0.25 0.50 0.19 0.31 0.25 0.06 0.00 0.19 0.06 0.00) because later steps draw harder prompts, not
+because the policy was damaged: at a learning rate of 1e-12 (no update) the same prompts gave
+0.25 0.56 0.12 0.31 0.12 0.25 0.06 0.12 0.06 0.00. With three traces in four direct, the
+distilled model answers chains directly (steps shown on 0 % of L4 items, 2 % right) while it
+still samples steps at temperature 1, so the verifier's reward selects them: that is the
+systematic failure GRPO fixes here (validation seed: L4 2 % -> 20 %, 19/1). Figures per run:
+ci/perf/RESULTS.md.
 
 Design. Held-out items are the leaderboard's own test items (tasks.math, seed 1234);
 training items use another seed. *distill* learns the programmatic teacher's ``<think>``
 traces for ``--distill-levels`` (default 2 and 4: 2-digit ±, and chains of two or three
-operations), where ``--direct-fraction`` (default 0.5) of the traces give the answer
+operations), where ``--direct-fraction`` (default 0.75) of the traces give the answer
 without the steps, as distillation mixes of reasoning and non-reasoning answers do.
-The distilled model then works through steps on most 2-digit items but answers most
-chains directly, and direct answers to chains are almost always wrong: a systematic
+The distilled model then answers greedily without the steps (it still samples them), and
+direct answers to chains are almost always wrong: a systematic
 failure with the better behaviour already in its samples, which is what a verifier
 reward can select in a few steps (per-item arithmetic slips are not). *grpo* trains
 from distill's merged weights with the math verifier as reward on ``--grpo-level``
@@ -36,15 +42,6 @@ from distill's merged weights with the math verifier as reward on ``--grpo-level
 that level. Evaluation is greedy HF generation in left-padded batches; each stage's
 completions are kept beside it (``completions-<stage>-L<level>.json``) and the share of
 completions that show steps is printed.
-
-Measured on a 2-core CPU (defaults, 853 s; 871 s from a clean clone, same figures): base L2 5 % / L4 5 % (steps shown 10 % / 0 %),
-distill L2 41 % / L4 5 % (steps shown 96 % / 35 %), distill→grpo L4 22 % (steps shown
-100 %); distill vs base 38/2, p = 1.5e-9; distill→grpo vs distill 20/3, p = 4.9e-4.
-Phases: eval base 107 s, train distill 261 s, eval distill 75 s, train grpo 354 s
-(10 steps × 16 rollouts), eval grpo 55 s. The same distill recipe at 16 GRPO steps took
-L4 from 5 % to 30 % (26/1, p = 4e-7). With every trace showing its steps
-(``--direct-fraction 0``, distill on levels 2 and 3, GRPO on level 3) GRPO's own gain was
-5/4, p = 1.0: the failures left were arithmetic slips.
 """
 
 from __future__ import annotations
@@ -67,6 +64,8 @@ EVAL_SEED = test_seed()  # the items the leaderboard tests on (tasks/math/math_a
 # A second test seed for held-out items, fixed before its first run (--eval-seed FRESH_SEED);
 # nothing was chosen on it.
 FRESH_SEED = 40961
+# The seed the settings were chosen on (--eval-seed VALIDATION_SEED); never a reported seed.
+VALIDATION_SEED = 7
 
 
 def evaluate(
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill-lr", type=float, default=1e-3)
     p.add_argument("--kl-coef", type=float, default=0.0)
     p.add_argument(
-        "--direct-fraction", type=float, default=0.5, help="teacher traces without the steps"
+        "--direct-fraction", type=float, default=0.75, help="teacher traces without the steps"
     )
     p.add_argument("--grpo-level", type=int, default=4)
     p.add_argument("--grpo-steps", type=int, default=10)
@@ -253,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  rollout reward per step: {' '.join(f'{r:.2f}' for r in rewards)}", flush=True)
-    print(f"  rollouts from: {grpo.get('machine_settings', {}).get('rollout_dtype', '?')}")
+    rollouts = grpo.get("machine_settings", {}).get("rollout_dtype", "?")
+    print(f"  rollouts from: {rollouts}")
     run_eval("grpo", out / "grpo", None if args.eval_all else (args.grpo_level,))
 
     d_lv, g_lv = distill_levels[0], args.grpo_level
@@ -262,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         ("distill→grpo vs base", f"L{g_lv}", scores["base"][g_lv], scores["grpo"][g_lv]),
         ("distill→grpo vs distill", f"L{g_lv}", scores["distill"][g_lv], scores["grpo"][g_lv]),
     ]
-    print(f"\nheld-out generated arithmetic (seed {args.eval_seed}), n={args.n_eval} per level")
-    print(
+    report: list[str] = []  # the table and phases, also written to ci/perf/RESULTS.md
+
+    def say(line: str = "") -> None:
+        print(line)
+        report.append(line)
+
+    say(f"\nheld-out generated arithmetic (seed {args.eval_seed}), n={args.n_eval} per level")
+    say(
         f"{'comparison':26s} {'level':5s} {'before':>7s} {'after':>7s} {'+/-':>7s} {'p (McNemar)':>12s}"
     )
     from leaderboards.stats import mcnemar  # the board's own exact test
@@ -273,16 +279,38 @@ def main(argv: list[str] | None = None) -> int:
         paired = mcnemar(before, after)
         up, down, pval = paired.b_wins, paired.a_wins, paired.p_value
         ok &= pval < args.alpha and up > down
-        print(
+        say(
             f"{name:26s} {level:5s} {sum(before) / len(before):7.0%} {sum(after) / len(after):7.0%} "
             f"{f'{up}/{down}':>7s} {pval:12.2e}"
         )
-    print("\nwall (CPU) time per phase:")
+    say("\nwall (CPU) time per phase:")
     for name, seconds in timings.items():
-        print(f"  {name:14s} {seconds:7.0f} s ({cpu.get(name, float('nan')):.0f} s)")
-    print(f"  {'total':14s} {time.time() - t_all:7.0f} s ({time.process_time():.0f} s)")
+        say(f"  {name:14s} {seconds:7.0f} s ({cpu.get(name, float('nan')):.0f} s)")
+    say(f"  {'total':14s} {time.time() - t_all:7.0f} s ({time.process_time():.0f} s)")
     print(f"stages kept in {out}" if args.out else "")
-    print("PASS" if ok else f"FAIL: a comparison missed p < {args.alpha}")
+    say("PASS" if ok else f"FAIL: a comparison missed p < {args.alpha}")
+    from _results import record  # ci/perf/_results.py, beside this script
+
+    steps_shown = "; ".join(
+        f"{name} " + " ".join(f"L{lv} {share:.0%}" for lv, share in by_level.items())
+        for name, by_level in stepped.items()
+    )
+    record(
+        f"{Path(__file__).stem}-seed{args.eval_seed}",
+        "```\n"
+        + "\n".join(
+            [
+                f"rollouts from {rollouts}; rollout reward per step: "
+                + " ".join(f"{r:.2f}" for r in rewards),
+                f"steps shown: {steps_shown}",
+                *report,
+            ]
+        ).strip()
+        + "\n```",
+        command=" ".join(
+            ["python ci/perf/learning.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+    )
     return 0 if ok else 1
 
 
