@@ -112,11 +112,14 @@ THINK_OPEN = "<think>"
 def _keep_prompt_opener(lm) -> None:
     """Reasoning as the model emits it: when the chat template ends the prompt with ``<think>``
     (DeepSeek-R1 distills), the completion continues inside the reasoning block, so the opener
-    is put back in front of it before any verifier reads it."""
+    is put back in front of it before any verifier reads it (not when lm-eval already cut the
+    reasoning off at ``think_end_token``)."""
     generate = lm.generate_until
 
     def generate_until(requests, *args, **kwargs):
         outs = generate(requests, *args, **kwargs)
+        if getattr(lm, "think_end_token", None):
+            return outs
         return [
             THINK_OPEN + out if _opens_thinking(req.args[0]) and THINK_OPEN not in out else out
             for req, out in zip(requests, outs, strict=True)
@@ -449,6 +452,53 @@ def _with_mean_of_repeats(metrics: dict, primary: str, rows: list[dict], repeats
     }
 
 
+def _lm_eval_calls(leaves: list[str], s: ResolvedEval) -> list[tuple[list[str], str | None]]:
+    """The lm-eval calls of one cell, as (tasks, think_end_token): one call, the completion whole,
+    unless a thinking model meets lm-eval's own tasks. Those score the text after its reasoning
+    (lm-eval cuts it at ``think_end_token``), while bench's tasks read the reasoning on purpose,
+    so they run first in a call of their own; the model loads once for both."""
+    if s.think_end_token is None:
+        return [(leaves, None)]
+    from harness.taskinfo import task_index
+
+    own = [t for t in leaves if t in task_index()]
+    builtin = [t for t in leaves if t not in own]
+    return [(tasks, end) for tasks, end in ((own, None), (builtin, s.think_end_token)) if tasks]
+
+
+def _simple_evaluate(lm, tasks: list[str], req: EvalRequest, tm) -> dict[str, Any]:
+    import lm_eval
+
+    s = req.settings
+    return lm_eval.simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        num_fewshot=s.num_fewshot,
+        limit=s.limit,
+        log_samples=True,
+        apply_chat_template=s.apply_chat_template,
+        gen_kwargs=s.generation_kwargs(),
+        task_manager=tm,
+        random_seed=req.seed,
+        numpy_random_seed=req.seed,
+        torch_random_seed=req.seed,
+        fewshot_random_seed=req.seed,
+        bootstrap_iters=1000,
+        verbosity="WARNING",
+    )
+
+
+def _merged(out: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Two lm-eval outputs as one: their per-task tables (results, samples, configs, ...) joined."""
+    merged = dict(out)
+    for name, value in more.items():
+        if isinstance(out.get(name), dict) and isinstance(value, dict):
+            merged[name] = {**out[name], **value}
+        else:  # run-wide facts (date, git hash, ...): the first call's
+            merged.setdefault(name, value)
+    return merged
+
+
 def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
     from bench_core.memory import MemorySpan
 
@@ -457,8 +507,6 @@ def run_eval(req: EvalRequest, results_dir: str | Path) -> RunRecord:
 
 
 def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
-    import lm_eval
-
     from harness.lmeval_tasks import quiet_git_hash
     from harness.provenance import provenance
     from harness.taskinfo import resolve_tasks
@@ -476,26 +524,15 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
         s.repeats, builtin=any(t not in task_index() for t in leaves), num_fewshot=s.num_fewshot
     )
     quiet_git_hash()
+    out: dict[str, Any] = {}
     try:
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=leaves,
-            num_fewshot=s.num_fewshot,
-            limit=s.limit,
-            log_samples=True,
-            apply_chat_template=s.apply_chat_template,
-            gen_kwargs=s.generation_kwargs(),
-            task_manager=tm,
-            random_seed=req.seed,
-            numpy_random_seed=req.seed,
-            torch_random_seed=req.seed,
-            fewshot_random_seed=req.seed,
-            bootstrap_iters=1000,
-            verbosity="WARNING",
-        )
+        for tasks, think_end in _lm_eval_calls(leaves, s):
+            lm.think_end_token = think_end  # read by lm-eval's HFLM and VLLM at each generation
+            out = _merged(out, _simple_evaluate(lm, tasks, req, tm))
         wall = time.perf_counter() - t0
     finally:
         _stop_engine(lm)
+    stripped = {t for tasks, end in _lm_eval_calls(leaves, s) if end for t in tasks}
     tok = getattr(lm, "tokenizer", None)
     budgets = _budgets(out, leaves, s)
     results, generated = [], 0
@@ -531,7 +568,7 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
                 n_shot=s.num_fewshot,
                 chat_template=s.apply_chat_template,
                 limit=s.limit,
-                settings=s.tag(),
+                settings=s.tag(after_thinking=task in stripped),
                 samples_file=str(path.relative_to(results_dir)),
                 truncated=truncated,
                 score_completed=completed,

@@ -386,7 +386,7 @@ def eval_cell(
     """The one place an eval cell is made: settings resolved for ``spec`` (zoo -> grid), key payload, key."""
     from harness.datamirror import mirror_identity
 
-    settings = resolve_eval(spec, grid.eval)
+    settings = resolve_eval(spec, grid.eval, [t for t, _ in tasks])
     root = Path(grid.data_dir).expanduser() if grid.data_dir else None
     inputs = eval_inputs(
         weights=identity,

@@ -4,19 +4,26 @@ A grid states deltas (``EvalSettings``); :func:`resolve_eval` fills every field 
 model's zoo entry, so the key and the record hold the effective values: whether the chat
 template is used, the generation budget, the context, the sampling and the number of
 samples per prompt. Zoo → grid → CLI: a value the grid or CLI sets wins over the zoo's.
+
+A thinking model's reasoning is scored as emitted by bench's own tasks (their verifiers read the
+``<think>`` block on purpose), while lm-eval's own generative tasks (gsm8k, ...) score the text
+after its end tag (lm-eval's ``think_end_token``): ``think_end_token`` is set, and so in the key,
+only for a thinking model's cell with such a task, the one cell whose scores it changes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
-__all__ = ["EvalSettings", "ResolvedEval", "resolve_eval", "THINKING_GEN_TOKS"]
+__all__ = ["EvalSettings", "ResolvedEval", "resolve_eval", "THINKING_GEN_TOKS", "THINK_END"]
 
 THINKING_GEN_TOKS = 32768  # reasoning models' authors' budget, bounded by the context
 DEFAULT_CONTEXT = 4096  # when the zoo does not know a model's context
+THINK_END = "</think>"  # closes the reasoning of the zoo's thinking models (DeepSeek-R1 distills)
 
 
 class EvalSettings(BaseModel):
@@ -71,6 +78,16 @@ class ResolvedEval(BaseModel):
     top_p: float
     repeats: int
     gen_kwargs: dict[str, Any]
+    # lm-eval's own generative tasks score the text after this tag; None: every task sees it all
+    think_end_token: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict[str, Any]:
+        # absent where it is None: the payload, and so the key, of every other cell stays as it was
+        data = handler(self)
+        if data.get("think_end_token") is None:
+            data.pop("think_end_token", None)
+        return data
 
     def generation_kwargs(self) -> dict[str, Any]:
         """lm-eval ``gen_kwargs``: the budget and the sampling, over the grid's extra kwargs."""
@@ -80,8 +97,9 @@ class ResolvedEval(BaseModel):
         budget = {"max_gen_toks": self.max_gen_toks} if self.max_gen_toks else {}
         return {**self.gen_kwargs, **budget, **sampling}
 
-    def tag(self) -> str:
-        """A short label of what a board column was measured with (limit, shots, template, sampling)."""
+    def tag(self, after_thinking: bool = False) -> str:
+        """A short label of what a board column was measured with (limit, shots, template, sampling);
+        ``after_thinking``: the task scored the text after ``think_end_token``."""
         parts = [
             f"n≤{self.limit}" if self.limit else "full",
             f"{self.num_fewshot}-shot",
@@ -91,11 +109,16 @@ class ResolvedEval(BaseModel):
             parts.append(f"{self.max_gen_toks}tok")
         if self.temperature > 0:
             parts.append(f"T{self.temperature:g}×{self.repeats}")
+        if after_thinking and self.think_end_token:
+            parts.append(f"after {self.think_end_token}")
         return " ".join(parts)
 
 
-def resolve_eval(spec, settings: EvalSettings) -> ResolvedEval:
-    """Zoo entry ``spec`` (a harness.zoo.ModelSpec) + grid/CLI ``settings`` → effective settings."""
+def resolve_eval(spec, settings: EvalSettings, tasks: Sequence[str] = ()) -> ResolvedEval:
+    """Zoo entry ``spec`` (a harness.zoo.ModelSpec) + grid/CLI ``settings`` → effective settings
+    for a cell of ``tasks`` (leaf names)."""
+    from harness.lmeval_tasks import builtin_generates
+
     context = spec.context_length or DEFAULT_CONTEXT
     chat = (
         spec.chat_template_required
@@ -131,4 +154,5 @@ def resolve_eval(spec, settings: EvalSettings) -> ResolvedEval:
         top_p=float(top_p),
         repeats=int(repeats),
         gen_kwargs=extra,
+        think_end_token=THINK_END if thinks and any(map(builtin_generates, tasks)) else None,
     )
