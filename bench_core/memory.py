@@ -10,17 +10,22 @@ Host RSS is Linux's ``VmHWM``, reset by writing 5 to ``/proc/self/clear_refs``: 
 sampling. Without it (no procfs) the reading falls back to ``ru_maxrss``, the process's
 peak. CUDA is ``torch.cuda.max_memory_allocated`` of the busiest visible device (what a
 plan per device is compared against), read only when this process has initialised CUDA.
+
+An inference engine that runs in processes of its own (vLLM) holds its memory there, not in
+this process: :func:`children_peak_rss_bytes` reads those processes' peaks while they live.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["MemorySpan", "Peak", "peak_rss_bytes"]
+__all__ = ["MemorySpan", "Peak", "peak_rss_bytes", "children_peak_rss_bytes"]
 
 _CLEAR_REFS = "/proc/self/clear_refs"
 _STATUS = "/proc/self/status"
@@ -38,13 +43,50 @@ class Peak:
         return (self.cuda_bytes if self.cuda_bytes is not None else self.rss_bytes) / 1e9
 
 
+def _vm_hwm(status: str) -> int:
+    """A process's peak RSS (``VmHWM``) from its ``/proc/<pid>/status``; OSError or
+    AttributeError where there is none (no procfs, a process that has ended, a zombie)."""
+    with open(status) as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
 def peak_rss_bytes() -> int:
     """This process's peak RSS since the last reset (or since it started)."""
     try:
-        with open(_STATUS) as f:
-            return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+        return _vm_hwm(_STATUS)
     except (OSError, AttributeError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes under ``pid`` (children, theirs, ...), from each process's parent in
+    ``/proc/<pid>/stat``."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)"
+        except (OSError, IndexError):
+            continue  # ended while listed
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def children_peak_rss_bytes() -> int | None:
+    """The peak RSS of this process's live descendants (an engine's processes, read before they
+    are stopped), summed: each one's own peak, so no less than what they held at any one time.
+    None: no descendant, or no procfs to read them from."""
+    peaks = []
+    for pid in _descendants(os.getpid()):
+        try:
+            peaks.append(_vm_hwm(f"/proc/{pid}/status"))
+        except (OSError, AttributeError):
+            continue
+    return sum(peaks) if peaks else None
 
 
 def _cuda():

@@ -107,6 +107,7 @@ def _task_manager(repeats: int = 1, builtin: bool = False, num_fewshot: int = 0)
 
 
 THINK_OPEN = "<think>"
+VLLM_GPU_SHARE = 0.9  # of each GPU's memory, vLLM's default: weights, activations and KV cache
 
 
 def _keep_prompt_opener(lm) -> None:
@@ -216,6 +217,7 @@ def build_lm(req: EvalRequest, results_dir: Path):
         cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
         if target.is_gpu:  # the GPUs its SLURM request holds: tensor parallelism over them
             cpu["tensor_parallel_size"] = _tensor_parallel(req, weights)
+            cpu["gpu_memory_utilization"] = VLLM_GPU_SHARE  # stated, for the record
         lm = VLLM(
             pretrained=str(weights),
             dtype=target.torch_dtype,
@@ -244,13 +246,34 @@ def _tensor_parallel(req: EvalRequest, weights) -> int:
     return max(1, min(serving_gpus(facts, req.target), torch.cuda.device_count()))
 
 
-def _stop_engine(lm) -> None:
+def _stop_engine(lm) -> int | None:
     """Stop a vLLM engine (its processes and KV cache) when the cell is done. Garbage collection
     would not: vLLM keeps the traceback of its failed optional torchcodec import, which pins the
-    frames that first imported vllm — this run_eval, and the lm in it — until the process exits."""
+    frames that first imported vllm — this run_eval, and the lm in it — until the process exits.
+
+    Returns the engine processes' peak host RSS, read just before they end (None: no engine):
+    the engine's memory is theirs, not this process's."""
+    from bench_core.memory import children_peak_rss_bytes
+
     engine = getattr(getattr(lm, "model", None), "llm_engine", None)
-    if engine is not None:
-        engine.engine_core.shutdown()
+    if engine is None:
+        return None
+    rss = children_peak_rss_bytes()
+    engine.engine_core.shutdown()
+    return rss
+
+
+def _engine_gpu_bytes(lm, target: str) -> int | None:
+    """The GPU memory a vLLM engine was given on each card, for weights, activations and KV
+    cache: its ``gpu_memory_utilization`` share of the target's card, claimed at start and
+    held to the end (None: no engine, or a CPU target)."""
+    from containers.targets import get_target
+
+    share = (getattr(lm, "model_args", None) or {}).get("gpu_memory_utilization")
+    card = get_target(target)
+    if share is None or not card.is_gpu:
+        return None
+    return int(share * card.gpu_memory_gb * 2**30)
 
 
 def _metric_name(key: str) -> tuple[str, str] | None:
@@ -525,13 +548,14 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     )
     quiet_git_hash()
     out: dict[str, Any] = {}
+    engine_rss = None
     try:
         for tasks, think_end in _lm_eval_calls(leaves, s):
             lm.think_end_token = think_end  # read by lm-eval's HFLM and VLLM at each generation
             out = _merged(out, _simple_evaluate(lm, tasks, req, tm))
         wall = time.perf_counter() - t0
     finally:
-        _stop_engine(lm)
+        engine_rss = _stop_engine(lm)
     stripped = {t for tasks, end in _lm_eval_calls(leaves, s) if end for t in tasks}
     tok = getattr(lm, "tokenizer", None)
     budgets = _budgets(out, leaves, s)
@@ -603,6 +627,8 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
         tokens_per_s=generated / gen_s if gen_s > 0 else None,
         peak_rss_bytes=memory.peak().rss_bytes,
         peak_cuda_bytes=memory.peak().cuda_bytes,
+        engine_peak_rss_bytes=engine_rss,
+        engine_gpu_bytes=_engine_gpu_bytes(lm, req.target),
         provenance=provenance(),
         started_at=started,
         finished_at=datetime.now(UTC),

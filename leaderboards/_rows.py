@@ -56,6 +56,8 @@ def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
         "tokens_per_s": rec.tokens_per_s,
         "peak_rss_bytes": rec.peak_rss_bytes,
         "peak_cuda_bytes": rec.peak_cuda_bytes,
+        "engine_peak_rss_bytes": rec.engine_peak_rss_bytes,
+        "engine_gpu_bytes": rec.engine_gpu_bytes,
         "git_commit": p.git_commit,
         "git_dirty": p.git_dirty,
         "container_image": p.container_image,

@@ -126,6 +126,13 @@ class RunRecord(BaseModel):
     # busiest device (None: the cell used no GPU).
     peak_rss_bytes: int | None = None
     peak_cuda_bytes: int | None = None
+    # An eval whose engine runs in processes of its own (vLLM) holds its memory there, and the two
+    # fields above are the harness process's alone: engine_peak_rss_bytes is the engine processes'
+    # peak host RSS (summed), engine_gpu_bytes what the engine was given on each GPU (vLLM's
+    # gpu_memory_utilization of the card), which it holds from start to end. None: no engine,
+    # or a record from before these fields.
+    engine_peak_rss_bytes: int | None = None
+    engine_gpu_bytes: int | None = None
     # schema <= 2: the harness process's peak (GPU reserved, or host RSS) when the record was
     # written, which may be an earlier cell's; not comparable with the fields above
     process_peak_bytes: int | None = None

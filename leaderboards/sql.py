@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS records (
     tokens_per_s DOUBLE,
     peak_rss_bytes BIGINT,
     peak_cuda_bytes BIGINT,
+    engine_peak_rss_bytes BIGINT,
+    engine_gpu_bytes BIGINT,
     git_commit VARCHAR,
     git_dirty BOOLEAN,
     container_image VARCHAR,
@@ -239,8 +241,8 @@ def pair_counts_sql(pairs: str) -> str:
 
 # Bumped when a table's columns change. The store is a cache of the files under results/, so
 # a store of another version is dropped and re-ingested rather than migrated.
-STORE_VERSION = 5  # 4: train_curves, contamination; samples keep gen_tokens and truncated;
-# 5: records' peak_rss_bytes and peak_cuda_bytes
+STORE_VERSION = 6  # 4: train_curves, contamination; samples keep gen_tokens and truncated;
+# 5: records' peak_rss_bytes and peak_cuda_bytes; 6: records' engine_peak_rss_bytes, engine_gpu_bytes
 _CACHED_TABLES = (
     "records",
     "task_results",
