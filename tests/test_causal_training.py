@@ -439,10 +439,16 @@ def test_rlcausality_grid_carries_the_seed_settings_per_model():
         "phi-3.5-mini-instruct": (64, 32, 2e-5, 16),
         "deepseek-r1-distill-qwen-7b": (64, 32, 2e-5, 32),
     }
-    for (model, _stage), cfg in train.items():
-        assert (cfg["lora_r"], cfg["lora_alpha"], cfg["learning_rate"], cfg["grad_accum"]) == seed[
-            model
-        ]
+    for (model, stage), cfg in train.items():
+        r, alpha, lr, accum = seed[model]
+        if (model, stage) == ("deepseek-r1-distill-qwen-7b", "sft+grpo"):
+            r = 32  # rank 64 does not fit the 11 GB card beside GRPO's sequence (the grid says why)
+        assert (cfg["lora_r"], cfg["lora_alpha"], cfg["learning_rate"], cfg["grad_accum"]) == (
+            r,
+            alpha,
+            lr,
+            accum,
+        )
         assert (cfg["mode"], cfg["nproc"], cfg["per_device_batch"]) == ("qlora", 2, 1)
         assert cfg["effective_batch"] == cfg["per_device_batch"] * cfg["grad_accum"] * cfg["nproc"]
         assert cfg["sources"] == "causal"
