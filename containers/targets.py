@@ -95,10 +95,13 @@ class Target(BaseModel):
 
     @property
     def has_vllm(self) -> bool:
-        """Whether the target's image installs vLLM: through an extra it installs (pyproject.toml's
-        optional dependencies) or its own pip_packages."""
+        return self.installs("vllm")
+
+    def installs(self, package: str) -> bool:
+        """Whether the target's image installs ``package``: through an extra it installs
+        (pyproject.toml's optional dependencies) or its own pip_packages."""
         packages = [*self.pip_packages, *(p for e in self.extras for p in _extra_packages(e))]
-        return any(re.match(r"vllm\b", p) for p in packages)
+        return any(re.match(rf"{re.escape(package)}\b", p) for p in packages)
 
     @property
     def image(self) -> str:

@@ -16,6 +16,7 @@ from rich.table import Table
 from bench_core.errors import RecordWarning
 from bench_core.names import strip_control
 from harness._cli_common import DEFAULT_RESULTS, JsonOpt, ResultsOpt, _print_json, app, console
+from harness.backends import names as backend_names
 from harness.errors import BenchError
 
 models_app = typer.Typer(invoke_without_command=True, help="The model zoo.")
@@ -143,7 +144,7 @@ def eval_cmd(
     tasks: Annotated[
         str, typer.Option("--tasks", help="Comma-separated tasks or groups.")
     ] = "math_arith",
-    backend: Annotated[str, typer.Option("--backend", help="hf or vllm.")] = "hf",
+    backend: Annotated[str, typer.Option("--backend", help=f"{backend_names()}.")] = "hf",
     limit: Annotated[int | None, typer.Option("--limit", help="Docs per task.")] = None,
     num_fewshot: Annotated[
         int | None, typer.Option("--num-fewshot", help="Few-shot examples (zoo default: 0).")

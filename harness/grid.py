@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench_core.errors import pydantic_reason
 from bench_core.yamlio import DuplicateKeyError, load_strict
+from harness.backends import BACKENDS
 from harness.errors import BenchError, closest
 from harness.keys import content_key, eval_inputs, train_inputs
 from harness.settings import EvalSettings, ResolvedEval, resolve_eval
@@ -279,15 +280,18 @@ def _check_references(grid: GridSpec, path: Path) -> None:
 
 
 def _check_image(grid: GridSpec, target, path: Path) -> None:
-    """vLLM wanted where the target's image has none. A GPU target runs in its image (the CPU
-    lane's vLLM is a venv of its own, so a cpu target is not checked)."""
-    if not target.is_gpu or target.has_vllm:
+    """A backend or vLLM rollouts wanted where the target's image lacks them. A GPU target runs
+    in its image (the CPU lane's vLLM is a venv of its own, so a cpu target is not checked)."""
+    if not target.is_gpu:
         return
-    if grid.eval.backend == "vllm":
+    package = BACKENDS[grid.eval.backend].image_package
+    if package and not target.installs(package):
         raise BenchError(
-            f"{path}: field 'eval.backend': vllm is not in target {grid.target}'s image "
+            f"{path}: field 'eval.backend': {package} is not in target {grid.target}'s image "
             "(containers/targets.yaml extras); use backend: hf"
         )
+    if target.has_vllm:
+        return
     deltas = [(f"steps.{s}", c) for s, c in grid.steps.items()]
     deltas += [(f"per_model.{m}.{s}", c) for m, d in grid.per_model.items() for s, c in d.items()]
     for where, cfg in deltas:

@@ -11,8 +11,9 @@ cell's key moves. What goes in:
   verifier versions for methods whose data or reward a verifier decides, the zoo's
   ``trust_remote_code``, seed, target and key-relevant package versions;
 - eval cells: the weights (model identity or train key), each task with its version and
-  its verifiers' versions, the resolved eval settings, seed, target and packages, and the
-  content hashes of the data-mirror files its tasks read (``data``, when any).
+  its verifiers' versions, the resolved eval settings, seed, target and packages (lm-eval's
+  and its backend's ``key_packages``: harness.backends), and the content hashes of the
+  data-mirror files its tasks read (``data``, when any).
 
 ``KEY_SCHEMA`` changes whenever the payload's layout changes: every key moves with it.
 """
@@ -107,9 +108,10 @@ def eval_inputs(
     """The payload of an eval cell; ``tasks`` maps task name -> version, ``settings`` are resolved,
     ``data`` maps task -> {split: hash} of the mirror files it reads (a cell reading none has no
     ``data`` field, so its key is what it was before the mirror existed)."""
+    from harness.backends import backend
     from harness.taskinfo import task_verifiers
 
-    packages = KEY_PACKAGES["eval"] + (("vllm",) if settings.get("backend") == "vllm" else ())
+    packages = KEY_PACKAGES["eval"] + backend(settings.get("backend", "hf")).key_packages
     return {
         "key_schema": KEY_SCHEMA,
         "kind": "eval",

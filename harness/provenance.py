@@ -7,6 +7,7 @@ from functools import cache
 
 from bench_core.gitinfo import git_state
 from bench_core.packages import PROVENANCE_PACKAGES, installed_versions
+from harness.backends import backend_packages
 from leaderboards.record import Provenance
 
 __all__ = ["provenance"]
@@ -26,7 +27,7 @@ def provenance() -> Provenance:
     return Provenance(
         git_commit=commit,
         git_dirty=dirty,
-        packages=installed_versions(PROVENANCE_PACKAGES),
+        packages=installed_versions(tuple(dict.fromkeys(PROVENANCE_PACKAGES + backend_packages()))),
         container_image=image,
         container_digest=digest,
         hostname=socket.gethostname(),

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
+from harness.backends import BACKENDS, names
+
 __all__ = ["EvalSettings", "ResolvedEval", "resolve_eval", "THINKING_GEN_TOKS", "THINK_END"]
 
 THINKING_GEN_TOKS = 32768  # reasoning models' authors' budget, bounded by the context
@@ -30,7 +32,7 @@ class EvalSettings(BaseModel):
     """A grid's ``eval:`` block. ``None`` means: the zoo decides for each model."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: str = "hf"  # a harness.backends.BACKENDS name
     limit: int | None = Field(default=None, ge=1)
     num_fewshot: int | None = Field(default=None, ge=0)
     apply_chat_template: bool | None = None
@@ -43,6 +45,13 @@ class EvalSettings(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = (
         8  # a speed knob: not part of the cell key
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"must be {names()}")
+        return v
 
     @field_validator("gen_kwargs")
     @classmethod

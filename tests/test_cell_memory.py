@@ -144,6 +144,7 @@ def test_an_engine_eval_records_its_engine_processes_memory_apart(tmp_path, monk
     rec = eval_model(
         model="tiny-random-llama",
         tasks=["math_arith"],
+        backend="vllm",  # its stop reads and ends the engine (harness.backends)
         limit=2,
         chat_template=False,
         results=results,

@@ -272,3 +272,40 @@ def test_trust_remote_code_reaches_training_from_the_zoo(tmp_path, monkeypatch):
     ):  # the fake trainer wrote no stage dir: stop after the call
         runner._train(cell, load_grid(write(tmp_path)), tmp_path / "results")
     assert seen["trust_remote_code"] is True
+
+
+@pytest.mark.parametrize(
+    ("backend", "key"), [("hf", "e69f91d97b69d120"), ("vllm", "8d146a19aa881a92")]
+)
+def test_an_eval_payload_keeps_its_key_across_releases(backend, key, monkeypatch):
+    """A fixed eval payload hashes to the key bench computed for it before backends were a
+    table (package and verifier versions pinned): a refactor of how keys are built must not
+    move every stored cell. Only a deliberate KEY_SCHEMA change may change these."""
+    import harness.keys as keys
+    import harness.taskinfo as taskinfo
+    from harness.settings import ResolvedEval
+
+    monkeypatch.setattr(keys, "package_versions", lambda names: {n: f"{n}-v" for n in names})
+    monkeypatch.setattr(taskinfo, "task_verifiers", lambda task: {"math": "3"})
+    settings = ResolvedEval(
+        backend=backend,
+        limit=2,
+        num_fewshot=0,
+        apply_chat_template=True,
+        max_gen_toks=256,
+        max_model_len=2048,
+        temperature=0.0,
+        top_p=1.0,
+        repeats=1,
+        gen_kwargs={},
+    )
+    inputs = keys.eval_inputs(
+        weights="hub:org/m@abc",
+        train=None,
+        tasks={"math_arith": "2"},
+        settings=settings.model_dump(),
+        trust_remote_code=False,
+        seed=0,
+        target="cpu",
+    )
+    assert keys.content_key(inputs) == key

@@ -374,7 +374,7 @@ def test_method_configs_load_without_torch_and_no_class_is_built_inside_a_functi
 def test_vllm_evals_run_tensor_parallel_over_the_gpus_their_request_holds(monkeypatch):
     import torch
 
-    from harness.evaluate import _tensor_parallel
+    from harness.backends import _tensor_parallel
 
     class Req:
         model_id, target = "meta-llama/Meta-Llama-3-70B-Instruct", "a100"
