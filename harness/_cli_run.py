@@ -10,11 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness._cli_common import DEFAULT_RESULTS, ResultsOpt, app, console
+from harness.backends import names as backend_names
+from harness.executors import EXECUTORS
 
 GridOpt = Annotated[
     str, typer.Option("--grid", help="Grid name (bench grid list) or a grid YAML path.")
 ]
-ExecutorOpt = Annotated[str, typer.Option("--executor", help="local or slurm.")]
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", help=f"Where cells run: {' or '.join(EXECUTORS)}.")
+]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
 ]
@@ -25,14 +29,17 @@ OnlyOpt = Annotated[
     str | None, typer.Option("--only", help="Glob(s) over model/stage, key, kind or stage.")
 ]
 BackendOpt = Annotated[
-    str | None, typer.Option("--backend", help="Override the grid's eval backend: hf or vllm.")
+    str | None,
+    typer.Option("--backend", help=f"Override the grid's eval backend: {backend_names()}."),
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Override the grid's docs per task.")]
 ContainerOpt = Annotated[
     str | None,
     typer.Option("--container", help="SLURM: run each cell under apptainer exec --nv IMAGE."),
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Local: run eval cells in N processes.")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Local: run eval cells in N processes (default 1).")
+]
 PartitionOpt = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
 VerboseOpt = Annotated[
     bool,
@@ -69,41 +76,18 @@ def _failure_tail(results: Path, cell) -> str:
     return "\n".join(tb.strip().splitlines()[-6:])
 
 
-def _run(
-    grid,
-    kind,
-    executor,
-    dry_run,
-    force,
-    only,
-    backend,
-    limit,
-    container,
-    partition,
-    results,
-    render_after: bool,
-    workers: int = 1,
-    verbose: bool = False,
-) -> None:
+def _run(spec, *, dry_run: bool, render_after: bool, verbose: bool = False) -> None:
+    """Plan ``spec`` (a harness.api.RunSpec), then run it under the live view and report."""
     from harness._live import LiveView
-    from harness.api import check_run_options, load_plan, run_plan
+    from harness.api import load_plan, run_plan
 
-    check_run_options(executor, container, workers)
-    plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
+    results = spec.results
+    plan = load_plan(spec)
     if dry_run:
         _print_plan(plan)
         return
     with LiveView(plan.todo, results, console, verbose=verbose) as view:
-        outcome = run_plan(
-            plan,
-            results=results,
-            executor=executor,
-            force=force,
-            container=container,
-            partition=partition,
-            progress=view,
-            workers=workers,
-        )
+        outcome = run_plan(plan, spec, progress=view)
     if view.rows:
         console.print(view.summary())
     cells = {c.key: c for c in plan.todo}
@@ -165,27 +149,26 @@ def train_eval(
     limit: LimitOpt = None,
     container: ContainerOpt = None,
     partition: PartitionOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     results: ResultsOpt = DEFAULT_RESULTS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train every stage of a grid and evaluate every checkpoint; then print the leaderboard."""
-    _run(
-        grid,
-        None,
-        executor,
-        dry_run,
-        force,
-        only,
-        backend,
-        limit,
-        container,
-        partition,
-        results,
-        True,
-        workers,
-        verbose,
+    from harness.api import RunSpec
+
+    spec = RunSpec.of(
+        grid=grid,
+        results=results,
+        force=force,
+        only=only,
+        backend=backend,
+        limit=limit,
+        executor=executor,
+        container=container,
+        partition=partition,
+        workers=workers,
     )
+    _run(spec, dry_run=dry_run, render_after=True, verbose=verbose)
 
 
 @app.command("train")
@@ -201,21 +184,19 @@ def train(
     verbose: VerboseOpt = False,
 ) -> None:
     """Train the stages of a grid (no evaluation)."""
-    _run(
-        grid,
-        "train",
-        executor,
-        dry_run,
-        force,
-        only,
-        None,
-        None,
-        container,
-        partition,
-        results,
-        False,
-        verbose=verbose,
+    from harness.api import RunSpec
+
+    spec = RunSpec.of(
+        grid=grid,
+        results=results,
+        kind="train",
+        force=force,
+        only=only,
+        executor=executor,
+        container=container,
+        partition=partition,
     )
+    _run(spec, dry_run=dry_run, render_after=False, verbose=verbose)
 
 
 @app.command("leaderboard")

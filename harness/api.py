@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, Literal
 
 from harness.errors import BenchError
 from harness.keys import content_key
@@ -12,8 +14,8 @@ from leaderboards.record import RunRecord
 __all__ = [
     "eval_model",
     "default_target",
+    "RunSpec",
     "load_plan",
-    "check_run_options",
     "run_plan",
     "run_grid",
     "render_leaderboard",
@@ -165,17 +167,17 @@ def eval_model(
     parent = None if stage == "base" else (stage.rsplit("+", 1)[0] if "+" in stage else "base")
     cell = eval_cell(
         grid,
-        tuple(leaves.items()),
-        spec,
-        model_id,
-        stage,
-        tuple(recipe),
-        load,
-        parent_key,
-        identity,
-        None,
-        None,
-        parent,
+        tasks=tuple(leaves.items()),
+        spec=spec,
+        row_model=model_id,
+        stage=stage,
+        recipe=tuple(recipe),
+        load=load,
+        train_key=parent_key,
+        identity=identity,
+        parent_weights=None,
+        base_weights=None,
+        parent_stage=parent,
     )
     outcome = run_cell(cell, Expansion(grid, [], [cell]), results, force=True, reraise=True)
     return (
@@ -199,100 +201,72 @@ def _stage_spec(model_id: str):
         return None
 
 
-def load_plan(
-    grid: str,
-    results: Path,
-    *,
-    only: str | None = None,
-    force: bool = False,
-    kind: str | None = None,
-    backend: str | None = None,
-    limit: int | None = None,
-):
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """One run of a grid: which cells (``kind``, ``only``, ``force``), with which eval overrides
+    (``backend``, ``limit``: None keeps the grid's), where records go, and on which executor
+    with which options (its ``Options``, harness.executors; None: its defaults)."""
+
+    grid: str
+    results: Path = Path("results")
+    kind: Literal["train", "eval"] | None = None
+    only: str | None = None
+    force: bool = False
+    backend: str | None = None
+    limit: int | None = None
+    executor: str = "local"
+    options: Any = None
+
+    def __post_init__(self) -> None:
+        from harness.executors import executor, executor_options
+
+        if self.options is None:
+            object.__setattr__(self, "options", executor_options(self.executor))
+        elif not isinstance(self.options, executor(self.executor).Options):
+            raise TypeError(f"options {self.options!r}: not the {self.executor} executor's Options")
+
+    @classmethod
+    def of(cls, *, executor: str = "local", **given: Any) -> RunSpec:
+        """A RunSpec from flat options as the CLI spells them: the executor's own (``workers``,
+        ``container``, ...) go into its ``options``, another executor's are refused in one line."""
+        from harness.executors import executor_options
+
+        own = {f.name for f in fields(cls)}
+        extra = {k: given.pop(k) for k in list(given) if k not in own}
+        return cls(executor=executor, options=executor_options(executor, **extra), **given)
+
+
+def load_plan(spec: RunSpec):
     """The grid loaded, validated and expanded once, with each cell's status: what a run would do."""
     from harness.grid import load_grid
     from harness.runner import plan_grid
 
-    return plan_grid(
-        load_grid(grid, backend=backend, limit=limit), results, only=only, force=force, kind=kind
-    )
+    grid = load_grid(spec.grid, backend=spec.backend, limit=spec.limit)
+    return plan_grid(grid, spec.results, only=spec.only, force=spec.force, kind=spec.kind)
 
 
-def check_run_options(
-    executor: str = "local", container: str | None = None, workers: int = 1
-) -> None:
-    """The run options' one-line refusals, before planning: a dry run must refuse them too."""
-    if executor not in ("local", "slurm"):
-        raise BenchError(f"--executor: unknown executor '{executor}'; use local or slurm")
-    if container and executor != "slurm":
-        raise BenchError(
-            "--container: only with --executor slurm (locally, run bench inside the image instead)"
-        )
-    if workers < 1:
-        raise BenchError(f"--workers {workers}: must be at least 1")
+def run_plan(plan, spec: RunSpec, *, progress=None):
+    """Run a plan's cells on the spec's executor; returns cell key -> Outcome."""
+    from harness.executors import executor
 
-
-def run_plan(
-    plan,
-    *,
-    results: Path = Path("results"),
-    executor: str = "local",
-    force: bool = False,
-    container: str | None = None,
-    partition: str | None = None,
-    progress=None,
-    workers: int = 1,
-):
-    """Run a plan's cells on an executor; returns cell key -> Outcome."""
-    check_run_options(executor, container, workers)
     if not plan.todo:
         return {}
-    if executor == "slurm":
-        from harness.executors.slurm import check_slurm, run_slurm
-
-        check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
-        return run_slurm(
-            plan, results, force=force, container=container, partition=partition, progress=progress
-        )
-    from harness.executors.local import run_local
-
-    return run_local(plan, results, force=force, progress=progress, workers=workers)
+    run = executor(spec.executor).run
+    return run(plan, spec.results, spec.options, force=spec.force, progress=progress)
 
 
-def run_grid(
-    grid: str,
-    *,
-    results: Path = Path("results"),
-    executor: str = "local",
-    dry_run: bool = False,
-    force: bool = False,
-    only: str | None = None,
-    kind: str | None = None,
-    backend: str | None = None,
-    limit: int | None = None,
-    container: str | None = None,
-    partition: str | None = None,
-    progress=None,
-    workers: int = 1,
-):
+def run_grid(grid: str | RunSpec, *, dry_run: bool = False, progress=None, **options: Any):
     """``bench train+eval`` (kind=None), ``bench train`` (kind='train'), ``bench eval --grid`` (kind='eval').
 
-    Returns (plan, outcome): outcome maps cell key -> Outcome; empty on a dry run.
+    ``grid`` is a RunSpec, or a grid name with the spec's fields and executor options as
+    keywords (:meth:`RunSpec.of`). Returns (plan, outcome): outcome maps cell key -> Outcome;
+    empty on a dry run.
     """
-    check_run_options(executor, container, workers)
-    plan = load_plan(grid, results, only=only, force=force, kind=kind, backend=backend, limit=limit)
+    spec = grid if isinstance(grid, RunSpec) else RunSpec.of(grid=grid, **options)
+    plan = load_plan(spec)
     if dry_run:
         return plan, {}
-    return plan, run_plan(
-        plan,
-        results=results,
-        executor=executor,
-        force=force,
-        container=container,
-        partition=partition,
-        progress=progress,
-        workers=workers,
-    )
+    return plan, run_plan(plan, spec, progress=progress)
 
 
 def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
@@ -306,7 +280,7 @@ def grid_rows(grid: str, results: Path = Path("results")) -> list[dict]:
     from harness.runner import stage_dir
     from trainers.launch import stage_command
 
-    plan = load_plan(grid, results)
+    plan = load_plan(RunSpec(grid=grid, results=results))
     spec = plan.expansion.grid
     gpu = _target(spec).is_gpu
     rows = []

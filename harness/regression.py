@@ -379,9 +379,10 @@ def run_grid_fresh(grid: str, results_dir: Path, view=None) -> list[RunRecord]:
     (the CLI's live view, which also sends third-party output to ``results/logs/``)."""
     import contextlib
 
-    from harness.api import load_plan, run_plan
+    from harness.api import RunSpec, load_plan, run_plan
 
-    plan = load_plan(grid, results_dir, force=True)
+    spec = RunSpec(grid=grid, results=results_dir, force=True)
+    plan = load_plan(spec)
     with view(plan.todo) if view else contextlib.nullcontext() as progress:
-        run_plan(plan, results=results_dir, force=True, progress=progress)
+        run_plan(plan, spec, progress=progress)
     return eval_records(results_dir, [c.key for c in plan.expansion.eval])

@@ -1,12 +1,17 @@
-"""Backends are a named table: a new one is an entry, and every place that needs its facts
-reads them from the table."""
+"""Backends and executors are named tables: a new one is an entry (a backend) or a module and a
+line (an executor), and every place that needs its facts reads them from the table."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from harness.backends import BACKENDS, Backend, Requirement
 from harness.errors import BenchError
+from harness.executors import EXECUTORS
 
 
 def test_every_backend_has_a_build_key_packages_and_a_doctor_check_that_doctor_reports():
@@ -95,3 +100,62 @@ def test_an_unknown_backend_names_the_known_ones():
         EvalSettings(backend="onnx")
     with pytest.raises(BenchError, match=r"--backend vlm: unknown backend \(did you mean: vllm"):
         backend("vlm")
+
+
+def test_importing_the_harness_and_planning_a_local_run_loads_no_slurm_code():
+    code = textwrap.dedent(
+        """
+        import sys
+        import harness.api, harness.cli, harness.executors
+        from harness.api import RunSpec
+        spec = RunSpec.of(grid="smoke", workers=2)
+        print(spec.options, "harness.executors.slurm" in sys.modules, "submitit" in sys.modules)
+        from harness.executors import executor
+        executor("slurm")
+        print("harness.executors.slurm" in sys.modules, "submitit" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["Options(workers=2) False False", "True True"]
+    assert set(EXECUTORS) == {"local", "slurm"} and all(
+        isinstance(v, str) for v in EXECUTORS.values()
+    )
+
+
+def test_a_new_executor_is_one_module_and_one_line(tmp_path, monkeypatch):
+    """Ray's shape: a module with Options and run(), one EXECUTORS line; its option is a flag."""
+    (tmp_path / "inline_executor.py").write_text(
+        textwrap.dedent(
+            """
+            from dataclasses import dataclass
+
+            from harness.runner import Outcome
+
+            calls = []
+
+            @dataclass(frozen=True, kw_only=True)
+            class Options:
+                address: str = "auto"
+
+            def run(plan, results_dir, options, *, force=False, progress=None):
+                calls.append((options.address, force, [c.cell_id for c in plan.todo]))
+                return {c.key: Outcome("done") for c in plan.todo}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(EXECUTORS, "inline", "inline_executor")
+    from harness.api import run_grid
+
+    results = tmp_path / "results"
+    plan, outcome = run_grid(
+        "smoke", results=results, kind="eval", executor="inline", address="ray://head:10001"
+    )
+    import inline_executor
+
+    assert inline_executor.calls == [("ray://head:10001", False, [c.cell_id for c in plan.todo])]
+    assert len(plan.todo) == 3 and {o.status for o in outcome.values()} == {"done"}
+    with pytest.raises(BenchError, match=r"^--address: only with --executor inline, not with"):
+        run_grid("smoke", results=results, executor="local", address="x", dry_run=True)
+    with pytest.raises(BenchError, match=r"^--workers: only with --executor local, not with"):
+        run_grid("smoke", results=results, executor="inline", workers=2, dry_run=True)

@@ -14,17 +14,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import _live
 from harness.errors import BenchError
 from harness.runner import Cell, Outcome, Plan, record_failure, run_cell
 
-__all__ = ["run_local", "cell_process", "CELL_PROCESS_ENV"]
+__all__ = ["Options", "run", "run_local", "cell_process", "CELL_PROCESS_ENV"]
 
 CELL_PROCESS_ENV = "BENCH_CELL_PROCESS"  # auto (a process per cell on GPU targets) | 1 | 0
 
 Progress = Callable[[Cell, Outcome | str], None] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The local executor's settings (``--workers``)."""
+
+    workers: int = 1  # eval cells in this many processes (train cells run one after another)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise BenchError(f"--workers {self.workers}: must be at least 1")
 
 
 def _waiting_on(cell: Cell, outcome: dict[str, Outcome]) -> Outcome | None:
@@ -160,6 +172,7 @@ def _evals_parallel(
     cells: list[Cell],
     plan: Plan,
     results_dir: Path,
+    *,
     force: bool,
     workers: int,
     outcome: dict[str, Outcome],
@@ -189,6 +202,18 @@ def _evals_parallel(
                 progress(cell, outcome[cell.key])
 
 
+def run(
+    plan: Plan,
+    results_dir: Path,
+    options: Options,
+    *,
+    force: bool = False,
+    progress: Progress = None,
+) -> dict[str, Outcome]:
+    """The executor contract (harness.executors): :func:`run_local` with ``options``."""
+    return run_local(plan, results_dir, force=force, progress=progress, workers=options.workers)
+
+
 def run_local(
     plan: Plan,
     results_dir: Path,
@@ -213,5 +238,13 @@ def run_local(
             progress(cell, outcome[cell.key])
     if workers > 1:
         evals = [c for c in plan.todo if c.kind == "eval"]
-        _evals_parallel(evals, plan, results_dir, force, workers, outcome, progress)
+        _evals_parallel(
+            evals,
+            plan,
+            results_dir,
+            force=force,
+            workers=workers,
+            outcome=outcome,
+            progress=progress,
+        )
     return outcome

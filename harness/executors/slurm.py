@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from harness.errors import BenchError
 from harness.status import failure_path, record_file
 
 __all__ = [
+    "Options",
+    "run",
     "check_slurm",
     "resources",
     "waves",
@@ -178,7 +181,7 @@ def waves(cells: Sequence) -> list[list]:
 class CellTask(Checkpointable):
     """One array task: run one cell. Checkpointable: a requeued task just runs it again."""
 
-    def __call__(self, cell, exp, results_dir: str, needs: tuple[str, str] | None, force: bool):
+    def __call__(self, cell, exp, results_dir: str, *, needs: tuple[str, str] | None, force: bool):
         from harness.runner import Outcome, run_cell
 
         if needs is not None:  # the parent ran in this submission: did it leave a good record?
@@ -274,6 +277,29 @@ def _submit_wave(wave_no: int, cells: list, requests: dict, jobs: dict, submit: 
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The SLURM executor's settings (``--container``, ``--partition``)."""
+
+    container: str | None = None  # run each cell under ``apptainer exec --nv`` this image
+    partition: str | None = None
+    slurm_options: dict[str, Any] | None = None  # more submitit parameters (account, qos, ...)
+
+
+def run(plan, results_dir: Path, options: Options, *, force: bool = False, progress=None) -> dict:
+    """The executor contract (harness.executors): the cluster checked, then :func:`run_slurm`."""
+    check_slurm()  # before anything is submitted: nothing computed is lost on a bad cluster
+    return run_slurm(
+        plan,
+        results_dir,
+        force=force,
+        container=options.container,
+        partition=options.partition,
+        slurm_options=options.slurm_options,
+        progress=progress,
+    )
+
+
 def run_slurm(
     plan,
     results_dir: str | Path,
@@ -340,8 +366,8 @@ def run_slurm(
                         c,
                         exp,
                         str(results_dir),
-                        (todo_kind[c.needs], c.needs) if c.needs in todo_kind else None,
-                        force,
+                        needs=(todo_kind[c.needs], c.needs) if c.needs in todo_kind else None,
+                        force=force,
                     )
                     for c in group
                 ]
