@@ -23,7 +23,7 @@ from leaderboards.samples import samples_path, write_samples
 __all__ = ["EvalRequest", "run_eval", "parse_results", "build_lm"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalRequest:
     """One eval cell's work: what to load, which tasks, with which resolved settings."""
 

@@ -89,7 +89,7 @@ class GridSpec(BaseModel):
 _GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainCell:
     key: str
     model: str
@@ -113,7 +113,7 @@ class TrainCell:
         return self.parent_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalCell:
     key: str
     model: str  # the row's model: the zoo name, or the lineage root of a published stage
@@ -375,6 +375,7 @@ def weights_key(identity: str) -> str:
 
 def eval_cell(
     grid: GridSpec,
+    *,
     tasks: tuple[tuple[str, str], ...],
     spec,
     row_model: str,
@@ -405,20 +406,20 @@ def eval_cell(
     key = content_key(inputs)
     weights = train_key or weights_key(identity or "")
     return EvalCell(
-        key,
-        row_model,
-        stage,
-        load,
-        train_key,
-        tasks,
-        settings,
-        recipe,
-        weights,
-        parent_weights,
-        base_weights or weights,
-        parent_stage,
-        spec.trust_remote_code,
-        inputs,
+        key=key,
+        model=row_model,
+        stage=stage,
+        load=load,
+        train_key=train_key,
+        tasks=tasks,
+        settings=settings,
+        recipe=recipe,
+        weights=weights,
+        parent_weights=parent_weights,
+        base_weights=base_weights or weights,
+        parent_stage=parent_stage,
+        trust_remote_code=spec.trust_remote_code,
+        inputs=inputs,
     )
 
 
@@ -430,8 +431,8 @@ def expand(grid: GridSpec) -> Expansion:
     train: dict[str, TrainCell] = {}
     evals: dict[str, EvalCell] = {}
 
-    def add_eval(*args) -> str:
-        cell = eval_cell(grid, tasks, *args)
+    def add_eval(**fields: Any) -> str:
+        cell = eval_cell(grid, tasks=tasks, **fields)
         evals.setdefault(cell.key, cell)
         return cell.weights
 
@@ -439,7 +440,16 @@ def expand(grid: GridSpec) -> Expansion:
         spec = get_model(model)
         identity = model_identity(spec)
         base = add_eval(
-            spec, spec.name, "base", (), model, None, identity, None, weights_key(identity), None
+            spec=spec,
+            row_model=spec.name,
+            stage="base",
+            recipe=(),
+            load=model,
+            train_key=None,
+            identity=identity,
+            parent_weights=None,
+            base_weights=weights_key(identity),
+            parent_stage=None,
         )
         for recipe in grid.recipes:
             parent_key, parent_stage = None, "base"
@@ -460,29 +470,29 @@ def expand(grid: GridSpec) -> Expansion:
                 train.setdefault(
                     key,
                     TrainCell(
-                        key,
-                        spec.name,
-                        stage,
-                        step,
-                        method,
-                        delta,
-                        resolved,
-                        parent_key,
-                        parent_stage,
-                        inputs,
+                        key=key,
+                        model=spec.name,
+                        stage=stage,
+                        step=step,
+                        method=method,
+                        config=delta,
+                        resolved=resolved,
+                        parent_key=parent_key,
+                        parent_stage=parent_stage,
+                        inputs=inputs,
                     ),
                 )
                 add_eval(
-                    spec,
-                    spec.name,
-                    stage,
-                    tuple(recipe[: i + 1]),
-                    model,
-                    key,
-                    None,
-                    parent_key or base,
-                    base,
-                    parent_stage,
+                    spec=spec,
+                    row_model=spec.name,
+                    stage=stage,
+                    recipe=tuple(recipe[: i + 1]),
+                    load=model,
+                    train_key=key,
+                    identity=None,
+                    parent_weights=parent_key or base,
+                    base_weights=base,
+                    parent_stage=parent_stage,
                 )
                 parent_key, parent_stage = key, stage
     for name in grid.published:
@@ -496,16 +506,16 @@ def expand(grid: GridSpec) -> Expansion:
         )
         recipe = tuple(get_model(n).lineage.method for n in chain[1:])
         add_eval(
-            spec,
-            root.name,
-            name,
-            recipe,
-            name,
-            None,
-            model_identity(spec),
-            parent_weights,
-            root_weights,
-            "base" if parent == root.name else parent,
+            spec=spec,
+            row_model=root.name,
+            stage=name,
+            recipe=recipe,
+            load=name,
+            train_key=None,
+            identity=model_identity(spec),
+            parent_weights=parent_weights,
+            base_weights=root_weights,
+            parent_stage="base" if parent == root.name else parent,
         )
     return Expansion(grid, list(train.values()), list(evals.values()))
 

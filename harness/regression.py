@@ -60,7 +60,7 @@ class Flip:
     new_answer: str | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TaskCheck:
     cell: str
     task: str
@@ -252,16 +252,16 @@ def compare_cell(
         if task not in fresh:
             checks.append(
                 TaskCheck(
-                    baseline["cell"],
-                    task,
-                    0,
-                    base.get("mean", 0.0),
-                    0.0,
-                    0,
-                    0,
-                    1.0,
-                    base.get("delta", DEFAULT_DELTA),
-                    alpha,
+                    cell=baseline["cell"],
+                    task=task,
+                    n=0,
+                    old_mean=base.get("mean", 0.0),
+                    new_mean=0.0,
+                    losses=0,
+                    gains=0,
+                    p_value=1.0,
+                    delta_limit=base.get("delta", DEFAULT_DELTA),
+                    alpha=alpha,
                     changed=changed,
                     missing=len(base["docs"]),
                 )
@@ -291,20 +291,20 @@ def compare_cell(
         moved = sum(old[d][3] != _answer(rows[d].get("answer")) for d in shared)
         checks.append(
             TaskCheck(
-                baseline["cell"],
-                task,
-                len(shared),
-                _mean(olds),
-                _mean(news),
-                test.a_wins,
-                test.b_wins,
-                test.p_value,
-                float(base.get("delta", DEFAULT_DELTA)),
-                alpha,
-                flips,
-                changed,
-                len(set(old) - set(rows)),
-                moved,
+                cell=baseline["cell"],
+                task=task,
+                n=len(shared),
+                old_mean=_mean(olds),
+                new_mean=_mean(news),
+                losses=test.a_wins,
+                gains=test.b_wins,
+                p_value=test.p_value,
+                delta_limit=float(base.get("delta", DEFAULT_DELTA)),
+                alpha=alpha,
+                flips=flips,
+                changed=changed,
+                missing=len(set(old) - set(rows)),
+                answers_moved=moved,
             )
         )
         if not changed:
@@ -326,16 +326,16 @@ def _pooled(cell: str, parts: list[tuple], alpha: float) -> TaskCheck:
     test = mcnemar(a, b)
     olds, news = [x for p in parts for x in p[2]], [x for p in parts for x in p[3]]
     return TaskCheck(
-        cell,
-        POOLED,
-        len(a),
-        _mean(olds),
-        _mean(news),
-        test.a_wins,
-        test.b_wins,
-        test.p_value,
-        min(p[4] for p in parts),
-        alpha,
+        cell=cell,
+        task=POOLED,
+        n=len(a),
+        old_mean=_mean(olds),
+        new_mean=_mean(news),
+        losses=test.a_wins,
+        gains=test.b_wins,
+        p_value=test.p_value,
+        delta_limit=min(p[4] for p in parts),
+        alpha=alpha,
     )
 
 

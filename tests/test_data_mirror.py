@@ -101,6 +101,22 @@ def test_gsm8k_earlier_file_names_are_read_where_the_layout_lacks_them(tmp_path)
     assert split_file("openai/gsm8k", "main", "train", tmp_path) is None
 
 
+def base_row(spec) -> dict:
+    """eval_cell's fields for a zoo model's base row."""
+    return {
+        "spec": spec,
+        "row_model": spec.name,
+        "stage": "base",
+        "recipe": (),
+        "load": spec.name,
+        "train_key": None,
+        "identity": "w",
+        "parent_weights": None,
+        "base_weights": None,
+        "parent_stage": None,
+    }
+
+
 def test_the_files_a_cell_reads_are_in_its_eval_key(lm_eval_tasks, mirror):
     from harness.grid import GridSpec, eval_cell
     from harness.zoo import get_model
@@ -109,10 +125,7 @@ def test_the_files_a_cell_reads_are_in_its_eval_key(lm_eval_tasks, mirror):
     grid = GridSpec(name="g", models=[spec.name], tasks=["arc_easy", "math_arith"])
 
     def key():
-        cell = eval_cell(
-            grid, (("arc_easy", "1.0"), ("math_arith", "1")), spec, spec.name, "base", (),
-            spec.name, None, "w", None, None, None,
-        )  # fmt: skip
+        cell = eval_cell(grid, tasks=(("arc_easy", "1.0"), ("math_arith", "1")), **base_row(spec))
         return cell.key, cell.inputs
 
     before, inputs = key()
@@ -139,10 +152,7 @@ def test_a_grid_names_its_mirror(lm_eval_tasks, mirror, tmp_path):
     keys = []
     for data_dir in (None, str(other)):
         grid = GridSpec(name="g", models=[spec.name], tasks=["arc_easy"], data_dir=data_dir)
-        cell = eval_cell(
-            grid, (("arc_easy", "1.0"),), spec, spec.name, "base", (), spec.name, None, "w",
-            None, None, None,
-        )  # fmt: skip
+        cell = eval_cell(grid, tasks=(("arc_easy", "1.0"),), **base_row(spec))
         keys.append(cell.inputs["data"]["arc_easy"]["test"])
     assert keys[0] != keys[1]
 

@@ -1,8 +1,10 @@
 """Backends and executors are named tables: a new one is an entry (a backend) or a module and a
-line (an executor), and every place that needs its facts reads them from the table."""
+line (an executor), and every place that needs its facts reads them from the table. Cells and
+run specs are built with keywords only."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -159,3 +161,17 @@ def test_a_new_executor_is_one_module_and_one_line(tmp_path, monkeypatch):
         run_grid("smoke", results=results, executor="local", address="x", dry_run=True)
     with pytest.raises(BenchError, match=r"^--workers: only with --executor local, not with"):
         run_grid("smoke", results=results, executor="inline", workers=2, dry_run=True)
+
+
+def test_cells_requests_checks_and_run_specs_refuse_positional_construction():
+    from harness.api import RunSpec
+    from harness.evaluate import EvalRequest
+    from harness.grid import EvalCell, TrainCell, eval_cell
+    from harness.regression import TaskCheck
+
+    for cls in (TrainCell, EvalCell, EvalRequest, TaskCheck, RunSpec):
+        n = sum(f.init and f.default is dataclasses.MISSING for f in dataclasses.fields(cls))
+        with pytest.raises(TypeError, match="positional"):
+            cls(*range(max(n, 1)))
+    with pytest.raises(TypeError, match="positional"):
+        eval_cell(None, (), None, "m", "base", (), "m", None, "w", None, None, None)
