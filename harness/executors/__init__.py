@@ -3,14 +3,15 @@
 The table holds import strings (as lm-eval's ``MODEL_MAPPING`` does), so an executor's module,
 and what it imports (submitit for SLURM), loads only when a run names it. Each module exports
 
-- ``Options``: a frozen dataclass of its settings; a field is the CLI option of the same name
-  (``workers`` is ``--workers``), and ``__post_init__`` refuses a bad value in one line;
+- ``Options``: a frozen dataclass of its settings, named as the CLI spells them (``workers``
+  is ``--workers``); ``__post_init__`` refuses a bad value in one line;
 - ``run(plan, results_dir, options, *, force, progress)``: calls
   :func:`harness.runner.run_cell` once per cell of ``plan.todo``, parents before children,
   and returns cell key -> :class:`harness.runner.Outcome`.
 
-A new executor (Ray) is one module here and one line below; its options reach the CLI as
-``--<field>`` flags.
+A new executor (Ray) is one module here and one line below. ``harness.api.RunSpec.of`` and
+``run_grid`` take its options as keywords at once; the CLI passes on the flags
+``harness/_cli_run.py`` declares.
 """
 
 from __future__ import annotations
