@@ -26,7 +26,7 @@ __all__ = [
     "task_data",
     "builtin_index",
     "builtin_leaves",
-    "builtin_generates",
+    "builtin_output_type",
     "local_overrides",
     "builtin_manager_class",
     "with_builtin_index",
@@ -87,17 +87,13 @@ def builtin_leaves(name: str, depth: int = 0) -> list[tuple[str, str, Path | Non
     return [leaf for m in members if isinstance(m, str) for leaf in builtin_leaves(m, depth + 1)]
 
 
-def builtin_generates(task: str) -> bool:
-    """Whether ``task`` is one of lm-eval's own tasks that generates its answer (``output_type``
-    generate_until, lm-eval's default); False for bench's tasks, without indexing lm-eval's."""
-    from harness.taskinfo import task_index
-
-    if task in task_index():
-        return False
+def builtin_output_type(task: str) -> str | None:
+    """The ``output_type`` of lm-eval's own task ``task`` (generate_until, lm-eval's default,
+    when its YAML names none); None when lm-eval has no task of that name."""
     entry = builtin_index().get(task)
     if entry is None:
-        return False
-    return _config(entry.yaml_path).get("output_type", "generate_until") == "generate_until"
+        return None
+    return _config(entry.yaml_path).get("output_type", "generate_until")
 
 
 # bench's own tasks that read a hub dataset through the mirror (their loaders: tasks/*/utils.py):

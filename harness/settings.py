@@ -126,7 +126,7 @@ class ResolvedEval(BaseModel):
 def resolve_eval(spec, settings: EvalSettings, tasks: Sequence[str] = ()) -> ResolvedEval:
     """Zoo entry ``spec`` (a harness.zoo.ModelSpec) + grid/CLI ``settings`` → effective settings
     for a cell of ``tasks`` (leaf names)."""
-    from harness.lmeval_tasks import builtin_generates
+    from harness.taskinfo import builtin_generates
 
     context = spec.context_length or DEFAULT_CONTEXT
     chat = (

@@ -14,7 +14,7 @@ import yaml
 
 from harness.errors import BenchError, closest
 
-__all__ = ["TaskInfo", "task_index", "resolve_tasks", "task_verifiers"]
+__all__ = ["TaskInfo", "builtin_generates", "task_index", "resolve_tasks", "task_verifiers"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,6 +76,16 @@ def task_index(tasks_dir: Path | None = None) -> dict[str, TaskInfo]:
     for name, (path, members, version) in groups.items():
         index[name] = TaskInfo(name, str(version or "group"), path, tuple(members))
     return index
+
+
+def builtin_generates(task: str) -> bool:
+    """Whether ``task`` is one of lm-eval's own tasks that generates its answer; False for
+    bench's tasks, without indexing lm-eval's."""
+    if task in task_index():
+        return False
+    from harness.lmeval_tasks import builtin_output_type
+
+    return builtin_output_type(task) == "generate_until"
 
 
 def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
