@@ -25,8 +25,11 @@ because the policy was damaged: at a learning rate of 1e-12 (no update) the same
 0.25 0.56 0.12 0.31 0.12 0.25 0.06 0.12 0.06 0.00. With three traces in four direct, the
 distilled model answers chains directly (steps shown on 0 % of L4 items, 2 % right) while it
 still samples steps at temperature 1, so the verifier's reward selects them: that is the
-systematic failure GRPO fixes here (validation seed: L4 2 % -> 20 %, 19/1). Figures per run:
-ci/perf/RESULTS.md.
+systematic failure GRPO fixes here (validation seed: L4 2 % -> 20 %, 19/1). Most of GRPO's
+groups then score all zeros (about one completion in twelve is right), so its signal is thin:
+with four generations a step's few informative groups decide where it goes (at 16 steps over
+other prompts it drifted to direct answers, L4 2 % -> 4 %), hence ``--num-generations`` 8
+(validation seed: L4 2 % -> 23 %, 23/2). Figures per run: ci/perf/RESULTS.md.
 
 Design. Held-out items are the leaderboard's own test items (tasks.math, seed 1234);
 training items use another seed. *distill* learns the programmatic teacher's ``<think>``
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grpo-steps", type=int, default=10)
     p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-prompts-per-step", type=int, default=4)
-    p.add_argument("--num-generations", type=int, default=4)
+    p.add_argument("--num-generations", type=int, default=8)
     p.add_argument(
         "--grpo-max-tokens", type=int, default=80, help="rollout length (L4 traces ≤ 70)"
     )
