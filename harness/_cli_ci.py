@@ -46,14 +46,16 @@ def _records(grid: str, results: Path, no_run: bool):
 
 def _failures(results: Path) -> dict[str, str]:
     """cell -> the first line of its newest eval failure under ``results/failures/`` and the file."""
-    from harness.status import read_failure
+    from leaderboards.sidecar import read_failure
 
     newest: dict[str, tuple[str, str]] = {}
     for path in (Path(results) / "failures").glob("eval-*.json"):
-        failure = read_failure(path)
-        cell, at = failure.get("cell", path.stem), str(failure.get("at", ""))
+        try:
+            failure = read_failure(path)
+            cell, at, first = failure.cell, str(failure.at or ""), failure.first_line
+        except (OSError, ValueError) as e:  # a failure all the same: named by its file
+            cell, at, first = path.stem, "", f"unreadable failure file ({str(e).splitlines()[0]})"
         if cell not in newest or at > newest[cell][0]:
-            first = (str(failure.get("error", "")).splitlines() or ["(no error text)"])[0]
             newest[cell] = (at, f"{first} ({path})")
     return {cell: why for cell, (_, why) in newest.items()}
 

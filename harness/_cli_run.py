@@ -65,12 +65,11 @@ def _print_plan(plan) -> None:
 
 def _failure_tail(results: Path, cell) -> str:
     """The last traceback lines of a failed cell's record: a bug is shown, not hidden."""
-    import json
-
     from harness.status import failure_path
+    from leaderboards.sidecar import read_failure
 
     try:
-        tb = json.loads(failure_path(results, cell.kind, cell.key).read_text()).get("traceback", "")
+        tb = read_failure(failure_path(results, cell.kind, cell.key)).traceback or ""
     except (OSError, ValueError):
         return ""
     return "\n".join(tb.strip().splitlines()[-6:])

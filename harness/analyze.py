@@ -37,21 +37,19 @@ def _same(a: Path | None, b: Path | None) -> bool:
 
 
 def _stage_dir(path: Path, label: str, model_id=None, stage=None) -> Checkpoint:
-    from trainers.manifest import stage_path
+    from trainers.manifest import read_manifest, stage_path
 
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = read_manifest(path)
     except (OSError, ValueError) as e:
-        raise BenchError(
-            f"{path / 'manifest.json'}: unreadable stage manifest ({e}); retrain the stage"
-        ) from None
+        raise BenchError(f"{str(e).splitlines()[0]}; retrain the stage") from None
     merged = path / "merged"
     adapter = path / "adapter"
     return Checkpoint(
         label,
         merged if (merged / "config.json").exists() else None,
         adapter if (adapter / "adapter_config.json").exists() else None,
-        stage_path(manifest["base_weights"], path) if manifest.get("base_weights") else None,
+        stage_path(manifest.base_weights, path),
         model_id,
         stage,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +37,9 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
     """
     from harness.keys import file_digest
     from harness.runner import STAGE_CELL_FILE
-    from trainers.manifest import Manifest, read_manifest, stage_path
+    from leaderboards.record import one_line
+    from leaderboards.sidecar import read_stage_cell
+    from trainers.manifest import read_manifest, stage_path
 
     if not (checkpoint / "manifest.json").exists():
         if not (checkpoint / "config.json").exists():
@@ -58,19 +59,19 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
             checkpoint,
         )
     try:
-        manifest = Manifest(**read_manifest(checkpoint))
-    except (TypeError, ValueError) as e:
+        manifest = read_manifest(checkpoint)
+    except ValueError as e:
         raise BenchError(
-            f"{checkpoint / 'manifest.json'}: not a bench stage manifest ({str(e).splitlines()[0]}); "
-            "point --checkpoint at a finished stage directory"
+            f"{str(e).splitlines()[0]}; point --checkpoint at a finished stage directory"
         ) from None
-    cell = {}
+    cell = None
     if (checkpoint / STAGE_CELL_FILE).exists():
         try:
-            cell = json.loads((checkpoint / STAGE_CELL_FILE).read_text())
-        except ValueError:
+            cell = read_stage_cell(checkpoint / STAGE_CELL_FILE)
+        except ValueError as e:
             raise BenchError(
-                f"{checkpoint / STAGE_CELL_FILE}: corrupt JSON; retrain the stage or delete the file"
+                f"{checkpoint / STAGE_CELL_FILE}: not a stage's cell file ({one_line(e)}); "
+                "retrain the stage or delete the file"
             ) from None
     merged = checkpoint / manifest.merged if manifest.merged else None
     parts = (
@@ -81,10 +82,12 @@ def _checkpoint_row(checkpoint: Path) -> tuple[str, str, list[str], str | None, 
             _weights_digest(stage_path(manifest.base_weights, checkpoint), file_digest),
         ]
     )
-    model = cell.get("model") or Path(manifest.base_model).name
-    stage = cell.get("stage") or manifest.method
-    recipe = list(cell.get("recipe") or stage.split("+"))
-    return model, stage, recipe, cell.get("cell_key"), "stage:" + "+".join(parts), checkpoint
+    if cell is None:  # a stage trained outside a grid (trainers' own CLI)
+        model, stage, key = Path(manifest.base_model).name, manifest.method, None
+        recipe = stage.split("+")
+    else:
+        model, stage, recipe, key = cell.model, cell.stage, cell.recipe, cell.cell_key
+    return model, stage, list(recipe), key, "stage:" + "+".join(parts), checkpoint
 
 
 def _weights_digest(directory: Path, digest) -> str:
@@ -373,7 +376,7 @@ def render_leaderboard(
         raise BenchError(
             f"--out {out}: is a directory; name a file, e.g. {Path(out) / 'leaderboard'}.{fmt}"
         )
-    if not (Path(results) / "records").exists():
+    if not (Path(results) / "records").exists() and not (Path(results) / "failures").exists():
         raise BenchError(
             f"--results {results}: no records/ there; run `bench train+eval --grid smoke` first"
         )

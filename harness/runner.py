@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import fnmatch
-import json
 import logging
 import os
 import time
@@ -34,7 +33,8 @@ from harness.status import (
     previous_records,
     record_file,
 )
-from leaderboards.record import RunRecord, write_record
+from leaderboards.record import RunRecord, TrainSummary, write_record
+from leaderboards.sidecar import FailureRecord, StageCell
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,6 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
         seed=grid.seed,
         progress=train_progress,
     )
-    metrics = {
-        k: float(v)
-        for k, v in manifest.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
     record = RunRecord(
         kind="train",
         cell_key=cell.key,
@@ -216,31 +211,25 @@ def _train(cell: TrainCell, grid: GridSpec, results_dir: Path) -> RunRecord:
         target=grid.target,
         seed=grid.seed,
         # a stage resumed from a checkpoint: the parts before the resume count too
-        wall_s=time.perf_counter()
-        - t0
-        + float((manifest.get("resumed_cost") or {}).get("wall_s", 0)),
-        tokens_per_s=manifest.get("tokens_per_s"),
-        peak_rss_bytes=manifest.get("peak_rss_bytes"),
-        peak_cuda_bytes=manifest.get("peak_cuda_bytes"),
-        train_metrics=metrics,
+        wall_s=time.perf_counter() - t0 + (manifest.resumed_cost or {}).get("wall_s", 0.0),
+        tokens_per_s=manifest.tokens_per_s,
+        peak_rss_bytes=manifest.peak_rss_bytes,
+        peak_cuda_bytes=manifest.peak_cuda_bytes,
+        # the manifest's figures under the same names (a test holds TrainSummary to that)
+        train=TrainSummary(**{f: getattr(manifest, f) for f in TrainSummary.model_fields}),
         started_at=started,
         provenance=provenance(),
     )
-    (out / STAGE_CELL_FILE).write_text(
-        json.dumps(
-            {
-                "cell_key": cell.key,
-                "grid": grid.name,
-                "model": cell.model,
-                "stage": cell.stage,
-                "recipe": record.recipe,
-                "parent_key": cell.parent_key,
-                "inputs": cell.inputs,
-            },
-            indent=2,
-            default=str,
-        )
+    stage_cell = StageCell(
+        cell_key=cell.key,
+        grid=grid.name,
+        model=cell.model,
+        stage=cell.stage,
+        recipe=record.recipe,
+        parent_key=cell.parent_key,
+        inputs=cell.inputs,
     )
+    (out / STAGE_CELL_FILE).write_text(stage_cell.model_dump_json(indent=2))
     write_record(record, results_dir)
     return record
 
@@ -291,15 +280,17 @@ def record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
     Written whole (by rename), or on a full disk the shortest one that fits, or none: never
     a 0-byte file, never an error that hides the cell's own."""
     path = failure_path(results_dir, cell.kind, cell.key)
-    doc = {
-        "cell": cell.cell_id,
-        "key": cell.key,
-        "error": _why(error),
-        "traceback": "".join(traceback.format_exception(error)),
-        "at": datetime.now(UTC).isoformat(),
-    }
+    doc = FailureRecord(
+        kind=cell.kind,
+        cell_key=cell.key,
+        model_id=cell.model,
+        stage=cell.stage,
+        error=_why(error),
+        traceback="".join(traceback.format_exception(error)),
+        at=datetime.now(UTC),
+    )
     tmp = path.with_name(f".{path.name}.tmp")
-    for text in (json.dumps(doc), json.dumps({k: doc[k] for k in ("cell", "key", "error")})):
+    for text in (doc.model_dump_json(), doc.model_dump_json(exclude={"traceback"})):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(text)
@@ -307,7 +298,7 @@ def record_failure(results_dir: Path, cell: Cell, error: BaseException) -> None:
             return
         except OSError:
             tmp.unlink(missing_ok=True)
-    log.warning("%s: cannot write the failure file (%s)", path, doc["error"])
+    log.warning("%s: cannot write the failure file (%s)", path, doc.error)
 
 
 def run_cell(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,6 @@ def failure_path(results_dir: Path, kind: str, key: str) -> Path:
     return Path(results_dir) / "failures" / f"{kind}-{key}.json"
 
 
-def read_failure(path: Path) -> dict:
-    """A failure file's fields (cell, key, error, traceback, at); {} when it is not JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except ValueError:
-        return {}
-
-
 @dataclass(frozen=True)
 class CellStatus:
     status: str  # done | failed | changed | new
@@ -55,21 +48,23 @@ class CellStatus:
 class Previous:
     key: str
     inputs: dict[str, Any]
-    finished_at: str
+    finished_at: datetime
 
 
 def previous_records(results_dir: str | Path) -> dict[tuple[str, str, str], Previous]:
     """(kind, model, stage) -> the latest record's key and payload: to tell 'changed' from 'new'."""
+    from leaderboards.record import RecordHead
+
     out: dict[tuple[str, str, str], Previous] = {}
     for path in sorted((Path(results_dir) / "records").glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-            ident = (data["kind"], data["model_id"], data.get("stage", "base"))
-            prev = Previous(
-                data["cell_key"], data.get("inputs") or {}, str(data.get("finished_at", ""))
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            head = RecordHead.read(path)
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
             continue
+        ident, prev = (
+            (head.kind, head.model_id, head.stage),
+            Previous(head.cell_key, head.inputs, head.finished_at),
+        )
         if ident not in out or prev.finished_at > out[ident].finished_at:
             out[ident] = prev
     return out
@@ -121,11 +116,13 @@ def _weights_broken(stage: Path) -> str | None:
     """What is wrong with a finished stage's weights, read from headers only (no tensor is
     loaded): the manifest, and each safetensors file of the adapter or merged folder it names,
     whose header must parse and whose size must be what the header says."""
+    from trainers.manifest import read_manifest
+
     try:
-        manifest = json.loads((stage / "manifest.json").read_text())
-        folders = [manifest[k] for k in ("adapter", "merged") if manifest.get(k)]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        manifest = read_manifest(stage)
+    except (OSError, ValueError):
         return "manifest.json does not load"
+    folders = [f for f in (manifest.adapter, manifest.merged) if f]
     for folder in folders:
         files = sorted((stage / str(folder)).glob("*.safetensors"))
         if not files:
@@ -153,9 +150,11 @@ def _safetensors_ok(path: Path) -> bool:
 
 
 def _created(manifest: Path) -> str:
+    from trainers.manifest import read_manifest
+
     try:
-        return str(json.loads(manifest.read_text()).get("created_at", ""))
-    except (OSError, ValueError, AttributeError):
+        return read_manifest(manifest.parent).created_at
+    except (OSError, ValueError):
         return ""
 
 
@@ -177,7 +176,12 @@ def cell_status(
         return CellStatus("new", f"its record does not load ({broken}); it will run again")
     failed = failure_path(results_dir, cell.kind, cell.key)
     if failed.exists():
-        reason = read_failure(failed).get("error", "")
+        from leaderboards.sidecar import read_failure
+
+        try:
+            reason = read_failure(failed).first_line
+        except (OSError, ValueError) as e:  # still failed: the file says so, not why
+            reason = f"{failed.name} does not load ({str(e).splitlines()[0] if str(e) else e})"
         return CellStatus("failed", f"failed before: {reason}"[:160])
     previous = previous_records(results_dir) if previous is None else previous
     prev = previous.get((cell.kind, cell.model, cell.stage))

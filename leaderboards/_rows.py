@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench_core.hashing import content_key
-from leaderboards.record import RecordWarning, RunRecord, stage_lineage
+from leaderboards.columns import RECORD_COLUMNS, row
+from leaderboards.record import RecordWarning, RunRecord
 
 __all__ = ["IngestWarning", "registered", "record_row", "task_rows", "insert_rows"]
 
@@ -27,47 +28,7 @@ def registered(con, name: str, table: pa.Table):
 
 
 def record_row(rec: RunRecord, path: Path, digest: str) -> dict:
-    p = rec.provenance
-    lineage = {
-        "weights_key": rec.weights_key,
-        "parent_weights": rec.parent_weights,
-        "base_weights": rec.base_weights,
-        "parent_stage": rec.parent_stage,
-    }
-    if rec.weights_key is None:  # written without lineage: by stage names
-        lineage = stage_lineage(rec.model_id, rec.stage)
-    return {
-        "cell_key": rec.cell_key,
-        "kind": rec.kind,
-        "schema_version": rec.schema_version,
-        "grid": rec.grid,
-        "model_id": rec.model_id,
-        "model_revision": rec.model_revision,
-        "recipe": list(rec.recipe),
-        "stage": rec.stage,
-        "parent_key": rec.parent_key,
-        **lineage,
-        "checkpoint": rec.checkpoint,
-        "backend": rec.backend,
-        "dtype": rec.dtype,
-        "target": rec.target,
-        "seed": rec.seed,
-        "wall_s": rec.wall_s,
-        "tokens_per_s": rec.tokens_per_s,
-        "peak_rss_bytes": rec.peak_rss_bytes,
-        "peak_cuda_bytes": rec.peak_cuda_bytes,
-        "engine_peak_rss_bytes": rec.engine_peak_rss_bytes,
-        "engine_gpu_bytes": rec.engine_gpu_bytes,
-        "git_commit": p.git_commit,
-        "git_dirty": p.git_dirty,
-        "container_image": p.container_image,
-        "container_digest": p.container_digest,
-        "started_at": rec.started_at,
-        "finished_at": rec.finished_at,
-        "source_path": str(path),
-        "content_hash": digest,
-        "record_json": rec.model_dump_json(),
-    }
+    return row(RECORD_COLUMNS, rec, path, digest)
 
 
 def settings_key(rec: RunRecord, task: str) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "Column",
     "BoardCell",
     "BoardRow",
+    "FailedCell",
     "Board",
     "build_board",
     "stage_depth",
@@ -146,15 +147,36 @@ class BoardRow:
     cost: RowCost = field(default_factory=RowCost)
 
 
+@dataclass(frozen=True)
+class FailedCell:
+    """A cell whose last run failed and that has no record: listed under the board, never
+    left out silently (its row or column may be missing above)."""
+
+    kind: str
+    model: str
+    stage: str
+    cell_key: str
+    error: str  # the first line
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.model}/{self.stage} [{self.cell_key}]: {self.error}"
+
+
 @dataclass
 class Board:
     columns: list[Column]
     rows: list[BoardRow]
     alpha: float = 0.05
+    failures: list[FailedCell] = field(default_factory=list)
     analysis: dict | None = (
         None  # bench analyze's panels, attached for HTML (analysis_store.board_panels)
     )
     curves: list | None = None  # per leaf train lineage, its StageCurves (curves.board_curves)
+
+    @property
+    def failure_head(self) -> str:
+        n = len(self.failures)
+        return f"{n} failed cell(s) without a record (results/failures/; rerun to retry):"
 
     @property
     def legend(self) -> list[str]:
@@ -185,11 +207,15 @@ def _match(value: str, patterns) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
 
 
-def _keep(row: tuple, models, methods, tasks) -> bool:
-    model, stage, task, label = row[0], row[1], row[4], row[6]
+def _row_kept(model: str, stage: str, models, methods) -> bool:
     if models and not _match(model, models):
         return False
-    if methods and not any(m in stage.split("+") or m == stage for m in methods):
+    return not methods or any(m in stage.split("+") or m == stage for m in methods)
+
+
+def _keep(row: tuple, models, methods, tasks) -> bool:
+    model, stage, task, label = row[0], row[1], row[4], row[6]
+    if not _row_kept(model, stage, models, methods):
         return False
     return not tasks or _match(task, tasks) or _match(label, tasks)
 
@@ -284,7 +310,22 @@ def build_board(con, *, models=None, methods=None, tasks=None, alpha: float = 0.
         )
     board = Board(sorted(columns.values(), key=lambda c: c.label), list(board_rows.values()), alpha)
     _add_cost_and_contamination(con, board)
+    board.failures = _failures(con, models, methods)
     return board
+
+
+def _failures(con, models, methods) -> list[FailedCell]:
+    """The failed cells the row filters keep (a task filter keeps them all: a failed cell has
+    no column yet)."""
+    rows = con.execute(
+        "SELECT kind, model_id, stage, cell_key, error FROM failed_cells "
+        "ORDER BY model_id, stage, kind DESC, cell_key"
+    ).fetchall()
+    return [
+        FailedCell(kind, model, stage, key, (error.splitlines() or [""])[0])
+        for kind, model, stage, key, error in rows
+        if _row_kept(model, stage, models, methods)
+    ]
 
 
 def _add_cost_and_contamination(con, board: Board) -> None:
@@ -312,7 +353,7 @@ def _add_cost_and_contamination(con, board: Board) -> None:
             k: (wall, target, world)
             for k, wall, target, world in con.execute(
                 "SELECT e.cell_key, t.wall_s, t.target, "
-                "TRY_CAST(json_extract(t.record_json, '$.train_metrics.world_size') AS DOUBLE) "
+                "t.world_size "
                 "FROM records e JOIN records t ON t.cell_key = e.parent_key AND t.kind = 'train' "
                 "WHERE e.kind = 'eval' AND e.cell_key IN (SELECT cell_key FROM _board_cells)"
             ).fetchall()

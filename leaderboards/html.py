@@ -265,6 +265,9 @@ def to_html(board: Board, title: str = "bench leaderboard") -> str:
     if models > MAX_PLOTS or len(board.columns) > MAX_PLOTS:
         meta += f"; plots show the first {MAX_PLOTS} — filter with --model/--task for others"
     legend = "".join(f"<div>{escape(x)}</div>" for x in board.legend)
+    if board.failures:
+        items = "".join(f"<li>failed {escape(str(f))}</li>" for f in board.failures)
+        legend += f'<div id="failures">{escape(board.failure_head)}<ul>{items}</ul></div>'
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"

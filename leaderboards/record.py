@@ -26,7 +26,9 @@ __all__ = [
     "MetricValue",
     "TaskResult",
     "Provenance",
+    "TrainSummary",
     "RunRecord",
+    "RecordHead",
     "write_record",
     "load_record",
     "parse_record",
@@ -36,7 +38,7 @@ __all__ = [
     "stage_lineage",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class MetricValue(BaseModel):
@@ -90,11 +92,28 @@ class Provenance(BaseModel):
     hostname: str | None = None
 
 
+class TrainSummary(BaseModel):
+    """What a train cell's training did, from its stage manifest (``trainers.manifest``). Its
+    time, throughput and peak memory are the record's own fields (``wall_s``, ``tokens_per_s``,
+    ``peak_rss_bytes``, ``peak_cuda_bytes``); None: a record upgraded from schema 3 or older,
+    which did not keep it."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int  # optimizer steps taken
+    stopped_early: bool | None = None  # fewer steps than max_steps (early stopping)
+    final_loss: float | None = None  # the last logged training loss
+    tokens: int | None = None  # training tokens processed, a resumed run's earlier part included
+    world_size: int = 1  # processes it trained in (GPUs, or CPU ranks)
+    resumed_from: str | None = None  # the checkpoint a preempted stage resumed from
+    planned_memory_gb: float | None = None  # the planner's estimate per device
+    peak_memory_gb: dict[str, float] = Field(default_factory=dict)  # after_load, after_train
+
+
 class RunRecord(BaseModel):
     """A finished cell. ``kind='train'`` records a stage, ``kind='eval'`` its scores."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     kind: Literal["train", "eval"]
     cell_key: str
     grid: str | None = None
@@ -136,7 +155,7 @@ class RunRecord(BaseModel):
     # schema <= 2: the harness process's peak (GPU reserved, or host RSS) when the record was
     # written, which may be an earlier cell's; not comparable with the fields above
     process_peak_bytes: int | None = None
-    train_metrics: dict[str, float] = Field(default_factory=dict)
+    train: TrainSummary | None = None  # train records: what the training did
     provenance: Provenance = Field(default_factory=Provenance)
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -161,6 +180,28 @@ class RunRecord(BaseModel):
         "target",
     )(lambda v: strip_control(v))
     _recipe = field_validator("recipe")(lambda v: [strip_control(x) for x in v])
+
+
+class RecordHead(BaseModel):
+    """A record's identity and key payload, parsed without the rest (``bench grid show`` reads
+    every record of a results folder to tell a changed cell from a new one). These fields mean
+    the same in every schema version, so no upgrade step applies; :func:`load_record` checks
+    the whole record."""
+
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["train", "eval"]
+    cell_key: str
+    model_id: str
+    stage: str = "base"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime = datetime.min.replace(tzinfo=UTC)
+
+    # a hand-written time without a zone is UTC, so that any two compare
+    _utc = field_validator("finished_at")(lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))
+
+    @classmethod
+    def read(cls, path: str | Path) -> RecordHead:
+        return cls.model_validate_json(Path(path).read_bytes())
 
 
 def record_path(results_dir: str | Path, record: RunRecord) -> Path:
@@ -212,9 +253,24 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """``train_metrics`` (every numeric field of the stage manifest, as floats) becomes the typed
+    ``train`` summary; what it never held (stopped_early, resumed_from) stays unknown."""
+    data = {**data, "schema_version": 4}
+    metrics = data.pop("train_metrics", None) or {}
+    if data.get("kind") == "train" and isinstance(metrics.get("steps"), int | float):
+        whole = {k: int(metrics[k]) for k in ("steps", "tokens", "world_size") if k in metrics}
+        data["train"] = {
+            **whole,
+            **{k: metrics[k] for k in ("final_loss", "planned_memory_gb") if k in metrics},
+        }
+    return data
+
+
 _UPGRADES = {
     1: _v1_to_v2,
     2: _v2_to_v3,
+    3: _v3_to_v4,
 }  # each schema version adds one step here (never edit old steps)
 
 

@@ -79,7 +79,7 @@ def to_terminal(board: Board) -> str:
     heads = ["model", "stage", *(c.label for c in board.columns)]
     widths = [max([len(h), *(len(t[i]) for t in texts)]) for i, h in enumerate(heads)]
     if len(board.rows) > RICH_MAX_ROWS:
-        return _plain(heads, texts, widths, board.legend)
+        return _plain(heads, texts, widths, board)
     from rich.console import Console
 
     # Wide enough that rich never wraps a cell: the longest text per column plus borders; past
@@ -101,10 +101,17 @@ def to_terminal(board: Board) -> str:
     )
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
     console.print(to_rich(board, stacked=stacked, short=short))
-    return console.file.getvalue()
+    return console.file.getvalue() + _failure_text(board)
 
 
-def _plain(heads, texts, widths, legend) -> str:
+def _failure_text(board: Board) -> str:
+    if not board.failures:
+        return ""
+    lines = [board.failure_head, *(f"  failed {strip_control(str(f))}" for f in board.failures)]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _plain(heads, texts, widths, board: Board) -> str:
     def line(cells):
         return "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w)
@@ -113,7 +120,7 @@ def _plain(heads, texts, widths, legend) -> str:
 
     out = [line(heads), "  ".join("-" * w for w in widths)]
     out += [line(t) for t in texts]
-    return "\n".join([*out, "", *legend]) + "\n"
+    return "\n".join([*out, "", *board.legend]) + "\n" + _failure_text(board)
 
 
 def _md_escape(s: str) -> str:
@@ -147,6 +154,9 @@ def to_markdown(board: Board) -> str:
         )
     lines.append("")
     lines.extend(f"- {x}" for x in board.legend)
+    if board.failures:
+        lines += ["", _md_escape(board.failure_head), ""]
+        lines += [f"- failed {_md_text(str(f))}" for f in board.failures]
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +219,8 @@ def to_latex(board: Board) -> str:
         for x in board.legend
     )
     out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\scriptsize {legend}}} \\")
+    for text in [board.failure_head, *map(str, board.failures)] if board.failures else []:
+        out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\scriptsize {latex_escape(text)}}} \\")
     out.append(r"\end{tabular}")
     return "\n".join(out) + "\n"
 
@@ -297,6 +309,7 @@ def board_to_dict(board: Board) -> dict:
             for r in board.rows
         ],
         "curves": _curves_json(board.curves),
+        "failures": [asdict(f) for f in board.failures],
     }
 
 

@@ -16,44 +16,15 @@ the *same* cell key (a ``--force`` recompute).
 
 from __future__ import annotations
 
+from leaderboards.columns import FAILURE_COLUMNS, RECORD_COLUMNS, create_table
+
 __all__ = ["TABLES", "VIEWS", "create_schema", "pair_counts_sql"]
 
-TABLES = """
-CREATE TABLE IF NOT EXISTS records (
-    cell_key VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    schema_version INTEGER,
-    grid VARCHAR,
-    model_id VARCHAR NOT NULL,
-    model_revision VARCHAR,
-    recipe VARCHAR[],
-    stage VARCHAR NOT NULL,
-    parent_key VARCHAR,
-    weights_key VARCHAR,
-    parent_weights VARCHAR,
-    base_weights VARCHAR,
-    parent_stage VARCHAR,
-    checkpoint VARCHAR,
-    backend VARCHAR,
-    dtype VARCHAR,
-    target VARCHAR,
-    seed BIGINT,
-    wall_s DOUBLE,
-    tokens_per_s DOUBLE,
-    peak_rss_bytes BIGINT,
-    peak_cuda_bytes BIGINT,
-    engine_peak_rss_bytes BIGINT,
-    engine_gpu_bytes BIGINT,
-    git_commit VARCHAR,
-    git_dirty BOOLEAN,
-    container_image VARCHAR,
-    container_digest VARCHAR,
-    started_at TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ,
-    source_path VARCHAR NOT NULL,
-    content_hash VARCHAR NOT NULL,
-    record_json VARCHAR NOT NULL
-);
+# records and failures: from their one column list (leaderboards.columns)
+TABLES = (
+    create_table("records", RECORD_COLUMNS)
+    + create_table("failures", FAILURE_COLUMNS)
+    + """
 CREATE TABLE IF NOT EXISTS task_results (
     cell_key VARCHAR NOT NULL,
     kind VARCHAR NOT NULL,
@@ -123,6 +94,7 @@ CREATE TABLE IF NOT EXISTS contamination (
     train_cells VARCHAR[] NOT NULL
 );
 """
+)
 
 _LABEL = (
     "task || '@' || CASE WHEN starts_with(task_version, 'v') THEN task_version "
@@ -130,6 +102,11 @@ _LABEL = (
 )
 
 VIEWS = {
+    # Cells whose last run failed and that have no record since: the board lists them.
+    "failed_cells": """
+        SELECT f.* FROM failures f
+        WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.cell_key = f.cell_key AND r.kind = f.kind)
+    """,
     # Primary metric of every eval cell × task, with the record's identity columns.
     "primary_results": """
         SELECT r.model_id, r.stage, r.grid, r.recipe, r.cell_key, r.finished_at, r.seed,
@@ -241,10 +218,12 @@ def pair_counts_sql(pairs: str) -> str:
 
 # Bumped when a table's columns change. The store is a cache of the files under results/, so
 # a store of another version is dropped and re-ingested rather than migrated.
-STORE_VERSION = 6  # 4: train_curves, contamination; samples keep gen_tokens and truncated;
-# 5: records' peak_rss_bytes and peak_cuda_bytes; 6: records' engine_peak_rss_bytes, engine_gpu_bytes
+STORE_VERSION = 7  # 4: train_curves, contamination; samples keep gen_tokens and truncated;
+# 5: records' peak_rss_bytes and peak_cuda_bytes; 6: records' engine_peak_rss_bytes, engine_gpu_bytes;
+# 7: failures, records' world_size
 _CACHED_TABLES = (
     "records",
+    "failures",
     "task_results",
     "paired_counts",
     "samples",

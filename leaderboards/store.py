@@ -4,7 +4,9 @@ Cells only write files; this is the one process that writes the database. Ingest
 idempotent and mirrors the results dir: a record is keyed by (cell_key, kind) and by
 the sha256 of its file, so an unchanged file is skipped, a re-computed one (``--force``)
 replaces its rows, and rows whose file was deleted are removed. A corrupt or invalid
-record is skipped with a warning naming the file; the rest load.
+record is skipped with a warning naming the file; the rest load. The failure files under
+``results/failures/`` are mirrored into ``failures`` the same way, so the board lists the
+cells that failed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import pyarrow as pa
 
 from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
+from leaderboards.columns import FAILURE_COLUMNS, row
 from leaderboards.contamination import contamination_rows
 from leaderboards.curves import curve_rows, read_log_history
 from leaderboards.record import one_line, parse_record
 from leaderboards.samples import SAMPLES_SCHEMA, STORED_FIELDS, resolve_samples_file
+from leaderboards.sidecar import parse_failure
 from leaderboards.sql import create_schema, pair_counts_sql
 
 __all__ = [
@@ -242,6 +246,7 @@ class _Plan:
     samples: list[dict] = field(default_factory=list)  # filename, cell_key, task, record
     delete: list[tuple[str, str]] = field(default_factory=list)  # (cell_key, kind)
     curves: list[dict] = field(default_factory=list)  # train_curves rows of new train records
+    failures: list[dict] = field(default_factory=list)  # every failure file of the results dir
     results_dir: Path | None = None
 
 
@@ -299,6 +304,7 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
             plan.samples.append(
                 {"filename": str(sf), "cell_key": rec.cell_key, "task": t.name, "record": str(path)}
             )
+    plan.failures = _failure_rows(results_dir, report)
     # A record whose file under this results dir is gone (or now holds another record):
     # drop its rows, records are the truth. A file that turned corrupt keeps its old rows.
     prefix = str(results_dir) + "/"
@@ -309,10 +315,31 @@ def _plan(con, results_dir: Path, files: list[Path], report: IngestReport) -> _P
     return plan
 
 
+def _failure_rows(results_dir: Path, report: IngestReport) -> list[dict]:
+    """A row per readable ``failures/<kind>-<key>.json`` (a few files: all read every time)."""
+    rows = []
+    for path in sorted((results_dir / "failures").glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = path.read_bytes()
+            failure = parse_failure(data, path.name.split("-", 1)[0])
+        except (OSError, ValueError) as e:
+            _warn(report, f"{path}: failure file skipped: {_one_line(e)}")
+            continue
+        rows.append(row(FAILURE_COLUMNS, failure, path, hashlib.sha256(data).hexdigest()))
+    return rows
+
+
 def _apply(con, plan: _Plan) -> int:
     """Apply a plan in one transaction; returns the sample rows added."""
     con.execute("BEGIN TRANSACTION")
     _delete(con, plan.delete)
+    if plan.results_dir is not None:  # the folder is the truth: this results dir's rows anew
+        con.execute(
+            "DELETE FROM failures WHERE starts_with(source_path, ?)", [f"{plan.results_dir}/"]
+        )
+        insert_rows(con, "failures", plan.failures)
     insert_rows(con, "records", plan.records)
     insert_rows(con, "task_results", plan.tasks)
     insert_rows(con, "train_curves", plan.curves)
@@ -339,7 +366,7 @@ def ingest(results_dir: str | Path, db_path: str | Path | None = None) -> Ingest
     t0 = time.perf_counter()
     results_dir = Path(results_dir).resolve()
     records_dir = results_dir / "records"
-    if not records_dir.is_dir():
+    if not records_dir.is_dir() and not (results_dir / "failures").is_dir():
         raise ValueError(f"{records_dir}: no records directory; pass --results DIR of a grid run")
     db_path = Path(db_path) if db_path is not None else default_db_path(results_dir)
     report = IngestReport(db_path=db_path)

@@ -34,6 +34,50 @@ def tiny_qwen2() -> Path:
 
 
 @pytest.fixture
+def stage_manifest():
+    """``stage_manifest(stage_dir, **fields)`` writes a finished stage's manifest.json by hand: a
+    valid Manifest with placeholder figures, for tests that fake a trained stage."""
+    from trainers.manifest import Manifest, write_manifest
+
+    def write(stage: Path, **fields) -> Manifest:
+        stage = Path(stage)
+        stage.mkdir(parents=True, exist_ok=True)
+        placeholder = dict(
+            method="sft",
+            base_model="base",
+            base_weights="base",
+            parent=None,
+            output_dir=str(stage),
+            mode="lora",
+            adapter=None,
+            merged=None,
+            data={},
+            steps=1,
+            final_loss=None,
+            losses=[],
+            tokens=0,
+            tokens_per_s=None,
+            peak_memory_gb={},
+            planned_memory_gb=None,
+            plan={},
+            wall_s=0.0,
+            seed=0,
+            target="cpu",
+            world_size=1,
+            resumed_from=None,
+            stopped_early=False,
+            packages={},
+            git_commit=None,
+            git_dirty=None,
+        )
+        manifest = Manifest(**{**placeholder, **fields})
+        write_manifest(manifest, stage)
+        return manifest
+
+    return write
+
+
+@pytest.fixture
 def target_dtype(monkeypatch):
     """Give the cpu target another dtype (``target_dtype("fp16")``): the decisions an fp16 or
     bf16 GPU target takes, made on this machine."""

@@ -225,7 +225,7 @@ def test_json_keys_tolerances_as_written(tmp_path):
         compare_weights(a, b, dtype="int8")
 
 
-def _trained_stage(tmp_path: Path) -> tuple[Path, Path]:
+def _trained_stage(tmp_path: Path, stage_manifest) -> tuple[Path, Path]:
     """A results dir whose train record m/sft points at a stage: adapter/ over base, merged/."""
     from leaderboards.record import RunRecord, write_record
 
@@ -234,7 +234,7 @@ def _trained_stage(tmp_path: Path) -> tuple[Path, Path]:
     _adapter(stage / "adapter", [[1.0, 0.0, 2.0]], [[1.0], [3.0]])
     _ckpt(stage / "merged", {Q: [[3, 1, 5], [7, 1, 13]], NORM: [1, 1]})
     (stage / "merged" / "config.json").write_text("{}")
-    (stage / "manifest.json").write_text(json.dumps({"base_weights": str(base)}))
+    stage_manifest(stage, base_weights=str(base), adapter="adapter", merged="merged")
     results = tmp_path / "results"
     write_record(
         RunRecord(kind="train", cell_key="k-sft", model_id="m", stage="sft", checkpoint=str(stage)),
@@ -243,11 +243,11 @@ def _trained_stage(tmp_path: Path) -> tuple[Path, Path]:
     return base, results
 
 
-def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path):
+def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path, stage_manifest):
     from harness.analyze import analyze_weights
     from leaderboards.store import connect, ingest
 
-    base, results = _trained_stage(tmp_path)
+    base, results = _trained_stage(tmp_path, stage_manifest)
     low = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, store=True)
     full = analyze_weights(str(base), "m/sft", dtype="fp32", results=results, merged=True)
     assert (
@@ -275,13 +275,13 @@ def test_analyze_weights_resolves_a_grid_cell_and_stores_idempotently(tmp_path):
     con.close()
 
 
-def test_cli_weights_json_heatmap_and_errors(tmp_path):
+def test_cli_weights_json_heatmap_and_errors(tmp_path, stage_manifest):
     from typer.testing import CliRunner
 
     from harness.cli import app
     from harness.errors import BenchError
 
-    base, results = _trained_stage(tmp_path)
+    base, results = _trained_stage(tmp_path, stage_manifest)
     png = tmp_path / "heat.png"
     res = CliRunner().invoke(
         app,
@@ -324,7 +324,9 @@ def test_cli_weights_json_heatmap_and_errors(tmp_path):
     assert isinstance(res.exception, BenchError) and "not on A" in str(res.exception)
 
 
-def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, monkeypatch):
+def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(
+    tmp_path, monkeypatch, stage_manifest
+):
     """Train records name their checkpoint relative to the run's working directory
     (``results/checkpoints/KEY``); ``--results /elsewhere/results`` still finds it there."""
     import shutil
@@ -332,7 +334,7 @@ def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, mon
     from harness.analyze import analyze_weights
     from leaderboards.record import RunRecord, write_record
 
-    base, results = _trained_stage(tmp_path)
+    base, results = _trained_stage(tmp_path, stage_manifest)
     shutil.move(tmp_path / "stage", results / "checkpoints" / "k-sft")
     write_record(
         RunRecord(
@@ -350,7 +352,7 @@ def test_a_grid_cell_resolves_in_a_results_dir_read_from_elsewhere(tmp_path, mon
     assert {t.name: t.sparsity["0"] for t in doc.tensors} == {Q: pytest.approx(2 / 6), NORM: 1.0}
 
 
-def test_a_moved_results_dir_keeps_one_row_per_analysis_file(tmp_path):
+def test_a_moved_results_dir_keeps_one_row_per_analysis_file(tmp_path, stage_manifest):
     """The store mirrors results/analysis/ by file name: after ``mv results elsewhere`` the
     stage transition is still one panel, not one per place the directory has been."""
     import shutil
@@ -358,7 +360,7 @@ def test_a_moved_results_dir_keeps_one_row_per_analysis_file(tmp_path):
     from harness.analyze import analyze_weights
     from leaderboards.store import connect, ingest
 
-    base, results = _trained_stage(tmp_path)
+    base, results = _trained_stage(tmp_path, stage_manifest)
     analyze_weights(str(base), "m/sft", dtype="fp32", results=results, store=True)
     moved = shutil.move(results, tmp_path / "moved")
     ingest(moved)

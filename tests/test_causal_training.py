@@ -283,9 +283,7 @@ def test_dpo_pairs_causal_prompts_by_the_causal_verifier(tmp_path, tiny_llama):
     )
     assert_trained(m, 2)
     # a random model never writes a verdict: every prompt pairs the teacher's trace against a sample
-    assert m["data"]["rows"] == 4 and m["data"]["source"].startswith(
-        "pairs(causal_nli verifier, causal("
-    )
+    assert m.data["rows"] == 4 and m.data["source"].startswith("pairs(causal_nli verifier, causal(")
 
 
 # --- GRPO with the real causal reward -----------------------------------------------------
@@ -336,7 +334,7 @@ def test_sft_then_grpo_with_the_real_causal_reward(tmp_path, tiny_llama):
         parent=None,
         output_dir=tmp_path / "sft",
     )
-    assert sft["steps"] == 12 and sft["final_loss"] < 0.5 * sft["losses"][0]
+    assert sft.steps == 12 and sft.final_loss < 0.5 * sft.losses[0]
     grpo = train_stage(
         "grpo",
         {
@@ -360,7 +358,7 @@ def test_sft_then_grpo_with_the_real_causal_reward(tmp_path, tiny_llama):
     # the verifier's 0/1 scores differ inside at least one group of 4 rollouts
     assert any(e["frac_reward_zero_std"] < 1.0 for e in events)
     assert any(e["reward_std"] > 0 for e in events)
-    assert grpo["data"]["source"].startswith("causal(generated,n=64,num_variables=3,")
+    assert grpo.data["source"].startswith("causal(generated,n=64,num_variables=3,")
     assert all(n > 0 for n in lora_b_norms(tmp_path / "grpo" / "adapter").values())
 
 

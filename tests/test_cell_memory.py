@@ -71,12 +71,12 @@ def test_two_eval_cells_in_one_process_record_their_own_peaks(
 
 def test_a_schema_2_record_loads_with_its_process_peak_apart(tmp_path):
     v2 = json.loads(RunRecord(kind="eval", cell_key="k", model_id="m").model_dump_json())
-    del v2["peak_rss_bytes"], v2["peak_cuda_bytes"], v2["process_peak_bytes"]
-    v2.update(schema_version=2, peak_memory_bytes=8_870_000_000)
+    del v2["peak_rss_bytes"], v2["peak_cuda_bytes"], v2["process_peak_bytes"], v2["train"]
+    v2.update(schema_version=2, peak_memory_bytes=8_870_000_000, train_metrics={})
     path = tmp_path / "eval-k.json"
     path.write_text(json.dumps(v2))
     rec = load_record(path)
-    assert rec.schema_version == SCHEMA_VERSION == 3
+    assert rec.schema_version == SCHEMA_VERSION == 4
     assert rec.process_peak_bytes == 8_870_000_000  # kept, but not passed off as the cell's
     assert rec.peak_rss_bytes is None and rec.peak_cuda_bytes is None
 
@@ -86,7 +86,7 @@ def test_schema_1_fixture_records_still_load():
 
     files = sorted(Path(__file__).parent.glob("fixtures/records_v1/records/*.json"))
     recs = [load_record(p) for p in files]
-    assert len(recs) == 3 and {r.schema_version for r in recs} == {3}
+    assert len(recs) == 3 and {r.schema_version for r in recs} == {SCHEMA_VERSION}
     assert all(r.weights_key.startswith("v1:") for r in recs)
 
 

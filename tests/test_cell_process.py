@@ -2,7 +2,6 @@
 same record under the same key, failures recorded and reported as in-process ones, and
 nothing computed lost when the process dies."""
 
-import json
 import multiprocessing
 import os
 import signal
@@ -16,6 +15,7 @@ from harness.api import run_grid
 from harness.errors import BenchError
 from harness.executors.local import cell_process
 from leaderboards.record import load_record
+from leaderboards.sidecar import read_failure
 
 
 def test_cells_get_a_process_on_gpu_targets_unless_told(monkeypatch):
@@ -75,9 +75,9 @@ def test_a_failure_in_the_child_is_recorded_like_one_in_process(tmp_path, monkey
         seen[how] = (
             sorted(str(o) for o in outcome.values()),
             failure.name,
-            json.loads(failure.read_text())["error"],
+            read_failure(failure).error,
         )
-        assert "Traceback" in json.loads(failure.read_text())["traceback"]
+        assert "Traceback" in read_failure(failure).traceback
     assert seen["0"] == seen["1"]
     assert [s.split(":")[0] for s in seen["1"][0]] == ["done", "failed"]
 
@@ -105,8 +105,8 @@ def test_a_killed_cell_process_is_a_recorded_failure_and_the_next_run_redoes_it(
         "failed: the cell's process ended without a result (killed by signal 9)"
     )
     assert [o.status for k, o in outcome.items() if k != killed] == ["done"]  # the grid went on
-    failure = json.loads((results / "failures" / f"eval-{killed}.json").read_text())
-    assert "killed by signal 9" in failure["error"]
+    failure = read_failure(results / "failures" / f"eval-{killed}.json")
+    assert "killed by signal 9" in failure.error
     done_before = _scores(results)
     plan, again = run_grid(grid, results=results)
     assert [c.key for c in plan.todo] == [killed] and [o.status for o in again.values()] == ["done"]

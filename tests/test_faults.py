@@ -23,6 +23,7 @@ from harness.grid import load_grid
 from harness.runner import plan_grid, stage_dir
 from harness.status import record_file
 from leaderboards.record import load_record
+from trainers.manifest import read_manifest
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
 DISTILL = {"levels": "1", "n_per_level": 8, "max_steps": 2, "effective_batch": 2, "save_steps": 1}
@@ -147,21 +148,21 @@ def test_a_resumed_stage_counts_the_whole_run(tmp_path, tiny_llama):
     whole = train_stage(
         "distill", cfg, base_model=tiny_llama, parent=None, output_dir=tmp_path / "whole"
     )
-    assert whole["tokens"] > 0 and whole["resumed_cost"] is None
+    assert whole.tokens > 0 and whole.resumed_cost is None
     out = tmp_path / "resumed"
     part = train_stage(
         "distill", {**cfg, "max_steps": 1}, base_model=tiny_llama, parent=None, output_dir=out
     )
-    assert 0 < part["tokens"] < whole["tokens"]
+    assert 0 < part.tokens < whole.tokens
     (out / "manifest.json").unlink()  # as if killed after checkpoint-1
     resumed = train_stage("distill", cfg, base_model=tiny_llama, parent=None, output_dir=out)
-    assert resumed["resumed_from"].endswith("checkpoint-1") and resumed["steps"] == 2
-    earlier = resumed["resumed_cost"]
-    assert earlier["tokens"] == part["tokens"]
-    assert resumed["tokens"] == whole["tokens"]  # same rows, same order: the whole run's count
-    assert resumed["wall_s"] >= earlier["wall_s"] > 0
+    assert resumed.resumed_from.endswith("checkpoint-1") and resumed.steps == 2
+    earlier = resumed.resumed_cost
+    assert earlier["tokens"] == part.tokens
+    assert resumed.tokens == whole.tokens  # same rows, same order: the whole run's count
+    assert resumed.wall_s >= earlier["wall_s"] > 0
     saved = json.loads((out / "checkpoints" / "checkpoint-2" / "bench_run_cost.json").read_text())
-    assert saved["tokens"] == resumed["tokens"]
+    assert saved["tokens"] == resumed.tokens
 
 
 @pytest.mark.slow
@@ -223,8 +224,8 @@ def test_an_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path, t
     state.write_text(state.read_text()[:40])  # cut off mid-write
     again = _bench("train", "--grid", grid, "--results", results)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    manifest = json.loads((stage / "manifest.json").read_text())
-    assert manifest["resumed_from"].endswith("checkpoint-1") and manifest["steps"] == 2
+    manifest = read_manifest(stage)
+    assert manifest.resumed_from.endswith("checkpoint-1") and manifest.steps == 2
     assert record_file(results, "train", train.key).exists()
 
 
@@ -245,13 +246,13 @@ def test_a_moved_results_folder_resumes_and_stays_cached(tmp_path, tiny_llama):
     assert {r["status"] for r in rows} == {"done"}, [(r["stage"], r["why"]) for r in rows]
     # the manifest says where the stage was written; nothing reads that path back
     (train,) = plan_grid(load_grid(grid), new).expansion.train
-    manifest = json.loads((new / "checkpoints" / train.key / "manifest.json").read_text())
-    assert manifest["output_dir"] == str(old / "checkpoints" / train.key)  # where it was written
+    manifest = read_manifest(new / "checkpoints" / train.key)
+    assert manifest.output_dir == str(old / "checkpoints" / train.key)  # where it was written
     stage = _preempted(new, train.key)
     again = _bench("train", "--grid", grid, "--results", "elsewhere", cwd=new.parent)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    manifest = json.loads((stage / "manifest.json").read_text())
-    assert manifest["resumed_from"].endswith("checkpoint-2")
+    manifest = read_manifest(stage)
+    assert manifest.resumed_from.endswith("checkpoint-2")
     rows = json.loads(_bench("grid", "show", grid, "--results", new, "--json").stdout)
     assert {r["status"] for r in rows} == {"done"}
 

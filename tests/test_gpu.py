@@ -84,8 +84,8 @@ def _lora_b_moved(stage_dir: Path) -> bool:
 @pytest.mark.parametrize("target", ["rtx2080ti", "h100"])  # fp16 + GradScaler; bf16
 def test_qlora_trains_under_the_targets_dtype(target, tmp_path, tiny_llama):
     manifest = _train("distill", tiny_llama, tmp_path, target, mode="qlora")
-    assert manifest["mode"] == "qlora" and manifest["steps"] == 2
-    assert all(math.isfinite(x) for x in manifest["losses"]), manifest["losses"]
+    assert manifest.mode == "qlora" and manifest.steps == 2
+    assert all(math.isfinite(x) for x in manifest.losses), manifest.losses
     assert _lora_b_moved(tmp_path / "distill")
 
 
@@ -106,7 +106,7 @@ def test_bf16_loads_with_flash_attention_2_when_installed_else_sdpa(cuda, tiny_l
 def test_planned_peak_bounds_the_measured_peak(cuda, tmp_path, bundled_model):
     manifest = _train("distill", bundled_model, tmp_path, "h100")
     measured = cuda.cuda.max_memory_allocated() / 1e9
-    planned = manifest["planned_memory_gb"]
+    planned = manifest.planned_memory_gb
     print(f"planned {planned:.3f} GB, measured max_memory_allocated {measured:.3f} GB")
     assert planned and 0 < measured <= planned
 
@@ -114,7 +114,7 @@ def test_planned_peak_bounds_the_measured_peak(cuda, tmp_path, bundled_model):
 @needs_vllm
 def test_grpo_with_vllm_colocate(tmp_path, tiny_llama):
     manifest = _train("grpo", tiny_llama, tmp_path, "h100", use_vllm="true")
-    assert manifest["steps"] == 1 and manifest["plan"]
+    assert manifest.steps == 1 and manifest.plan
 
 
 @needs_vllm

@@ -14,6 +14,7 @@ import pytest
 from bad_input_cases import BENCH
 
 from leaderboards._synthetic import write_eval_cell
+from leaderboards.sidecar import read_failure
 
 
 def bench(*args, cwd: Path, env: dict | None = None, timeout: float = 120):
@@ -277,7 +278,7 @@ def test_disk_full_in_a_cell_says_so_and_the_next_cells_still_run(tmp_path, monk
     assert all(o.status == "failed" and o.detail.startswith("disk full") for o in outcomes)
     failures = sorted((results / "failures").glob("*")) if (results / "failures").exists() else []
     for f in failures:  # never a 0-byte or cut-off file
-        assert json.loads(f.read_text())["error"].startswith("disk full writing")
+        assert read_failure(f).error.startswith("disk full writing")
     assert len(failures) == (0 if room == "none" else 2)
 
 

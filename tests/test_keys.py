@@ -151,7 +151,9 @@ def test_first_difference_names_the_field_with_both_values():
     assert first_difference({"a": 1}, {"a": 1, "b": 2}) == "b added (2)"
 
 
-def test_grid_show_names_the_first_changed_field_and_the_parent_for_descendants(tmp_path):
+def test_grid_show_names_the_first_changed_field_and_the_parent_for_descendants(
+    tmp_path, stage_manifest
+):
     results = tmp_path / "results"
     old = expand(load_grid(write(tmp_path)))
     for cell in old.train:  # records as a finished run of the old config would have left them
@@ -165,8 +167,7 @@ def test_grid_show_names_the_first_changed_field_and_the_parent_for_descendants(
             ),
             results,
         )
-        (results / "checkpoints" / cell.key).mkdir(parents=True)
-        (results / "checkpoints" / cell.key / "manifest.json").write_text("{}")
+        stage_manifest(results / "checkpoints" / cell.key)
     path = write(tmp_path, steps={"distill": {"max_steps": 3, "learning_rate": 1.0e-4}})
     out = subprocess.run(
         [
@@ -263,13 +264,16 @@ def test_trust_remote_code_reaches_training_from_the_zoo(tmp_path, monkeypatch):
     import harness.runner as runner
     import trainers
 
-    monkeypatch.setattr(
-        trainers, "train_stage", lambda method, config, **kw: seen.update(config) or {}
-    )
+    class Trained(Exception):  # the fake trainer stops the cell once it has the config
+        pass
+
+    def train_stage(method, config, **kw):
+        seen.update(config)
+        raise Trained
+
+    monkeypatch.setattr(trainers, "train_stage", train_stage)
     monkeypatch.setattr(zoo, "materialize", lambda name: tmp_path)
-    with pytest.raises(
-        FileNotFoundError
-    ):  # the fake trainer wrote no stage dir: stop after the call
+    with pytest.raises(Trained):
         runner._train(cell, load_grid(write(tmp_path)), tmp_path / "results")
     assert seen["trust_remote_code"] is True
 

@@ -159,8 +159,8 @@ def test_no_template_model_trains_on_plain_text_with_max_length_clipped(
     assert clipped == [
         "sft: max_length 4096 exceeds tiny-random-gpt2's context 1024; clipped to 1024"
     ]
-    assert m["steps"] == 2 and all(math.isfinite(x) for x in m["losses"])
-    assert m["plan"]["seq_len"] == 1024
+    assert m.steps == 2 and all(math.isfinite(x) for x in m.losses)
+    assert m.plan["seq_len"] == 1024
 
 
 # --- DPO: both preference layouts ---------------------------------------------------------------

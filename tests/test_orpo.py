@@ -45,12 +45,12 @@ def test_orpo_trains_in_a_grid_on_verifier_pairs_and_records_it(tmp_path, tiny_l
     out = stage_dir(results, cell.key)
 
     m = read_manifest(out)
-    assert (m["method"], m["mode"], m["adapter"], m["steps"]) == ("orpo", "lora", "adapter", 2)
-    assert len(m["losses"]) == 2 and all(math.isfinite(x) for x in m["losses"])
+    assert (m.method, m.mode, m.adapter, m.steps) == ("orpo", "lora", "adapter", 2)
+    assert len(m.losses) == 2 and all(math.isfinite(x) for x in m.losses)
     # a random model is never right: every prompt pairs the teacher's trace against a sample
-    assert m["data"]["rows"] == 4 and m["data"]["source"].startswith("pairs(math verifier")
+    assert m.data["rows"] == 4 and m.data["source"].startswith("pairs(math verifier")
     assert len(read_train_rows(out)) == 4
-    assert m["plan"]["method"] == "orpo" and m["planned_memory_gb"] > 0
+    assert m.plan["method"] == "orpo" and m.planned_memory_gb > 0
     norms = lora_b_norms(out / "adapter")
     assert norms and all(n > 0 for n in norms.values())  # peft initialises every B at zero
 
@@ -65,7 +65,7 @@ def test_orpo_trains_in_a_grid_on_verifier_pairs_and_records_it(tmp_path, tiny_l
 
     record = load_record(record_file(results, "train", cell.key))
     assert (record.kind, record.stage, record.recipe) == ("train", "orpo", ["orpo"])
-    assert record.checkpoint == str(out) and record.train_metrics["steps"] == 2.0
+    assert record.checkpoint == str(out) and record.train.steps == 2
     assert record.method_configs["orpo"]["method"] == "orpo"
     assert record.method_configs["orpo"]["beta"] == BETA
     # keyed as the config class says: its VERSION, and verifier versions (VERIFIER_DRIVEN)

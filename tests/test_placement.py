@@ -139,7 +139,7 @@ def test_fsdp_ranks_have_a_process_group_before_the_model_loads(tmp_path, tiny_l
         assert seen == {"group": 2, "device_map": "None", "fsdp_loading": True}
 
 
-def test_an_evaluated_lora_stage_runs_merged_weights(tmp_path, tiny_llama):
+def test_an_evaluated_lora_stage_runs_merged_weights(tmp_path, tiny_llama, stage_manifest):
     """HF evaluation of a LoRA stage merges the adapter at load (one matmul per Linear, not
     three) and computes what base + adapter computes."""
     import torch
@@ -155,7 +155,7 @@ def test_an_evaluated_lora_stage_runs_merged_weights(tmp_path, tiny_llama):
                 p.normal_(0, 0.05)
     stage = tmp_path / "stage"
     peft_model.save_pretrained(stage / "adapter")
-    (stage / "manifest.json").write_text(json.dumps({"base_weights": str(tiny_llama)}))
+    stage_manifest(stage, base_weights=str(tiny_llama), adapter="adapter")
     ids = torch.tensor([[1, 5, 9, 3, 7]])
     with torch.no_grad():
         expected = peft_model.eval()(input_ids=ids).logits

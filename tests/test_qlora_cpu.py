@@ -22,7 +22,7 @@ def test_qlora_sft_stage_trains_adapters_over_a_4bit_model(tmp_path, tiny_llama)
         output_dir=tmp_path / "sft",
     )
     assert_trained(m, 2)
-    assert m["mode"] == "qlora" and m["plan"]["mode"] == "qlora"
+    assert m.mode == "qlora" and m.plan["mode"] == "qlora"
 
 
 def test_qlora_dpo_stage_trains(tmp_path, tiny_llama):

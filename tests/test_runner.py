@@ -15,6 +15,7 @@ from harness.api import run_grid
 from harness.grid import expand, load_grid
 from harness.runner import plan_grid
 from leaderboards.record import load_record
+from leaderboards.sidecar import read_failure
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
 
@@ -119,7 +120,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, tiny_llama):
     plan, outcome = run_grid(grid, results=results)
     assert sorted(o.status for o in outcome.values()) == ["done", "failed"]
     failures = list((results / "failures").glob("*.json"))
-    assert len(failures) == 1 and "broken-model" in json.loads(failures[0].read_text())["cell"]
+    assert len(failures) == 1 and read_failure(failures[0]).model_id == "broken-model"
     again = plan_grid(load_grid(grid), results)
     status = {c.model: again.status[c.key].why for c in plan.todo}
     assert status["broken-model"].startswith("failed before")

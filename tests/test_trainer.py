@@ -14,6 +14,7 @@ import pytest
 
 from trainers import METHODS, method_config, train_stage
 from trainers._config import resolve
+from trainers.manifest import Manifest, read_manifest
 
 FAST = {"effective_batch": 4, "max_length": 96, "learning_rate": 1e-2, "save_steps": 100}
 
@@ -25,10 +26,10 @@ def lora_b_norms(adapter_dir: Path) -> dict[str, float]:
     return {k: float(v.norm()) for k, v in tensors.items() if "lora_B" in k}
 
 
-def assert_trained(manifest: dict, steps: int) -> None:
-    assert manifest["steps"] == steps
-    assert len(manifest["losses"]) == steps and all(math.isfinite(x) for x in manifest["losses"])
-    norms = lora_b_norms(Path(manifest["output_dir"]) / "adapter")
+def assert_trained(manifest: Manifest, steps: int) -> None:
+    assert manifest.steps == steps
+    assert len(manifest.losses) == steps and all(math.isfinite(x) for x in manifest.losses)
+    norms = lora_b_norms(Path(manifest.output_dir) / "adapter")
     assert norms and all(n > 0 for n in norms.values())  # peft initialises every B at zero
 
 
@@ -91,7 +92,7 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path, tiny_llama):
     longer = train_stage(
         "sft", {**config, "max_steps": 3}, base_model=tiny_llama, parent=None, output_dir=out
     )
-    assert longer["steps"] == 3 and longer["resumed_from"].endswith("checkpoint-2")
+    assert longer.steps == 3 and longer.resumed_from.endswith("checkpoint-2")
 
 
 def test_missing_column_names_file_column_and_fix(tmp_path, tiny_llama):
@@ -201,18 +202,16 @@ def test_sft_packs_trains_and_writes_a_manifest(tmp_path, tiny_llama):
     expected = hashlib.sha256(
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
     ).hexdigest()
-    assert m["data"] == {"source": str(data), "rows": 12, "sha256": expected}
-    assert m["method"] == "sft" and m["seed"] == 3 and m["parent"] is None and m["mode"] == "lora"
-    assert m["base_weights"] == str(tiny_llama) and m["tokens"] > 0 and m["tokens_per_s"] > 0
-    assert m["peak_memory_gb"]["after_train"] >= m["peak_memory_gb"]["after_load"] > 0
+    assert m.data == {"source": str(data), "rows": 12, "sha256": expected}
+    assert m.method == "sft" and m.seed == 3 and m.parent is None and m.mode == "lora"
+    assert m.base_weights == str(tiny_llama) and m.tokens > 0 and m.tokens_per_s > 0
+    assert m.peak_memory_gb["after_train"] >= m.peak_memory_gb["after_load"] > 0
     # the stage's own peaks, split: host RSS (the CPU figure above), no CUDA figure on CPU
-    assert m["peak_rss_bytes"] / 1e9 == pytest.approx(m["peak_memory_gb"]["after_train"], abs=1e-3)
-    assert m["peak_cuda_bytes"] is None
-    assert (
-        m["planned_memory_gb"] > 0 and m["plan"]["per_device_batch"] * m["plan"]["grad_accum"] == 4
-    )
-    assert {"torch", "transformers", "trl", "peft"} <= set(m["packages"])
-    assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(m, default=str))
+    assert m.peak_rss_bytes / 1e9 == pytest.approx(m.peak_memory_gb["after_train"], abs=1e-3)
+    assert m.peak_cuda_bytes is None
+    assert m.planned_memory_gb > 0 and m.plan["per_device_batch"] * m.plan["grad_accum"] == 4
+    assert {"torch", "transformers", "trl", "peft"} <= set(m.packages)
+    assert read_manifest(out).to_dict() == json.loads(json.dumps(m.to_dict(), default=str))
     saved = resolve(method_config("sft"), out / "config.yaml")
     assert saved.max_grad_norm == 0.5 and saved.packing and saved.output_dir == str(out)
     assert (out / "adapter" / "tokenizer_config.json").exists() and not (out / "merged").exists()
@@ -243,7 +242,7 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
     # 8 items per level, less those that repeat a leaderboard test question (level 1's space is small)
     kept = [i for i in generate(8, seed=0, levels=(1, 2)) if i["question"] not in test_questions()]
     assert len(kept) == 12
-    assert distill["data"]["rows"] == len(kept) and distill["data"]["source"].startswith(
+    assert distill.data["rows"] == len(kept) and distill.data["source"].startswith(
         "arithmetic(levels=1,2"
     )
     # the stage writes the text of every row it trained on (trl tokenized them: decoded back)
@@ -281,9 +280,9 @@ def test_distill_with_kl_then_grpo_chains_on_merged_weights(tmp_path, tiny_qwen2
     assert len(prompts) == 2 and all("<think>" not in p and p for p in prompts)
     merged = tmp_path / "distill" / "merged"
     # kept relative to the stage folder: a moved results folder still finds its parent
-    assert g["base_weights"] == "../distill/merged" and g["parent"] == "../distill"
-    assert g["output_dir"] == str((tmp_path / "grpo").resolve())
-    assert g["base_model"] == str(tiny_qwen2)
+    assert g.base_weights == "../distill/merged" and g.parent == "../distill"
+    assert g.output_dir == str((tmp_path / "grpo").resolve())
+    assert g.base_model == str(tiny_qwen2)
 
     # the parent's merged weights are base + its adapter, not the base
     from safetensors.torch import load_file
@@ -336,7 +335,7 @@ def test_dpo_builds_pairs_with_the_verifier_and_trains(tmp_path, tiny_llama):
     assert_trained(m, 2)
     assert len(read_train_rows(tmp_path / "dpo")) == 4
     # a random model is never right: every prompt pairs the teacher's trace against a sample
-    assert m["data"]["rows"] == 4 and m["data"]["source"].startswith("pairs(math verifier")
+    assert m.data["rows"] == 4 and m.data["source"].startswith("pairs(math verifier")
 
 
 def test_grpo_rewards_are_the_task_verifier():
@@ -478,7 +477,6 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     import trainers.grpo as grpo
     from trainers._rollout import cpu_has_bf16
     from trainers._rollout_trainer import CopyRolloutTrainer
-    from trainers.manifest import read_manifest
 
     def length(completions, **_):
         return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
@@ -520,8 +518,8 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     # the manifest says which copy sampled (auto resolved on this machine), as the key does
-    assert m["machine_settings"] == {"rollout_dtype": "bf16" if cpu_has_bf16() else "fp32"}
-    assert read_manifest(tmp_path)["machine_settings"] == m["machine_settings"]
+    assert m.machine_settings == {"rollout_dtype": "bf16" if cpu_has_bf16() else "fp32"}
+    assert read_manifest(tmp_path).machine_settings == m.machine_settings
     for _, copy_weight, policy_weight, (completions, logprobs) in seen:
         # synced: the copy is the policy's merged weights as they are after the last update
         assert copy_weight.dtype == dtype
@@ -622,7 +620,7 @@ def test_early_stopping_on_eval_loss(tmp_path, tiny_llama):
         parent=None,
         output_dir=tmp_path / "es",
     )
-    assert m["steps"] == 2 and m["stopped_early"] is True
+    assert m.steps == 2 and m.stopped_early is True
     with pytest.raises(ValueError, match="early_stopping_patience' needs eval_fraction"):
         train_stage(
             "sft",

@@ -17,6 +17,7 @@ import yaml
 from trainers import train_stage
 from trainers._config import resolve
 from trainers.launch import launch_command
+from trainers.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,11 +79,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_llama):
 
     from trainers.sft import SFTConfig, main
 
-    manifest = main(resolve(SFTConfig, config_file)).to_dict()
-    assert manifest["steps"] == 8
-    assert manifest["resumed_from"].endswith(f"checkpoint-{done[-1]}")
-    assert len(manifest["losses"]) == 8 - done[-1]  # only the steps this run trained
-    assert json.loads((out / "manifest.json").read_text())["steps"] == 8
+    manifest = main(resolve(SFTConfig, config_file))
+    assert manifest.steps == 8
+    assert manifest.resumed_from.endswith(f"checkpoint-{done[-1]}")
+    assert len(manifest.losses) == 8 - done[-1]  # only the steps this run trained
+    assert read_manifest(out).steps == 8
 
 
 def test_launch_commands_per_topology(tmp_path):
@@ -127,12 +128,9 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_llama, mode):
         parent=None,
         output_dir=tmp_path / "ddp",
     )
-    assert m["world_size"] == 2 and m["steps"] == 2 and len(m["losses"]) == 2
-    assert m["mode"] == mode
-    assert (
-        m["plan"]["topology"] == "ddp"
-        and m["plan"]["per_device_batch"] * m["plan"]["grad_accum"] == 2
-    )
+    assert m.world_size == 2 and m.steps == 2 and len(m.losses) == 2
+    assert m.mode == mode
+    assert m.plan["topology"] == "ddp" and m.plan["per_device_batch"] * m.plan["grad_accum"] == 2
     b = {
         k: v
         for k, v in load_file(

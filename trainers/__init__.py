@@ -29,11 +29,13 @@ from typing import Any
 
 import bench_core  # noqa: F401 - its logging setup, before anything imports peft
 from trainers._config import FieldError, field_docs
+from trainers.manifest import Manifest
 from trainers.methods import METHODS, method_config
 
 __all__ = [
     "METHODS",
     "FieldError",
+    "Manifest",
     "field_docs",
     "method_config",
     "machine_settings",
@@ -88,7 +90,7 @@ def train_stage(
     target: str = "cpu",
     seed: int = 0,
     progress: Callable[[int, int, float | None], None] | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """Train one stage and return its manifest (also written to ``output_dir/manifest.json``).
 
     ``config`` holds the method's fields (a grid's method config); ``base_model`` is the
@@ -124,7 +126,7 @@ def train_stage(
         main = importlib.import_module(f"trainers.{method}").main
         token = STEP_PROGRESS.set(progress)
         try:
-            return main(cfg).to_dict()
+            return main(cfg)
         finally:
             STEP_PROGRESS.reset(token)
     return _launch(method, cfg, save_config)
@@ -154,7 +156,7 @@ def _one_gpu() -> None:
     os.environ.update(env)
 
 
-def _launch(method: str, cfg: Any, save_config) -> dict[str, Any]:
+def _launch(method: str, cfg: Any, save_config) -> Manifest:
     import os
 
     import torch

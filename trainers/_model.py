@@ -10,7 +10,6 @@ directory or a stage directory (see :func:`resolve_stage`), so a checkpoint load
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -83,15 +82,15 @@ def resolve_stage(path: str | Path) -> tuple[Path, Path | None]:
         return path, None
     if (path / MERGED / "config.json").exists():
         return path / MERGED, None
-    data = json.loads(manifest.read_text())
+    from trainers.manifest import read_manifest, stage_path
+
+    base_weights = read_manifest(path).base_weights
     adapter = path / ADAPTER
     if not (adapter / "adapter_config.json").exists():
         raise ValueError(
             f"{path}: stage has neither {MERGED}/ nor {ADAPTER}/; retrain it or restore the files"
         )
-    from trainers.manifest import stage_path
-
-    return stage_path(data["base_weights"], path), adapter
+    return stage_path(base_weights, path), adapter
 
 
 def _drop_gguf_leftover(config: Any) -> None:
@@ -256,8 +255,9 @@ def ensure_merged(stage: str | Path) -> Path:
     weights, adapter = resolve_stage(stage)
     if adapter is None:
         return weights
-    trust = bool(json.loads((stage / MANIFEST).read_text()).get("trust_remote_code", False))
-    return merge_into(weights, adapter, merged, trust)
+    from trainers.manifest import read_manifest
+
+    return merge_into(weights, adapter, merged, read_manifest(stage).trust_remote_code)
 
 
 def merge_into(weights: Path, adapter: Path, dest: Path, trust_remote_code: bool = False) -> Path:

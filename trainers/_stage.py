@@ -256,9 +256,9 @@ class Stage:
         set_seed(cfg.seed)
         if cfg.parent:
             parent = read_manifest(cfg.parent)
-            self.base_model = parent["base_model"]
+            self.base_model = parent.base_model
             self.weights = ensure_merged(cfg.parent)
-            self.trust_remote_code = cfg.trust_remote_code or parent.get("trust_remote_code", False)
+            self.trust_remote_code = cfg.trust_remote_code or parent.trust_remote_code
         else:
             self.base_model, self.weights = str(cfg.model), Path(cfg.model)
             self.trust_remote_code = cfg.trust_remote_code

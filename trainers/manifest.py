@@ -1,7 +1,11 @@
 """The stage manifest: what a checkpoint is, where it came from and what training it cost.
 
 One ``manifest.json`` per stage directory, written last (atomically) so its presence
-means the stage finished. The harness copies it into the train run record.
+means the stage finished. The harness reads it back as a :class:`Manifest` (never as a dict)
+and keeps its training figures in the train run record (``leaderboards.record.TrainSummary``).
+A manifest written by an older bench loads through :func:`Manifest.from_dict`: fields added
+since take their defaults, and a change of meaning bumps ``MANIFEST_VERSION`` with one step in
+``_UPGRADES``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +80,56 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """A manifest as written by any bench, upgraded to this version. A ValueError names the
+        field when it is not one: a missing field, an unknown one, a wrong kind of value."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a manifest is a JSON object, not {type(data).__name__}")
+        version = data.get("manifest_version", 1)
+        if not isinstance(version, int) or version > MANIFEST_VERSION:
+            raise ValueError(
+                f"field 'manifest_version': {version!r}; this bench reads up to "
+                f"{MANIFEST_VERSION} (written by a newer bench? update bench)"
+            )
+        while data.get("manifest_version", 1) in _UPGRADES:
+            data = _UPGRADES[data.get("manifest_version", 1)](data)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in data:
+            if name not in fields:
+                raise ValueError(f"field '{name}': not a manifest field")
+        for name, f in fields.items():
+            if name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ValueError(f"field '{name}': missing")
+            elif not _fits(data[name], _KINDS[name]):
+                raise ValueError(f"field '{name}': {type(data[name]).__name__}, not {f.type}")
+        return cls(**data)
+
+
+# The JSON values a field's annotation admits (an int for a float: JSON writes 2.0 as 2).
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "None": (type(None),),
+    "dict": (dict,),
+    "list": (list,),
+}
+_KINDS = {
+    f.name: tuple(k for part in f.type.split("|") for k in _JSON_KINDS[part.strip().split("[")[0]])
+    for f in dataclasses.fields(Manifest)
+}
+
+# manifest_version -> the step that rewrites a manifest of that version as the next one (each
+# version adds one step here; never edit old steps). Version 1 is the first.
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
 
 def stage_relative(path: str | Path, stage_dir: str | Path) -> str:
     """A path as the manifest keeps it: relative to the stage folder when it lies beside it
@@ -110,8 +165,12 @@ def write_manifest(manifest: Manifest, stage_dir: Path) -> Path:
     return path
 
 
-def read_manifest(stage_dir: str | Path) -> dict[str, Any]:
+def read_manifest(stage_dir: str | Path) -> Manifest:
+    """The stage's manifest; a ValueError names the file when it is missing or not a manifest."""
     path = Path(stage_dir) / "manifest.json"
     if not path.exists():
         raise ValueError(f"{path}: no manifest; the stage did not finish (rerun it to resume)")
-    return json.loads(path.read_text())
+    try:
+        return Manifest.from_dict(json.loads(path.read_bytes()))
+    except (ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
+        raise ValueError(f"{path}: not a bench stage manifest ({str(e).splitlines()[0]})") from None

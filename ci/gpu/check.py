@@ -137,9 +137,9 @@ class Checks:
             output_dir=out,
             target=target,
         )
-        losses = manifest["losses"]
-        if manifest["steps"] != config.get("max_steps", base["max_steps"]):
-            raise AssertionError(f"trained {manifest['steps']} steps")
+        losses = manifest.losses
+        if manifest.steps != config.get("max_steps", base["max_steps"]):
+            raise AssertionError(f"trained {manifest.steps} steps")
         if not all(math.isfinite(x) for x in losses):
             raise AssertionError(f"non-finite loss: {losses}")
         measured = (
@@ -147,12 +147,12 @@ class Checks:
         )  # this process, this check
         return {
             "target": target,
-            "mode": manifest["mode"],
-            "steps": manifest["steps"],
+            "mode": manifest.mode,
+            "steps": manifest.steps,
             "losses": [round(x, 4) for x in losses],
-            "tokens_per_s": manifest["tokens_per_s"],
-            "planned_memory_gb": manifest["planned_memory_gb"],
-            "peak_memory_gb": manifest["peak_memory_gb"],
+            "tokens_per_s": manifest.tokens_per_s,
+            "planned_memory_gb": manifest.planned_memory_gb,
+            "peak_memory_gb": manifest.peak_memory_gb,
             "measured_peak_allocated_gb": round(measured, 3) if measured is not None else None,
             "stage_dir": str(out),
         }

@@ -73,7 +73,7 @@ def run_stage(config: dict, base: Path) -> dict:
     tokens = sum(c[2] for c in calls)
     return {
         "rollout_dtype": config["rollout_dtype"],
-        "steps": manifest["steps"],
+        "steps": manifest.steps,
         "calls": [
             {"seconds": s, "cpu_seconds": c, "tokens": n, "rollouts": k} for s, c, n, k in calls
         ],

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.math import generate
     from trainers import train_stage
     from trainers.data import level_counts
+    from trainers.manifest import Manifest, read_manifest
 
     torch.manual_seed(0)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-learning-"))
@@ -186,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_eval("base", base)
 
-    def stage(method: str, config: dict, parent: Path | None) -> dict:
+    def stage(method: str, config: dict, parent: Path | None) -> Manifest:
         if args.reuse and (out / method / "manifest.json").exists():
-            return json.loads((out / method / "manifest.json").read_text())
+            return read_manifest(out / method)
         return train_stage(method, config, base_model=base, parent=parent, output_dir=out / method)
 
     t, c = time.time(), time.process_time()
@@ -215,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     timings["train distill"] = time.time() - t
     cpu["train distill"] = time.process_time() - c
     print(
-        f"[{time.time() - t_all:6.0f}s] trained distill: {distill['steps']} steps, loss "
-        f"{distill['losses'][0]:.3f} -> {distill['final_loss']:.3f}, {distill['tokens_per_s']} tok/s",
+        f"[{time.time() - t_all:6.0f}s] trained distill: {distill.steps} steps, loss "
+        f"{distill.losses[0]:.3f} -> {distill.final_loss:.3f}, {distill.tokens_per_s} tok/s",
         flush=True,
     )
     run_eval("distill", out / "distill")
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     rewards = [e["reward"] for e in logged]
     lengths = [e.get("completions/mean_length", float("nan")) for e in logged]
     print(
-        f"[{time.time() - t_all:6.0f}s] trained grpo: {grpo['steps']} steps; rollout reward "
+        f"[{time.time() - t_all:6.0f}s] trained grpo: {grpo.steps} steps; rollout reward "
         f"{rewards[0]:.2f} -> {rewards[-1]:.2f}, mean length {lengths[0]:.0f} -> {lengths[-1]:.0f} "
         "tokens (first -> last step)",
         flush=True,

@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from leaderboards.stats import mcnemar
     from tasks.causal_nli import generate, write_csv
     from trainers import train_stage
+    from trainers.manifest import Manifest, read_manifest
 
     torch.manual_seed(0)
     t_all = time.time()
@@ -261,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    def stage(method: str, config: dict, parent: Path | None) -> dict:
+    def stage(method: str, config: dict, parent: Path | None) -> Manifest:
         if args.reuse and (out / method / "manifest.json").exists():
-            return json.loads((out / method / "manifest.json").read_text())
+            return read_manifest(out / method)
         return train_stage(method, config, base_model=base, parent=parent, output_dir=out / method)
 
     run_eval("base", base)
@@ -288,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     timings["train sft"] = time.time() - t
     print(
-        f"[{time.time() - t_all:6.0f}s] trained sft: {sft['steps']} steps, loss "
-        f"{sft['losses'][0]:.3f} -> {sft['final_loss']:.3f}, {sft['tokens_per_s']} tok/s",
+        f"[{time.time() - t_all:6.0f}s] trained sft: {sft.steps} steps, loss "
+        f"{sft.losses[0]:.3f} -> {sft.final_loss:.3f}, {sft.tokens_per_s} tok/s",
         flush=True,
     )
     run_eval("sft", out / "sft")
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     rewards = [e["reward"] for e in logged]
     lengths = [e.get("completions/mean_length", float("nan")) for e in logged]
     grpo_line = (
-        f"grpo: {grpo['steps']} steps x {rollouts} rollouts; rollout reward {rewards[0]:.2f} -> "
+        f"grpo: {grpo.steps} steps x {rollouts} rollouts; rollout reward {rewards[0]:.2f} -> "
         f"{rewards[-1]:.2f}, mean length {lengths[0]:.1f} -> {lengths[-1]:.1f} tokens (first -> last step)"
     )
     print(f"[{time.time() - t_all:6.0f}s] trained {grpo_line}", flush=True)

@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     model,
                     Path(tmp) / f"setting-{i}",
                 ).result()
-            results[name] = m["tokens_per_s"]
+            results[name] = m.tokens_per_s
             print(
-                f"{name:22s} tokens/s {m['tokens_per_s']:8.1f}  tokens {m['tokens']:7d}  "
-                f"final loss {m['final_loss']:.3f}  peak RSS {m['peak_memory_gb']['after_train']:.2f} GB  "
+                f"{name:22s} tokens/s {m.tokens_per_s:8.1f}  tokens {m.tokens:7d}  "
+                f"final loss {m.final_loss:.3f}  peak RSS {m.peak_memory_gb['after_train']:.2f} GB  "
                 f"stage wall {time.time() - t0:.1f} s"
             )
     for name in list(settings)[1:]:
