@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -103,7 +102,7 @@ def weights_cmd(
         return
     from leaderboards.analysis_render import weights_markdown
 
-    typer.echo(weights_markdown(json.loads(text)) + f"\n{diff.seconds:.1f}s")
+    typer.echo(weights_markdown(diff.document()) + f"\n{diff.seconds:.1f}s")
 
 
 @analyze_app.command("behavior")
@@ -128,9 +127,7 @@ def behavior_cmd(
 
     docs = analyze_behavior(results, cell or None, ks=_ints(k, "--k"), store=store)
     if as_json:
-        from leaderboards.analysis_store import json_safe
-
-        _print_json(json_safe(docs))
+        _print_json([d.model_dump(mode="json") for d in docs])
         return
     from leaderboards.analysis_render import behavior_markdown
 

@@ -195,7 +195,7 @@ def analyze_weights(
         "stage_a": ca.stage,
         "stage_b": cb.stage,
     }
-    doc = diff.to_dict()
+    doc = diff.document()
     if heatmap is not None:
         from leaderboards.analysis_render import heatmap_png
 
@@ -206,7 +206,7 @@ def analyze_weights(
     return diff
 
 
-def _store(results: Path, name: str, doc: dict) -> None:
+def _store(results: Path, name: str, doc) -> None:
     from leaderboards.analysis_store import write_analysis
     from leaderboards.store import ingest
 
@@ -236,8 +236,11 @@ def analyze_behavior(
     ks: list[int] | None = None,
     store: bool = False,
     seed: int = 0,
-) -> list[dict]:
-    """Behaviour documents per selected cell × task, each with its comparison to the parent stage."""
+):
+    """Behaviour documents (``leaderboards.analysis_doc.BehaviorDoc``) per selected cell × task,
+    each with its comparison to the parent stage."""
+    from leaderboards.analysis_doc import BehaviorDoc
+    from leaderboards.analysis_store import json_safe
     from leaderboards.behavior import behavior, compare_behavior, load_samples
     from leaderboards.board import parent_stage
     from leaderboards.samples import resolve_samples_file
@@ -280,14 +283,7 @@ def analyze_behavior(
             b = measured(key, task)
             if b is None:
                 continue
-            doc = {
-                "kind": "behavior",
-                "model_id": key[0],
-                "stage": key[1],
-                "task_version": task.version,
-                **b.to_dict(),
-                "vs_parent": None,
-            }
+            vs_parent = None
             prec = latest[(key[0], parent)][0] if parent and (key[0], parent) in latest else None
             ptask = (
                 next(
@@ -300,9 +296,20 @@ def analyze_behavior(
             pb = measured((key[0], parent), ptask) if ptask else None
             if pb is not None:
                 try:
-                    doc["vs_parent"] = compare_behavior(pb, b, seed=seed) | {"parent_stage": parent}
+                    vs_parent = compare_behavior(pb, b, seed=seed) | {"parent_stage": parent}
                 except ValueError:
-                    doc["vs_parent"] = None  # no shared prompts: nothing to pair
+                    vs_parent = None  # no shared prompts: nothing to pair
+            doc = BehaviorDoc.model_validate(
+                json_safe(
+                    {
+                        "model_id": key[0],
+                        "stage": key[1],
+                        "task_version": task.version,
+                        **b.to_dict(),
+                        "vs_parent": vs_parent,
+                    }
+                )
+            )
             docs.append(doc)
             if store:
                 from leaderboards.analysis_store import write_analysis

@@ -1,7 +1,7 @@
 """Renderers for ``bench analyze``: Markdown tables, the layer × module heatmap, pass@k curves.
 
-They take the JSON-ready dicts (``WeightDiff.to_dict()``, behaviour documents), so the
-board renders the same panels from what the store holds. matplotlib (Agg) is imported lazily.
+They take the typed documents (``leaderboards.analysis_doc``: ``WeightDiff.document()``,
+``BehaviorDoc``), so the board renders the same panels from what the store holds. matplotlib (Agg) is imported lazily.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from html import escape
 from pathlib import Path
 
+from leaderboards.analysis_doc import BehaviorComparison, BehaviorDoc, TensorRow, WeightsDoc
 from leaderboards.weights import MODULE_ORDER
 
 __all__ = [
@@ -38,15 +39,15 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def weights_markdown(doc: dict) -> str:
-    tols, s = doc["tolerances"], doc["summary"]
+def weights_markdown(doc: WeightsDoc) -> str:
+    tols, s = doc.tolerances, doc.summary
     out = [
-        f"### Weights: {doc['a']} → {doc['b']}",
+        f"### Weights: {doc.a} → {doc.b}",
         "",
-        f"{s['n_tensors']} tensors, {s['numel']:,} parameters; Δ in {doc['dtype']} ({doc['mode']}); "
-        f"rel ‖ΔW‖ = {_f(s['rel_norm'])}; sparsity "
-        + ", ".join(f"@{k}: {_f(v)}" for k, v in s["sparsity"].items())
-        + (f"; rank ratio {_f(s['rank_ratio'])}" if s.get("rank_ratio") is not None else ""),
+        f"{s.n_tensors} tensors, {s.numel:,} parameters; Δ in {doc.dtype} ({doc.mode}); "
+        f"rel ‖ΔW‖ = {_f(s.rel_norm)}; sparsity "
+        + ", ".join(f"@{k}: {_f(v)}" for k, v in s.sparsity.items())
+        + (f"; rank ratio {_f(s.rank_ratio)}" if s.rank_ratio is not None else ""),
         "",
     ]
     head = [
@@ -58,25 +59,23 @@ def weights_markdown(doc: dict) -> str:
         "σ drift",
         "overlap",
     ]
-    for what in ("modules", "layers"):
-        key = "module" if what == "modules" else "layer"
+    for key, groups in (("module", doc.modules), ("layer", doc.layers)):
         rows = [
             [
-                str(g[key]),
-                str(g["n_tensors"]),
-                _f(g["rel_norm"]),
-                *(_f(g["sparsity"][k]) for k in tols),
-                _f(g["rank_ratio"]),
-                _f(g["spectral_drift"]),
-                _f(g["overlap"]),
+                g.name,
+                str(g.n_tensors),
+                _f(g.rel_norm),
+                *(_f(g.sparsity.get(k)) for k in tols),
+                _f(g.rank_ratio),
+                _f(g.spectral_drift),
+                _f(g.overlap),
             ]
-            for g in doc[what]
+            for g in groups
         ]
         out += _table([key, *head[1:]], rows) + [""]
-    if doc.get("skipped"):
-        out.append(
-            f"skipped: {len(doc['skipped'])} tensor(s), e.g. {doc['skipped'][0]['name']} ({doc['skipped'][0]['reason']})"
-        )
+    if doc.skipped:
+        first = doc.skipped[0]
+        out.append(f"skipped: {len(doc.skipped)} tensor(s), e.g. {first.name} ({first.reason})")
     return "\n".join(out) + "\n"
 
 
@@ -97,44 +96,39 @@ _BEHAVIOR_COLS = (
 )
 
 
-def _behavior_cells(doc: dict) -> list[str]:
-    f, pk = doc["figures"], doc["pass_at_k"]
-    last = max(pk, key=int) if pk else None
-    vals = {"pass@1": pk.get("1"), "pass@n": pk.get(last) if last else None}
-    return [_f(vals[name] if key is None else f.get(key), 3) for name, key in _BEHAVIOR_COLS]
+def _behavior_cells(doc: BehaviorDoc) -> list[str]:
+    vals = {"pass@1": doc.pass_at_1, "pass@n": doc.pass_at_n}
+    return [
+        _f(vals[name] if key is None else getattr(doc.figures, key), 3)
+        for name, key in _BEHAVIOR_COLS
+    ]
 
 
-def behavior_markdown(docs: list[dict]) -> str:
-    out = [f"### Behaviour ({docs[0]['length_unit']})" if docs else "### Behaviour", ""]
+def behavior_markdown(docs: list[BehaviorDoc]) -> str:
+    out = [f"### Behaviour ({docs[0].length_unit})" if docs else "### Behaviour", ""]
     head = ["model", "stage", "task", "n", *(c for c, _ in _BEHAVIOR_COLS)]
     out += _table(
         head,
         [
-            [
-                d["model_id"],
-                d["stage"],
-                d["task"],
-                str(d["figures"]["samples_per_prompt"]),
-                *_behavior_cells(d),
-            ]
+            [d.model_id, d.stage, d.task, str(d.figures.samples_per_prompt), *_behavior_cells(d)]
             for d in docs
         ],
     )
     for d in docs:
-        c = d.get("vs_parent")
-        if not c:
+        c = d.vs_parent
+        if c is None:
             continue
         out += [
             "",
-            f"**{d['model_id']}/{d['stage']} vs parent on {d['task']}** ({c['n_shared']} shared prompts; "
-            f"crossover k: {c['crossover_k'] or 'none'})",
+            f"**{d.model_id}/{d.stage} vs parent on {d.task}** ({c.n_shared} shared prompts; "
+            f"crossover k: {c.crossover_k or 'none'})",
             "",
         ]
         out += _table(
             ["figure", "Δ", "95% CI"],
             [
-                [k, _f(v["delta"], 3), f"[{_f(v['ci'][0], 3)}, {_f(v['ci'][1], 3)}]"]
-                for k, v in c["deltas"].items()
+                [k, _f(v.delta, 3), f"[{_f(v.ci[0], 3)}, {_f(v.ci[1], 3)}]"]
+                for k, v in c.deltas.items()
             ],
         )
         out += [""] + _table(
@@ -142,36 +136,34 @@ def behavior_markdown(docs: list[dict]) -> str:
             [
                 [
                     k,
-                    str(t["both"]),
-                    str(t["parent_only"]),
-                    str(t["child_only"]),
-                    str(t["neither"]),
-                    _f(t["p"], 3),
+                    str(t.both),
+                    str(t.parent_only),
+                    str(t.child_only),
+                    str(t.neither),
+                    _f(t.p, 3),
                 ]
-                for k, t in c["solved_at_k"].items()
+                for k, t in c.solved_at_k.items()
             ],
         )
     return "\n".join(out) + "\n"
 
 
-def heat_grid(tensors: list[dict], field: str = "rel_norm", tol: str | None = None):
+def heat_grid(tensors: list[TensorRow], field: str = "rel_norm", tol: str | None = None):
     """(row labels, module labels, values): mean over the tensors of each layer × module; '-' holds
     the tensors outside layers (embeddings, final norm, lm_head)."""
-    mods = [m for m in MODULE_ORDER if any(t["module"] == m for t in tensors)]
-    layers = sorted({t["layer"] for t in tensors if t["layer"] is not None})
-    rows = ([None] if any(t["layer"] is None for t in tensors) else []) + layers
+    mods = [m for m in MODULE_ORDER if any(t.module == m for t in tensors)]
+    layers = sorted({t.layer for t in tensors if t.layer is not None})
+    rows = ([None] if any(t.layer is None for t in tensors) else []) + layers
 
-    def value(t):
-        return t["sparsity"][tol] if field == "sparsity" else t[field]
+    def value(t: TensorRow):
+        return t.sparsity.get(tol) if field == "sparsity" else getattr(t, field)
 
     grid = []
     for r in rows:
         line = []
         for m in mods:
             vs = [
-                value(t)
-                for t in tensors
-                if t["layer"] == r and t["module"] == m and value(t) is not None
+                value(t) for t in tensors if t.layer == r and t.module == m and value(t) is not None
             ]
             line.append(sum(vs) / len(vs) if vs else math.nan)
         grid.append(line)
@@ -200,14 +192,14 @@ def _plt():
     return plt
 
 
-def heatmap_png(doc: dict, path: str | Path | None = None) -> bytes:
+def heatmap_png(doc: WeightsDoc, path: str | Path | None = None) -> bytes:
     """Two panels, layer × module: relative ‖ΔW‖ and update density (1 − sparsity) at the first tolerance."""
     import numpy as np
 
     plt = _plt()
-    tol = doc["tolerances"][0]
-    rows, mods, rel = heat_grid(doc["tensors"], "rel_norm")
-    _, _, sp = heat_grid(doc["tensors"], "sparsity", tol)
+    tol = doc.tolerances[0]
+    rows, mods, rel = heat_grid(doc.tensors, "rel_norm")
+    _, _, sp = heat_grid(doc.tensors, "sparsity", tol)
     fig, axes = plt.subplots(
         1, 2, figsize=(3 + 0.9 * len(mods), 1.6 + 0.22 * len(rows)), squeeze=False
     )
@@ -221,27 +213,27 @@ def heatmap_png(doc: dict, path: str | Path | None = None) -> bytes:
         ax.set_ylabel("layer")
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.suptitle(f"{doc.get('meta', {}).get('label') or doc['a'] + ' → ' + doc['b']}", fontsize=9)
+    fig.suptitle(doc.label, fontsize=9)
     return _png(fig, path)
 
 
 def passk_png(
-    cmp: dict, path: str | Path | None = None, labels: tuple[str, str] = ("parent", "child")
+    cmp: BehaviorComparison,
+    path: str | Path | None = None,
+    labels: tuple[str, str] = ("parent", "child"),
 ) -> bytes:
     plt = _plt()
-    ks = sorted(int(k) for k in cmp["pass_at_k"])
+    ks = sorted(int(k) for k in cmp.pass_at_k)
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
     for who, label in zip(("parent", "child"), labels, strict=True):
-        ax.plot(ks, [cmp["pass_at_k"][str(k)][who] for k in ks], marker="o", label=label)
-    if cmp.get("crossover_k"):
-        ax.axvline(
-            cmp["crossover_k"], color="0.5", ls=":", label=f"crossover k={cmp['crossover_k']}"
-        )
+        ax.plot(ks, [getattr(cmp.pass_at_k[str(k)], who) for k in ks], marker="o", label=label)
+    if cmp.crossover_k:
+        ax.axvline(cmp.crossover_k, color="0.5", ls=":", label=f"crossover k={cmp.crossover_k}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples)")
     ax.set_ylabel("pass@k")
-    ax.set_title(cmp["task"], fontsize=9)
+    ax.set_title(cmp.task, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig, path)
@@ -256,25 +248,26 @@ def _img(data: bytes, caption: str) -> str:
 
 
 def panels_html(panels: dict | None) -> str:
-    """The board's analysis sections: a weight panel per stage transition, a behaviour panel per cell."""
+    """The board's analysis sections (``analysis_store.board_panels``): a weight panel per stage
+    transition, a behaviour panel per cell."""
     if not panels or not (panels.get("weights") or panels.get("behavior")):
         return ""
     out = []
-    if panels.get("weights"):
+    weights: list[WeightsDoc] = panels.get("weights") or []
+    if weights:
         out.append('<h2>Weights: stage transitions</h2><div class="plots" id="weights">')
-        for doc in panels["weights"]:
-            s = doc["summary"]
-            sp = ", ".join(f"@{k}: {_f(v)}" for k, v in s["sparsity"].items())
-            label = doc.get("meta", {}).get("label") or f"{doc['a']} → {doc['b']}"
+        for doc in weights:
+            s = doc.summary
+            sp = ", ".join(f"@{k}: {_f(v)}" for k, v in s.sparsity.items())
             out.append(
                 _img(
                     heatmap_png(doc),
-                    f"{label}: rel ‖ΔW‖ {_f(s['rel_norm'])}; sparsity {sp} ({doc['dtype']}, {doc['mode']})",
+                    f"{doc.label}: rel ‖ΔW‖ {_f(s.rel_norm)}; sparsity {sp} ({doc.dtype}, {doc.mode})",
                 )
             )
         out.append("</div>")
-    if panels.get("behavior"):
-        docs = panels["behavior"]
+    docs: list[BehaviorDoc] = panels.get("behavior") or []
+    if docs:
         head = "".join(
             f"<th>{escape(h)}</th>"
             for h in ("model", "stage", "task", "n", *(c for c, _ in _BEHAVIOR_COLS))
@@ -284,10 +277,10 @@ def panels_html(panels: dict | None) -> str:
             + "".join(
                 f"<td>{escape(str(x))}</td>"
                 for x in [
-                    d["model_id"],
-                    d["stage"],
-                    d["task"],
-                    d["figures"]["samples_per_prompt"],
+                    d.model_id,
+                    d.stage,
+                    d.task,
+                    d.figures.samples_per_prompt,
                     *_behavior_cells(d),
                 ]
             )
@@ -299,14 +292,11 @@ def panels_html(panels: dict | None) -> str:
         )
         figs = [
             _img(
-                passk_png(
-                    d["vs_parent"],
-                    labels=(d["vs_parent"].get("parent_stage", "parent"), d["stage"]),
-                ),
-                f"{d['model_id']}/{d['stage']} vs parent, {d['task']}: pass@k (crossover k: {d['vs_parent']['crossover_k'] or 'none'})",
+                passk_png(d.vs_parent, labels=(d.vs_parent.parent_stage or "parent", d.stage)),
+                f"{d.model_id}/{d.stage} vs parent, {d.task}: pass@k (crossover k: {d.vs_parent.crossover_k or 'none'})",
             )
             for d in docs
-            if d.get("vs_parent") and d["vs_parent"]["pass_at_k"]
+            if d.vs_parent is not None and d.vs_parent.pass_at_k
         ]
         if figs:
             out.append(f'<div class="plots" id="passk">{"".join(figs)}</div>')

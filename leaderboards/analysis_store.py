@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 
 from leaderboards._rows import insert_rows
+from leaderboards.analysis_doc import AnalysisDoc, BehaviorDoc, WeightsDoc, parse_analysis
+from leaderboards.record import one_line
 
 __all__ = [
     "ANALYSIS_DIR",
@@ -40,7 +42,7 @@ CREATE TABLE IF NOT EXISTS weight_analysis (
     dtype VARCHAR, mode VARCHAR,
     n_tensors BIGINT, numel BIGINT, rel_norm DOUBLE,
     sparsity VARCHAR,       -- JSON {tol as written: share}
-    doc VARCHAR NOT NULL    -- the whole WeightDiff.to_dict()
+    doc VARCHAR NOT NULL    -- the whole WeightsDoc (analysis_doc), at this version
 );
 CREATE TABLE IF NOT EXISTS behavior_metrics (
     source_path VARCHAR NOT NULL,
@@ -71,17 +73,20 @@ def json_safe(x):
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,249}")
 
 
-def write_analysis(results_dir: str | Path, name: str, doc: dict) -> Path:
+def write_analysis(results_dir: str | Path, name: str, doc: AnalysisDoc) -> Path:
     """Write ``results/analysis/<name>.json`` atomically (temp file + rename). ``name`` is a
-    slug of checked parts (a cell key, a task name): one file name, never a path."""
+    slug of checked parts (a cell key, a task name): one file name, never a path, and it
+    starts with the document's kind (``weights-``, ``behavior-``), which ingest reads it as."""
     if not _FILE_NAME.fullmatch(name) or ".." in name:
         raise ValueError(f"analysis name {name!r}: not a file name (no '/', '..' or spaces)")
+    if not name.startswith(f"{doc.kind}-"):
+        raise ValueError(f"analysis name {name!r}: a {doc.kind} document's starts '{doc.kind}-'")
     path = Path(results_dir) / ANALYSIS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(json_safe(doc), f, indent=2, allow_nan=False)
+            f.write(doc.model_dump_json(indent=2))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,42 +98,42 @@ def create_analysis_schema(con) -> None:
     con.execute(ANALYSIS_TABLES)
 
 
-def _weight_row(doc: dict) -> dict:
-    meta, s = doc.get("meta") or {}, doc["summary"]
+def _weight_row(doc: WeightsDoc) -> dict:
+    meta, s = doc.meta, doc.summary
     return {
-        "a": doc["a"],
-        "b": doc["b"],
-        "label": meta.get("label"),
-        "model_id": meta.get("model_id"),
-        "stage_a": meta.get("stage_a"),
-        "stage_b": meta.get("stage_b"),
-        "dtype": doc["dtype"],
-        "mode": doc["mode"],
-        "n_tensors": s["n_tensors"],
-        "numel": s["numel"],
-        "rel_norm": s["rel_norm"],
-        "sparsity": json.dumps(s["sparsity"]),
+        "a": doc.a,
+        "b": doc.b,
+        "label": meta.label,
+        "model_id": meta.model_id,
+        "stage_a": meta.stage_a,
+        "stage_b": meta.stage_b,
+        "dtype": doc.dtype,
+        "mode": doc.mode,
+        "n_tensors": s.n_tensors,
+        "numel": s.numel,
+        "rel_norm": s.rel_norm,
+        "sparsity": json.dumps(s.sparsity),
     }
 
 
-def _behavior_row(doc: dict) -> dict:
-    f, pk = doc["figures"], doc["pass_at_k"]
+def _behavior_row(doc: BehaviorDoc) -> dict:
+    f = doc.figures
     return {
-        "cell_key": doc["cell_key"],
-        "task": doc["task"],
-        "model_id": doc.get("model_id"),
-        "stage": doc.get("stage"),
-        "parent_cell": (doc.get("vs_parent") or {}).get("parent"),
-        "samples_per_prompt": f["samples_per_prompt"],
-        "score": f["score"],
-        "pass_at_1": pk.get("1"),
-        "pass_at_n": pk[max(pk, key=int)] if pk else None,
-        "reasoning_len_mean": f["reasoning_len_mean"],
-        "truncation_rate": f["truncation_rate"],
-        "distinct_answers": f["distinct_answers"],
-        "sc_confidence": f["sc_confidence"],
-        "ece": f["ece"],
-        "repetition": f["repetition"],
+        "cell_key": doc.cell_key,
+        "task": doc.task,
+        "model_id": doc.model_id,
+        "stage": doc.stage,
+        "parent_cell": doc.vs_parent.parent if doc.vs_parent else None,
+        "samples_per_prompt": f.samples_per_prompt,
+        "score": f.score,
+        "pass_at_1": doc.pass_at_1,
+        "pass_at_n": doc.pass_at_n,
+        "reasoning_len_mean": f.reasoning_len_mean,
+        "truncation_rate": f.truncation_rate,
+        "distinct_answers": f.distinct_answers,
+        "sc_confidence": f.sc_confidence,
+        "ece": f.ece,
+        "repetition": f.repetition,
     }
 
 
@@ -167,18 +172,16 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
             continue
         table, to_row = _KINDS[kind]
         try:
-            doc = json.loads(data)
-            row = {
-                "source_path": src,
-                "content_hash": digest,
-                **to_row(doc),
-                "doc": json.dumps(doc),
-            }
-        except (ValueError, KeyError, TypeError) as e:
-            warnings.warn(
-                f"{path}: analysis skipped: {type(e).__name__}: {e}", IngestWarning, stacklevel=2
-            )
+            doc = parse_analysis(data, kind)
+        except (ValueError, RecursionError) as e:  # JSON, UTF-8 and pydantic errors
+            warnings.warn(f"{path}: analysis skipped: {one_line(e)}", IngestWarning, stacklevel=2)
             continue
+        row = {
+            "source_path": src,
+            "content_hash": digest,
+            **to_row(doc),
+            "doc": doc.model_dump_json(),  # upgraded: the board reads one version
+        }
         con.execute(f"DELETE FROM {table} WHERE source_path = ?", [src])
         insert_rows(con, table, [row])
         counts["loaded"] += 1
@@ -192,13 +195,13 @@ def ingest_analysis(con, results_dir: str | Path) -> dict[str, int]:
     return counts
 
 
-def board_panels(con, board) -> dict:
+def board_panels(con, board) -> dict[str, list[AnalysisDoc]]:
     """The analyses of the models on the board: weight transitions and behaviour per cell × task."""
     models = sorted({r.model for r in board.rows})
     if not models:
         return {}
     weights = [
-        json.loads(d)
+        parse_analysis(d, "weights")
         for (d,) in con.execute(
             "SELECT doc FROM weight_analysis WHERE model_id IS NULL OR list_contains($m, model_id) "
             "ORDER BY model_id, stage_b, label",
@@ -207,7 +210,7 @@ def board_panels(con, board) -> dict:
     ]
     cells = sorted({c.cell_key for r in board.rows for c in r.cells.values()})
     behavior = [
-        json.loads(d)
+        parse_analysis(d, "behavior")
         for (d,) in con.execute(
             "SELECT doc FROM behavior_metrics WHERE list_contains($c, cell_key) ORDER BY model_id, stage, task",
             {"c": cells},

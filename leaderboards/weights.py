@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from leaderboards._weights_io import read_lora, tensor_shapes, weight_files
+from leaderboards.analysis_doc import WeightsDoc
 
 __all__ = [
     "DTYPES",
@@ -186,7 +187,11 @@ class WeightDiff:
             for m in present
         ]
 
-    def to_dict(self) -> dict:
+    def document(self) -> WeightsDoc:
+        """The comparison as ``results/analysis/weights-*.json`` holds it (NaN as null)."""
+        return WeightsDoc.model_validate(_finite(self._dict()))
+
+    def _dict(self) -> dict:
         keep = (
             "name",
             "layer",
@@ -217,7 +222,7 @@ class WeightDiff:
         }
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.to_dict()), indent=2) + "\n"
+        return self.document().model_dump_json(indent=2) + "\n"
 
 
 def _finite(x):

@@ -191,7 +191,7 @@ def _analysis_results(root: Path) -> Path:
         "stage_a": "base",
         "stage_b": "distill",
     }
-    write_analysis(root, "weights-test", diff.to_dict())
+    write_analysis(root, "weights-test", diff.document())
     return root
 
 
@@ -201,9 +201,8 @@ def analysis_page(tmp_path_factory) -> Path:
 
     root = _analysis_results(tmp_path_factory.mktemp("analysis"))
     docs = analyze_behavior(root, store=True)  # writes results/analysis/behavior-*.json and ingests
-    assert [d["stage"] for d in docs] == ["base", "distill"] and docs[1]["vs_parent"][
-        "parent"
-    ] == "cell-base"
+    assert [d.stage for d in docs] == ["base", "distill"]
+    assert docs[1].vs_parent.parent == "cell-base"
     out = root / "leaderboard.html"
     out.write_text(render(root / "bench.duckdb", "html"))
     return out

