@@ -205,7 +205,7 @@ def heatmap_png(doc: WeightsDoc, path: str | Path | None = None) -> bytes:
     )
     for ax, data, title, cmap in (
         (axes[0][0], np.array(rel), "relative ‖ΔW‖", "viridis"),
-        (axes[0][1], 1 - np.array(sp), f"density (|ΔW| > {tol}, {doc['dtype']})", "magma"),
+        (axes[0][1], 1 - np.array(sp), f"density (|ΔW| > {tol}, {doc.dtype})", "magma"),
     ):
         im = ax.imshow(data, aspect="auto", cmap=cmap, interpolation="nearest")
         ax.set_xticks(range(len(mods)), mods, rotation=45, ha="right", fontsize=8)

@@ -1,13 +1,14 @@
 """Every file bench writes across a package or process boundary is a typed, versioned model
-(issue 30): the stage manifest, the record's train summary, a stage's cell.json and a failed
-cell's failure file. Each round-trips, a file of an older version loads through its upgrade
-steps, the store's record and failure columns are the one declaration, and a failed cell is
-listed by `bench grid show` and on the board."""
+(issue 30): the stage manifest, the record's train summary, a stage's cell.json, a failed
+cell's failure file and bench analyze's documents. Each round-trips, a file of an older version
+loads through its upgrade steps, the store's record and failure columns are the one
+declaration, and a failed cell is listed by `bench grid show` and on the board."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from leaderboards._synthetic import write_eval_cell
+from leaderboards.analysis_doc import BehaviorDoc, WeightsDoc, parse_analysis
 from leaderboards.columns import FAILURE_COLUMNS, RECORD_COLUMNS
 from leaderboards.record import SCHEMA_VERSION, RunRecord, TrainSummary, load_record, write_record
 from leaderboards.sidecar import FailureRecord, StageCell, read_failure, read_stage_cell
@@ -280,6 +282,126 @@ def test_a_failure_round_trips_and_a_version_1_file_upgrades(tmp_path):
     (tmp_path / "eval-ab13.json").write_text(json.dumps(short))
     got = read_failure(tmp_path / "eval-ab13.json")
     assert (got.cell, got.traceback, got.at) == ("org/model/sft", None, None)
+
+
+# --- bench analyze's documents ---------------------------------------------------------------
+
+
+def _weights_doc() -> WeightsDoc:
+    from leaderboards.weights import TensorDiff, WeightDiff
+
+    q = TensorDiff(
+        name="model.layers.0.self_attn.q_proj.weight",
+        layer=0,
+        module="q_proj",
+        numel=6,
+        shape=[2, 3],
+        sparsity={"0": 2 / 6},
+        rel_norm=0.5,
+        sq_delta=1.0,
+        sq_a=4.0,
+    )
+    norm = TensorDiff(
+        name="model.norm.weight",
+        layer=None,
+        module="norm",
+        numel=2,
+        shape=[2],
+        sparsity={"0": 1.0},
+        rel_norm=0.0,
+        spectral_drift=math.nan,  # written as null
+        sq_delta=0.0,
+        sq_a=4.0,
+    )
+    diff = WeightDiff(a="A", b="B", dtype="fp32", mode="full", tols=["0"], tensors=[q, norm])
+    diff.meta = {"label": "m/base → m/sft", "model_id": "m", "stage_a": "base", "stage_b": "sft"}
+    return diff.document()
+
+
+def test_a_weights_document_round_trips_and_a_version_0_one_upgrades(tmp_path):
+    doc = _weights_doc()
+    # ‖ΔW‖ over ‖W_A‖ across tensors: √(1 / 8); sparsity weighted by numel: (2 + 2) / 8
+    assert doc.summary.rel_norm == pytest.approx(math.sqrt(1 / 8))
+    assert doc.summary.sparsity == {"0": pytest.approx(0.5)}
+    assert doc.tensors[1].spectral_drift is None and doc.label == "m/base → m/sft"
+    assert parse_analysis(doc.model_dump_json(), "weights") == doc
+    v0 = doc.model_dump(exclude={"schema_version", "kind"})  # as WeightDiff.to_dict wrote it
+    assert parse_analysis(json.dumps(v0), "weights") == doc
+    with pytest.raises(ValueError, match="field 'kind': 'weights', not 'behavior'"):
+        parse_analysis(doc.model_dump_json(), "behavior")  # a file named for the other kind
+
+
+BEHAVIOR_V0 = {  # as bench analyze behavior --store wrote it before the type
+    "kind": "behavior",
+    "model_id": "m",
+    "stage": "sft",
+    "task_version": "1",
+    "cell_key": "ab12",
+    "task": "math_arith",
+    "length_unit": "words (whitespace; no gen_tokens)",
+    "figures": {
+        "n_prompts": 2,
+        "n_samples": 8,
+        "samples_per_prompt": 4,
+        "score": 0.375,
+        "reasoning_len_mean": 3.0,
+        "reasoning_len_median": 3.0,
+        "answer_len_mean": 1.0,
+        "answer_len_median": 1.0,
+        "truncation_rate": None,
+        "score_completed": None,
+        "distinct_answers": 2.5,
+        "answer_entropy": 1.2,
+        "sc_confidence": 0.625,
+        "sc_accuracy": 0.5,
+        "ece": 0.375,
+        "brier": 0.15625,
+        "repetition": 0.0,
+        "repetition_n": 4,
+    },
+    "pass_at_k": {"1": 0.375, "2": 0.5, "4": 0.5},
+    "vs_parent": {
+        "parent": "cd34",
+        "child": "ab12",
+        "task": "math_arith",
+        "n_shared": 2,
+        "deltas": {"score": {"delta": 0.25, "ci": [0.0, 0.5], "p": 0.5}},
+        "solved_at_k": {
+            "1": {"both": 1, "parent_only": 0, "child_only": 1, "neither": 0, "p": 1.0}
+        },
+        "pass_at_k": {"1": {"parent": 0.25, "child": 0.375}},
+        "crossover_k": None,
+        "parent_stage": "base",
+    },
+}
+
+
+def test_a_version_0_behavior_document_upgrades_and_is_ingested(tmp_path):
+    from leaderboards.store import connect, ingest
+
+    doc = parse_analysis(json.dumps(BEHAVIOR_V0), "behavior")
+    assert isinstance(doc, BehaviorDoc) and doc.schema_version == 1
+    assert (doc.pass_at_1, doc.pass_at_n, doc.vs_parent.solved_at_k["1"].child_only) == (
+        0.375,
+        0.5,
+        1,
+    )
+    assert parse_analysis(doc.model_dump_json(), "behavior") == doc
+    results = tmp_path / "results"
+    (results / "records").mkdir(parents=True)
+    (results / "analysis").mkdir()
+    (results / "analysis" / "behavior-ab12-math_arith.json").write_text(json.dumps(BEHAVIOR_V0))
+    ingest(results)
+    con = connect(results / "bench.duckdb", read_only=True)
+    try:
+        row = con.execute(
+            "SELECT cell_key, parent_cell, pass_at_1, pass_at_n, doc FROM behavior_metrics"
+        ).fetchall()
+    finally:
+        con.close()
+    (key, parent, p1, pn, stored) = row[0]
+    assert (key, parent, p1, pn) == ("ab12", "cd34", 0.375, 0.5)
+    assert json.loads(stored)["schema_version"] == 1  # the store holds the upgraded document
 
 
 # --- a failed cell through the real CLI ------------------------------------------------------
