@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"  rollout reward per step: {' '.join(f'{r:.2f}' for r in rewards)}", flush=True)
-    rollouts = grpo.get("machine_settings", {}).get("rollout_dtype", "?")
+    rollouts = grpo.machine_settings.get("rollout_dtype", "?")
     print(f"  rollouts from: {rollouts}")
     run_eval("grpo", out / "grpo", None if args.eval_all else (args.grpo_level,))
 
