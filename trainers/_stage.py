@@ -241,7 +241,10 @@ class Stage:
     """One training stage of ``method`` under ``cfg``; see the module docstring."""
 
     def __init__(self, method: str, cfg: TrainConfig):
+        import torch
         from transformers import set_seed
+
+        from trainers._host import cpu_stage_memory
 
         self.method, self.cfg, self.t_start = method, cfg, time.time()
         self.out = Path(cfg.output_dir)
@@ -254,6 +257,8 @@ class Stage:
                 f"{method} config: set model (a model directory) or parent (a stage directory)"
             )
         set_seed(cfg.seed)
+        if not torch.cuda.is_available():  # trains on the CPU: RSS is what the plan sizes
+            cpu_stage_memory()
         if cfg.parent:
             parent = read_manifest(cfg.parent)
             self.base_model = parent.base_model
