@@ -199,16 +199,54 @@ def test_distill_kl_counts_five_full_vocabulary_fp32_tensors():
     layers = 2 * 512 * 4 * (8 * 64 + 2 * 64 + 4 * 128)  # 2 layers x seq x bytes x values/token
     kl = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False, memory=KL)
     assert kl.activations_per_sample_gb * 1e9 == layers + 512 * 1000 * 4 * 5
-    sft = plan(
-        SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False
-    )  # fused head, tiled
-    assert sft.activations_per_sample_gb * 1e9 == layers + 256 * 1000 * 4 * 2
-    assert plan(
-        SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False
-    ).activations_per_sample_gb * 1e9 == 2 * (layers + 512 * 1000 * 4 * 2)  # dpo: two sequences
+    # the fused head on a CPU: the stage's tiles of 512 positions × min(vocab, 8192) columns, of
+    # which trl's torch fallback holds 9 in fp32, once per step, whatever the batch
+    tiles = 9 * 512 * 1000 * 4
+    sft = plan(SMALL, "distill", "cpu", seq_len=512, gradient_checkpointing=False)
+    assert sft.activations_per_sample_gb * 1e9 == layers
+    assert sft.activations_gb * 1e9 == pytest.approx(sft.per_device_batch * layers + tiles)
+    # on a GPU (bf16: 2 bytes a layer value) trl's kernel is estimated per row at 256 positions
+    gpu = plan(SMALL, "distill", "h100", seq_len=512, gradient_checkpointing=False)
+    assert gpu.activations_per_sample_gb * 1e9 == layers / 2 + 256 * 1000 * 4 * 2
+    dpo = plan(SMALL, "dpo", "cpu", seq_len=512, gradient_checkpointing=False)
+    assert dpo.activations_per_sample_gb * 1e9 == 2 * layers  # two sequences, through the head
+    assert dpo.activations_gb * 1e9 == pytest.approx(dpo.per_device_batch * 2 * layers + tiles)
+    # a GPU plan of dpo keeps full-sequence logits (trl's Triton head not yet measured there)
+    dpo_gpu = plan(SMALL, "dpo", "h100", seq_len=512, gradient_checkpointing=False)
+    assert dpo_gpu.activations_per_sample_gb * 1e9 == 2 * (layers / 2 + 512 * 1000 * 4 * 2)
     # full fine-tuning with KL keeps a frozen reference copy of the weights
     full = plan(SMALL, "distill", "cpu", seq_len=512, mode="full", memory=KL)
     assert full.extra_gb == full.weights_gb == 1e6 * 4 / 1e9
+
+
+def test_grpo_on_a_cpu_plans_prompt_and_completion_and_the_merged_rollout_copy():
+    from trainers.planner import plan_config
+
+    cfg = {
+        "max_length": 128,
+        "max_completion_length": 64,
+        "num_generations": 4,
+        "effective_batch": 16,
+        "per_device_batch": 16,
+        "rollout_dtype": "bf16",
+    }
+    p = plan_config(SMALL, "grpo", "cpu", cfg)
+    # a row is the prompt (max_length) and its completion; checkpointed: each of the 2 layers'
+    # inputs (64 values a token) and one layer's 8h + 2kv + 4i values, 4 bytes each
+    seq = 128 + 64
+    row = 2 * seq * 64 * 4 + seq * 4 * (8 * 64 + 2 * 64 + 4 * 128)
+    assert p.activations_per_sample_gb * 1e9 == pytest.approx(row)
+    assert p.activations_gb * 1e9 == pytest.approx(16 * row + 9 * 512 * 1000 * 4)
+    # HF rollouts sample from a merged copy of the policy: 1e6 parameters in bf16, then fp32
+    assert p.extra_gb * 1e9 == pytest.approx(2e6) and p.per_device_batch == 16
+    assert any("merged copy" in n for n in p.notes)
+    fp32 = plan_config(SMALL, "grpo", "cpu", {**cfg, "rollout_dtype": "fp32"})
+    assert fp32.extra_gb * 1e9 == pytest.approx(4e6)
+    assert fp32.total_gb - p.total_gb == pytest.approx(2e6 / 1e9)
+    # trl's own path generates on the training model: no copy; nor on a GPU under auto
+    assert plan_config(SMALL, "grpo", "cpu", {**cfg, "rollout_dtype": "train"}).extra_gb == 0
+    gpu = {**cfg, "rollout_dtype": "auto", "use_vllm": "false"}
+    assert plan_config(SMALL, "grpo", "h100", gpu).extra_gb == 0
 
 
 def test_plan_config_reads_a_resolved_stage_config():

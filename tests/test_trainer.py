@@ -473,10 +473,14 @@ def test_rollout_copy_is_the_policy_with_its_lora_delta_folded_in(tiny_llama):
 
 def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_llama, monkeypatch):
     import torch
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trl_utils
 
     import trainers.grpo as grpo
+    from trainers._host import CPU_TILE, fused_head_tile
     from trainers._rollout import cpu_has_bf16
     from trainers._rollout_trainer import CopyRolloutTrainer
+    from trainers.planner import model_facts
 
     def length(completions, **_):
         return [min(1.0, len(c[-1]["content"]) / 64) for c in completions]
@@ -505,6 +509,8 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
         return out
 
     monkeypatch.setattr(cls, "_generate_single_turn", recording)
+    monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", 4096)  # trl's tiles until the stage starts
+    monkeypatch.setattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", 32768)
     config = {
         **FAST,
         "max_steps": 3,
@@ -517,6 +523,10 @@ def test_grpo_rollouts_come_from_a_copy_synced_after_every_step(tmp_path, tiny_l
     assert_trained(m, 3)
     assert [step for step, *_ in seen] == [0, 1, 2]  # one generation per step, before its update
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
+    # a CPU stage scores in small fused-head tiles, and its plan counts the copy it sampled from
+    assert fused_head_tile() == CPU_TILE
+    copy_bytes = model_facts(tiny_llama).params * (2 if dtype == torch.bfloat16 else 4)
+    assert m.plan["extra_gb"] == pytest.approx(copy_bytes / 1e9)
     # the manifest says which copy sampled (auto resolved on this machine), as the key does
     assert m.machine_settings == {"rollout_dtype": "bf16" if cpu_has_bf16() else "fp32"}
     assert read_manifest(tmp_path).machine_settings == m.machine_settings

@@ -137,6 +137,10 @@ class MemoryProfile:
     logit_tensors: int = 2  # full-vocabulary fp32 tensors per scored position at the loss's peak
     reference_copy: bool = False  # a frozen reference model in full mode (adapters disable instead)
     rollout_engine: bool = False  # generates rollouts while training (vLLM colocate, if on)
+    completion_tokens: int = 0  # tokens a row trains on past max_length (grpo: its completion)
+    # bytes a parameter of a separate copy that HF-path rollouts sample from (grpo's merged copy:
+    # 2 in bf16, 4 in fp32); 0: generation runs on the training model or in vLLM
+    rollout_copy_bytes: int = 0
 
 
 @dataclasses.dataclass
@@ -256,8 +260,9 @@ class TrainConfig:
                 "early_stopping_patience", "needs eval_fraction > 0 (held-out rows to stop on)"
             )
 
-    def memory(self) -> MemoryProfile:
-        """This config's memory profile (the class's ``MEMORY``; a field may refine it)."""
+    def memory(self, target: str | None = None) -> MemoryProfile:
+        """This config's memory profile on ``target`` (default: its own): the class's
+        ``MEMORY``, which a field's value may refine."""
         return self.MEMORY
 
     def rollout_vllm(self, target: str) -> bool:

@@ -43,5 +43,5 @@ class DistillConfig(SFTConfig):
         "kl_coef": at_least(0),
     }
 
-    def memory(self) -> MemoryProfile:
+    def memory(self, target: str | None = None) -> MemoryProfile:
         return self.KL_MEMORY if self.kl_coef > 0 else self.MEMORY

@@ -4,6 +4,7 @@ pair method (dpo, orpo) shares."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -48,7 +49,8 @@ class DPOConfig(PairData, TrainConfig, CausalData):
     #    GradScaler skips are not divergence
     VERSION: ClassVar[str] = "3"
     VERIFIER_DRIVEN: ClassVar[bool] = True  # pairs are ranked by the task's verifier
-    # chosen and rejected in one forward; full mode keeps a frozen reference model
+    # chosen and rejected in one forward; full mode keeps a frozen reference model; memory() adds
+    # trl's fused LM head on a CPU
     MEMORY: ClassVar[MemoryProfile] = MemoryProfile(sequences_per_row=2, reference_copy=True)
 
     learning_rate: float = 2e-5
@@ -58,3 +60,12 @@ class DPOConfig(PairData, TrainConfig, CausalData):
     # checked at construction with TrainConfig's and PairData's (trainers/_config.py:
     # check_ranges)
     RANGES = {"beta": positive()}
+
+    def memory(self, target: str | None = None) -> MemoryProfile:
+        """trl scores chosen and rejected through its fused LM head everywhere, but only a CPU
+        plan counts it so (measured: ci/perf/plan_vs_measured.py); a GPU plan keeps their
+        full-sequence logits until trl's Triton head is measured on a GPU."""
+        from containers.targets import get_target
+
+        gpu = get_target(target or self.target).is_gpu
+        return dataclasses.replace(self.MEMORY, fused_head=not gpu)

@@ -3,6 +3,7 @@ trainers/grpo.py trains with it)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,6 +21,8 @@ from trainers._rollout import ROLLOUT_DTYPES
 
 __all__ = ["GRPOConfig", "machine_settings"]
 
+ROLLOUT_BYTES = {"bf16": 2, "fp32": 4}  # a resolved rollout_dtype's copy (train: none)
+
 
 @dataclass
 class GRPOConfig(TrainConfig, CausalData):
@@ -31,6 +34,8 @@ class GRPOConfig(TrainConfig, CausalData):
     #    GradScaler skips are not divergence
     VERSION: ClassVar[str] = "4"
     VERIFIER_DRIVEN: ClassVar[bool] = True  # the reward is the task's verifier
+    # memory() adds the reference model (beta > 0), the merged copy HF-path rollouts sample from
+    # and, on a CPU, each row's completion and trl's fused LM head (see there)
     MEMORY: ClassVar[MemoryProfile] = MemoryProfile(rollout_engine=True)
 
     dataset: str = ""  # rows with prompt + reference_column; empty: prompts from sources
@@ -93,10 +98,30 @@ class GRPOConfig(TrainConfig, CausalData):
                 "set use_vllm: auto (HF rollouts) or mode: lora",
             )
 
-    def memory(self) -> MemoryProfile:
-        if self.beta > 0:  # trl keeps a reference model for the KL term in full mode
-            return MemoryProfile(rollout_engine=True, reference_copy=True)
-        return self.MEMORY
+    def memory(self, target: str | None = None) -> MemoryProfile:
+        """trl keeps a reference model for the KL term (beta > 0) in full mode; rollouts
+        without vLLM come from a merged copy in the dtype ``rollout_dtype`` resolves to
+        (trainers/_rollout.py).
+
+        On a CPU (measured: ci/perf/plan_vs_measured.py) a row is the prompt (max_length) and
+        its completion, scored through trl's fused LM head. A GPU plan keeps the estimate it
+        had until it is measured on a GPU: rows of max_length with full-vocabulary logits, which
+        leaves out the completion and, without vLLM, the KV cache trl generates the whole
+        generation batch with on the training model, and overcounts the logits.
+        """
+        from containers.targets import get_target
+        from trainers._rollout import resolve
+
+        target = target or self.target
+        gpu = get_target(target).is_gpu
+        copy = resolve(self.rollout_dtype, gpu)
+        return dataclasses.replace(
+            self.MEMORY,
+            fused_head=not gpu,
+            completion_tokens=0 if gpu else self.max_completion_length,
+            reference_copy=self.beta > 0,
+            rollout_copy_bytes=0 if self.rollout_vllm(target) else ROLLOUT_BYTES.get(copy, 0),
+        )
 
     def rollout_vllm(self, target: str) -> bool:
         """vLLM colocate rollouts on ``target``: as ``use_vllm`` says; auto where the target's

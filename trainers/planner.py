@@ -6,9 +6,15 @@ picks the largest per-device batch (a power of two) that fits the target's memor
 the gradient accumulation reaching ``effective_batch``. A model too large for one device
 is sharded with ``fsdp`` (adapters and full fine-tuning alike; never a 4-bit base, which
 FSDP2 leaves unsharded) over as few of the node's GPUs as fit. What a method holds besides
-the model (reference copy, rollout engine, sequences per row) is its config's
-``MemoryProfile``; :func:`plan_for` plans a stage from its resolved config object. Estimates are deliberately simple (formulas below, checked
+the model (reference copy, rollout engine or copy, sequences and completion tokens per row,
+trl's fused LM head) is its config's ``MemoryProfile``; :func:`plan_for` plans a stage from
+its resolved config object. Estimates are deliberately simple (formulas below, checked
 against measured peaks in the stage manifests), not a simulator.
+
+On a CPU the plan is the process's peak RSS, measured against it by
+ci/perf/plan_vs_measured.py. The stage sets trl's fused head to small tiles there and glibc to
+return freed blocks (trainers/_host.py), so the head costs a fixed few tiles, not logits per
+position, and what is freed does not stay resident.
 
 Mixture-of-experts models (``num_experts`` > 1) hold every expert's weights, so weights,
 their sharding and a full fine-tune's gradients and optimizer states count all experts;
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers._config import MemoryProfile
+from trainers._host import CPU_TILE
 from trainers.methods import METHODS, method_config
 
 __all__ = [
@@ -57,11 +64,16 @@ MODES = ("lora", "qlora", "full")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BYTES = 0.516  # 4-bit NF4 + double-quantized block constants (~0.127 bit/param)
 FUSED_TILE = 256  # trl's fused LM head scores this many positions at a time (estimate)
+# On a CPU trl's fused head runs its torch fallback in tiles of trainers._host.CPU_TILE
+# (positions × vocabulary columns, set by the stage): its backward holds 9 tile-sized fp32
+# tensors at once (the tile, the scaled logits twice, log p, p, the gradient and three
+# temporaries), whatever the batch
+FUSED_CPU_TILES = 9
 CUDA_OVERHEAD_GB = 0.5  # context, cuBLAS workspace, allocator slack
 # On CPU the plan is the process's RSS: the interpreter, torch, transformers, trl and the
-# tokenizer come to ~0.9 GB before any tensor (smollm2-135m sft and distill stages measured
-# 0.91 and 0.86 GB above their plans; ci/perf/plan_vs_measured.py).
-HOST_OVERHEAD_GB = 0.9
+# harness come to 0.67 GB, 0.76 GB once the tokenizer and the model are loaded but no weight
+# is touched yet (the smoke GRPO stage; ci/perf/plan_vs_measured.py)
+HOST_OVERHEAD_GB = 0.8
 VLLM_RUNTIME_GB = 1.0  # a vLLM engine's own activations, sampler and CUDA context
 GB = 1e9
 GIB = 2**30
@@ -211,9 +223,10 @@ class Plan:
     adapter_gb: float  # LoRA A/B matrices (fp32)
     gradients_gb: float
     optimizer_gb: float  # AdamW: two states per trained parameter
-    activations_gb: float  # at per_device_batch
+    activations_gb: float  # at per_device_batch, with the fused head's tiles on a CPU
     activations_per_sample_gb: float
-    extra_gb: float  # vLLM's weight copy + KV cache (grpo), a full reference model (dpo full)
+    # vLLM's weight copy + KV cache or the merged rollout copy (grpo), a full reference model (dpo full)
+    extra_gb: float
     overhead_gb: float
     total_gb: float  # per device, at per_device_batch
     min_total_gb: float  # per device, at batch 1
@@ -359,10 +372,11 @@ def plan(
 ) -> Plan:
     """Estimate per-device memory and choose batch, accumulation and topology.
 
-    ``memory``: the method's :class:`MemoryProfile` (default: its config class's ``MEMORY``;
-    :func:`plan_for` passes the config's own). ``gpus``: the processes the stage runs; with
-    ``search_gpus`` a model that does not fit them is sharded over more of the node's GPUs
-    (what ``bench plan`` asks), without it only over these (what a stage will run on).
+    ``memory``: the method's :class:`MemoryProfile` (default: its default config's on
+    ``target``; :func:`plan_for` passes the stage config's own). ``gpus``: the processes the
+    stage runs; with ``search_gpus`` a model that does not fit them is sharded over more of
+    the node's GPUs (what ``bench plan`` asks), without it only over these (what a stage will
+    run on).
     ``vllm``: rollouts from a vLLM colocate engine (None: where the target's image has vLLM
     and the base is not 4-bit, as ``use_vllm: auto``), which reserves ``vllm_utilization``
     of the card (None: sized for ``num_generations`` sequences of seq_len + completion_len).
@@ -384,7 +398,7 @@ def plan(
             f"planner: target {target} has no 4-bit quantization (QLoRA needs bitsandbytes); "
             "use mode=lora"
         )
-    mem = memory or method_config(method).MEMORY
+    mem = memory or method_config(method)().memory(target)
     b = DTYPE_BYTES[t.dtype]
     # on by default on CPU as well: a 135M stage's layer activations at batch 8 are ~2.7 GB
     # without it, and recomputing them gives the same gradients
@@ -411,9 +425,20 @@ def plan(
         ab = (4 if t.dtype == "fp16" else 2) if mode == "qlora" else 4
         adapter, grads, optim = n * ab, n * ab, 2 * n * ab
 
+    # on a CPU the fused head's tiles are a fixed size (FUSED_CPU_TILES), not per position
+    cpu_head = mem.fused_head and not t.is_gpu
     per_sample = mem.sequences_per_row * _activation_bytes(
-        f, seq_len, b, ckpt, mem.fused_head, mem.logit_tensors
+        f,
+        seq_len + mem.completion_tokens,
+        b,
+        ckpt,
+        mem.fused_head,
+        0 if cpu_head else mem.logit_tensors,
     )
+    head = 0.0
+    if cpu_head:
+        positions, columns = CPU_TILE
+        head = FUSED_CPU_TILES * positions * min(f.vocab_size or 32000, columns) * 4
     # a frozen reference copy in full mode (adapters use the adapter-disabled base instead):
     # prepared like the policy, so sharded with it
     reference = weights if mode == "full" and mem.reference_copy else 0.0
@@ -425,17 +450,23 @@ def plan(
             "LoRA on attention only (experts are fused parameters)"
         )
     rollout, utilization = 0.0, None
-    if mem.rollout_engine and t.is_gpu:
-        if vllm is None:
-            vllm = t.has_vllm and mode != "qlora"
-        if vllm:
+    if mem.rollout_engine and t.is_gpu and vllm is None:
+        vllm = t.has_vllm and mode != "qlora"
+    if mem.rollout_engine:
+        if vllm and t.is_gpu:
             card = t.gpu_memory_gb * GIB / GB
             utilization = vllm_utilization or _vllm_utilization(
                 f, b, seq_len + completion_len, num_generations, card
             )
             rollout = utilization * card * GB  # vLLM reserves this share, whatever it holds
             notes.append(f"vLLM colocate reserves {utilization:.2f} of each GPU")
-        else:
+        elif mem.rollout_copy_bytes:
+            # the policy's weights, merged and in the copy's dtype, on every process
+            rollout = f.params * mem.rollout_copy_bytes
+            notes.append(
+                f"HF rollouts from a merged copy of the policy ({mem.rollout_copy_bytes} bytes a parameter)"
+            )
+        elif t.is_gpu:
             notes.append("HF rollouts on the training model: no vLLM engine")
     overhead = (CUDA_OVERHEAD_GB if t.is_gpu else HOST_OVERHEAD_GB) * GB
 
@@ -445,7 +476,7 @@ def plan(
 
     def fixed_per_device(n: int, topo: str) -> float:
         state = weights + adapter + grads + optim + reference
-        return (state / n if topo == "fsdp" else state) + rollout + overhead
+        return (state / n if topo == "fsdp" else state) + rollout + head + overhead
 
     topology, n_gpus = ("single" if gpus == 1 else "ddp"), gpus
     if fixed_per_device(gpus, topology) + per_sample > budget:
@@ -495,7 +526,7 @@ def plan(
         adapter_gb=adapter / GB,
         gradients_gb=grads / GB,
         optimizer_gb=optim / GB,
-        activations_gb=per_sample * batch / GB,
+        activations_gb=(per_sample * batch + head) / GB,
         activations_per_sample_gb=per_sample / GB,
         extra_gb=(reference + rollout) / GB,
         overhead_gb=overhead / GB,
@@ -537,7 +568,7 @@ def plan_for(
     method = next((m for m in METHODS if METHODS[m].endswith(f":{name}")), None)
     if method is None:
         raise ValueError(f"planner: {type(config).__name__} is no method's config (METHODS)")
-    memory = config.memory()
+    memory = config.memory(target)
     return plan(
         model,
         method,
