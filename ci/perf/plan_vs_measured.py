@@ -85,15 +85,16 @@ def _train(method: str, config: dict, out: str) -> dict:
 
 
 def _plan_eval(model: Path, batch: int, seq: int) -> float:
-    """An HF eval cell (fp32 on CPU): the weights, the KV cache of a generation batch at
-    ``seq`` tokens, and the prefill's activations of one layer and its last-position logits."""
-    from trainers.planner import model_facts
+    """An HF eval cell (fp32 on CPU): the process (the train plans' host overhead), the weights,
+    the KV cache of a generation batch at ``seq`` tokens, and the prefill's activations of one
+    layer and its last-position logits."""
+    from trainers.planner import HOST_OVERHEAD_GB, model_facts
 
     f, b = model_facts(model), 4
     kv = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq * batch * b
     layer = batch * seq * b * (4 * f.hidden_size + 2 * f.mlp_size)
     logits = batch * (f.vocab_size or 32000) * 4
-    return (f.params * b + kv + layer + logits) / 1e9
+    return HOST_OVERHEAD_GB + (f.params * b + kv + layer + logits) / 1e9
 
 
 def _eval(results: str) -> dict:
