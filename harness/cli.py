@@ -113,19 +113,15 @@ def tasks_check(
     show: Annotated[bool, typer.Option("--show", help="Print every disagreement.")] = False,
 ) -> None:
     """A task's oracle/verifier against a file's labels; last line agreement=<f> n=<n>."""
-    import importlib
+    from tasks import FAMILIES, family
 
-    from tasks import CHECKS
-
-    if task not in CHECKS:
-        raise BenchError(f"no check for task '{task}': checks exist for {', '.join(CHECKS)}")
+    checks = [name for name in FAMILIES if hasattr(family(name), "check_file")]
+    if task not in checks:
+        raise BenchError(f"no check for task '{task}': checks exist for {', '.join(checks)}")
     if not data.exists():
         raise BenchError(f"--data: file not found: {data}")
-    module, func = CHECKS[task].split(":")
     try:
-        report = getattr(importlib.import_module(module), func)(
-            data, show=show
-        )  # show: the check prints each one
+        report = family(task).check_file(data, show=show)  # show: the check prints each one
     except ValueError as e:  # the checks' one-line messages for malformed data files
         raise BenchError(str(e).splitlines()[0]) from None
     if report.failures:

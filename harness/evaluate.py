@@ -321,21 +321,13 @@ def _sample_rows(
 
 
 def _fields_hook(task: str):
-    """``tasks/<dir>/utils.py: sample_fields(doc, completion) -> {answer, correct, meta...}``, if defined."""
-    import importlib
+    """The ``sample_fields(doc, completion) -> {answer, correct, score, meta...}`` of the task's
+    family (``tasks.FAMILIES``: its folder under tasks/), if it is one of bench's."""
+    from harness.taskinfo import task_family
+    from tasks import family
 
-    from harness.taskinfo import task_index
-    from tasks import TASKS_DIR
-
-    info = task_index().get(task)
-    if info is None or not (info.file.parent / "utils.py").exists():
-        return None
-    rel = info.file.parent.relative_to(TASKS_DIR).parts
-    try:
-        module = importlib.import_module(".".join(("tasks", *rel, "utils")))
-    except ImportError:
-        return None
-    return getattr(module, "sample_fields", None)
+    name = task_family(task)
+    return family(name).sample_fields if name else None
 
 
 def _budgets(out: dict, leaves: list[str], settings: ResolvedEval) -> dict[str, int | None]:

@@ -61,12 +61,13 @@ def stale_tasks(record: RunRecord) -> dict[str, dict[str, str]]:
 
 
 def task_hooks(task: str) -> tuple[Any, Any, dict[str, Any]]:
-    """(sample_fields, process_results, {metric: aggregation}) of a bench task, from its YAML."""
-    from harness.taskinfo import _load, task_index
-    from tasks import TASKS_DIR
+    """(sample_fields, process_results, {metric: aggregation}) of a bench task: the first from
+    its family (``tasks.FAMILIES``), the others as its YAML names them."""
+    from harness.taskinfo import _load, task_family, task_index
+    from tasks import TASKS_DIR, family
 
-    info = task_index().get(task)
-    if info is None or info.members:
+    info, name = task_index().get(task), task_family(task)
+    if info is None or info.members or name is None:
         raise BenchError(f"rescore: '{task}' is not a bench task with a YAML under tasks/")
     config = _load(info.file)
     module = importlib.import_module(
@@ -81,7 +82,7 @@ def task_hooks(task: str) -> tuple[Any, Any, dict[str, Any]]:
     for m in config.get("metric_list") or []:
         agg = m.get("aggregation", "mean")
         aggregations[m["metric"]] = hook(agg) if str(agg).startswith("!function") else agg
-    return module.sample_fields, hook(config["process_results"]), aggregations
+    return family(name).sample_fields, hook(config["process_results"]), aggregations
 
 
 def _aggregate(values: list[Any], how: Any) -> tuple[float, float | None]:

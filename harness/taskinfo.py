@@ -14,7 +14,14 @@ import yaml
 
 from harness.errors import BenchError, closest
 
-__all__ = ["TaskInfo", "builtin_generates", "task_index", "resolve_tasks", "task_verifiers"]
+__all__ = [
+    "TaskInfo",
+    "builtin_generates",
+    "task_index",
+    "resolve_tasks",
+    "task_family",
+    "task_verifiers",
+]
 
 
 class _Loader(yaml.SafeLoader):
@@ -111,11 +118,21 @@ def resolve_tasks(names: list[str], where: str = "tasks") -> list[TaskInfo]:
     return out
 
 
-def task_verifiers(name: str) -> dict[str, str]:
-    """Versions of the verifiers that score ``name`` (its folder under tasks/ names the family)."""
-    from tasks import TASKS_DIR, verifier_versions
+def task_family(name: str) -> str | None:
+    """The task family (``tasks.FAMILIES``: the folder under tasks/) of bench task ``name``;
+    None for lm-eval's own tasks."""
+    from tasks import FAMILIES, TASKS_DIR
 
     info = task_index().get(name)
     if info is None or not info.file.is_relative_to(TASKS_DIR) or info.file.parent == TASKS_DIR:
-        return {}
-    return verifier_versions(info.file.relative_to(TASKS_DIR).parts[0])
+        return None
+    folder = info.file.relative_to(TASKS_DIR).parts[0]
+    return folder if folder in FAMILIES else None
+
+
+def task_verifiers(name: str) -> dict[str, str]:
+    """Versions of the verifiers that score ``name`` (its family's and those the family uses)."""
+    from tasks import verifier_versions
+
+    family = task_family(name)
+    return verifier_versions(family) if family else {}

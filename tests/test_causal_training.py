@@ -17,14 +17,20 @@ import pytest
 from tasks.causal_nli import generate, parse_input, verify
 from tasks.causal_nli.language import parse_premise, render_input, render_premise
 from tasks.causal_nli.oracle import entailed, equivalence_class
-from tasks.causal_nli.teacher import trace_for_input
+from tasks.causal_nli.traces import trace_for_input
 from tasks.causal_nli.utils import load_generated
 from trainers import train_stage
 from trainers._data import data_identity
-from trainers.data import CausalData, causal_items
+from trainers.data import CausalData, source_fields, source_prompts
 
 TEST_INPUTS = {d["input"] for d in load_generated()["test"]}  # causal_nli's own test items
+
 FAST = {"effective_batch": 4, "max_length": 320, "learning_rate": 1e-2, "save_steps": 100}
+
+
+def causal_items(cfg, seed: int) -> list[dict]:
+    """The causal source's training items for ``cfg``'s causal fields."""
+    return source_prompts("causal", seed, **source_fields(cfg, "causal"))[1]
 
 
 # --- the teacher ------------------------------------------------------------------------------
@@ -242,7 +248,7 @@ def test_training_prompts_are_the_eval_prompt_of_causal_nli():
     assert [r["completion"][0]["content"] for r in rows] == [
         "valid" if it["label"] else "invalid" for it in items
     ]  # sft's default: the verdict alone
-    assert source.startswith("causal(generated,n=12,num_variables=3,")
+    assert source.startswith("causal(causal_n=12,num_variables=3,")
 
 
 def test_distill_mixes_teacher_traces_and_bare_verdicts():
@@ -253,7 +259,7 @@ def test_distill_mixes_teacher_traces_and_bare_verdicts():
     items = causal_items(cfg, seed=0)
     answers = [r["completion"][0]["content"] for r in rows]
     traced = [a for a in answers if a.startswith("<think>")]
-    assert 0.3 < len(traced) / len(rows) < 0.7 and source.endswith(",seed=0,direct=0.5)")
+    assert 0.3 < len(traced) / len(rows) < 0.7 and source.endswith(",direct_fraction=0.5,seed=0)")
     for answer, item in zip(answers, items, strict=True):
         assert answer in (
             trace_for_input(item["input"]),
@@ -358,7 +364,7 @@ def test_sft_then_grpo_with_the_real_causal_reward(tmp_path, tiny_llama):
     # the verifier's 0/1 scores differ inside at least one group of 4 rollouts
     assert any(e["frac_reward_zero_std"] < 1.0 for e in events)
     assert any(e["reward_std"] > 0 for e in events)
-    assert grpo.data["source"].startswith("causal(generated,n=64,num_variables=3,")
+    assert grpo.data["source"].startswith("causal(causal_n=64,num_variables=3,")
     assert all(n > 0 for n in lora_b_norms(tmp_path / "grpo" / "adapter").values())
 
 

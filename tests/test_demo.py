@@ -36,10 +36,10 @@ def test_looping_by_hand(text, loops):
 
 def test_training_items_never_repeat_a_test_question():
     from tasks.math import generate, test_questions, test_seed
-    from trainers._data import arithmetic_items
+    from tasks.math.train import train_items
 
     test = {i["question"] for i in generate(100, test_seed(), levels=[2])}
-    train = arithmetic_items("2", 400, 1)
+    train = train_items("2", 400, 1)
     drawn = {i["question"] for i in generate(400, 1, levels=[2])}
     assert len(test & drawn) == 2  # seed 1 does draw two level-2 test questions ...
     assert not {i["question"] for i in train} & test_questions()  # ... and they are left out

@@ -745,10 +745,10 @@ def test_openthoughts_rows_become_think_conversations():
 
 def test_arithmetic_levels_take_per_level_counts():
     from tasks.math import generate
-    from trainers._data import arithmetic_items, level_counts
+    from tasks.math.train import level_counts, train_items
 
-    assert arithmetic_items("2,4", 3, seed=0) == generate(3, seed=0, levels=(2, 4))
-    mix = arithmetic_items("2:4,4:1", 99, seed=0)
+    assert train_items("2,4", 3, seed=0) == generate(3, seed=0, levels=(2, 4))
+    mix = train_items("2:4,4:1", 99, seed=0)
     assert [it["level"] for it in mix] == [2, 4, 2, 2, 2]
     assert mix[1] == generate(1, seed=0, levels=(4,))[0]  # item i of a level is fixed
     assert level_counts("3,5:2", 7) == {3: 7, 5: 2}
@@ -756,9 +756,13 @@ def test_arithmetic_levels_take_per_level_counts():
         level_counts("2:x", 3)
 
 
-def test_distill_rows_never_use_the_leaderboard_test_items():
-    from trainers._data import arithmetic_sft_rows
+def arithmetic_sft_rows(levels, n_per_level, seed, direct_fraction=0.0):
+    from trainers.data import trace_rows
 
+    return trace_rows("arithmetic", seed, direct_fraction, levels=levels, n_per_level=n_per_level)
+
+
+def test_distill_rows_never_use_the_leaderboard_test_items():
     rows = arithmetic_sft_rows("2", 3, seed=0)
     assert rows[0]["completion"][0]["content"].startswith("<think>\nStep 1: ")
     assert "Solve the problem step by step" in rows[0]["prompt"][0]["content"]  # the eval prompt
@@ -768,7 +772,6 @@ def test_distill_rows_never_use_the_leaderboard_test_items():
 
 def test_direct_fraction_drops_the_steps_of_a_seeded_share_of_traces():
     from tasks.math import generate, test_questions, think_trace
-    from trainers._data import arithmetic_sft_rows
 
     # training items leave out the leaderboard's test questions
     items = [

@@ -1,16 +1,15 @@
-"""Training rows: reading files, checking columns, data identity, and the task-built sets.
+"""Training rows: reading files, checking columns, data identity, and the sets task families build.
 
 Rows are plain dicts in trl's dataset types: conversational ``messages``, or
 ``prompt``/``completion``, ``prompt``/``chosen``/``rejected`` (preferences), ``prompt`` +
-a reference column (GRPO). Task-built sets use the task's own eval prompt
-(``tasks.math.utils.doc_to_text``, ``tasks.causal_nli.utils.doc_to_text``) as the user
-turn, so training and evaluation ask the same question; the tokenizer's chat template
-renders it (never a hand-written string).
+a reference column (GRPO).
 
-The causal source (``sources=causal``, fields of :class:`CausalData`) reads Corr2Cause
-rows from a file or the hub, or generates them with the oracle, and never keeps an item
-whose text is one of causal_nli's test items: at 3 variables the generator has only a
-few hundred distinct items, so fresh seeds alone would not keep them apart.
+Without a file, a method trains on ``sources``: names of a task family's training sources
+(``tasks.FAMILIES``; ``tasks.training_sources()`` lists them). The family builds the items,
+each with its own eval prompt as the user turn (so training and evaluation ask the same
+question; the tokenizer's chat template renders it) and never one of its test items, and
+writes the teacher's trace; this module only joins them into rows. Which config fields a
+source reads is the family's ``SOURCES``; they and the item seed name the rows' source.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,26 +34,14 @@ __all__ = [
     "require_columns",
     "data_identity",
     "split_eval",
-    "prompt_messages",
-    "arithmetic_items",
-    "arithmetic_prompts",
-    "level_counts",
-    "arithmetic_sft_rows",
-    "gsm8k_sft_rows",
     "openthoughts_row",
-    "EVAL_ITEM_SEED",
     "CausalData",
-    "CAUSAL_HUB",
-    "causal_items",
-    "causal_source",
-    "causal_messages",
-    "causal_sft_rows",
-    "causal_prompts",
+    "source_fields",
+    "source_name",
+    "source_prompts",
+    "trace_rows",
+    "source_traces",
 ]
-
-from tasks.math import test_seed
-
-EVAL_ITEM_SEED = test_seed()  # the generated items the leaderboard tests on (math_arith.yaml)
 
 
 def read_rows(spec: str, split: str = "train") -> list[dict[str, Any]]:
@@ -134,94 +120,6 @@ def split_eval(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
-def prompt_messages(question: str) -> list[dict[str, str]]:
-    """The math task's eval prompt as the user turn."""
-    from tasks.math.utils import doc_to_text
-
-    return [{"role": "user", "content": doc_to_text({"question": question})}]
-
-
-def level_counts(levels: str | int | Sequence[int], n_per_level: int) -> dict[int, int]:
-    """Items per level: ``"2,4"`` → ``n_per_level`` of each; ``"2:300,4:10"`` → a mix with
-    its own count per level (a curriculum: many easy traces, a few of the harder level)."""
-    if isinstance(levels, int):
-        return {levels: n_per_level}
-    parts = levels.replace(" ", "").split(",") if isinstance(levels, str) else list(levels)
-    counts: dict[int, int] = {}
-    for part in (str(x) for x in parts if str(x)):
-        level, _, n = part.partition(":")
-        if not (level.isdigit() and (not n or n.isdigit())):
-            raise ValueError(
-                f"levels {levels!r}: {part!r} is not LEVEL or LEVEL:COUNT; write e.g. 2,4 or 2:300,4:10"
-            )
-        counts[int(level)] = int(n) if n else n_per_level
-    return counts
-
-
-def arithmetic_items(levels: str | int | Sequence[int], n_per_level: int, seed: int) -> list[dict]:
-    """Generated items (tasks.math.generate) at ``levels`` (see :func:`level_counts`);
-    refuses the seed of the leaderboard's test items."""
-    from tasks.math import generate
-
-    if seed == EVAL_ITEM_SEED:
-        raise ValueError(
-            f"item_seed {EVAL_ITEM_SEED} generates the math_arith test items (tasks/math/math_arith.yaml); "
-            "train on another seed"
-        )
-    from tasks.math import test_questions
-
-    held_out = test_questions()  # another seed can still draw a test question (2 of 100 at level 2)
-    return [
-        i
-        for i in generate(n_per_level, seed=seed, levels=level_counts(levels, n_per_level))
-        if i["question"] not in held_out
-    ]
-
-
-def arithmetic_prompts(levels: str | int | Sequence[int], n: int, seed: int) -> list[dict]:
-    """The first ``n`` generated items spread over ``levels`` (ceil(n / levels) of each,
-    interleaved), for methods that sample from prompts: dpo pairs, grpo rollouts."""
-    per_level = -(-n // len(level_counts(levels, 0)))
-    return arithmetic_items(levels, per_level, seed)[:n]
-
-
-def _conversation(question: str, answer: str) -> dict:
-    """Conversational prompt/completion: trl trains on the completion only, so the loss is
-    not spent on the (fixed) instruction and chat-template tokens."""
-    return {
-        "prompt": prompt_messages(question),
-        "completion": [{"role": "assistant", "content": answer}],
-    }
-
-
-def arithmetic_sft_rows(
-    levels: str | int | Sequence[int], n_per_level: int, seed: int, direct_fraction: float = 0.0
-) -> list[dict]:
-    """The programmatic teacher's ``<think>`` traces for generated arithmetic; a seeded
-    ``direct_fraction`` of the items get the answer without the steps (think_trace's ``direct``)."""
-    from tasks.math import think_trace
-
-    if not 0.0 <= direct_fraction <= 1.0:
-        raise ValueError(f"direct_fraction {direct_fraction} must be between 0 and 1")
-    items = arithmetic_items(levels, n_per_level, seed)
-    return [
-        _conversation(
-            it["question"],
-            think_trace(it, direct=random.Random(f"direct:{it['id']}").random() < direct_fraction),
-        )
-        for it in items
-    ]
-
-
-def gsm8k_sft_rows(n: int, seed: int) -> list[dict]:
-    """GSM8K train solutions rewritten as ``<think>`` traces (the first ``n`` after a seeded shuffle)."""
-    from tasks.math import gsm8k_think_trace, load_gsm8k
-
-    rows = load_gsm8k("train")
-    random.Random(seed).shuffle(rows)
-    return [_conversation(r["question"], gsm8k_think_trace(r)) for r in rows[:n]]
-
-
 _THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.S)
 _SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.S)
 
@@ -243,16 +141,10 @@ def openthoughts_row(row: dict) -> dict:
     return {"messages": messages}
 
 
-# --- causal_nli -----------------------------------------------------------------------------
-
-CAUSAL_HUB = "causal-nlp/corr2cause"
-# tasks/causal_nli/causal_nli.yaml: the generated items the leaderboard tests on
-CAUSAL_EVAL = {"n_items": 240, "seed": 1234, "num_variables": (2, 3, 4, 5, 6)}
-
-
 @dataclass
 class CausalData:
-    """Fields of the causal source, shared by every method's config (``sources=causal``)."""
+    """Fields of causal_nli's ``causal`` source, shared by every method's config (``sources=causal``;
+    ``tasks.causal_nli.train`` reads them)."""
 
     causal_file: str = ""  # Corr2Cause CSV/JSONL, or hub:causal-nlp/corr2cause; empty: generated
     causal_n: int = 1000  # rows: generated, or kept from the file after filtering
@@ -263,165 +155,75 @@ class CausalData:
     RANGES: ClassVar[dict[str, Allowed]] = {"causal_n": at_least(1)}
 
 
-def _causal_choices(cfg) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    from tasks.causal_nli import KINDS
-
-    value = cfg.num_variables
-    text = (
-        ",".join(map(str, value))
-        if isinstance(value, list | tuple)
-        else str(value).replace(" ", "")
-    )
-    if not all(p.isdigit() and 2 <= int(p) <= 8 for p in text.split(",")):
-        raise ValueError(
-            f"num_variables {cfg.num_variables!r}: write sizes 2..8 separated by commas, e.g. 3,4"
-        )
-    kinds = tuple(k.strip() for k in str(cfg.kinds).split(",") if k.strip()) or KINDS
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ValueError(f"kinds {unknown[0]!r} unknown; use some of {', '.join(KINDS)}")
-    return tuple(sorted({int(p) for p in text.split(",")})), kinds
+# --- task families' training sources ---------------------------------------------------------
 
 
-def _causal_file_rows(spec: str) -> list[dict]:
-    """Rows of a Corr2Cause file (the released layout), or of the hub's train.csv when online."""
-    if spec.startswith("hub:"):
-        name = spec.removeprefix("hub:")
-        mirrored = mirror_rows(name, None, "train")  # the hub's train.csv, as the mirror holds it
-        if mirrored is not None:
-            return mirrored
-        if hub_offline(datasets=True):
-            raise ValueError(
-                f"causal_file {spec}: not in the data mirror ({name}/train.jsonl under "
-                "$BENCH_DATA_DIR) and HF_HUB_OFFLINE is set; point causal_file at a local Corr2Cause CSV"
-            )
-        import datasets
+def source_fields(cfg: Any, source: str) -> dict[str, Any]:
+    """The fields of ``cfg`` that training source ``source`` reads (its family's ``SOURCES``),
+    those the config has."""
+    from tasks import family, source_family
 
-        # name the one CSV: the repo's default config would also fetch dev and test
-        return [
-            dict(r)
-            for r in datasets.load_dataset(name, data_files={"data": "train.csv"}, split="data")
-        ]
-    from tasks.causal_nli.check import read_rows as read_corr2cause
-
-    return read_corr2cause(Path(spec).expanduser())
+    wanted = family(source_family(source)).SOURCES[source]
+    return {name: getattr(cfg, name) for name in wanted if hasattr(cfg, name)}
 
 
-@cache
-def _test_inputs() -> frozenset[str]:
-    from tasks.causal_nli import generate
-
-    rows = generate(
-        CAUSAL_EVAL["n_items"], CAUSAL_EVAL["seed"], num_variables=CAUSAL_EVAL["num_variables"]
-    )
-    return frozenset(r["input"] for r in rows)
+def source_name(source: str, seed: int, **fields: Any) -> str:
+    """A name for a source's rows that states every field they came from (empty ones left out)."""
+    shown = [f"{k}={v}" for k, v in fields.items() if v not in ("", None)]
+    return f"{source}({','.join([*shown, f'seed={seed}'])})"
 
 
-def causal_items(cfg, seed: int) -> list[dict]:
-    """Corr2Cause rows (``input``, ``label`` 0/1, ``num_variables``, ``template``, ``id``) of
-    ``cfg``'s causal fields, without causal_nli's test items."""
-    from tasks.causal_nli import ParseError, generate, normalize_label, parse_input
+def source_prompts(
+    source: str, seed: int, n: int | None = None, **fields: Any
+) -> tuple[str, list[dict]]:
+    """(family, items): the family's training items of ``source``, each with ``id``, ``prompt``
+    (messages) and ``reference``; the first ``n`` when given (methods that sample: dpo, grpo)."""
+    from tasks import family, source_family
 
-    sizes, kinds = _causal_choices(cfg)
-    if cfg.causal_n < 1:
-        raise ValueError(f"causal_n {cfg.causal_n}: must be at least 1")
-    held = _test_inputs()
-    if not cfg.causal_file:
-        if seed == CAUSAL_EVAL["seed"]:
-            raise ValueError(
-                f"item_seed {seed} generates the causal_nli test items (tasks/causal_nli/causal_nli.yaml); "
-                "train on another seed"
-            )
-        try:
-            rows = generate(
-                cfg.causal_n, seed, num_variables=sizes, kinds=kinds, balance=cfg.label_balance
-            )
-        except ValueError as err:  # too few distinct problems at these sizes and kinds
-            raise ValueError(
-                f"causal_n {cfg.causal_n}: {err}; lower causal_n or widen num_variables/kinds"
-            ) from None
-        return [r for r in rows if r["input"] not in held]
-    rows = []
-    for k, row in enumerate(_causal_file_rows(cfg.causal_file)):
-        try:
-            premise, hypothesis = parse_input(str(row["input"]))
-            label = int(normalize_label(row["label"]) == "valid")
-        except (ParseError, ValueError) as err:
-            raise ValueError(f"causal_file {cfg.causal_file}: row {k}: {err}") from None
-        n = len(premise.variables)
-        if n in sizes and hypothesis.kind in kinds and row["input"] not in held:
-            rows.append(
-                {
-                    "input": row["input"],
-                    "label": label,
-                    "num_variables": n,
-                    "template": hypothesis.kind,
-                    "id": str(row.get("id") or f"row-{k}"),
-                }
-            )
-    random.Random(seed).shuffle(rows)
-    if cfg.label_balance:  # valid and invalid alternate while both last
-        by = [[r for r in rows if r["label"] == v] for v in (1, 0)]
-        rows = (
-            [r for pair in zip(*by, strict=False) for r in pair]
-            + by[0][len(by[1]) :]
-            + by[1][len(by[0]) :]
-        )
-    if not rows:
-        raise ValueError(
-            f"causal_file {cfg.causal_file}: no row with num_variables in {cfg.num_variables} and kinds "
-            f"{cfg.kinds or 'all'}; widen num_variables or kinds"
-        )
-    return rows[: cfg.causal_n]
+    fields.pop("direct_fraction", None)  # it shapes the traces (trace_rows), not the items
+    name = source_family(source)
+    return name, family(name).prompts(source, seed, n, **fields)
 
 
-def causal_source(cfg, seed: int, direct_fraction: float | None = None) -> str:
-    """A name for the causal rows that states every field they came from."""
-    origin = f"file={cfg.causal_file}" if cfg.causal_file else "generated"
-    direct = "" if direct_fraction is None else f",direct={direct_fraction}"
-    return (
-        f"causal({origin},n={cfg.causal_n},num_variables={cfg.num_variables},kinds={cfg.kinds or 'all'},"
-        f"balance={cfg.label_balance},seed={seed}{direct})"
-    )
-
-
-def causal_messages(text: str) -> list[dict[str, str]]:
-    """causal_nli's eval prompt for a Corr2Cause ``input`` as the user turn."""
-    from tasks.causal_nli.utils import doc_to_text, to_doc
-
-    return [{"role": "user", "content": doc_to_text(to_doc({"input": text, "label": 0}, 0))}]
-
-
-def causal_sft_rows(cfg, seed: int, direct_fraction: float) -> list[dict]:
-    """The causal teacher's ``<think>`` traces (tasks.causal_nli.teacher); a seeded
-    ``direct_fraction`` of the items get the verdict alone (1.0: verdict-only SFT)."""
-    from tasks.causal_nli.teacher import trace_for_input
+def trace_rows(source: str, seed: int, direct_fraction: float = 0.0, **fields: Any) -> list[dict]:
+    """Prompt/completion rows of the family teacher's ``<think>`` traces for ``source``'s items;
+    a seeded ``direct_fraction`` of them (drawn per item ``id``) give the answer without the
+    steps. trl trains on the completion only, so the loss is not spent on the (fixed)
+    instruction and chat-template tokens."""
+    from tasks import family
 
     if not 0.0 <= direct_fraction <= 1.0:
         raise ValueError(f"direct_fraction {direct_fraction} must be between 0 and 1")
-    rows = []
-    for it in causal_items(cfg, seed):
-        direct = random.Random(f"direct:{it['input']}").random() < direct_fraction
-        answer = trace_for_input(it["input"], direct=direct)
-        rows.append(
-            {
-                "prompt": causal_messages(it["input"]),
-                "completion": [{"role": "assistant", "content": answer}],
-            }
-        )
-    return rows
-
-
-def causal_prompts(cfg, seed: int) -> list[dict]:
-    """Items with their eval prompt (``prompt``), gold verdict (``reference``) and the
-    teacher's trace (``teacher``), for methods that sample: dpo pairs, grpo rollouts."""
-    from tasks.causal_nli.teacher import trace_for_input
-
+    name, items = source_prompts(source, seed, **fields)
+    teacher = family(name).teacher
     return [
         {
-            "prompt": causal_messages(it["input"]),
-            "reference": "valid" if it["label"] else "invalid",
-            "teacher": trace_for_input(it["input"]),
+            "prompt": it["prompt"],
+            "completion": [
+                {
+                    "role": "assistant",
+                    "content": teacher(
+                        it, direct=random.Random(f"direct:{it['id']}").random() < direct_fraction
+                    ),
+                }
+            ],
         }
-        for it in causal_items(cfg, seed)
+        for it in items
     ]
+
+
+def source_traces(cfg: Any, sources: str, method: str) -> tuple[list[dict], str]:
+    """Trace rows of every training source in the comma-separated ``sources`` (sft, distill), and
+    a name for them; the fields each reads come from ``cfg``."""
+    from tasks import training_sources
+
+    rows, names = [], []
+    for source in [s.strip() for s in sources.split(",") if s.strip()]:
+        if source not in training_sources():
+            raise ValueError(
+                f"{method} config: sources has unknown {source!r}; use {', '.join(training_sources())}"
+            )
+        fields = source_fields(cfg, source)
+        rows += trace_rows(source, cfg.item_seed, **fields)
+        names.append(source_name(source, cfg.item_seed, **fields))
+    return rows, "+".join(names)

@@ -1,14 +1,14 @@
 """Reasoning distillation: SFT on ``<think>`` traces, optionally KL-regularized to the start.
 
-Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversations):
-``arithmetic`` — the programmatic teacher's traces for generated items (tasks.math,
-``levels`` × ``n_per_level``, or per-level counts such as ``levels=2:310,4:10``, seeded by
-``item_seed``, never the test items' seed; ``direct_fraction`` of them state the answer
-without the steps, a mix of reasoning and non-reasoning answers that GRPO can then sort);
-``gsm8k`` — GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
-``openthoughts`` — an OpenThoughts-style hub dataset, when online;
-``causal`` — the causal teacher's traces for Corr2Cause problems (the causal fields of
-:class:`trainers._data.CausalData`; ``direct_fraction`` of them give the verdict alone).
+Sources (``sources=``, comma-separated, or a file/hub ``dataset=`` of conversations): the
+training sources of task families (``tasks.FAMILIES``), each item asked with its task's eval
+prompt and answered by the family's teacher, seeded by ``item_seed`` and never a test item
+(``direct_fraction`` of them give the answer without the steps, a mix of reasoning and
+non-reasoning answers that GRPO can then sort) — ``arithmetic``: generated items (tasks.math,
+``levels`` × ``n_per_level``, or per-level counts such as ``levels=2:310,4:10``);
+``gsm8k``: GSM8K train solutions rewritten as traces (``n_gsm8k`` rows, local file);
+``causal``: Corr2Cause problems (the causal fields of :class:`trainers._data.CausalData`);
+and ``openthoughts``, an OpenThoughts-style hub dataset of conversations, when online.
 
 With ``kl_coef > 0`` the loss is ``NLL + kl_coef · KL(π_θ ‖ π_ref)`` averaged over the
 trained tokens, where π_ref is the frozen starting model: under LoRA the same network
@@ -24,14 +24,11 @@ import trl
 
 from trainers._config import cli
 from trainers._data import (
-    arithmetic_sft_rows,
-    causal_sft_rows,
-    causal_source,
     data_identity,
-    gsm8k_sft_rows,
     openthoughts_row,
     read_rows,
     require_columns,
+    source_traces,
 )
 from trainers.distill_config import DistillConfig
 from trainers.manifest import Manifest
@@ -39,7 +36,7 @@ from trainers.sft import COLUMNS, build_trainer
 
 __all__ = ["DistillConfig", "main", "distill_rows", "KLSFTTrainer"]
 
-SOURCES = ("arithmetic", "gsm8k", "openthoughts", "causal")
+HUB_SOURCE = "openthoughts"  # conversations from the hub (hub_dataset, n_hub): no task family
 
 
 def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
@@ -50,32 +47,25 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
             rows = [openthoughts_row(r) for r in rows]
         columns = require_columns(rows, COLUMNS, cfg.dataset)
         return [{c: r[c] for c in columns} for r in rows], cfg.dataset
+    from tasks import training_sources
+
     rows, names = [], []
     for source in [s.strip() for s in cfg.sources.split(",") if s.strip()]:
-        if source == "arithmetic":
-            rows += arithmetic_sft_rows(
-                cfg.levels, cfg.n_per_level, cfg.item_seed, cfg.direct_fraction
-            )
-            direct = f",direct={cfg.direct_fraction}" if cfg.direct_fraction else ""
-            names.append(
-                f"arithmetic(levels={cfg.levels},n={cfg.n_per_level},seed={cfg.item_seed}{direct})"
-            )
-        elif source == "gsm8k":
-            rows += gsm8k_sft_rows(cfg.n_gsm8k, cfg.item_seed)
-            names.append(f"gsm8k_train(n={cfg.n_gsm8k},seed={cfg.item_seed})")
-        elif source == "causal":
-            rows += causal_sft_rows(cfg, cfg.item_seed, cfg.direct_fraction)
-            names.append(causal_source(cfg, cfg.item_seed, cfg.direct_fraction))
-        elif source == "openthoughts":
+        if source == HUB_SOURCE:
             from trainers._data import sample_rows
 
             # a seeded sample: the hub set is concatenated by source (domain)
             hub = sample_rows(read_rows(f"hub:{cfg.hub_dataset}"), cfg.n_hub, cfg.item_seed)
             rows += [openthoughts_row(r) for r in hub]
             names.append(f"{cfg.hub_dataset}(n={cfg.n_hub},seed={cfg.item_seed})")
+        elif source in training_sources():
+            traces, name = source_traces(cfg, source, "distill")
+            rows += traces
+            names.append(name)
         else:
             raise ValueError(
-                f"distill config: sources has unknown {source!r}; use {', '.join(SOURCES)}"
+                f"distill config: sources has unknown {source!r}; use "
+                f"{', '.join([*training_sources(), HUB_SOURCE])}"
             )
     if not rows:
         raise ValueError("distill config: no rows; set sources (e.g. arithmetic) or dataset=<file>")

@@ -1,13 +1,13 @@
 """Direct preference optimisation (trl ``DPOTrainer``).
 
 Pairs come from a file (``dataset=``: prompt/chosen/rejected, conversational or plain)
-or are built by the task verifier: for generated prompts (``sources=arithmetic`` at
-``levels``, judged by tasks.math.verify; or ``sources=causal``, Corr2Cause problems from
-the fields of :class:`trainers._data.CausalData`, judged by tasks.causal_nli.verify) the
-starting model samples ``samples_per_prompt`` completions; chosen is one the verifier
-accepts, rejected one it refuses. When no sample is correct, the programmatic teacher's
-trace (correct by construction) is chosen if ``teacher_fallback``; a prompt whose samples
-are all correct gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
+or are built by a task family's verifier: for the ``n_prompts`` first prompts of a family's
+training source (``sources=``, see ``tasks.FAMILIES``: e.g. ``arithmetic`` at ``levels``,
+judged by tasks.math.verify; or ``causal``, Corr2Cause problems from the fields of
+:class:`trainers._data.CausalData`, judged by tasks.causal_nli.verify) the starting model
+samples ``samples_per_prompt`` completions; chosen is one the verifier accepts, rejected one
+it refuses. When no sample is correct, the family's teacher trace (correct by construction)
+is chosen if ``teacher_fallback``; a prompt whose samples are all correct gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
 
 :func:`read_pairs`, :func:`verifier_pairs` and :func:`split_pairs` build the rows of every
 pair method (orpo trains on the same pairs: trainers/orpo.py); the fields they read are
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from trainers._config import TrainConfig, cli
 from trainers._data import (
-    arithmetic_prompts,
-    causal_prompts,
-    causal_source,
     data_identity,
-    prompt_messages,
     read_rows,
     require_columns,
     sample_rows,
+    source_fields,
+    source_name,
+    source_prompts,
     split_eval,
 )
 from trainers.dpo_config import DPOConfig, PairData
@@ -50,26 +49,21 @@ COLUMNS = (("prompt", "chosen", "rejected"), ("chosen", "rejected"))
 
 def task_prompts(cfg: PairData) -> tuple[list[dict], str, str]:
     """Prompts with ``prompt`` (messages), ``reference`` and ``teacher`` (a correct trace),
-    the task that judges them, and a name for the source."""
-    if cfg.sources == "causal":
-        items = causal_prompts(cfg, cfg.item_seed)[: cfg.n_prompts]
-        return items, "causal_nli", f"{causal_source(cfg, cfg.item_seed)} n_prompts={cfg.n_prompts}"
-    if cfg.sources != "arithmetic":
-        method = type(cfg).__name__.removesuffix("Config").lower()
-        raise ValueError(
-            f"{method} config: sources {cfg.sources!r} unknown; use arithmetic or causal"
-        )
-    from tasks.math import think_trace
+    the task family that judges them, and a name for the source."""
+    from tasks import family
 
-    items = [
-        {
-            "prompt": prompt_messages(it["question"]),
-            "reference": it["answer"],
-            "teacher": think_trace(it),
-        }
-        for it in arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
+    fields = source_fields(cfg, cfg.sources)
+    task, items = source_prompts(cfg.sources, cfg.item_seed, cfg.n_prompts, **fields)
+    teacher = family(task).teacher
+    rows = [
+        {"prompt": it["prompt"], "reference": it["reference"], "teacher": teacher(it)}
+        for it in items
     ]
-    return items, "math", f"levels={cfg.levels}, n_prompts={cfg.n_prompts}, seed={cfg.item_seed}"
+    return (
+        rows,
+        task,
+        f"{source_name(cfg.sources, cfg.item_seed, **fields)} n_prompts={cfg.n_prompts}",
+    )
 
 
 def preference_rows(rows: list[dict], source: str) -> list[dict]:
@@ -116,12 +110,11 @@ def preference_rows(rows: list[dict], source: str) -> list[dict]:
 def build_pairs(
     model, tokenizer, items: list[dict], cfg: PairData, task: str = "math"
 ) -> list[dict]:
-    """Preference rows from sampled completions judged by ``task``'s verifier."""
-    import importlib
-
+    """Preference rows from sampled completions judged by task family ``task``'s verifier."""
+    from tasks import family
     from trainers._generate import generate_completions
 
-    verify = importlib.import_module(f"tasks.{task}").verify
+    verify = family(task).verify
     samples = generate_completions(
         model,
         tokenizer,
@@ -164,8 +157,8 @@ def verifier_pairs(model, tokenizer, cfg: PairData, method: str) -> tuple[list[d
     rows = build_pairs(model, tokenizer, items, cfg, task)
     if not rows:
         raise ValueError(
-            f"{method}: every sampled completion was correct, no preference pairs; raise levels "
-            "(arithmetic) or num_variables (causal)"
+            f"{method}: every sampled completion was correct, no preference pairs; ask harder "
+            f"{cfg.sources} prompts (e.g. raise levels or num_variables)"
         )
     return rows, f"pairs({task} verifier, {name})"
 

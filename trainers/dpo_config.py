@@ -20,7 +20,7 @@ class PairData:
     task verifier ranks among the starting model's samples (trainers/dpo.py verifier_pairs)."""
 
     dataset: str = ""  # prompt/chosen/rejected rows; empty: build pairs with the verifier
-    sources: str = "arithmetic"  # arithmetic | causal: the prompts pairs are built for
+    sources: str = "arithmetic"  # a task family's training source: the prompts pairs are built for
     levels: str = "2"  # arithmetic: the generated prompts' levels, e.g. 2,4
     n_prompts: int = 64  # prompts the starting model samples completions of
     item_seed: int = 0  # seeds the generated prompts

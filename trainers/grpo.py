@@ -1,11 +1,13 @@
 """Group relative policy optimisation (trl ``GRPOTrainer``) with task verifiers as rewards.
 
-Rewards are exactly what the leaderboard measures: the task's ``verify`` wrapped by
-``tasks.scoring.as_reward`` (``reward=math``, ``think_quality`` or ``causal_nli``),
-optionally plus ``format_weight`` × the ``<think>`` format check. Prompts: a file
-(``dataset=``) with a ``prompt`` column and a reference column; else ``sources=arithmetic``
-(generated at ``levels``) or ``sources=causal`` (Corr2Cause problems from the fields of
-:class:`trainers._data.CausalData`, with causal_nli's eval prompt and the gold verdict).
+Rewards are exactly what the leaderboard measures: the ``verify`` of the task family
+``reward`` names (``tasks.FAMILIES``: ``math``, ``think_quality``, ``causal_nli``) wrapped by
+``tasks.scoring.as_reward``, optionally plus ``format_weight`` × the ``<think>`` format check.
+Prompts: a file (``dataset=``) with a ``prompt`` column and a reference column; else the
+``n_prompts`` first items of a family's training source (``sources=``: e.g. ``arithmetic``,
+generated at ``levels``, or ``causal``, Corr2Cause problems from the fields of
+:class:`trainers._data.CausalData`), with the task's eval prompt and gold answer. The reward
+must score that family's answers: its own family's, or one it ``USES`` (think_quality).
 Rollouts use vLLM in colocate mode when vLLM is importable and CUDA is present
 (``use_vllm=auto``), HF generation otherwise; on a CPU they are sampled from a merged bf16 copy
 of the policy re-synced after every optimizer step (``rollout_dtype``, trainers/_rollout.py).
@@ -20,13 +22,12 @@ from transformers import TrainerCallback
 
 from trainers._config import cli
 from trainers._data import (
-    arithmetic_prompts,
-    causal_prompts,
-    causal_source,
     data_identity,
-    prompt_messages,
     read_rows,
     require_columns,
+    source_fields,
+    source_name,
+    source_prompts,
 )
 from trainers.grpo_config import GRPOConfig, machine_settings
 from trainers.manifest import Manifest
@@ -42,14 +43,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VERIFIERS = {
-    "math": "tasks.math:verify",
-    "think_quality": "tasks.think_quality:verify",
-    "causal_nli": "tasks.causal_nli:verify",
-}
-# the generated prompts each reward can score (think_quality's verify checks math answers)
-REWARD_SOURCES = {"math": "arithmetic", "think_quality": "arithmetic", "causal_nli": "causal"}
-
 
 def think_format_reward(completions, **_columns) -> list[float]:
     """1.0 for a well-formed ``<think>…</think>`` then an answer, else 0.0."""
@@ -59,20 +52,29 @@ def think_format_reward(completions, **_columns) -> list[float]:
     return [float(format_ok(completion_text(c))) for c in completions]
 
 
-def reward_functions(cfg: GRPOConfig) -> tuple[list, list[float]]:
-    import importlib
+def _reward_family(cfg: GRPOConfig):
+    from tasks import FAMILIES, family
 
+    if cfg.reward not in FAMILIES:
+        raise ValueError(
+            f"grpo config: reward {cfg.reward!r} unknown; use one of {', '.join(FAMILIES)}"
+        )
+    return family(cfg.reward)
+
+
+def reward_functions(cfg: GRPOConfig) -> tuple[list, list[float]]:
+    import functools
+
+    from tasks import source_family
     from tasks.scoring import as_reward
 
-    if cfg.reward not in VERIFIERS:
-        raise ValueError(
-            f"grpo config: reward {cfg.reward!r} unknown; use one of {', '.join(VERIFIERS)}"
-        )
-    module, _, name = VERIFIERS[cfg.reward].partition(":")
-    funcs, weights = (
-        [as_reward(getattr(importlib.import_module(module), name), cfg.reference_column)],
-        [1.0],
-    )
+    reward = _reward_family(cfg)
+    verify = reward.verify
+    scored = None if cfg.dataset else source_family(cfg.sources)
+    if scored != cfg.reward and scored in getattr(reward, "USES", ()):
+        # a family that scores another's answers (think_quality) is told whose
+        verify = functools.update_wrapper(functools.partial(verify, task=scored), verify)
+    funcs, weights = [as_reward(verify, cfg.reference_column)], [1.0]
     if cfg.format_weight:
         funcs.append(think_format_reward)
         weights.append(cfg.format_weight)
@@ -138,21 +140,18 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
         return [
             {"prompt": r["prompt"], cfg.reference_column: r[cfg.reference_column]} for r in rows
         ], cfg.dataset
-    if REWARD_SOURCES.get(cfg.reward) != cfg.sources:
+    from tasks import source_family
+
+    scored = source_family(cfg.sources)
+    if cfg.reward != scored and scored not in getattr(_reward_family(cfg), "USES", ()):
         raise ValueError(
             f"grpo config: reward {cfg.reward} cannot score sources={cfg.sources} prompts; "
-            f"set sources={REWARD_SOURCES.get(cfg.reward)} (causal prompts: reward=causal_nli)"
+            f"set reward={scored} (the family of {cfg.sources})"
         )
-    if cfg.sources == "causal":
-        items = causal_prompts(cfg, cfg.item_seed)[: cfg.n_prompts]
-        rows = [{"prompt": it["prompt"], cfg.reference_column: it["reference"]} for it in items]
-        return rows, f"{causal_source(cfg, cfg.item_seed)} prompts(n={cfg.n_prompts})"
-    items = arithmetic_prompts(cfg.levels, cfg.n_prompts, cfg.item_seed)
-    rows = [
-        {"prompt": prompt_messages(it["question"]), cfg.reference_column: it["answer"]}
-        for it in items
-    ]
-    return rows, f"arithmetic prompts(levels={cfg.levels}, n={cfg.n_prompts}, seed={cfg.item_seed})"
+    fields = source_fields(cfg, cfg.sources)
+    _, items = source_prompts(cfg.sources, cfg.item_seed, cfg.n_prompts, **fields)
+    rows = [{"prompt": it["prompt"], cfg.reference_column: it["reference"]} for it in items]
+    return rows, f"{source_name(cfg.sources, cfg.item_seed, **fields)} prompts(n={cfg.n_prompts})"
 
 
 def main(cfg: GRPOConfig) -> Manifest:

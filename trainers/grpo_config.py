@@ -39,9 +39,9 @@ class GRPOConfig(TrainConfig, CausalData):
     MEMORY: ClassVar[MemoryProfile] = MemoryProfile(rollout_engine=True)
 
     dataset: str = ""  # rows with prompt + reference_column; empty: prompts from sources
-    sources: str = "arithmetic"  # arithmetic | causal
+    sources: str = "arithmetic"  # a task family's training source (tasks.FAMILIES), e.g. causal
     reference_column: str = "reference"
-    reward: str = "math"
+    reward: str = "math"  # the task family whose verify is the reward
     format_weight: float = 0.0
     learning_rate: float = 1e-5
     levels: str = "4"

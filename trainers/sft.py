@@ -2,11 +2,12 @@
 
 Data: a file (``dataset=``) of trl conversational rows — ``messages`` — or
 prompt/completion rows; the tokenizer's chat template renders them. Without a file,
-``sources=causal`` builds rows from Corr2Cause problems (the fields of
-:class:`trainers._data.CausalData`: a Corr2Cause CSV, the hub dataset, or the oracle's
-generator seeded by ``item_seed``) with causal_nli's eval prompt as the user turn: the
-verdict alone, or with ``direct_fraction < 1`` the causal teacher's ``<think>`` trace
-for a seeded share of the items. Sequences are
+``sources`` names training sources of task families (``tasks.FAMILIES``), e.g. ``causal``
+(Corr2Cause problems from the fields of :class:`trainers._data.CausalData`: a Corr2Cause
+CSV, the hub dataset, or the oracle's generator seeded by ``item_seed``); each item is
+asked with its task's eval prompt, and answered by the family's teacher: the answer
+alone, or with ``direct_fraction < 1`` the teacher's ``<think>`` trace for a seeded share
+of the items. Sequences are
 packed (best-fit decreasing, padding-free batches with per-sequence position ids, so
 packed examples never attend to each other under sdpa or flash-attention). ``limit`` is
 a seeded sample (``seed``), not the first rows. A template that strips the reasoning from
@@ -30,11 +31,10 @@ import logging
 
 from trainers._config import cli
 from trainers._data import (
-    causal_sft_rows,
-    causal_source,
     data_identity,
     read_rows,
     require_columns,
+    source_traces,
     split_eval,
 )
 from trainers.manifest import Manifest
@@ -49,14 +49,12 @@ log = logging.getLogger(__name__)
 
 def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
     if not cfg.dataset:
-        sources = [s.strip() for s in cfg.sources.split(",") if s.strip()]
-        if sources == ["causal"]:
-            rows = causal_sft_rows(cfg, cfg.item_seed, cfg.direct_fraction)
-            return rows, causal_source(cfg, cfg.item_seed, cfg.direct_fraction)
-        raise ValueError(
-            "sft config: dataset is empty; set dataset=<file with messages or prompt+completion> "
-            "or sources=causal"
-        )
+        if not cfg.sources.strip():
+            raise ValueError(
+                "sft config: dataset is empty; set dataset=<file with messages or prompt+completion> "
+                "or sources=causal"
+            )
+        return source_traces(cfg, cfg.sources, "sft")
     rows = read_rows(cfg.dataset)
     columns = require_columns(rows, COLUMNS, cfg.dataset)
     return [{c: r[c] for c in columns} for r in rows], cfg.dataset

@@ -24,7 +24,7 @@ class SFTConfig(TrainConfig, CausalData):
     MEMORY: ClassVar[MemoryProfile] = MemoryProfile(fused_head=True)
 
     dataset: str = ""  # .jsonl/.json/.parquet/.csv with messages, or prompt + completion
-    sources: str = ""  # used when dataset is empty: causal
+    sources: str = ""  # used when dataset is empty: task families' training sources, e.g. causal
     item_seed: int = 0  # seeds the generated items (and a file's shuffle)
     direct_fraction: float = 1.0  # causal: share of items whose target is the verdict alone
     packing: bool = True

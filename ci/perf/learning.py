@@ -76,7 +76,7 @@ def evaluate(
 ) -> tuple[list[int], list[str]]:
     """1/0 per item (greedy completion verified by tasks.math.verify), and the completions."""
     from tasks.math import verify
-    from trainers.data import prompt_messages
+    from tasks.math.train import messages
     from trainers.model import generate_completions, load_model
 
     model, tok = load_model(path)
@@ -85,7 +85,7 @@ def evaluate(
     outs = generate_completions(
         model,
         tok,
-        [prompt_messages(it["question"]) for it in items],
+        [messages(it["question"]) for it in items],
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness.zoo import materialize
     from tasks.math import generate
+    from tasks.math.train import level_counts
     from trainers import train_stage
-    from trainers.data import level_counts
     from trainers.manifest import Manifest, read_manifest
 
     torch.manual_seed(0)

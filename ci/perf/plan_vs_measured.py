@@ -38,11 +38,11 @@ def _peak_rss_gb() -> float:
 def _configs(tmp: Path, steps: int) -> dict[str, dict]:
     import yaml
 
-    from trainers.data import arithmetic_sft_rows
+    from trainers.data import trace_rows
 
     smoke = yaml.safe_load(Path("harness/grids/smoke.yaml").read_text())["steps"]
     data = tmp / "sft.jsonl"
-    rows = arithmetic_sft_rows("2", 64, seed=1)
+    rows = trace_rows("arithmetic", 1, levels="2", n_per_level=64)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     short = {"max_steps": steps, "save_steps": 10_000}
     return {

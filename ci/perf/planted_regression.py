@@ -24,7 +24,10 @@ sys.path.insert(0, str(REPO))
 
 
 def plant(which: str) -> None:
-    """Patch the verifiers before the task hooks import them (they bind them at import)."""
+    """Patch the verifiers before the task hooks import them (they bind them at import), and
+    their families' exports (tasks.FAMILIES: keys read a family's VERSION)."""
+    import tasks.causal_nli
+    import tasks.math
     from tasks.scoring import Score
 
     if which in (
@@ -40,6 +43,7 @@ def plant(which: str) -> None:
             return Score(0.0, score.answer, "planted") if score.answer == "valid" else score
 
         causal.verify, causal.VERSION = buggy_causal, "1-planted"
+        tasks.causal_nli.verify, tasks.causal_nli.VERSION = buggy_causal, "1-planted"
     if which in ("math", "both"):  # every number rejected: flips every right math answer
         import tasks.math.verifier as math
 
@@ -49,6 +53,7 @@ def plant(which: str) -> None:
             return Score(0.0, real_math(completion, reference).answer, "planted")
 
         math.verify, math.VERSION = buggy_math, "1-planted"
+        tasks.math.verify, tasks.math.VERSION = buggy_math, "1-planted"
     # The VERSION moves only so that bench rescore re-scores; the key inputs are restored below.
 
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 
 def _rows(n_arith: int, n_gsm8k: int) -> list[dict]:
-    from trainers.data import arithmetic_sft_rows, gsm8k_sft_rows
+    from trainers.data import trace_rows
 
-    rows = arithmetic_sft_rows("2,4", n_arith // 2, seed=7)
+    rows = trace_rows("arithmetic", 7, levels="2,4", n_per_level=n_arith // 2)
     try:
-        rows += gsm8k_sft_rows(n_gsm8k, seed=7)
+        rows += trace_rows("gsm8k", 7, n_gsm8k=n_gsm8k)
     except (FileNotFoundError, ValueError, ImportError, OSError):
         pass  # offline without the local file: arithmetic only
     return rows

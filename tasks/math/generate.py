@@ -15,8 +15,9 @@ from __future__ import annotations
 import operator
 import random
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
-__all__ = ["LEVELS", "generate", "make_item", "think_trace"]
+__all__ = ["LEVELS", "generate", "make_item", "think_trace", "test_seed"]
 
 LEVELS = (1, 2, 3, 4, 5)
 _OPS: dict[str, Callable[[int, int], int]] = {
@@ -162,3 +163,11 @@ def think_trace(item: dict, *, direct: bool = False) -> str:
         return f"<think>\n</think>\nThe answer is {item['answer']}."
     steps = "\n".join(f"Step {i}: {step}" for i, step in enumerate(item["steps"], 1))
     return f"<think>\n{steps}\n</think>\nThe answer is {item['answer']}."
+
+
+def test_seed() -> int:
+    """The seed of math_arith's test items (``dataset_kwargs.seed`` in math_arith.yaml, the
+    one place it is written): the default of the loader, and the seed training must not use."""
+    from tasks import task_config
+
+    return int(task_config(Path(__file__).with_name("math_arith.yaml"))["dataset_kwargs"]["seed"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.math.generate import generate
+from tasks.math.generate import LEVELS, generate, test_seed
 from tasks.math.gsm8k import gsm8k_gold, gsm8k_solution, load_gsm8k
 from tasks.math.verifier import verify
 from tasks.scoring import score_once
@@ -77,8 +77,6 @@ def load_arith_docs(
 ):
     """``custom_dataset`` of ``math_arith``: generated items, a test and a few-shot split
     (``seed`` defaults to the YAML's, :func:`tasks.math.test_seed`; ``levels``: all by default)."""
-    from tasks.math import LEVELS, test_seed
-
     seed = test_seed() if seed is None else int(seed)
     levels = tuple(int(x) for x in levels) if levels else LEVELS
     return _dataset_dict(

@@ -28,7 +28,6 @@ correct bare answer 0.5, and a well-formed but wrong trace at most 0.5.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,7 @@ __all__ = [
     "think_content",
     "format_ok",
     "composite",
-    "VERIFIERS",
+    "USES",
     "W_CORRECT",
     "W_FORMAT",
     "W_EFFORT",
@@ -59,8 +58,9 @@ VERSION = "1"
 W_CORRECT, W_FORMAT, W_EFFORT = 0.5, 0.3, 0.2
 FULL_TOKENS, FULL_STEPS = 10, 2  # reasoning this long counts as full effort
 
-# task -> "module:function" of its verifier, imported on first use.
-VERIFIERS = {"math": "tasks.math:verify", "causal_nli": "tasks.causal_nli:verify"}
+# The task families (tasks.FAMILIES) whose verifiers decide ``correct``: their versions are
+# part of every key think_quality scores.
+USES = ("math", "causal_nli")
 
 _OPEN, _CLOSE = "<think>", "</think>"
 _STEP_LINE_RE = re.compile(r"^\s*(?:step\s*\d+\b|\d+[.)]\s)", re.I | re.M)
@@ -114,10 +114,11 @@ def composite(correct: float, well_formed: bool, think_tokens: int, steps: int) 
 
 
 def _verifier(task: str):
-    if task not in VERIFIERS:
-        raise ValueError(f"think_quality: unknown task {task!r}; use one of {', '.join(VERIFIERS)}")
-    module, _, name = VERIFIERS[task].partition(":")
-    return getattr(importlib.import_module(module), name)
+    from tasks import family
+
+    if task not in USES:
+        raise ValueError(f"think_quality: unknown task {task!r}; use one of {', '.join(USES)}")
+    return family(task).verify
 
 
 def score(completion: str, reference: Any, task: str = "math") -> ThinkScore:
