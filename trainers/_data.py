@@ -161,9 +161,15 @@ class CausalData:
 def source_fields(cfg: Any, source: str) -> dict[str, Any]:
     """The fields of ``cfg`` that training source ``source`` reads (its family's ``SOURCES``),
     those the config has."""
-    from tasks import family, source_family
+    from tasks import family, training_sources
 
-    wanted = family(source_family(source)).SOURCES[source]
+    sources = training_sources()
+    if source not in sources:
+        method = type(cfg).__name__.removesuffix("Config").lower()
+        raise ValueError(
+            f"{method} config: sources {source!r} unknown; use one of {', '.join(sources)}"
+        )
+    wanted = family(sources[source]).SOURCES[source]
     return {name: getattr(cfg, name) for name in wanted if hasattr(cfg, name)}
 
 
@@ -212,17 +218,11 @@ def trace_rows(source: str, seed: int, direct_fraction: float = 0.0, **fields: A
     ]
 
 
-def source_traces(cfg: Any, sources: str, method: str) -> tuple[list[dict], str]:
+def source_traces(cfg: Any, sources: str) -> tuple[list[dict], str]:
     """Trace rows of every training source in the comma-separated ``sources`` (sft, distill), and
     a name for them; the fields each reads come from ``cfg``."""
-    from tasks import training_sources
-
     rows, names = [], []
     for source in [s.strip() for s in sources.split(",") if s.strip()]:
-        if source not in training_sources():
-            raise ValueError(
-                f"{method} config: sources has unknown {source!r}; use {', '.join(training_sources())}"
-            )
         fields = source_fields(cfg, source)
         rows += trace_rows(source, cfg.item_seed, **fields)
         names.append(source_name(source, cfg.item_seed, **fields))

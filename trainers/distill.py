@@ -59,7 +59,7 @@ def distill_rows(cfg: DistillConfig) -> tuple[list[dict], str]:
             rows += [openthoughts_row(r) for r in hub]
             names.append(f"{cfg.hub_dataset}(n={cfg.n_hub},seed={cfg.item_seed})")
         elif source in training_sources():
-            traces, name = source_traces(cfg, source, "distill")
+            traces, name = source_traces(cfg, source)
             rows += traces
             names.append(name)
         else:

@@ -7,7 +7,8 @@ judged by tasks.math.verify; or ``causal``, Corr2Cause problems from the fields 
 :class:`trainers._data.CausalData`, judged by tasks.causal_nli.verify) the starting model
 samples ``samples_per_prompt`` completions; chosen is one the verifier accepts, rejected one
 it refuses. When no sample is correct, the family's teacher trace (correct by construction)
-is chosen if ``teacher_fallback``; a prompt whose samples are all correct gives no pair. Under LoRA the reference model is the adapter-disabled network (trl).
+is chosen if ``teacher_fallback``; a prompt whose samples are all correct gives no pair.
+Under LoRA the reference model is the adapter-disabled network (trl).
 
 :func:`read_pairs`, :func:`verifier_pairs` and :func:`split_pairs` build the rows of every
 pair method (orpo trains on the same pairs: trainers/orpo.py); the fields they read are

@@ -142,13 +142,13 @@ def prompt_rows(cfg: GRPOConfig) -> tuple[list[dict], str]:
         ], cfg.dataset
     from tasks import source_family
 
+    fields = source_fields(cfg, cfg.sources)
     scored = source_family(cfg.sources)
     if cfg.reward != scored and scored not in getattr(_reward_family(cfg), "USES", ()):
         raise ValueError(
             f"grpo config: reward {cfg.reward} cannot score sources={cfg.sources} prompts; "
             f"set reward={scored} (the family of {cfg.sources})"
         )
-    fields = source_fields(cfg, cfg.sources)
     _, items = source_prompts(cfg.sources, cfg.item_seed, cfg.n_prompts, **fields)
     rows = [{"prompt": it["prompt"], cfg.reference_column: it["reference"]} for it in items]
     return rows, f"{source_name(cfg.sources, cfg.item_seed, **fields)} prompts(n={cfg.n_prompts})"

@@ -54,7 +54,7 @@ def load_sft_rows(cfg: SFTConfig) -> tuple[list[dict], str]:
                 "sft config: dataset is empty; set dataset=<file with messages or prompt+completion> "
                 "or sources=causal"
             )
-        return source_traces(cfg, cfg.sources, "sft")
+        return source_traces(cfg, cfg.sources)
     rows = read_rows(cfg.dataset)
     columns = require_columns(rows, COLUMNS, cfg.dataset)
     return [{c: r[c] for c in columns} for r in rows], cfg.dataset
