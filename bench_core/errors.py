@@ -8,8 +8,14 @@ from collections.abc import Iterable
 __all__ = ["BenchError", "RecordWarning", "closest", "pydantic_reason"]
 
 
-class BenchError(Exception):
-    """A mistake in the user's input. The CLI prints ``error: <message>`` and exits 2."""
+class BenchError(ValueError):
+    """A mistake in the user's input. The CLI prints ``error: <message>`` and exits 2.
+
+    Every package raises it for input mistakes (a config field, a file or folder the user
+    named, a CLI value), so no caller translates; a ``ValueError`` is left for bugs and for
+    checks that run inside a cell, whose failure is recorded. It is a ``ValueError``, so
+    callers that catch those keep working.
+    """
 
     exit_code = 2
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench_core.errors import BenchError
 from bench_core.hashing import file_digest
 
 __all__ = [
@@ -61,7 +62,7 @@ def dataset_folder(path: str, name: str | None = None, root: Path | None = None)
         return None
     parts = [p for p in str(path).split("/") if p]
     if any(p in (".", "..") for p in parts) or (name and ("/" in name or name in (".", ".."))):
-        raise ValueError(f"dataset {path!r} {name!r}: not a hub dataset id")
+        raise BenchError(f"dataset {path!r} {name!r}: not a hub dataset id")
     return Path(root, *parts, *([name] if name else []))
 
 

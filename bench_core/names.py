@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "CELL_KEY",
     "TASK_NAME",
@@ -30,7 +32,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 
 def check_task_name(name: str) -> str:
     if not isinstance(name, str) or not TASK_NAME.fullmatch(name) or ".." in name:
-        raise ValueError(
+        raise BenchError(
             f"task name {name!r} is not letters, digits, '_', '-', '.' or '+' "
             "(at most 128, no '/' or '..')"
         )
@@ -39,7 +41,7 @@ def check_task_name(name: str) -> str:
 
 def check_cell_key(key: str) -> str:
     if not isinstance(key, str) or not CELL_KEY.fullmatch(key):
-        raise ValueError(f"cell key {key!r} is not a lowercase hex digest (no '/', '.' or markup)")
+        raise BenchError(f"cell key {key!r} is not a lowercase hex digest (no '/', '.' or markup)")
     return key
 
 
@@ -54,7 +56,7 @@ def check_relative(path: str, what: str = "path") -> str:
         or norm.startswith("../")
         or norm == "."
     ):
-        raise ValueError(f"{what} {path!r} must be a path inside the results folder")
+        raise BenchError(f"{what} {path!r} must be a path inside the results folder")
     return path
 
 

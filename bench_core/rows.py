@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
+
 __all__ = ["read_rows", "ROW_SUFFIXES"]
 
 ROW_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -25,7 +27,7 @@ def _json_lines(path: Path, text: str, strict: bool) -> list[Any]:
             rows.append(_object(path, f"line {number}", json.loads(line), strict))
         except json.JSONDecodeError as err:
             if strict:
-                raise ValueError(f"{path}: line {number} is not JSON ({err.msg})") from None
+                raise BenchError(f"{path}: line {number} is not JSON ({err.msg})") from None
             rows.append(None)
     return rows
 
@@ -38,7 +40,7 @@ def _object(path: Path, where: str, row: Any, strict: bool) -> Any:
         kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
             type(row), "null"
         )
-        raise ValueError(
+        raise BenchError(
             f"{path}: {where} is a JSON {kind}, not an object; "
             'write one {"column": value, ...} per row'
         )
@@ -60,7 +62,7 @@ def _csv(path: Path) -> list[dict[str, Any]]:
         return pyarrow.csv.read_csv(path, parse_options=options).to_pylist()
     except pa.ArrowInvalid as err:
         if "straddl" not in str(err):
-            raise ValueError(f"{path}: not a readable CSV ({_reason(err)})") from None
+            raise BenchError(f"{path}: not a readable CSV ({_reason(err)})") from None
     # a value longer than pyarrow's 1 MB block: read the file as one block
     read = pyarrow.csv.ReadOptions(
         block_size=max(1 << 20, min(path.stat().st_size + 1, 1 << 31 - 1))
@@ -68,11 +70,11 @@ def _csv(path: Path) -> list[dict[str, Any]]:
     try:
         return pyarrow.csv.read_csv(path, read_options=read, parse_options=options).to_pylist()
     except pa.ArrowInvalid as err:
-        raise ValueError(f"{path}: not a readable CSV ({_reason(err)})") from None
+        raise BenchError(f"{path}: not a readable CSV ({_reason(err)})") from None
 
 
 def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
-    """The rows of ``path``; ValueError (one line) for a missing file or an unknown suffix.
+    """The rows of ``path``; BenchError (one line) for a missing file or an unknown suffix.
 
     A ``.json`` file holds a list of rows, or JSON lines (released datasets use both).
     ``strict=False`` keeps an unparseable JSON line as ``None`` so a checker can count it
@@ -80,13 +82,13 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise BenchError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(
+            raise BenchError(
                 f"{path}: not UTF-8 text (byte {err.start}); a {suffix} file is JSON text"
             ) from None
         if suffix == ".jsonl":
@@ -96,7 +98,7 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
         except json.JSONDecodeError:
             return _json_lines(path, text, strict)
         if not isinstance(data, list):
-            raise ValueError(
+            raise BenchError(
                 f"{path}: top level is not a list of rows; give a JSON list or JSON lines"
             )
         return [_object(path, f"row {i}", row, strict) for i, row in enumerate(data)]
@@ -109,5 +111,5 @@ def read_rows(path: str | Path, *, strict: bool = True) -> list[Any]:
         try:
             return pyarrow.parquet.read_table(path).to_pylist()
         except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"{path}: not a readable Parquet file ({_reason(err)})") from None
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use {', '.join(ROW_SUFFIXES)}")
+            raise BenchError(f"{path}: not a readable Parquet file ({_reason(err)})") from None
+    raise BenchError(f"{path}: unsupported file type {suffix!r}; use {', '.join(ROW_SUFFIXES)}")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from bench_core.errors import BenchError
 from containers.generate import def_path, dockerfile_path
 from containers.targets import REPO_ROOT, Target, get_target, load_targets
 
@@ -50,7 +51,7 @@ def list_targets() -> list[Target]:
 
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        raise ValueError(f"unknown container engine {engine!r}; use one of {', '.join(ENGINES)}")
+        raise BenchError(f"unknown container engine {engine!r}; use one of {', '.join(ENGINES)}")
 
 
 def sif_path(t: Target) -> Path:
@@ -122,7 +123,7 @@ def build_command(
     t = get_target(target)
     if engine == "apptainer":
         if base_image:
-            raise ValueError(
+            raise BenchError(
                 "--base-image applies to docker/podman; edit From: in the .def for apptainer"
             )
         return ["apptainer", "build", "--force", tag or str(sif_path(t)), str(def_path(t))]
@@ -199,7 +200,7 @@ def run_command(
 
 def _require_engine(engine: str) -> None:
     if shutil.which(engine) is None:
-        raise ValueError(
+        raise BenchError(
             f"container engine {engine!r} not found on PATH; install it or pick another --engine"
         )
 

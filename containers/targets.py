@@ -18,6 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from bench_core.errors import BenchError
 from bench_core.extends import resolve_extends
 
 __all__ = [
@@ -141,7 +142,7 @@ def _load_default() -> tuple[tuple[str, Target], ...]:
 def _load(path: Path) -> dict[str, Target]:
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict) or not isinstance(raw.get("targets"), dict):
-        raise ValueError(
+        raise BenchError(
             f"{path}: top-level 'targets:' mapping missing; see containers/targets.yaml"
         )
     targets: dict[str, Target] = {}
@@ -153,19 +154,19 @@ def _load(path: Path) -> dict[str, Target]:
             err = exc.errors()[0]
             field = ".".join([f"targets.{name}", *(str(p) for p in err["loc"])])
             msg = err["msg"].removeprefix("Value error, ")
-            raise ValueError(f"{path}: {field}: {msg}") from None
+            raise BenchError(f"{path}: {field}: {msg}") from None
     return targets
 
 
 def get_target(name: str, path: str | Path | None = None) -> Target:
-    """The target called ``name``; an unknown name raises a one-line ValueError."""
+    """The target called ``name``; an unknown name raises a one-line BenchError."""
     targets = load_targets(path)
     if name in targets:
         return targets[name]
     close = difflib.get_close_matches(name, targets, n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(targets)}"
     where = path or "containers/targets.yaml"
-    raise ValueError(f"{where}: unknown target {name!r}; {hint}")
+    raise BenchError(f"{where}: unknown target {name!r}; {hint}")
 
 
 def target_for_device(major: int, minor: int, memory_gb: float | None) -> str:
@@ -177,7 +178,7 @@ def target_for_device(major: int, minor: int, memory_gb: float | None) -> str:
         return "a100-40g" if memory_gb is not None and memory_gb < 60 else "a100"
     if (major, minor) == (7, 5):
         return "rtx2080ti"
-    raise ValueError(
+    raise BenchError(
         f"containers/targets.yaml: no target for compute capability {major}.{minor}; "
         "add one or pass the target name explicitly"
     )

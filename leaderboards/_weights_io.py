@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "weight_files",
     "tensor_shapes",
@@ -33,24 +35,24 @@ def weight_files(model_dir: str | Path) -> dict[str, Path]:
     """Tensor name -> the safetensors file that holds it (single file, index, or all shards)."""
     d = Path(model_dir)
     if not d.is_dir():
-        raise ValueError(f"{d}: not a directory; pass a model directory of *.safetensors files")
+        raise BenchError(f"{d}: not a directory; pass a model directory of *.safetensors files")
     index = d / INDEX
     if index.exists():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (ValueError, KeyError) as e:
-            raise ValueError(
+            raise BenchError(
                 f"{index}: no readable 'weight_map' ({e}); re-download the checkpoint"
             ) from None
         missing = {f for f in weight_map.values() if not (d / f).exists()}
         if missing:
-            raise ValueError(
+            raise BenchError(
                 f"{index}: shard(s) {sorted(missing)} missing; re-download the checkpoint"
             )
         return {name: d / f for name, f in weight_map.items()}
     files = sorted(p for p in d.glob("*.safetensors") if p.name != ADAPTER_WEIGHTS)
     if not files:
-        raise ValueError(
+        raise BenchError(
             f"{d}: no *.safetensors files (a .bin checkpoint? convert it to safetensors)"
         )
     from safetensors import safe_open
@@ -123,15 +125,15 @@ def read_lora(
     try:
         cfg = json.loads((d / ADAPTER_CONFIG).read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(
+        raise BenchError(
             f"{d / ADAPTER_CONFIG}: not a readable peft adapter config ({e})"
         ) from None
     if cfg.get("use_dora"):
-        raise ValueError(
+        raise BenchError(
             f"{d / ADAPTER_CONFIG}: use_dora=true is not a plain low-rank ΔW; analyse the merged weights (--merged)"
         )
     if not (d / ADAPTER_WEIGHTS).exists():
-        raise ValueError(
+        raise BenchError(
             f"{d}: no {ADAPTER_WEIGHTS}; an adapter saved as .bin must be converted to safetensors"
         )
     r0, alpha0 = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
@@ -170,7 +172,7 @@ def read_lora(
             else (p.get("lora_A"), p.get("lora_B"))
         )
         if target is None or a is None or b is None:
-            raise ValueError(
+            raise BenchError(
                 f"{d / ADAPTER_WEIGHTS}: LoRA module '{mod}' has no base tensor or lacks A/B; "
                 "is this adapter for this base model?"
             )

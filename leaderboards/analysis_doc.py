@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "ANALYSIS_VERSION",
     "WeightsDoc",
@@ -217,12 +219,12 @@ def parse_analysis(data: bytes | str | dict[str, Any], kind: str) -> AnalysisDoc
     """A document of ``kind`` (weights or behavior: a file's name prefix) from its JSON or its
     decoded object, upgraded to this version; a ValueError names the field when it is not one."""
     if kind not in _TYPES:
-        raise ValueError(f"analysis kind {kind!r}: use one of {', '.join(_TYPES)}")
+        raise BenchError(f"analysis kind {kind!r}: use one of {', '.join(_TYPES)}")
     doc = json.loads(data) if isinstance(data, bytes | str) else data
     if not isinstance(doc, dict):
-        raise ValueError(f"an analysis document is a JSON object, not {type(doc).__name__}")
+        raise BenchError(f"an analysis document is a JSON object, not {type(doc).__name__}")
     while doc.get("schema_version", 0) in _UPGRADES:
         doc = _UPGRADES[doc.get("schema_version", 0)](doc, kind)
     if doc.get("kind") != kind:
-        raise ValueError(f"field 'kind': {doc.get('kind')!r}, not {kind!r}")
+        raise BenchError(f"field 'kind': {doc.get('kind')!r}, not {kind!r}")
     return _TYPES[kind].model_validate(doc)

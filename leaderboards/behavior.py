@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_core.errors import BenchError
 from leaderboards.samples import read_samples
 from leaderboards.stats import mcnemar, paired_bootstrap
 
@@ -206,7 +207,7 @@ def _stat(xs) -> float | None:
 def behavior(rows: list[dict], *, ngram: int = 4, ks: list[int] | None = None) -> Behavior:
     """Figures of one cell × task's rows (see the module doc)."""
     if not rows:
-        raise ValueError("behavior: no sample rows")
+        raise BenchError("behavior: no sample rows")
     prompts: dict[int, list[tuple[int, dict]]] = {}
     for i, r in enumerate(rows):
         order = r.get("repeat") if r.get("repeat") is not None else i
@@ -305,7 +306,7 @@ def compare_behavior(
     """Child minus parent over shared prompts: Δ with paired bootstrap CIs, solved tables, crossover."""
     shared = sorted(set(parent.doc_ids) & set(child.doc_ids))
     if not shared:
-        raise ValueError(
+        raise BenchError(
             f"cells {parent.cell_key} and {child.cell_key} share no doc_id on task {child.task}"
         )
     ip, ic = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_core.errors import closest
+from bench_core.errors import BenchError, closest
 from leaderboards.board import task_label
 from leaderboards.stats import McNemar, PairedBootstrap, mcnemar, paired_bootstrap
 
@@ -219,11 +219,11 @@ def _one(prefix: str, rows: list[tuple[str, str]], where: str) -> tuple[str, str
     if exact:
         return exact[0]
     if not keys:
-        raise ValueError(
+        raise BenchError(
             f"{where}: no eval cell key starts with '{prefix}'; `bench leaderboard --format json` lists cell keys"
         )
     if len(keys) > 1:
-        raise ValueError(
+        raise BenchError(
             f"{where}: cell '{prefix}' is ambiguous ({len(keys)} matches); give more of the key"
         )
     return keys[0]
@@ -258,7 +258,7 @@ def compare(
         ta, tb = src.tasks(ka), src.tasks(kb)
         if task is not None and task not in ta and task not in tb:  # else: exit 0, empty tables
             known = sorted(set(ta) | set(tb))
-            raise ValueError(
+            raise BenchError(
                 f"--task {task}: neither cell has it{closest(task, known)}; "
                 f"their tasks: {', '.join(known) or 'none'}"
             )

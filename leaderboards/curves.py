@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "LOG_HISTORY",
     "StageCurve",
@@ -87,7 +89,7 @@ def read_log_history(results_dir: str | Path, cell_key: str) -> list | None:
         return None
     history = json.loads(file.read_text(encoding="utf-8"))
     if not isinstance(history, list):
-        raise ValueError(f"{file}: not a list of logged steps")
+        raise BenchError(f"{file}: not a list of logged steps")
     return history
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_core.errors import BenchError
 from leaderboards.curves import lineage_curves
 
 __all__ = ["TRACKERS", "ExportRun", "export_runs", "export"]
@@ -185,12 +186,12 @@ _PACKAGES = {"trackio": "trackio", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 def export(con, to: str, out_dir: str | Path, project: str = "bench") -> list[ExportRun]:
     """Replay the store into ``out_dir`` through ``to``'s client; returns the runs written."""
     if to not in TRACKERS:
-        raise ValueError(f"--to {to}: unknown tracker; use one of {', '.join(TRACKERS)}")
+        raise BenchError(f"--to {to}: unknown tracker; use one of {', '.join(TRACKERS)}")
     import importlib.util
 
     module = "mlflow" if to == "mlflow" else to
     if importlib.util.find_spec(module) is None:
-        raise ValueError(
+        raise BenchError(
             f"--to {to}: the {_PACKAGES[to]} package is not installed; "
             f"pip install '{_PACKAGES[to]}' (or bench's [trackers] extra)"
         )

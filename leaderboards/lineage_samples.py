@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from bench_core.errors import BenchError
 from leaderboards.behavior import looping
 
 __all__ = [
@@ -90,12 +91,12 @@ def resolve_eval_cell(con, prefix: str) -> str:
     if prefix in keys:
         return prefix
     if not keys:
-        raise ValueError(
+        raise BenchError(
             f"no eval or train cell key starts with '{prefix}'; "
             "`bench leaderboard --format json` lists cell keys"
         )
     if len(keys) > 1:
-        raise ValueError(
+        raise BenchError(
             f"cell '{prefix}' is ambiguous ({len(keys)} matches); give more of the key"
         )
     return keys[0]
@@ -112,7 +113,7 @@ def resolve_train_or_eval_cell(con, prefix: str) -> str:
     if prefix in keys:
         return prefix
     if len(keys) != 1:
-        raise ValueError(
+        raise BenchError(
             f"cell '{prefix}' is ambiguous ({len(keys)} matches); give more of the key"
             if keys
             else f"no cell key starts with '{prefix}'; `bench leaderboard --format json` lists them"
@@ -169,7 +170,7 @@ def lineage_samples(
     ]
     if task is not None:
         if task not in tasks:
-            raise ValueError(
+            raise BenchError(
                 f"cell {key[:12]} has no samples of task '{task}'; it has: {', '.join(tasks) or 'none'}"
             )
         tasks = [task]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from bench_core.errors import BenchError
 from leaderboards.board import build_board
 from leaderboards.record import read_records
 from leaderboards.rendering import render
@@ -32,19 +33,19 @@ def check_site_dir(results_dir: Path, out: Path) -> None:
     holding it, one inside its records or samples, or a non-empty folder it did not make."""
     res, site = results_dir.resolve(), out.resolve()
     if site == res or res.is_relative_to(site):
-        raise ValueError(
+        raise BenchError(
             f"--publish {out}: is or holds the results folder {results_dir}; "
             "publish to a folder of its own, e.g. site/"
         )
     for sub in ("records", "samples", "checkpoints", "analysis", "failures"):
         if site.is_relative_to(res / sub):
-            raise ValueError(
+            raise BenchError(
                 f"--publish {out}: is inside {results_dir}/{sub}; publish to a folder of its own"
             )
     if site.exists() and not site.is_dir():
-        raise ValueError(f"--publish {out}: is a file; name a folder")
+        raise BenchError(f"--publish {out}: is a file; name a folder")
     if site.is_dir() and any(site.iterdir()) and not (site / MARKER).is_file():
-        raise ValueError(
+        raise BenchError(
             f"--publish {out}: not empty and not made by `bench leaderboard --publish` "
             f"(no {MARKER}); name a new or empty folder"
         )

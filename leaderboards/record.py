@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bench_core.errors import RecordWarning
+from bench_core.errors import BenchError, RecordWarning
 from bench_core.names import check_cell_key, check_relative, check_task_name, strip_control
 
 __all__ = [
@@ -239,7 +239,7 @@ def stage_lineage(model: str, stage: str, prefix: str = "") -> dict[str, str | N
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data.get("model_id"), str):
-        raise ValueError("field 'model_id': a schema 1 record needs it")
+        raise BenchError("field 'model_id': a schema 1 record needs it")
     return {
         **data,
         "schema_version": 2,
@@ -288,13 +288,13 @@ def parse_record(data: bytes | str) -> RunRecord:
     """A record from a file's bytes: ingest reads each file once, to hash it and to parse it.
 
     Anything but a record (``{}``, ``[]``, ``null``, JSON nested past the parser's depth) is a
-    ValueError, the error a reader skips a file on."""
+    ValueError (a BenchError, or pydantic's ValidationError), the error a reader skips a file on."""
     try:
         data = json.loads(data)
     except RecursionError:
-        raise ValueError("JSON nested too deeply; not a run record") from None
+        raise BenchError("JSON nested too deeply; not a run record") from None
     if not isinstance(data, dict):
-        raise ValueError(f"a run record is a JSON object, not {type(data).__name__}")
+        raise BenchError(f"a run record is a JSON object, not {type(data).__name__}")
     return RunRecord.model_validate(_upgrade(data))
 
 

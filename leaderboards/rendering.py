@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from bench_core.errors import BenchError
 from bench_core.names import strip_control
 from leaderboards._cells import DASH, deltas, num
 from leaderboards.board import Board, BoardCell, build_board
@@ -351,7 +352,7 @@ _ALIASES = {"markdown": "md", "tex": "latex", "text": "terminal", "htm": "html"}
 def _format(fmt: str):
     key = _ALIASES.get(fmt, fmt)
     if key not in FORMATS:
-        raise ValueError(f"unknown leaderboard format '{fmt}'; choose one of {', '.join(FORMATS)}")
+        raise BenchError(f"unknown leaderboard format '{fmt}'; choose one of {', '.join(FORMATS)}")
     return FORMATS[key]
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "SAMPLES_SCHEMA",
     "STORED_FIELDS",
@@ -175,18 +177,18 @@ def read_samples(path: str | Path) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:
-        raise ValueError(f"{path}: not a readable Parquet samples file ({e})") from None
+        raise BenchError(f"{path}: not a readable Parquet samples file ({e})") from None
     cols = []
     for field in SAMPLES_SCHEMA:
         if field.name in table.column_names:
             try:
                 cols.append(table.column(field.name).cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise ValueError(
+                raise BenchError(
                     f"{path}: column '{field.name}' is not {field.type} ({e})"
                 ) from None
         elif field.nullable:
             cols.append(pa.nulls(table.num_rows, field.type))
         else:
-            raise ValueError(f"{path}: samples file lacks required column '{field.name}'")
+            raise BenchError(f"{path}: samples file lacks required column '{field.name}'")
     return pa.Table.from_arrays(cols, schema=SAMPLES_SCHEMA)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bench_core.errors import BenchError
 from bench_core.names import check_cell_key, strip_control
 
 __all__ = [
@@ -68,7 +69,7 @@ def _failure_v1_to_v2(data: dict[str, Any], kind: str | None) -> dict[str, Any]:
     """Version 1 (no version field): ``cell`` (model/stage), ``key``, ``error``, and when the disk
     had room ``traceback`` and ``at``; its kind was only in the file name."""
     if not isinstance(data.get("cell"), str) or "/" not in data["cell"]:
-        raise ValueError("field 'cell': a version 1 failure file names its cell model/stage")
+        raise BenchError("field 'cell': a version 1 failure file names its cell model/stage")
     model, stage = data["cell"].rsplit("/", 1)
     out = {k: v for k, v in data.items() if k not in ("cell", "key")}
     return {
@@ -135,7 +136,7 @@ def _object(data: bytes | str, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except RecursionError:
-        raise ValueError(f"JSON nested too deeply; not a {what}") from None
+        raise BenchError(f"JSON nested too deeply; not a {what}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"a {what} is a JSON object, not {type(doc).__name__}")
+        raise BenchError(f"a {what} is a JSON object, not {type(doc).__name__}")
     return doc

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from bench_core.errors import BenchError
 from leaderboards._rows import IngestWarning, insert_rows, record_row, registered, task_rows
 from leaderboards.analysis_store import create_analysis_schema, ingest_analysis
 from leaderboards.columns import FAILURE_COLUMNS, row
@@ -106,14 +107,14 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     """Open the store; a writable connection also creates tables and views. A store another
     process holds is waited for (up to ``LOCK_WAIT_S``), then one line says who holds it."""
     if read_only and not Path(db_path).exists():
-        raise ValueError(f"{db_path}: no leaderboard database; run `bench leaderboard` to ingest")
+        raise BenchError(f"{db_path}: no leaderboard database; run `bench leaderboard` to ingest")
     deadline, pause = time.monotonic() + LOCK_WAIT_S, 0.05
     while True:
         try:
             return _connect(db_path, read_only)
         except _Locked:
             if time.monotonic() >= deadline:
-                raise ValueError(
+                raise BenchError(
                     f"{db_path}: locked by another process (another `bench leaderboard`?); "
                     "retry when it has finished"
                 ) from None
@@ -132,9 +133,9 @@ def _connect(db_path: str | Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "lock" in str(e).lower():
             raise _Locked from None
         if "not a valid duckdb" not in str(e).lower() and "corrupt" not in str(e).lower():
-            raise ValueError(f"{db_path}: cannot open ({str(e).splitlines()[0]})") from None
+            raise BenchError(f"{db_path}: cannot open ({str(e).splitlines()[0]})") from None
         if read_only:
-            raise ValueError(
+            raise BenchError(
                 f"{db_path}: corrupt; it is a cache of the records: delete it, or run "
                 "`bench leaderboard` to rebuild it"
             ) from None
@@ -367,7 +368,7 @@ def ingest(results_dir: str | Path, db_path: str | Path | None = None) -> Ingest
     results_dir = Path(results_dir).resolve()
     records_dir = results_dir / "records"
     if not records_dir.is_dir() and not (results_dir / "failures").is_dir():
-        raise ValueError(f"{records_dir}: no records directory; pass --results DIR of a grid run")
+        raise BenchError(f"{records_dir}: no records directory; pass --results DIR of a grid run")
     db_path = Path(db_path) if db_path is not None else default_db_path(results_dir)
     report = IngestReport(db_path=db_path)
     files = sorted(p for p in records_dir.glob("*.json") if not p.name.startswith("."))

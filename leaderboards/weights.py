@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench_core.errors import BenchError
 from leaderboards._weights_io import read_lora, tensor_shapes, weight_files
 from leaderboards.analysis_doc import WeightsDoc
 
@@ -239,7 +240,7 @@ def _torch_dtype(dtype: str):
     import torch
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+        raise BenchError(f"dtype '{dtype}': choose one of {', '.join(DTYPES)}")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
 
 
@@ -323,7 +324,7 @@ def _same_architecture(a: Path, b: Path) -> None:
 
     xa, xb = arch(a), arch(b)
     if xa and xb and xa != xb:
-        raise ValueError(
+        raise BenchError(
             f"A ({xa[0]}) and B ({xb[0]}) are different architectures; compare a stage with its "
             "parent or its base model"
         )
@@ -348,7 +349,7 @@ def compare_weights(
     try:
         tol_values = [float(k) for k in keys]
     except ValueError:
-        raise ValueError(f"tolerances {keys}: each must be a number, e.g. 0,1e-5,1e-4") from None
+        raise BenchError(f"tolerances {keys}: each must be a number, e.g. 0,1e-5,1e-4") from None
     files_a = weight_files(a)
     shapes_a = tensor_shapes(files_a)
     if adapter is not None:
@@ -387,7 +388,7 @@ def compare_weights(
             note = f"first {rows} rows compared (shapes {list(sa)} vs {list(sb)})"
         f = factors.get(name)
         if f is not None and _lora_shape(f) != tuple(sa):
-            raise ValueError(
+            raise BenchError(
                 f"{adapter}: LoRA factors for '{name}' give ΔW {list(_lora_shape(f))}, base "
                 f"tensor is {list(sa)}; is this adapter for this base model?"
             )

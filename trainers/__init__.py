@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_core  # noqa: F401 - its logging setup, before anything imports peft
+from bench_core.errors import BenchError
 from trainers._config import FieldError, field_docs
 from trainers.manifest import Manifest
 from trainers.methods import METHODS, method_config
@@ -46,8 +47,8 @@ __all__ = [
 ]
 
 
-def _unknown(method: str) -> ValueError:
-    return ValueError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
+def _unknown(method: str) -> BenchError:
+    return BenchError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
 
 
 def method_version(method: str) -> str:
@@ -113,7 +114,7 @@ def train_stage(
     }
     clash = sorted(k for k in fixed if k in config and config[k] != fixed[k])
     if clash:
-        raise ValueError(
+        raise BenchError(
             f"{method} config: {', '.join(clash)} set in the config would be overridden; "
             f"pass {', '.join(f'{k}=' for k in clash)} to train_stage instead"
         )

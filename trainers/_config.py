@@ -22,6 +22,8 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from bench_core.errors import BenchError
+
 __all__ = [
     "TrainConfig",
     "MemoryProfile",
@@ -43,7 +45,7 @@ __all__ = [
 C = TypeVar("C")
 
 
-class FieldError(ValueError):
+class FieldError(BenchError):
     """One config field has a value of the wrong type or out of range.
 
     ``field`` names it, so the harness can say ``steps.sft.max_steps`` instead of guessing
@@ -333,7 +335,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip().removeprefix("--").replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"override {item!r}: expected key=value, e.g. learning_rate=1e-4")
+            raise BenchError(f"override {item!r}: expected key=value, e.g. learning_rate=1e-4")
         out[key] = _coerce(value)
     return out
 
@@ -348,7 +350,7 @@ def _check_keys(cls: type, values: Mapping[str, Any], source: str) -> None:
                 if close
                 else f"see {cls.__name__} for the fields"
             )
-            raise ValueError(f"{source}: unknown {cls.__name__} field {key!r}; {hint}")
+            raise BenchError(f"{source}: unknown {cls.__name__} field {key!r}; {hint}")
 
 
 def _typed(cls: type, values: dict[str, Any], source: str) -> dict[str, Any]:
@@ -387,11 +389,11 @@ def resolve(
         else:
             path = Path(config)
             if not path.is_file():
-                raise ValueError(f"{path}: config file not found; pass an existing YAML file")
+                raise BenchError(f"{path}: config file not found; pass an existing YAML file")
             layer = yaml.safe_load(path.read_text()) or {}
             source = str(path)
             if not isinstance(layer, dict):
-                raise ValueError(f"{path}: expected a mapping of field: value at the top level")
+                raise BenchError(f"{path}: expected a mapping of field: value at the top level")
         _check_keys(cls, layer, source)
         values.update(_typed(cls, layer, source))
     extra = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)

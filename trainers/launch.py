@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
+
 __all__ = ["launch_command", "stage_command", "accelerate_config", "precision", "visible_devices"]
 
 ACCELERATE_CONFIGS = {
@@ -34,7 +36,7 @@ def accelerate_config(topology: str) -> Path:
 
     spec = importlib.util.find_spec("trl")
     if spec is None or spec.origin is None:
-        raise ValueError("trl is not installed; it ships the accelerate configs")
+        raise BenchError("trl is not installed; it ships the accelerate configs")
     return Path(spec.origin).parent / "accelerate_configs" / ACCELERATE_CONFIGS[topology]
 
 
@@ -65,17 +67,17 @@ def launch_command(
     from trainers.planner import TOPOLOGIES
 
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        raise BenchError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if topology not in TOPOLOGIES:
-        raise ValueError(f"unknown topology {topology!r}; use one of {', '.join(TOPOLOGIES)}")
+        raise BenchError(f"unknown topology {topology!r}; use one of {', '.join(TOPOLOGIES)}")
     if nproc < 1:
-        raise ValueError(f"nproc {nproc}: must be at least 1")
+        raise BenchError(f"nproc {nproc}: must be at least 1")
     tail = ["-m", f"trainers.{method}", "--config", str(config_path), *(overrides or [])]
     if topology == "single" or nproc == 1:
         return [sys.executable, *tail]
     if cpu:
         if topology != "ddp":
-            raise ValueError(f"topology {topology} needs GPUs; on CPU use ddp (torchrun, gloo)")
+            raise BenchError(f"topology {topology} needs GPUs; on CPU use ddp (torchrun, gloo)")
         return [
             sys.executable,
             "-m",

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
 from bench_core.gitinfo import git_state
 from bench_core.packages import PROVENANCE_PACKAGES, installed_versions
 
@@ -82,13 +83,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
-        """A manifest as written by any bench, upgraded to this version. A ValueError names the
+        """A manifest as written by any bench, upgraded to this version. A BenchError names the
         field when it is not one: a missing field, an unknown one, a wrong kind of value."""
         if not isinstance(data, dict):
-            raise ValueError(f"a manifest is a JSON object, not {type(data).__name__}")
+            raise BenchError(f"a manifest is a JSON object, not {type(data).__name__}")
         version = data.get("manifest_version", 1)
         if not isinstance(version, int) or version > MANIFEST_VERSION:
-            raise ValueError(
+            raise BenchError(
                 f"field 'manifest_version': {version!r}; this bench reads up to "
                 f"{MANIFEST_VERSION} (written by a newer bench? update bench)"
             )
@@ -97,13 +98,13 @@ class Manifest:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for name in data:
             if name not in fields:
-                raise ValueError(f"field '{name}': not a manifest field")
+                raise BenchError(f"field '{name}': not a manifest field")
         for name, f in fields.items():
             if name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ValueError(f"field '{name}': missing")
+                    raise BenchError(f"field '{name}': missing")
             elif not _fits(data[name], _KINDS[name]):
-                raise ValueError(f"field '{name}': {type(data[name]).__name__}, not {f.type}")
+                raise BenchError(f"field '{name}': {type(data[name]).__name__}, not {f.type}")
         return cls(**data)
 
 
@@ -166,11 +167,11 @@ def write_manifest(manifest: Manifest, stage_dir: Path) -> Path:
 
 
 def read_manifest(stage_dir: str | Path) -> Manifest:
-    """The stage's manifest; a ValueError names the file when it is missing or not a manifest."""
+    """The stage's manifest; a BenchError names the file when it is missing or not a manifest."""
     path = Path(stage_dir) / "manifest.json"
     if not path.exists():
-        raise ValueError(f"{path}: no manifest; the stage did not finish (rerun it to resume)")
+        raise BenchError(f"{path}: no manifest; the stage did not finish (rerun it to resume)")
     try:
         return Manifest.from_dict(json.loads(path.read_bytes()))
     except (ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
-        raise ValueError(f"{path}: not a bench stage manifest ({str(e).splitlines()[0]})") from None
+        raise BenchError(f"{path}: not a bench stage manifest ({str(e).splitlines()[0]})") from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 
+from bench_core.errors import BenchError
+
 __all__ = ["METHODS", "method_config"]
 
 METHODS: dict[str, str] = {
@@ -24,6 +26,6 @@ METHODS: dict[str, str] = {
 def method_config(method: str) -> type:
     """The config dataclass of ``method``."""
     if method not in METHODS:
-        raise ValueError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
+        raise BenchError(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
     module, _, name = METHODS[method].partition(":")
     return getattr(importlib.import_module(module), name)

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
 from trainers._config import MemoryProfile
 from trainers._host import CPU_TILE
 from trainers.methods import METHODS, method_config
@@ -184,19 +185,19 @@ def model_facts(model: Any) -> ModelFacts:
         known = {f.name for f in dataclasses.fields(ModelFacts)}
         missing = [k for k in ("params", "hidden_size", "num_layers") if not m.get(k)]
         if missing:
-            raise ValueError(
+            raise BenchError(
                 f"planner: model facts lack {', '.join(missing)}; pass params, hidden_size, num_layers"
             )
         e, k = int(m.get("num_experts") or 1), int(m.get("experts_per_token") or 1)
         if e < 1 or not 1 <= k <= e:
-            raise ValueError(
+            raise BenchError(
                 f"planner: {m['name']}: experts_per_token {k} must be between 1 and num_experts {e}"
             )
         return ModelFacts(**{k: v for k, v in m.items() if k in known})
     if isinstance(model, (str, Path)) and Path(model).expanduser().joinpath("config.json").exists():
         return _facts_from_config(Path(model).expanduser())
     if not (hasattr(model, "params") and hasattr(model, "hidden_size")):
-        raise ValueError(
+        raise BenchError(
             f"planner: cannot read model facts from {model!r}; pass a model directory or numbers "
             "(harness.zoo.planner_facts gives them for a zoo name)"
         )
@@ -386,15 +387,15 @@ def plan(
     from trainers.methods import method_config
 
     if method not in METHODS:
-        raise ValueError(f"planner: unknown method {method!r}; use one of {', '.join(METHODS)}")
+        raise BenchError(f"planner: unknown method {method!r}; use one of {', '.join(METHODS)}")
     if mode not in MODES:
-        raise ValueError(f"planner: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        raise BenchError(f"planner: unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if seq_len < 1 or effective_batch < 1 or gpus < 1:
-        raise ValueError("planner: seq_len, effective_batch and gpus must be positive integers")
+        raise BenchError("planner: seq_len, effective_batch and gpus must be positive integers")
     t = get_target(target)
     f = model_facts(model)
     if mode == "qlora" and "bnb-4bit" not in t.quantization:
-        raise ValueError(
+        raise BenchError(
             f"planner: target {target} has no 4-bit quantization (QLoRA needs bitsandbytes); "
             "use mode=lora"
         )

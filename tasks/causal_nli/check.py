@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
 from bench_core.rows import read_rows as read_file
 from tasks.causal_nli._replay import original_label
 from tasks.causal_nli.language import parse_input
@@ -30,17 +31,17 @@ UNEXPLAINED = "unexplained: not reproduced by the original generator either"
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a CSV or JSON-lines file; a missing column is a one-line ValueError."""
+    """Rows of a CSV or JSON-lines file; a missing column is a one-line BenchError."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(
+        raise BenchError(
             f"{path}: no such file; pass a Corr2Cause CSV/JSONL with columns input,label"
         )
     rows = read_file(path)
     columns = set(rows[0]) if rows else set()
     for column in REQUIRED:
         if column not in columns:
-            raise ValueError(
+            raise BenchError(
                 f"{path}: missing column '{column}'; a Corr2Cause file needs columns input,label "
                 f"(input = 'Premise: ...\\nHypothesis: ...', label 1 = valid)"
             )

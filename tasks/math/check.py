@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench_core.errors import BenchError
 from bench_core.rows import read_rows
 from tasks.math.verifier import verify
 from tasks.scoring import CheckReport
@@ -29,7 +30,7 @@ _FIX = "GSM8K rows need question and answer (ending '#### N'); MATH rows need pr
 def _format_of(rows: list[Any], path: Path) -> str:
     first = next((r for r in rows if isinstance(r, dict)), None)
     if first is None:
-        raise ValueError(f"{path}: no JSON object rows; {_FIX}")
+        raise BenchError(f"{path}: no JSON object rows; {_FIX}")
     if "problem" in first or "solution" in first:
         return "math"
     return "gsm8k"
@@ -53,7 +54,7 @@ def check_file(path: str | Path, show: bool = False) -> CheckReport:
     """Judge every reference solution of a GSM8K or MATH file against its gold answer."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such file; give the path of a GSM8K or MATH .jsonl")
+        raise BenchError(f"{path}: no such file; give the path of a GSM8K or MATH .jsonl")
     rows = read_rows(path, strict=False)  # a line that is not JSON is None: a counted failure
     fmt = _format_of(rows, path)
     report = CheckReport(task="math", source=str(path), disagreements=[])
@@ -65,7 +66,7 @@ def check_file(path: str | Path, show: bool = False) -> CheckReport:
             continue
         missing = [f for f in _FORMATS[fmt] if f not in row]
         if missing:
-            raise ValueError(f"{path}: row {i} has no field '{missing[0]}'; {_FIX}")
+            raise BenchError(f"{path}: row {i} has no field '{missing[0]}'; {_FIX}")
         try:
             completion, gold = _pair(row, fmt)
         except ValueError as err:
