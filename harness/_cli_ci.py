@@ -209,10 +209,7 @@ def leaderboard_extras(results: Path, publish: Path | None, diff_scorer: bool) -
 
         if publish.exists() and not publish.is_dir():
             raise BenchError(f"--publish {publish}: is a file; name a folder")
-        try:
-            written = publish_site(results, publish)
-        except ValueError as e:  # leaderboards' one-line messages (a locked store)
-            raise BenchError(str(e).splitlines()[0]) from None
+        written = publish_site(results, publish)
         console.print(
             escape(f"wrote {len(written)} files to {publish} (open {publish / 'index.html'})")
         )

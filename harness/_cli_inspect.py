@@ -16,11 +16,8 @@ def _store(results: Path):
     """Ingest (idempotent) and open the store read-only; a bad results dir is one line."""
     from leaderboards.store import connect, default_db_path, ingest
 
-    try:
-        ingest(results)
-        return connect(default_db_path(results), read_only=True)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
+    ingest(results)
+    return connect(default_db_path(results), read_only=True)
 
 
 @app.command("samples")
@@ -40,8 +37,6 @@ def samples_cmd(
     con = _store(results)
     try:
         got = lineage_samples(con, cell, task, flipped=flipped, doc=doc)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
     finally:
         con.close()
     if as_json:
@@ -67,8 +62,6 @@ def curves_cmd(
     try:
         key = resolve_train_or_eval_cell(con, cell)
         curves = lineage_curves(con, key)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
     finally:
         con.close()
     if fmt == "json":
@@ -93,8 +86,6 @@ def export_cmd(
     con = _store(results)
     try:
         runs = export(con, to, out, project)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
     finally:
         con.close()
     console.print(f"exported {len(runs)} run(s) to {to} in {out}")

@@ -245,10 +245,6 @@ def compare(
     results: ResultsOpt = DEFAULT_RESULTS,
 ) -> None:
     """Paired test (exact McNemar / paired bootstrap) between two eval cells, per shared task."""
-    from harness.errors import BenchError
     from leaderboards import compare_cells
 
-    try:
-        console.print(compare_cells(results, cell_a, cell_b, task=task))
-    except ValueError as e:  # leaderboards' one-line messages for unknown cells or tasks
-        raise BenchError(str(e)) from None
+    console.print(compare_cells(results, cell_a, cell_b, task=task))

@@ -59,18 +59,15 @@ def plan_cmd(
         raise BenchError(
             f"--seq {seq}: beyond {model}'s context of {context} tokens; use --seq {context} or less"
         )
-    try:
-        p = plan(
-            facts,
-            method,
-            target,
-            seq_len=seq,
-            mode=mode,
-            effective_batch=effective_batch,
-            gpus=gpus,
-        )
-    except ValueError as e:
-        raise BenchError(str(e)) from None
+    p = plan(
+        facts,
+        method,
+        target,
+        seq_len=seq,
+        mode=mode,
+        effective_batch=effective_batch,
+        gpus=gpus,
+    )
     if as_json:
         _print_json(p.to_dict())
     else:
@@ -174,8 +171,6 @@ def containers_build(
 
     try:
         cmd = build(target, engine, tag, base_image, execute=not print_only)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
     except subprocess.CalledProcessError as e:  # the engine already printed why
         raise typer.Exit(e.returncode) from None
     console.print(" ".join(cmd), highlight=False, soft_wrap=True)
@@ -199,8 +194,6 @@ def containers_run(
 
     try:
         cmd = run(target, list(ctx.args), engine, tag, results, execute=not print_only)
-    except ValueError as e:
-        raise BenchError(str(e)) from None
     except subprocess.CalledProcessError as e:
         raise typer.Exit(e.returncode) from None
     if print_only:

@@ -175,18 +175,15 @@ def analyze_weights(
         raise BenchError(
             f"B={b}: no merged/ weights in the stage; use --lowrank (A must be its parent) or merge it"
         )
-    try:
-        diff = compare_weights(
-            ca.weights,
-            None if lowrank else cb.weights,
-            adapter=cb.adapter if lowrank else None,
-            dtype=dtype,
-            tols=list(tols),
-            rank=rank,
-            top_k=top_k,
-        )
-    except ValueError as e:
-        raise BenchError(str(e)) from None
+    diff = compare_weights(
+        ca.weights,
+        None if lowrank else cb.weights,
+        adapter=cb.adapter if lowrank else None,
+        dtype=dtype,
+        tols=list(tols),
+        rank=rank,
+        top_k=top_k,
+    )
     diff.meta = {
         "label": f"{a} → {b}",
         "a": a,
@@ -267,10 +264,7 @@ def analyze_behavior(
                 task.repeats_file or task.samples_file
             )  # every sample of every prompt, when repeated
             path = resolve_samples_file(results, latest[key][1], rel) if rel else None
-            try:
-                cache[(key, task.name)] = behavior(load_samples(path), ks=ks) if path else None
-            except ValueError as e:
-                raise BenchError(str(e)) from None
+            cache[(key, task.name)] = behavior(load_samples(path), ks=ks) if path else None
         return cache[(key, task.name)]
 
     docs = []

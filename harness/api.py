@@ -382,10 +382,7 @@ def render_leaderboard(
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            text = leaderboard(results, fmt, out, models=models, methods=methods, tasks=tasks)
-        except ValueError as e:  # leaderboards' one-line messages (a locked store, a bad filter)
-            raise BenchError(str(e).splitlines()[0]) from None
+        text = leaderboard(results, fmt, out, models=models, methods=methods, tasks=tasks)
     for w in caught:
         sys.stderr.write(f"warning: {w.message}\n")
     return text

@@ -340,18 +340,21 @@ def _step_config(
             )
     try:
         resolved = resolved_config(method, delta)
-        if "nproc" not in delta:
-            nproc = _planned_nproc(grid, model, method, resolved)
-            if nproc != resolved["nproc"]:
-                delta["nproc"] = resolved["nproc"] = nproc
     except FieldError as e:  # type or range of one field: name it as the grid spells it
         raise BenchError(
             f"{where}.{e.field}': {e.reason}; see trainers/{method}_config.py for its config fields"
         ) from None
-    except (ValueError, TypeError) as e:
+    except (BenchError, TypeError) as e:  # across fields, or a value of the wrong type
         raise BenchError(
             f"{where}': {str(e).splitlines()[0]}; see trainers/{method}_config.py for its config fields"
         ) from None
+    if "nproc" not in delta:
+        try:
+            nproc = _planned_nproc(grid, model, method, resolved)
+        except BenchError as e:  # the planner's or the zoo's one line, said of this step
+            raise BenchError(f"{where}': {str(e).splitlines()[0]}") from None
+        if nproc != resolved["nproc"]:
+            delta["nproc"] = resolved["nproc"] = nproc
     return method, delta, resolved
 
 

@@ -26,7 +26,7 @@ def cell_plan(cell, target: str):
 
     try:
         return plan_for(cell_config(cell, target), planner_facts(cell.model), target)
-    except ValueError as e:
+    except BenchError as e:  # the planner's one line, said of this cell
         raise BenchError(f"{cell.cell_id}: {str(e).splitlines()[0]}") from None
 
 

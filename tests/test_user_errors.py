@@ -201,3 +201,51 @@ def test_each_package_raises_bench_error_for_bad_input(name, tmp_path):
         call(tmp_path)
     assert needle in str(err.value) and "\n" not in str(err.value).strip()
 
+
+# Harness functions that parse a file or a value themselves (json.loads, int(), a pydantic
+# model) and name it in their one line; anything else below the harness is a BenchError already.
+OWN_PARSE = {
+    "harness/_cli_analyze.py:_ints",
+    "harness/analyze.py:_stage_dir",
+    "harness/api.py:_checkpoint_row",
+    "harness/regression.py:load_baselines",
+    "harness/zoo.py:_local_dir",
+}
+
+
+def translations() -> list[str]:
+    """``path:function`` of every harness handler that catches ValueError and raises BenchError."""
+    found = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+
+        def walk(node, stack, rel=rel):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    walk(child, [*stack, child.name])
+                    continue
+                caught = child.type if isinstance(child, ast.ExceptHandler) else None
+                names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+                if any(isinstance(n, ast.Name) and n.id == "ValueError" for n in names) and any(
+                    isinstance(r, ast.Raise)
+                    and isinstance(r.exc, ast.Call)
+                    and getattr(r.exc.func, "id", "") == "BenchError"
+                    for r in ast.walk(child)
+                ):
+                    found.append(f"{rel}:{'.'.join(stack)}")
+                walk(child, stack)
+
+        walk(ast.parse(path.read_text(), rel), [])
+    return found
+
+
+def test_the_harness_does_not_translate_value_errors_into_bench_errors():
+    """A lower package's input mistake is a BenchError, which the CLI prints as one line: an
+    entry point that catches ValueError to re-raise it would also hide a bug's traceback."""
+    found = translations()
+    assert "harness/zoo.py:_local_dir" in found  # the scan sees a handler it must see
+    stray = sorted(set(found) - OWN_PARSE)
+    assert not stray, (
+        f"ValueError translated into BenchError at {stray}: let the lower package raise "
+        "BenchError, or catch only the parser's error of a file this function reads"
+    )

@@ -143,7 +143,7 @@ def resources(cell, grid) -> dict[str, Any]:
 
     try:
         target = get_target(grid.target)
-    except ValueError as e:
+    except BenchError as e:  # a grid built in code, not loaded: say whose target it is
         raise BenchError(f"grid {grid.name}: field 'target': {e}") from None
     weights = _weights_gb(cell.model, target.dtype)
     mem = 8 + 2 * weights  # load + merge or lm-eval / trainer overhead
