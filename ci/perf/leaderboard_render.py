@@ -7,7 +7,7 @@ rows each (Parquet, one file per cell × task) and, for every trained stage, its
 with the files a stage leaves (log_history.json of 50 logged steps, train_rows.jsonl.gz of 20
 rows), so ingest loads training curves and checks contamination, and the board shows cost,
 curve panels and sample links. Then times: the first ingest, a repeated (idempotent) ingest,
-and rendering every format. Prints seconds and rows/s.
+and rendering every format. Prints seconds and rows/s, and writes them to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import itertools
 import multiprocessing as mp
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -185,12 +186,15 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
     from leaderboards.rendering import FORMATS, render
     from leaderboards.store import ingest
 
     results = args.dir or Path(tempfile.mkdtemp(prefix="bench-perf-"))
     total = args.cells * (args.samples // len(TASKS)) * len(TASKS)
-    print(
+    out = Printed()
+    out.say(
         f"store: {results}  ({args.cells} cells × {args.samples} samples = {total:,} sample rows)"
     )
     if args.reuse and (results / "records").is_dir():
@@ -198,18 +202,18 @@ def main() -> None:
             p.unlink()
     else:
         built = build(results, args.cells, args.samples, args.workers)
-        print(f"build files       {built:8.2f} s")
+        out.say(f"build files       {built:8.2f} s")
 
     c0 = _cpu()
     rep = ingest(results)
     assert not rep.warnings, rep.warnings[:3]
-    print(
+    out.say(
         f"ingest (first)    {rep.seconds:8.2f} s  {total / rep.seconds:12,.0f} sample rows/s  "
         f"{args.cells / rep.seconds:8,.0f} records/s  (cpu {_cpu() - c0:.1f} s)"
     )
     c0 = _cpu()
     rep = ingest(results)
-    print(
+    out.say(
         f"ingest (again)    {rep.seconds:8.2f} s  {args.cells / rep.seconds:12,.0f} records/s "
         f"(unchanged: {rep.unchanged}, cpu {_cpu() - c0:.1f} s)"
     )
@@ -219,11 +223,12 @@ def main() -> None:
         t0, c0 = time.perf_counter(), _cpu()
         text = render(db, fmt)
         dt = time.perf_counter() - t0
-        print(
+        out.say(
             f"render {fmt:<10} {dt:8.2f} s  {rows / dt:12,.0f} board rows/s  {len(text) / 1e6:8.2f} MB  "
             f"(cpu {_cpu() - c0:.1f} s)"
         )
-    print(f"database          {db.stat().st_size / 1e6:8.1f} MB")
+    out.say(f"database          {db.stat().st_size / 1e6:8.1f} MB")
+    out.record(__file__, sys.argv[1:])
     if args.dir is None:
         shutil.rmtree(results)
 

@@ -8,7 +8,8 @@ bundled smollm2-135m-instruct in float32), each in a fresh process, start to exi
 lm-eval's task index (one ~14k-YAML index in each) and the loglikelihood requests. lm_eval reads
 the mirror's files through arc_easy's own YAML (an include_path), as bench does offline. Each
 round runs bench then lm_eval then lm_eval then bench (ABBA), so a machine whose load drifts
-charges both sides alike. CPU time is the children's user+system time (getrusage).
+charges both sides alike. CPU time is the children's user+system time (getrusage). Each run
+writes what it prints to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
 
 
 def main() -> None:
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
     from bench_core.mirror import data_dir
     from harness.zoo import materialize
 
@@ -74,6 +77,7 @@ def main() -> None:
     lm += ["--include_path", str(_include(tmp / "tasks", mirror)), "--limit", limit]
     lm += ["--batch_size", batch, "--output_path", str(tmp / "lm_eval")]
     totals = {"bench": [0.0, 0.0], "lm_eval": [0.0, 0.0]}
+    out = Printed()
     n = 0
     for _ in range(args.rounds):
         for name in ("bench", "lm_eval", "lm_eval", "bench"):
@@ -82,13 +86,14 @@ def main() -> None:
             wall, cpu = _timed(cmd, env, ROOT)
             totals[name][0] += wall
             totals[name][1] += cpu
-            print(f"{name:<8} wall {wall:7.1f} s  cpu {cpu:7.1f} s", flush=True)
+            out.say(f"{name:<8} wall {wall:7.1f} s  cpu {cpu:7.1f} s")
     (bw, bc), (lw, lc) = totals["bench"], totals["lm_eval"]
-    print(
+    out.say(
         f"ARC-Easy, {args.limit} questions ({4 * args.limit} requests, ~4 per question), "
         f"{args.rounds} ABBA round(s)"
     )
-    print(f"bench / lm_eval: wall {bw / lw:.3f}, cpu {bc / lc:.3f} (goal <= 1.05)")
+    out.say(f"bench / lm_eval: wall {bw / lw:.3f}, cpu {bc / lc:.3f} (goal <= 1.05)")
+    out.record(__file__, sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ plan is ``trainers.planner.plan_config`` for target ``cpu`` on the stage's resol
 distill and grpo take the smoke grid's settings (``harness/grids/smoke.yaml``), the eval
 cell the smoke grid's eval of the base model; sft and dpo the same sequence length and
 batch on generated arithmetic. Goal: measured within 25 % of planned, every smoke stage
-under 3 GB. Memory figures do not depend on the machine's load; times do.
+under 3 GB. Memory figures do not depend on the machine's load; times do. Each run writes
+its table to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -122,8 +124,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--only", default="", help="comma-separated: sft,distill,dpo,grpo,eval")
     args = p.parse_args(argv)
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
+    out = Printed()
     rows: dict[str, dict] = {}
-    print(f"{'cell':8s} {'batch':>6s} {'planned GB':>10s} {'measured GB':>11s} {'ratio':>6s}  goal")
+    out.say(
+        f"{'cell':8s} {'batch':>6s} {'planned GB':>10s} {'measured GB':>11s} {'ratio':>6s}  goal"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         jobs = {
             m: (_train, (m, c, f"{tmp}/{m}")) for m, c in _configs(Path(tmp), args.steps).items()
@@ -138,11 +145,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             r["ratio"] = r["measured_gb"] / r["planned_gb"]
             ok = abs(r["ratio"] - 1) <= GOAL_RATIO and r["measured_gb"] < GOAL_GB
             rows[name] = r
-            print(
+            out.say(
                 f"{name:8s} {r['batch']:>6s} {r['planned_gb']:10.2f} {r['measured_gb']:11.2f} "
-                f"{r['ratio']:6.2f}  {'ok' if ok else 'MISSED'}  ({r['s']:.0f} s)",
-                flush=True,
+                f"{r['ratio']:6.2f}  {'ok' if ok else 'MISSED'}  ({r['s']:.0f} s)"
             )
+    out.record(__file__, argv if argv is not None else sys.argv[1:])
     return rows
 
 

@@ -6,7 +6,8 @@ docs whose right answer was "valid"; ``math``: the math verifier rejects every a
 re-scores the stored completions with it and compares them with the
 baselines as a fresh run would be compared: the key inputs are left as they were, since a silent
 bug moves no version. Greedy generation does not depend on the verifier, so this equals running
-the grid again with the bug, at the cost of re-scoring. Prints the check's table and the flips.
+the grid again with the bug, at the cost of re-scoring. Prints the check's table and the flips,
+and writes them to ci/perf/RESULTS.md.
 
     python ci/perf/planted_regression.py --results results/ci [--baselines ci/baselines] [--plant both]
 """
@@ -64,6 +65,8 @@ def main() -> int:
     ap.add_argument("--plant", choices=("causal", "math", "both"), default="both")
     args = ap.parse_args()
     plant(args.plant)
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
     from harness.regression import (
         BASELINES_DIR,
         POOLED,
@@ -78,29 +81,31 @@ def main() -> int:
     shutil.copytree(args.results / "records", work / "records")
     shutil.copytree(args.results / "samples", work / "samples")
     fresh = []
+    out = Printed()
     for record in eval_records(work):
         done = rescore_record(record, work)
         new = next(r for r in eval_records(work) if r.cell_key == done.new_key) if done else record
         silent = new.model_copy(update={"inputs": record.inputs, "rescored_from": None})
         write_record(silent, work)  # same key inputs as the baseline: a silent change
         fresh.append(silent)
-        print(
+        out.say(
             f"{record.model_id}: re-scored {done.rows if done else 0} rows with the planted verifier, "
             f"{done.flips if done else 0} flipped"
         )
     report = check_records(fresh, work, load_baselines(args.baselines or BASELINES_DIR))
     for c in report.checks:
-        print(
+        out.say(
             f"{c.cell:30} {c.task:22} n={c.n:3} {c.old_mean:.3f} -> {c.new_mean:.3f} lost={c.losses} "
             f"won={c.gains} p={c.p_value:.3g} {c.status}"
         )
         for f in c.flips:
-            print(f"    flip doc {f.doc_id}: {f.old_answer!r} -> {f.new_answer!r}")
+            out.say(f"    flip doc {f.doc_id}: {f.old_answer!r} -> {f.new_answer!r}")
     caught = report.regressions
-    print(
+    out.say(
         f"caught: {bool(caught)} ({', '.join(f'{c.cell} {c.task}' for c in caught) or 'nothing'}); "
         f"pooled rows: {[(c.cell, c.losses, round(c.p_value, 5)) for c in report.checks if c.task == POOLED]}"
     )
+    out.record(__file__, sys.argv[1:])
     return 0
 
 

@@ -4,7 +4,8 @@ harness's eval wall time vs calling lm-eval directly on the same model, tasks an
     python ci/perf/runner_overhead.py [--grid smoke] [--limit 10] [--repeats 2]
 
 Each eval runs in a fresh process (imports and model load included on both sides), in
-alternating order; the ratio of medians is printed (goal: <= 1.10).
+alternating order; the ratio of medians is printed (goal: <= 1.10). Each run writes what it
+prints to ci/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-grid", action="store_true")
     args = ap.parse_args()
+    from _results import Printed  # ci/perf/_results.py, beside this script
 
+    out = Printed()
     if not args.skip_grid:
         subprocess.run(
             [*BENCH, "train+eval", "--grid", args.grid, "--results", args.results], check=True
@@ -81,7 +84,7 @@ def main() -> None:
         )
         second = time.perf_counter() - t0
         ran = "ran 0 cells" if "ran 0 cells" in out.stdout else "UNEXPECTED: cells ran"
-        print(
+        out.say(
             f"second run of finished grid '{args.grid}': {second:.2f}s wall ({ran}; includes the leaderboard render)"
         )
 
@@ -92,9 +95,12 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t = timed(code, args.model, args.tasks, args.limit, args.max_gen_toks, tmp)
             (direct if name == "direct" else harness).append(t)
-            print(f"  run {i} {name:8}: {t:.1f}s")
+            out.say(f"  run {i} {name:8}: {t:.1f}s")
     d, h = statistics.median(direct), statistics.median(harness)
-    print(f"eval wall: lm-eval direct {d:.1f}s, harness {h:.1f}s, ratio {h / d:.3f} (goal <= 1.10)")
+    out.say(
+        f"eval wall: lm-eval direct {d:.1f}s, harness {h:.1f}s, ratio {h / d:.3f} (goal <= 1.10)"
+    )
+    out.record(__file__, sys.argv[1:])
 
 
 if __name__ == "__main__":

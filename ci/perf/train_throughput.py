@@ -1,6 +1,7 @@
 """Training throughput (tokens/s) of SFT with and without packing on the bundled model.
 
-A benchmark script, not a test: it prints one line per setting and the speed-up.
+A benchmark script, not a test: it prints one line per setting and the speed-up, and writes
+them to ci/perf/RESULTS.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python ci/perf/train_throughput.py [--steps 5] [--max-length 512]
 
@@ -21,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -53,15 +55,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--model", default="smollm2-135m-instruct")
     args = p.parse_args(argv)
 
+    from _results import Printed  # ci/perf/_results.py, beside this script
+
     from harness.zoo import materialize
 
+    out = Printed()
     model = materialize(args.model)
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "mix.jsonl"
         rows = _rows(n_arith=256, n_gsm8k=64)
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        print(
+        out.say(
             f"model {args.model}  rows {len(rows)}  steps {args.steps}  batch {args.batch}  max_length {args.max_length}"
         )
         settings = {
@@ -90,13 +95,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     Path(tmp) / f"setting-{i}",
                 ).result()
             results[name] = m.tokens_per_s
-            print(
+            out.say(
                 f"{name:22s} tokens/s {m.tokens_per_s:8.1f}  tokens {m.tokens:7d}  "
                 f"final loss {m.final_loss:.3f}  peak RSS {m.peak_memory_gb['after_train']:.2f} GB  "
                 f"stage wall {time.time() - t0:.1f} s"
             )
     for name in list(settings)[1:]:
-        print(f"speed-up over padding, {name}: {results[name] / results['padding']:.2f}x")
+        out.say(f"speed-up over padding, {name}: {results[name] / results['padding']:.2f}x")
+    out.record(__file__, argv if argv is not None else sys.argv[1:])
     return results
 
 
