@@ -2,8 +2,12 @@
 
 ``errors`` (the user-error type), ``offline`` (the hub-off check), ``hashing`` (content
 keys and file digests), ``gitinfo`` (commit and dirty flag), ``packages`` (the package
-lists and their versions), ``rows`` (reading row files). Standard library only, so that
-``tasks`` and ``leaderboards`` can use it without reaching up (tests/test_imports.py).
+lists and their versions), ``rows`` (reading row files), ``yamlio`` (YAML with repeated
+keys refused), ``extends`` (``extends:`` in YAML entries), ``names`` (names that become
+file names), ``mirror`` (the data mirror) and ``memory`` (a cell's peak memory). No
+project imports, so that ``tasks`` and ``leaderboards`` can use it without reaching up
+(tests/test_imports.py); of third-party packages only PyYAML (``yamlio``) and, for .csv
+and .parquet files, pyarrow (``rows``), both dependencies of every install.
 """
 
 import logging

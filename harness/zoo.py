@@ -481,7 +481,3 @@ def planner_facts(model: str) -> Path | dict[str, Any]:
             f"harness/models.yaml: models.{spec.name} lacks {', '.join(missing)}; add them so the planner can size it"
         )
     return facts
-
-
-def spec_summary(spec: ModelSpec) -> dict[str, Any]:
-    return json.loads(spec.model_dump_json())

@@ -19,7 +19,7 @@ from bench_core.names import strip_control
 from leaderboards._cells import DASH, deltas, num
 from leaderboards.board import Board, BoardCell, build_board
 
-__all__ = ["FORMATS", "render", "write", "to_rich", "render_board"]
+__all__ = ["FORMATS", "render", "to_rich"]
 
 _DASH, _num, _deltas = DASH, num, deltas  # the names this module's renderers use
 
@@ -356,10 +356,6 @@ def _format(fmt: str):
     return FORMATS[key]
 
 
-def render_board(board: Board, fmt: str) -> str:
-    return _format(fmt)(board)
-
-
 def render(
     db_path_or_conn, fmt: str, *, models=None, methods=None, tasks=None, alpha: float = 0.05
 ) -> str:
@@ -391,10 +387,3 @@ def _board(con, formatter, filters) -> Board:
 
         board.curves = board_curves(con, board, limit=None)
     return board
-
-
-def write(db_path_or_conn, fmt: str, out: str | Path, **filters) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(db_path_or_conn, fmt, **filters), encoding="utf-8")
-    return out

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -56,7 +55,7 @@ from trainers.manifest import (
     write_manifest,
 )
 
-__all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "remove_checkpoints", "model_context"]
+__all__ = ["Stage", "TrainingDiverged", "last_checkpoint", "model_context"]
 
 log = logging.getLogger(__name__)
 
@@ -564,8 +563,3 @@ def write_train_rows(trainer, path: Path) -> None:
                     parts.append(tok.decode(v, skip_special_tokens=True))
             f.write(json.dumps("\n".join(parts), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
-
-
-def remove_checkpoints(stage_dir: Path) -> None:
-    """Free the disk once a stage is final (the harness decides when)."""
-    shutil.rmtree(Path(stage_dir) / CHECKPOINTS, ignore_errors=True)

@@ -36,12 +36,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from submitit.helpers import Checkpointable
 
 from harness.errors import BenchError
 from harness.status import failure_path, record_file
+
+if TYPE_CHECKING:
+    from harness.runner import Outcome
 
 __all__ = [
     "Options",
@@ -92,7 +95,8 @@ NEVER_STARTS = {
 GRACE_S = 60  # an ended task without a result pickle: give a shared filesystem time to show it
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
+    """The last non-empty line of a tool's output: where sbatch, srun and a traceback say why."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
 
@@ -112,7 +116,7 @@ def check_slurm() -> None:
         except subprocess.TimeoutExpired:
             out = None
         if out is None or out.returncode != 0:
-            why = "timed out after 60s" if out is None else _first_line(out.stderr or out.stdout)
+            why = "timed out after 60s" if out is None else _last_line(out.stderr or out.stdout)
             raise BenchError(
                 f"--executor slurm: `{cmd[0]}` failed ({why}); check that slurmctld is up and "
                 f"SLURM_CONF ({conf}) names its slurm.conf, or use --executor local"
@@ -227,7 +231,7 @@ def _outcome_from_pickle(job):
     status, value = utils.pickle_load(job.paths.result_pickle)
     if status == "success":
         return value
-    return Outcome("failed", _first_line(str(value))[:300])
+    return Outcome("failed", _last_line(str(value))[:300])
 
 
 def _squeue_states() -> dict[str, tuple[str, str]] | None:
@@ -312,7 +316,7 @@ def run_slurm(
     slurm_options: dict[str, Any] | None = None,
     progress=None,
     max_wait_s: float | None = None,
-) -> dict[str, str]:
+) -> dict[str, Outcome]:
     """Submit ``plan.todo`` as dependent job arrays; with ``wait``, poll until every task ended.
 
     Returns cell key -> :class:`harness.runner.Outcome` (with ``wait=False``: 'submitted';
@@ -374,7 +378,7 @@ def run_slurm(
         except Exception as e:
             done = ", ".join(sorted({j.job_id.split("_")[0] for j in jobs.values()})) or "none"
             raise BenchError(
-                f"sbatch refused wave {wave_no} ({kind}): {_first_line(str(e))}; "
+                f"sbatch refused wave {wave_no} ({kind}): {_last_line(str(e))}; "
                 f"fix the SLURM options (partition, account, resources); already submitted: {done}"
             ) from None
         for cell, job in zip(group, submitted, strict=True):
