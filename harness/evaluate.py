@@ -178,7 +178,7 @@ def _opens_thinking(context) -> bool:
     return tail.endswith(THINK_OPEN) and tail.rfind(THINK_OPEN) > tail.rfind("</think>")
 
 
-def build_lm(req: EvalRequest, results_dir: Path):
+def build_lm(req: EvalRequest):
     """The lm-eval model object, plus the dtype string for the record (harness.backends)."""
     return backend(req.settings.backend).build(req)
 
@@ -449,7 +449,7 @@ def _run_eval(req: EvalRequest, results_dir: Path, memory) -> RunRecord:
     s = req.settings
     leaves = [t.name for t in resolve_tasks(req.tasks, where="--tasks")]
     started, t0 = datetime.now(UTC), time.perf_counter()
-    lm, dtype = build_lm(req, results_dir)
+    lm, dtype = build_lm(req)
     _keep_prompt_opener(lm)
     _report_requests(lm)
     load_s = time.perf_counter() - t0

@@ -49,11 +49,11 @@ def test_two_eval_cells_in_one_process_record_their_own_peaks(
 
     build_lm, calls = evaluate.build_lm, []
 
-    def heavy_first(req, results_dir):  # the first cell loads 500 MB more than the second
+    def heavy_first(req):  # the first cell loads 500 MB more than the second
         calls.append(req.model_id)
         held = _touch(500 * MB) if len(calls) == 1 else b""
         try:
-            return build_lm(req, results_dir)
+            return build_lm(req)
         finally:
             del held
 
@@ -139,7 +139,7 @@ def test_an_engine_eval_records_its_engine_processes_memory_apart(tmp_path, monk
         def loglikelihood_rolling(self, requests, disable_tqdm=False):
             raise NotImplementedError
 
-    monkeypatch.setattr(evaluate, "build_lm", lambda req, results_dir: (EngineLM(), "float32"))
+    monkeypatch.setattr(evaluate, "build_lm", lambda req: (EngineLM(), "float32"))
     results = tmp_path / "results"
     rec = eval_model(
         model="tiny-random-llama",

@@ -63,7 +63,7 @@ def test_an_eval_reports_progress_through_either_call_style(
     stand_in, monkeypatch, tmp_path, tiny_llama
 ):
     lm = stand_in()
-    monkeypatch.setattr(evaluate, "build_lm", lambda req, results_dir: (lm, "float32"))
+    monkeypatch.setattr(evaluate, "build_lm", lambda req: (lm, "float32"))
     phases = []
     monkeypatch.setattr(live, "_sink", phases.append)
     rec = eval_model(

@@ -89,7 +89,7 @@ def test_a_new_backend_is_one_entry_read_by_settings_keys_doctor_image_check_and
     req = EvalRequest(
         cell_key="k", model_id="m", weights=tmp_path, tasks=[], settings=cell.settings
     )
-    assert build_lm(req, tmp_path) == ("an lm", "bfloat16") and sglang == ["k"]
+    assert build_lm(req) == ("an lm", "bfloat16") and sglang == ["k"]
 
 
 def test_an_unknown_backend_names_the_known_ones():

@@ -108,8 +108,8 @@ def _scripted(monkeypatch):
 
     build = evaluate.build_lm
 
-    def build_lm(req, results_dir):
-        lm, dtype = build(req, results_dir)
+    def build_lm(req):
+        lm, dtype = build(req)
         ids = lm.tokenizer(REPLY, add_special_tokens=False, return_tensors="pt").input_ids
 
         def model_generate(context, max_length, stop, **kwargs):

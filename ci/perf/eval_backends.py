@@ -104,7 +104,6 @@ def cell_requests(lm, req) -> list:
 def run_backend(run: dict, req, requests: list | None, torch_threads: int) -> dict:
     """Load one backend, answer one request for warm-up, then time all of them; stop vLLM's engine."""
     import dataclasses
-    import tempfile
 
     import torch
 
@@ -117,7 +116,7 @@ def run_backend(run: dict, req, requests: list | None, torch_threads: int) -> di
     )
     torch.set_num_threads(torch_threads)  # what the previous run set does not carry over
     t0 = time.perf_counter()
-    lm, dtype = build_lm(req, Path(tempfile.gettempdir()))
+    lm, dtype = build_lm(req)
     load_s = time.perf_counter() - t0
     if run["backend"] == "hf" and "threads" in run:
         torch.set_num_threads(torch_threads if run["threads"] == "default" else run["threads"])

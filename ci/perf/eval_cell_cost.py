@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     import harness.evaluate as evaluate
 
     req = base_request(args.grid, args.tasks, args.limit)
-    lm, _ = evaluate.build_lm(req, Path(tempfile.gettempdir()))
+    lm, _ = evaluate.build_lm(req)
     requests = cell_requests(lm, req)
     budget = req.settings.max_gen_toks
     batch = lm.batch_size  # what build_lm chose for this cell
