@@ -114,7 +114,7 @@ def test_a_method_is_its_config_class_everywhere_a_method_is_used(tmp_path, monk
 def test_stage_launcher_and_slurm_agree_on_every_train_cell(grid, tmp_path):
     from containers.targets import get_target
     from harness.api import grid_rows
-    from harness.grid import load_grid
+    from harness.grid import expand, load_grid
     from harness.plans import cell_config
     from harness.zoo import planner_facts
     from trainers.planner import plan_for
@@ -122,12 +122,11 @@ def test_stage_launcher_and_slurm_agree_on_every_train_cell(grid, tmp_path):
     target = get_target(load_grid(grid).target)
     rows = [r for r in grid_rows(grid, tmp_path) if r["kind"] == "train"]
     assert rows
+    cells = {c.key: c for c in expand(load_grid(grid)).train}
     for row in rows:
         p, argv, nproc = row["plan"], row["launch"], row["nproc"]
         # the stage plans over its WORLD_SIZE (= nproc) from the same config: the same plan
-        from harness.grid import expand
-
-        cell = next(c for c in expand(load_grid(grid)).train if c.key == row["key"])
+        cell = cells[row["key"]]
         stage = plan_for(cell_config(cell, target.name), planner_facts(cell.model), gpus=nproc)
         assert stage.to_dict() == p, row["key"]
         assert (p["gpus"], p["topology"] != "fsdp" or nproc > 1) == (nproc, True)
