@@ -81,6 +81,11 @@ class ModelSpec(BaseModel):
     num_layers: int | None = _Count
     context_length: int | None = _Count
     vocab_size: int | None = _Count
+    # attention heads and key/value heads (grouped-query attention: fewer kv heads), as in the
+    # model's config.json: the planner sizes the KV cache and the k/v projections by their ratio
+    # (unset: as many kv heads as heads, which overcounts a GQA model)
+    num_attention_heads: int | None = _Count
+    num_key_value_heads: int | None = _Count
     # Mixture of experts: every expert's weights are held, only experts_per_token compute
     num_experts: int | None = _Count
     experts_per_token: int | None = _Count
@@ -475,6 +480,8 @@ def planner_facts(model: str) -> Path | dict[str, Any]:
     }
     if spec.num_experts:
         facts |= {"num_experts": spec.num_experts, "experts_per_token": spec.experts_per_token or 1}
+    if spec.num_attention_heads and spec.num_key_value_heads:
+        facts["kv_ratio"] = spec.num_key_value_heads / spec.num_attention_heads
     missing = [k for k in ("params", "hidden_size", "num_layers") if not facts[k]]
     if missing:
         raise BenchError(

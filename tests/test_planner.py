@@ -448,3 +448,74 @@ def test_rlcausality_7b_grpo_fits_at_lora_rank_32_and_not_at_sfts_64():
     assert at_64.adapter_gb + at_64.gradients_gb + at_64.optimizer_gb == pytest.approx(
         2 * (shipped.adapter_gb + shipped.gradients_gb + shipped.optimizer_gb)
     )
+
+
+def test_grpo_hf_rollouts_on_a_gpu_plan_the_kv_cache_and_generate_in_parts_when_it_does_not_fit():
+    """trl generates a whole generation batch (per_device_batch x steps_per_generation, by
+    default x grad_accum) on the training model at once. rlcausality's phi GRPO (QLoRA, HF
+    rollouts, 1 x 16 a GPU) would hold the KV cache of 16 sequences of 1,536 + 256 tokens:
+    2 (k, v) x 32 layers x 3072 x 1792 tokens x 2 bytes = 0.705 GB each, 11.3 GB on an 11 GB
+    card; it generates 8 at a time. DeepSeek-7B's 4 kv heads of 28 make its cache 1/7 of that
+    width: 16 of its 32 fit."""
+    from harness.grid import expand, load_grid
+    from harness.zoo import planner_facts
+    from trainers.planner import plan_config
+
+    cells = {c.model: c for c in expand(load_grid("rlcausality")).train if c.method == "grpo"}
+    phi = plan_config(
+        planner_facts("phi-3.5-mini-instruct"),
+        "grpo",
+        "rtx2080ti",
+        cells["phi-3.5-mini-instruct"].resolved,
+    )
+    per_seq = 2 * 32 * 3072 * (1536 + 256) * 2
+    assert (phi.per_device_batch, phi.grad_accum, phi.steps_per_generation) == (1, 16, 8)
+    assert phi.generation_gb == pytest.approx(8 * per_seq / 1e9)
+    assert phi.fits and phi.total_gb <= phi.device_memory_gb * 0.9
+    # the whole generation batch would not have fit: fixed state + 16 sequences
+    fixed = phi.total_gb - phi.generation_gb
+    assert fixed + 16 * per_seq / 1e9 > phi.device_memory_gb * 0.9
+    ds = plan_config(
+        planner_facts("deepseek-r1-distill-qwen-7b"),
+        "grpo",
+        "rtx2080ti",
+        cells["deepseek-r1-distill-qwen-7b"].resolved,
+    )
+    assert (ds.grad_accum, ds.steps_per_generation) == (32, 16)
+    assert ds.generation_gb == pytest.approx(16 * 2 * 28 * 512 * (1536 + 1024) * 2 / 1e9)
+    # qwen2.5-1.5b: all 16 at once fit, so trl keeps its default (None)
+    qwen = plan_config(
+        planner_facts("qwen2.5-1.5b"), "grpo", "rtx2080ti", cells["qwen2.5-1.5b"].resolved
+    )
+    assert qwen.steps_per_generation is None
+    assert qwen.generation_gb == pytest.approx(16 * 2 * 28 * 256 * (1536 + 256) * 2 / 1e9)
+
+
+def test_grpo_hf_rollouts_whose_smallest_generation_batch_does_not_fit_are_refused_in_one_line():
+    from trainers.planner import plan
+
+    # 4,096-token prompts + 4,096 completions on phi's shape: one prompt group of 8 sequences
+    # (1 a GPU x 2 GPUs x 4 steps) holds 2 x 32 x 3072 x 8192 x 2 bytes x 4 = 12.9 GB a GPU
+    phi = dict(name="phi", params=3.82e9, hidden_size=3072, num_layers=32, vocab_size=32064)
+    p = plan(
+        phi, "grpo", "rtx2080ti", seq_len=4096, mode="qlora", effective_batch=32, gpus=2,
+        search_gpus=False, completion_len=4096, num_generations=8, vllm=False, per_device_batch=1,
+    )  # fmt: skip
+    assert not p.fits and p.steps_per_generation == 4
+    line = p.refusal()
+    assert "KV cache of 4 sequences of 8192 tokens" in line and "\n" not in line
+    assert "use vLLM" in line
+    # with vLLM colocate, or on a CPU, no KV cache is planned here
+    assert plan(phi, "grpo", "h100", vllm=True).generation_gb == 0
+    assert plan(phi, "grpo", "cpu").steps_per_generation is None
+
+
+def test_zoo_kv_heads_give_the_planner_grouped_query_attention():
+    """Published configs: Qwen2.5-7B has 28 attention heads and 4 kv heads, Llama-3.1-8B 32
+    and 8; an entry without them is planned with as many kv heads as heads."""
+    from harness.zoo import planner_facts
+
+    assert planner_facts("qwen2.5-7b")["kv_ratio"] == pytest.approx(4 / 28)
+    assert planner_facts("deepseek-r1-distill-qwen-7b")["kv_ratio"] == pytest.approx(4 / 28)
+    assert planner_facts("tulu-3-8b")["kv_ratio"] == pytest.approx(8 / 32)
+    assert "kv_ratio" not in planner_facts("phi-3.5-mini-instruct")

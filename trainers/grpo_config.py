@@ -106,8 +106,9 @@ class GRPOConfig(TrainConfig, CausalData):
         On a CPU (measured: ci/perf/plan_vs_measured.py) a row is the prompt (max_length) and
         its completion, scored through trl's fused LM head. A GPU plan keeps the estimate it
         had until it is measured on a GPU: rows of max_length with full-vocabulary logits, which
-        leaves out the completion and, without vLLM, the KV cache trl generates the whole
-        generation batch with on the training model, and overcounts the logits.
+        leaves out the completion and overcounts the logits. Without vLLM it adds the KV cache
+        trl generates a generation batch with on the training model, and splits the batch when
+        that cache does not fit (trainers/planner.py ``_generation_batch``).
         """
         from containers.targets import get_target
         from trainers._rollout import resolve

@@ -242,9 +242,18 @@ class Plan:
     notes: list[str] = dataclasses.field(default_factory=list)
     active_params: float | None = None  # per token (MoE: routed experts only); compute ≈ 6×
     vllm_gpu_memory_utilization: float | None = None  # grpo with vLLM colocate: its share
+    # grpo's HF rollouts on a GPU: the KV cache trl generates a generation batch with, and the
+    # micro-batches per generation batch that keep it in the card (None: trl's, grad_accum)
+    generation_gb: float = 0.0
+    steps_per_generation: int | None = None
 
     def refusal(self) -> str:
         """One line: why this plan is not launched and what to change."""
+        kv = next((n for n in self.notes if n.startswith("HF rollouts' KV cache")), None)
+        if kv:
+            return (
+                f"{self.method} on {self.model} ({self.target}, {self.device_memory_gb} GB): {kv}"
+            )
         return (
             f"{self.method} on {self.model}: {self.total_gb:.1f} GB per device at batch "
             f"{self.per_device_batch} does not fit {self.target}'s {self.device_memory_gb} GB "
@@ -352,6 +361,50 @@ def _vllm_utilization(f: ModelFacts, b: int, seq: int, n_seqs: int, card_gb: flo
     return min(0.9, math.ceil(need / (card_gb * GB) * 100) / 100)
 
 
+def _generation_batch(
+    f: ModelFacts,
+    b: int,
+    seq: int,
+    batch: int,
+    accum: int,
+    n_gpus: int,
+    num_generations: int,
+    room: float,
+    notes: list[str],
+) -> tuple[float, int | None, bool]:
+    """GRPO's HF rollouts on a GPU: trl's ``generate`` on the training model holds the KV cache
+    of a whole generation batch, ``batch`` × ``steps_per_generation`` sequences of ``seq``
+    tokens a process (trl's default: ``steps_per_generation`` = grad_accum, one generation per
+    optimizer step). The largest ``steps_per_generation`` whose cache fits ``room`` (bytes left
+    beside the fixed state) and that divides ``accum`` (a generation batch never spans an
+    optimizer step, so its samples are the current policy's) with whole prompt groups
+    (``num_generations`` divides the global generation batch).
+    Returns (cache bytes, steps_per_generation or None for trl's default, fits)."""
+    per_seq = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq * b
+    options = [
+        s
+        for s in range(accum, 0, -1)
+        if accum % s == 0 and batch * n_gpus * s % num_generations == 0
+    ]
+    if not options:  # no whole prompt group in a generation batch: the config check refuses it
+        return per_seq * batch * accum, None, True
+    steps = next((s for s in options if per_seq * batch * s <= room), None)
+    if steps is None:
+        s = options[-1]
+        notes.append(
+            f"HF rollouts' KV cache of {batch * s} sequences of {seq} tokens "
+            f"({per_seq * batch * s / GB:.2f} GB) does not fit beside training: use vLLM, a "
+            "shorter max_completion_length or max_length, or fewer num_generations"
+        )
+        return per_seq * batch * s, s, False
+    if steps != accum:
+        notes.append(
+            f"HF rollouts generate {batch * steps} sequences at a time (steps_per_generation "
+            f"{steps} of grad_accum {accum}): the KV cache of all {batch * accum} does not fit"
+        )
+    return per_seq * batch * steps, (steps if steps != accum else None), True
+
+
 def plan(
     model: Any,
     method: str,
@@ -450,7 +503,7 @@ def plan(
             f"MoE: weights of all {f.num_experts} experts, activations of {f.experts_per_token} per token; "
             "LoRA on attention only (experts are fused parameters)"
         )
-    rollout, utilization = 0.0, None
+    rollout, utilization, hf_generation = 0.0, None, False
     if mem.rollout_engine and t.is_gpu and vllm is None:
         vllm = t.has_vllm and mode != "qlora"
     if mem.rollout_engine:
@@ -469,6 +522,7 @@ def plan(
             )
         elif t.is_gpu:
             notes.append("HF rollouts on the training model: no vLLM engine")
+            hf_generation = True
     overhead = (CUDA_OVERHEAD_GB if t.is_gpu else HOST_OVERHEAD_GB) * GB
 
     # a card's "11 GB" / "80 GB" are GiB (an RTX 2080 Ti holds 11264 MiB): in GB of 1e9 bytes
@@ -514,6 +568,13 @@ def plan(
         notes.append(
             f"effective batch rounded up to {batch * accum * n_gpus} (requested {effective_batch})"
         )
+    generation, steps_per_generation = 0.0, None
+    if hf_generation and fits:  # (a stage that does not fit is refused for that first)
+        generation, steps_per_generation, gen_fits = _generation_batch(
+            f, b, seq_len + completion_len, batch, accum, n_gpus, num_generations,
+            budget - fixed, notes,
+        )  # fmt: skip
+        fits = fits and gen_fits
 
     return Plan(
         model=f.name,
@@ -531,7 +592,7 @@ def plan(
         activations_per_sample_gb=per_sample / GB,
         extra_gb=(reference + rollout) / GB,
         overhead_gb=overhead / GB,
-        total_gb=(fixed + per_sample * batch) / GB,
+        total_gb=(fixed + max(per_sample * batch, generation)) / GB,
         min_total_gb=(fixed_per_device(1, "single") + per_sample) / GB,
         device_memory_gb=round(capacity, 2) if t.is_gpu else round(capacity, 1),
         per_device_batch=batch,
@@ -544,6 +605,8 @@ def plan(
         notes=notes,
         active_params=f.active_params,
         vllm_gpu_memory_utilization=utilization,
+        generation_gb=generation / GB,
+        steps_per_generation=steps_per_generation,
     )
 
 
