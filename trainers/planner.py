@@ -278,6 +278,11 @@ class Plan:
                 f"{g(self.activations_gb)} ({g(self.activations_per_sample_gb)}/sample)",
             ),
             ("extra", g(self.extra_gb)),
+            *(
+                [("rollout KV cache", f"{g(self.generation_gb)} (while generating, not training)")]
+                if self.generation_gb
+                else []
+            ),
             ("overhead", g(self.overhead_gb)),
             ("total per device", f"{g(self.total_gb)} of {self.device_memory_gb or '-'} GB"),
             (
