@@ -519,3 +519,23 @@ def test_zoo_kv_heads_give_the_planner_grouped_query_attention():
     assert planner_facts("deepseek-r1-distill-qwen-7b")["kv_ratio"] == pytest.approx(4 / 28)
     assert planner_facts("tulu-3-8b")["kv_ratio"] == pytest.approx(8 / 32)
     assert "kv_ratio" not in planner_facts("phi-3.5-mini-instruct")
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_a_sharded_pair_stage_that_samples_its_pairs_is_refused_and_one_given_pairs_is_not(method):
+    """A stage sharded with fsdp loads the model on the CPU until the Trainer shards it; a pair
+    method's verifier pairs are sampled before that, so on a GPU machine they would be
+    generated on the CPU for hours. With dataset= pairs nothing is sampled."""
+    from trainers.planner import plan_config
+
+    big = dict(name="big", params=70e9, hidden_size=8192, num_layers=80, vocab_size=128256)
+    sampled = plan_config(big, method, "h100", {"sources": "arithmetic", "nproc": 8})
+    assert sampled.topology == "fsdp" and not sampled.fits
+    line = sampled.refusal()
+    assert "sampled with the starting model before training" in line and "dataset=" in line
+    assert "\n" not in line
+    given = plan_config(big, method, "h100", {"dataset": "pairs.jsonl", "nproc": 8})
+    assert given.topology == "fsdp" and given.fits and given.refused_because is None
+    # one GPU holds a small model: its samples are drawn on that GPU, nothing to refuse
+    small = dict(name="small", params=1.5e9, hidden_size=1536, num_layers=28, vocab_size=151936)
+    assert plan_config(small, method, "h100", {"sources": "arithmetic"}).fits

@@ -143,6 +143,9 @@ class MemoryProfile:
     # bytes a parameter of a separate copy that HF-path rollouts sample from (grpo's merged copy:
     # 2 in bf16, 4 in fp32); 0: generation runs on the training model or in vLLM
     rollout_copy_bytes: int = 0
+    # samples with the starting model before the Trainer places it (a pair method's verifier
+    # pairs): a sharded (fsdp) stage holds that model on the CPU then, so it is refused
+    samples_before_training: bool = False
 
 
 @dataclasses.dataclass

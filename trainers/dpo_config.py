@@ -38,6 +38,12 @@ class PairData:
         "sample_temperature": positive(),
     }
 
+    def memory(self, target: str | None = None) -> MemoryProfile:
+        """The method's profile (the next class's ``memory``), sampling before training when
+        the pairs are built from the starting model's samples (no ``dataset``)."""
+        profile = super().memory(target)  # type: ignore[misc]
+        return dataclasses.replace(profile, samples_before_training=not self.dataset)
+
 
 # PairData first: its dataset field (and doc) over TrainConfig's
 @dataclass
@@ -68,4 +74,4 @@ class DPOConfig(PairData, TrainConfig, CausalData):
         from containers.targets import get_target
 
         gpu = get_target(target or self.target).is_gpu
-        return dataclasses.replace(self.MEMORY, fused_head=not gpu)
+        return dataclasses.replace(super().memory(target), fused_head=not gpu)

@@ -246,14 +246,12 @@ class Plan:
     # micro-batches per generation batch that keep it in the card (None: trl's, grad_accum)
     generation_gb: float = 0.0
     steps_per_generation: int | None = None
+    refused_because: str | None = None  # a reason besides the total not fitting (refusal())
 
     def refusal(self) -> str:
         """One line: why this plan is not launched and what to change."""
-        kv = next((n for n in self.notes if n.startswith("HF rollouts' KV cache")), None)
-        if kv:
-            return (
-                f"{self.method} on {self.model} ({self.target}, {self.device_memory_gb} GB): {kv}"
-            )
+        if self.refused_because:
+            return f"{self.method} on {self.model} ({self.target}): {self.refused_because}"
         return (
             f"{self.method} on {self.model}: {self.total_gb:.1f} GB per device at batch "
             f"{self.per_device_batch} does not fit {self.target}'s {self.device_memory_gb} GB "
@@ -375,8 +373,7 @@ def _generation_batch(
     n_gpus: int,
     num_generations: int,
     room: float,
-    notes: list[str],
-) -> tuple[float, int | None, bool]:
+) -> tuple[float, int | None, str | None]:
     """GRPO's HF rollouts on a GPU: trl's ``generate`` on the training model holds the KV cache
     of a whole generation batch, ``batch`` × ``steps_per_generation`` sequences of ``seq``
     tokens a process (trl's default: ``steps_per_generation`` = grad_accum, one generation per
@@ -384,7 +381,8 @@ def _generation_batch(
     beside the fixed state) and that divides ``accum`` (a generation batch never spans an
     optimizer step, so its samples are the current policy's) with whole prompt groups
     (``num_generations`` divides the global generation batch).
-    Returns (cache bytes, steps_per_generation or None for trl's default, fits)."""
+    Returns (cache bytes, steps_per_generation or None for trl's default, why it is refused
+    or None)."""
     per_seq = 2 * f.num_layers * f.hidden_size * f.kv_ratio * seq * b
     options = [
         s
@@ -392,22 +390,20 @@ def _generation_batch(
         if accum % s == 0 and batch * n_gpus * s % num_generations == 0
     ]
     if not options:  # no whole prompt group in a generation batch: the config check refuses it
-        return per_seq * batch * accum, None, True
+        return per_seq * batch * accum, None, None
     steps = next((s for s in options if per_seq * batch * s <= room), None)
     if steps is None:
         s = options[-1]
-        notes.append(
-            f"HF rollouts' KV cache of {batch * s} sequences of {seq} tokens "
-            f"({per_seq * batch * s / GB:.2f} GB) does not fit beside training: use vLLM, a "
-            "shorter max_completion_length or max_length, or fewer num_generations"
+        return (
+            per_seq * batch * s,
+            s,
+            (
+                f"HF rollouts' KV cache of {batch * s} sequences of {seq} tokens "
+                f"({per_seq * batch * s / GB:.2f} GB) does not fit beside training: use vLLM, a "
+                "shorter max_completion_length or max_length, or fewer num_generations"
+            ),
         )
-        return per_seq * batch * s, s, False
-    if steps != accum:
-        notes.append(
-            f"HF rollouts generate {batch * steps} sequences at a time (steps_per_generation "
-            f"{steps} of grad_accum {accum}): the KV cache of all {batch * accum} does not fit"
-        )
-    return per_seq * batch * steps, (steps if steps != accum else None), True
+    return per_seq * batch * steps, (steps if steps != accum else None), None
 
 
 def plan(
@@ -457,7 +453,11 @@ def plan(
             f"planner: target {target} has no 4-bit quantization (QLoRA needs bitsandbytes); "
             "use mode=lora"
         )
-    mem = memory or method_config(method)().memory(target)
+    # without a config (bench plan --model) the data's source is unknown: a stage's plan_for
+    # passes its own profile, which says whether it samples before training
+    mem = memory or dataclasses.replace(
+        method_config(method)().memory(target), samples_before_training=False
+    )
     b = DTYPE_BYTES[t.dtype]
     # on by default on CPU as well: a 135M stage's layer activations at batch 8 are ~2.7 GB
     # without it, and recomputing them gives the same gradients
@@ -573,13 +573,28 @@ def plan(
         notes.append(
             f"effective batch rounded up to {batch * accum * n_gpus} (requested {effective_batch})"
         )
-    generation, steps_per_generation = 0.0, None
+    generation, steps_per_generation, refused = 0.0, None, None
     if hf_generation and fits:  # (a stage that does not fit is refused for that first)
-        generation, steps_per_generation, gen_fits = _generation_batch(
-            f, b, seq_len + completion_len, batch, accum, n_gpus, num_generations,
-            budget - fixed, notes,
-        )  # fmt: skip
-        fits = fits and gen_fits
+        generation, steps_per_generation, refused = _generation_batch(
+            f, b, seq_len + completion_len, batch, accum, n_gpus, num_generations, budget - fixed
+        )
+        if steps_per_generation and not refused:
+            notes.append(
+                f"HF rollouts generate {batch * steps_per_generation} sequences at a time "
+                f"(steps_per_generation {steps_per_generation} of grad_accum {accum}): the KV "
+                f"cache of all {batch * accum} does not fit"
+            )
+    if fits and topology == "fsdp" and mem.samples_before_training:
+        # the sharded load leaves the model on the CPU (rank 0's copy) until the Trainer shards
+        # it, and the pairs are sampled before that: hours of CPU generation
+        refused = (
+            "its preference pairs are sampled with the starting model before training, which a "
+            f"stage sharded over {n_gpus} GPUs (fsdp) holds on the CPU: give dataset= pairs "
+            "(sampled where the model fits one GPU), or a model that fits one GPU"
+        )
+    if refused:
+        fits = False
+        notes.append(refused)
 
     return Plan(
         model=f.name,
@@ -612,6 +627,7 @@ def plan(
         vllm_gpu_memory_utilization=utilization,
         generation_gb=generation / GB,
         steps_per_generation=steps_per_generation,
+        refused_because=refused,
     )
 
 
