@@ -99,6 +99,23 @@ def _plan_eval(model: Path, batch: int, seq: int) -> float:
     return HOST_OVERHEAD_GB + (f.params * b + kv + layer + logits) / 1e9
 
 
+def _longest_prompt(samples: Path, model: Path) -> int:
+    """Tokens of the cell's longest prompt (lm-eval pads a generation batch to its longest
+    context): the eval's KV cache is sized from it, as a planner that sees the prompts would."""
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    def context(arguments: str) -> str:  # the samples' prompt: lm-eval's request arguments
+        value = json.loads(arguments)
+        while isinstance(value, list):  # generate_until: [[context, gen_kwargs]]
+            value = value[0]
+        return value
+
+    tok = AutoTokenizer.from_pretrained(model)
+    prompts = [p for f in samples.glob("*.parquet") for p in pq.read_table(f)["prompt"].to_pylist()]
+    return max(len(tok(context(p), add_special_tokens=False)["input_ids"]) for p in prompts)
+
+
 def _eval(results: str) -> dict:
     from harness.runner import plan_grid, run_cell
     from harness.zoo import materialize
@@ -109,7 +126,8 @@ def _eval(results: str) -> dict:
     outcome = run_cell(cell, plan.expansion, results, reraise=True)
     assert outcome.ok, outcome
     ev = plan.grid.eval
-    planned = _plan_eval(materialize(MODEL), ev.batch_size, 256 + ev.max_gen_toks)
+    prompt = _longest_prompt(Path(results) / "samples" / cell.key, materialize(MODEL))
+    planned = _plan_eval(materialize(MODEL), ev.batch_size, prompt + ev.max_gen_toks)
     return {
         "planned_gb": planned,
         "measured_gb": _peak_rss_gb(),
