@@ -72,28 +72,31 @@ KEPT = {
 }
 
 
+def scoped_nodes(path: Path):
+    """(node, enclosing function/class names joined by dots) of every node in ``path``."""
+
+    def walk(node, stack):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                yield from walk(child, [*stack, child.name])
+                continue
+            yield child, ".".join(stack)
+            yield from walk(child, stack)
+
+    return walk(ast.parse(path.read_text(), str(path)), [])
+
+
 def value_errors() -> list[tuple[str, str, int]]:
     """(path, function, line) of every ``ValueError(...)`` built in the packages."""
-    found = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-
-            def walk(node, stack, rel=rel):
-                for child in ast.iter_child_nodes(node):
-                    if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                        walk(child, [*stack, child.name])
-                        continue
-                    if (
-                        isinstance(child, ast.Call)
-                        and isinstance(child.func, ast.Name)
-                        and child.func.id == "ValueError"
-                    ):
-                        found.append((rel, ".".join(stack), child.lineno))
-                    walk(child, stack)
-
-            walk(ast.parse(path.read_text(), rel), [])
-    return found
+    return [
+        (path.relative_to(ROOT).as_posix(), scope, node.lineno)
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node, scope in scoped_nodes(path)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "ValueError"
+    ]
 
 
 def test_packages_raise_bench_error_for_input_mistakes():
@@ -221,25 +224,16 @@ def translations() -> list[str]:
     """``path:function`` of every harness handler that catches ValueError and raises BenchError."""
     found = []
     for path in sorted((ROOT / "harness").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-
-        def walk(node, stack, rel=rel):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    walk(child, [*stack, child.name])
-                    continue
-                caught = child.type if isinstance(child, ast.ExceptHandler) else None
-                names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-                if any(isinstance(n, ast.Name) and n.id == "ValueError" for n in names) and any(
-                    isinstance(r, ast.Raise)
-                    and isinstance(r.exc, ast.Call)
-                    and getattr(r.exc.func, "id", "") == "BenchError"
-                    for r in ast.walk(child)
-                ):
-                    found.append(f"{rel}:{'.'.join(stack)}")
-                walk(child, stack)
-
-        walk(ast.parse(path.read_text(), rel), [])
+        for node, scope in scoped_nodes(path):
+            caught = node.type if isinstance(node, ast.ExceptHandler) else None
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if any(isinstance(n, ast.Name) and n.id == "ValueError" for n in names) and any(
+                isinstance(r, ast.Raise)
+                and isinstance(r.exc, ast.Call)
+                and getattr(r.exc.func, "id", "") == "BenchError"
+                for r in ast.walk(node)
+            ):
+                found.append(f"{path.relative_to(ROOT).as_posix()}:{scope}")
     return found
 
 

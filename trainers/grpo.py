@@ -184,7 +184,7 @@ def main(cfg: GRPOConfig) -> Manifest:
         **vllm_args(cfg, stage.plan, stage.max_length, vllm),
         # HF rollouts on a GPU: as many micro-batches per generation as the KV cache fits
         # (trainers/planner.py _generation_batch; None keeps trl's, one per optimizer step)
-        steps_per_generation=stage.plan.steps_per_generation if stage.plan else None,
+        steps_per_generation=stage.plan.steps_per_generation,
     )
     trainer = CopyRolloutTrainer(
         rollout_dtype=rollout,
